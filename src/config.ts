@@ -1,0 +1,107 @@
+/**
+ * The one typed configuration: an optional JSON file, then environment variables on top, validated at
+ * startup. Defaults run on one machine with the project's SoftHSM2 token and an SQLite file.
+ *
+ * | variable | meaning | default |
+ * |---|---|---|
+ * | EKMS_CONFIG | JSON file with the same shape as {@link EngineConfig} | none |
+ * | EKMS_PKCS11_MODULE | PKCS#11 library | the SoftHSM2 library where Debian installs it |
+ * | EKMS_PKCS11_TOKEN_LABEL | token label | `envelope-kms` |
+ * | EKMS_PKCS11_PIN | user PIN | none: read from EKMS_PKCS11_PIN_FILE |
+ * | EKMS_PKCS11_PIN_FILE | file holding the user PIN | `.softhsm/user-pin` (written by `npm run setup`) |
+ * | EKMS_PKCS11_PROFILE | `softhsm2`, `luna` or a profile file | `softhsm2` |
+ * | EKMS_CATALOG | SQLite catalog file | `data/catalog.sqlite` |
+ * | SOFTHSM2_CONF | SoftHSM2's own config | `./softhsm2.conf` when the profile is softhsm2 and the file exists |
+ */
+import { existsSync, mkdirSync, readFileSync } from 'node:fs'
+import { dirname, resolve } from 'node:path'
+import { EngineError } from './core/errors.js'
+
+export interface Pkcs11Config {
+  readonly module: string
+  readonly tokenLabel: string
+  /** Never logged; {@link describeConfig} masks it. */
+  readonly pin: string
+  readonly profile: string
+}
+
+export interface EngineConfig {
+  readonly pkcs11: Pkcs11Config
+  readonly catalog: { readonly path: string }
+}
+
+const SOFTHSM_MODULES = [
+  '/usr/lib/softhsm/libsofthsm2.so',
+  '/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so',
+  '/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so',
+  '/usr/local/lib/softhsm/libsofthsm2.so',
+]
+
+function str(v: unknown, name: string): string | undefined {
+  if (v === undefined || v === '') return undefined
+  if (typeof v !== 'string') throw new EngineError('CONFIG_INVALID', `${name}: must be a string`)
+  return v
+}
+
+/**
+ * Builds the configuration from `EKMS_CONFIG` (if set) and the environment.
+ * @throws EngineError CONFIG_INVALID naming the setting at fault
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): EngineConfig {
+  let file: { pkcs11?: Partial<Pkcs11Config> & { pinFile?: string }; catalog?: { path?: string } } = {}
+  const cfgPath = str(env['EKMS_CONFIG'], 'EKMS_CONFIG')
+  if (cfgPath !== undefined) {
+    try {
+      file = JSON.parse(readFileSync(cfgPath, 'utf8')) as typeof file
+    } catch (err) {
+      throw new EngineError('CONFIG_INVALID', `EKMS_CONFIG: ${cfgPath} is not a readable JSON file`, { cause: err })
+    }
+    if (typeof file !== 'object' || file === null) throw new EngineError('CONFIG_INVALID', 'EKMS_CONFIG: must hold an object')
+  }
+  const p = file.pkcs11 ?? {}
+  const module =
+    str(env['EKMS_PKCS11_MODULE'], 'EKMS_PKCS11_MODULE') ??
+    str(p.module, 'pkcs11.module') ??
+    SOFTHSM_MODULES.find((m) => existsSync(m)) ??
+    SOFTHSM_MODULES[0]
+  const tokenLabel =
+    str(env['EKMS_PKCS11_TOKEN_LABEL'], 'EKMS_PKCS11_TOKEN_LABEL') ?? str(p.tokenLabel, 'pkcs11.tokenLabel') ?? 'envelope-kms'
+  const profile = str(env['EKMS_PKCS11_PROFILE'], 'EKMS_PKCS11_PROFILE') ?? str(p.profile, 'pkcs11.profile') ?? 'softhsm2'
+  let pin = str(env['EKMS_PKCS11_PIN'], 'EKMS_PKCS11_PIN') ?? str(p.pin, 'pkcs11.pin')
+  if (pin === undefined) {
+    const pinFile =
+      str(env['EKMS_PKCS11_PIN_FILE'], 'EKMS_PKCS11_PIN_FILE') ?? str(p.pinFile, 'pkcs11.pinFile') ?? '.softhsm/user-pin'
+    try {
+      pin = readFileSync(pinFile, 'utf8').trim()
+    } catch (err) {
+      throw new EngineError(
+        'CONFIG_INVALID',
+        `EKMS_PKCS11_PIN: not set, and the PIN file ${pinFile} cannot be read (run \`npm run setup\` for the development token)`,
+        { cause: err },
+      )
+    }
+  }
+  if (pin.length === 0) throw new EngineError('CONFIG_INVALID', 'EKMS_PKCS11_PIN: is empty')
+  const catalog = str(env['EKMS_CATALOG'], 'EKMS_CATALOG') ?? str(file.catalog?.path, 'catalog.path') ?? 'data/catalog.sqlite'
+  return { pkcs11: { module: module ?? '', tokenLabel, pin, profile }, catalog: { path: catalog } }
+}
+
+/** The configuration with secrets masked, for logs. */
+export function describeConfig(c: EngineConfig): Record<string, unknown> {
+  return { pkcs11: { ...c.pkcs11, pin: '***' }, catalog: c.catalog }
+}
+
+/**
+ * Points SoftHSM2 at the project's `softhsm2.conf` when the environment names no config and the profile is
+ * softhsm2. SoftHSM2 reads SOFTHSM2_CONF once, at C_Initialize.
+ */
+export function defaultSoftHsmConf(c: EngineConfig, env: NodeJS.ProcessEnv = process.env): void {
+  if (c.pkcs11.profile === 'softhsm2' && env['SOFTHSM2_CONF'] === undefined && existsSync('softhsm2.conf')) {
+    env['SOFTHSM2_CONF'] = resolve('softhsm2.conf')
+  }
+}
+
+/** Creates the folder of the catalog file. */
+export function ensureCatalogDir(c: EngineConfig): void {
+  if (c.catalog.path !== ':memory:') mkdirSync(dirname(resolve(c.catalog.path)), { recursive: true, mode: 0o700 })
+}

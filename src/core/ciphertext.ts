@@ -1,0 +1,207 @@
+/**
+ * Wrapped-DEK ciphertext format, version 1. The byte layout is specified in docs/ciphertext-format.md;
+ * this file is its only implementation. A released format version is frozen: a change gets a new
+ * version number and new known-answer vectors, and readers keep accepting every older version.
+ */
+import { EngineError, invalidField } from './errors.js'
+
+/** Format versions this build can read. */
+export const CIPHERTEXT_FORMAT_V1 = 0x01
+
+/** Mechanism ids as stored in byte 1. Only ids listed here are accepted by the parser. */
+export const Mechanism = {
+  /** AES-GCM through C_Encrypt/C_Decrypt, 96-bit IV, 128-bit tag, AAD bound (see docs). */
+  AES_GCM: 0x01,
+} as const
+export type MechanismId = (typeof Mechanism)[keyof typeof Mechanism]
+
+/** GCM parameters fixed by mechanism 0x01. */
+export const GCM_IV_BYTES = 12
+export const GCM_TAG_BYTES = 16
+
+/** Precondition bounds for DEKs handed to wrap. */
+export const MIN_DEK_BYTES = 1
+export const MAX_DEK_BYTES = 4096
+/** A generated DEK is 32 random bytes (AES-256), as in Key Protect. */
+export const GENERATED_DEK_BYTES = 32
+
+/** Bounds on caller AAD (Key Protect `aad`: an array of strings). */
+export const MAX_AAD_ITEMS = 126
+export const MAX_AAD_BYTES = 16 * 1024
+
+const HEADER_BYTES = 22 // version(1) mechanism(1) keyId(16) keyVersion(4)
+const DOMAIN = Buffer.from('envelope-kms/dek/v1', 'ascii')
+/** Largest v1 ciphertext: header + iv length + iv + dek length + dek + tag length + tag. */
+export const MAX_CIPHERTEXT_BYTES = HEADER_BYTES + 1 + GCM_IV_BYTES + 2 + MAX_DEK_BYTES + 1 + GCM_TAG_BYTES
+const MAX_CIPHERTEXT_BASE64 = Math.ceil(MAX_CIPHERTEXT_BYTES / 3) * 4
+
+/** A parsed v1 ciphertext. */
+export interface ParsedCiphertext {
+  readonly formatVersion: number
+  readonly mechanism: MechanismId
+  /** Root key id (UUID, lower case). */
+  readonly keyId: string
+  /** Root key version number (1 = the version created with the key). */
+  readonly keyVersion: number
+  readonly iv: Buffer
+  /** The encrypted DEK (same length as the DEK). */
+  readonly encrypted: Buffer
+  readonly tag: Buffer
+}
+
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+
+/** Encodes a UUID string as its 16 bytes. */
+export function uuidToBytes(id: string): Buffer {
+  if (!UUID_RE.test(id)) throw new EngineError('INTERNAL_ERROR', `keyId: not a lower-case UUID`)
+  return Buffer.from(id.replaceAll('-', ''), 'hex')
+}
+
+function bytesToUuid(b: Buffer): string {
+  const h = b.toString('hex')
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`
+}
+
+/** The first 22 bytes of a v1 ciphertext; they are also part of the AAD given to the HSM. */
+export function encodeHeader(mechanism: MechanismId, keyId: string, keyVersion: number): Buffer {
+  /* Precondition: key versions are 1..2^32-1. */
+  if (!Number.isInteger(keyVersion) || keyVersion < 1 || keyVersion > 0xffffffff) {
+    throw new EngineError('INTERNAL_ERROR', `keyVersion: ${keyVersion} is out of range`)
+  }
+  const h = Buffer.allocUnsafe(HEADER_BYTES)
+  h[0] = CIPHERTEXT_FORMAT_V1
+  h[1] = mechanism
+  uuidToBytes(keyId).copy(h, 2)
+  h.writeUInt32BE(keyVersion, 18)
+  return h
+}
+
+/** Serialises a v1 AES-GCM ciphertext. */
+export function encodeGcmCiphertext(header: Buffer, iv: Uint8Array, encrypted: Uint8Array, tag: Uint8Array): Buffer {
+  /* Precondition: fixed GCM parameters and a DEK within bounds. */
+  if (iv.length !== GCM_IV_BYTES || tag.length !== GCM_TAG_BYTES) {
+    throw new EngineError('INTERNAL_ERROR', 'ciphertext: GCM IV or tag of unexpected length')
+  }
+  if (encrypted.length < MIN_DEK_BYTES || encrypted.length > MAX_DEK_BYTES) {
+    throw new EngineError('INTERNAL_ERROR', 'ciphertext: encrypted DEK of unexpected length')
+  }
+  const out = Buffer.allocUnsafe(HEADER_BYTES + 1 + iv.length + 2 + encrypted.length + 1 + tag.length)
+  let o = header.copy(out, 0)
+  out[o++] = iv.length
+  out.set(iv, o)
+  o += iv.length
+  out.writeUInt16BE(encrypted.length, o)
+  o += 2
+  out.set(encrypted, o)
+  o += encrypted.length
+  out[o++] = tag.length
+  out.set(tag, o)
+  return out
+}
+
+function invalid(reason: string): EngineError {
+  return new EngineError('CIPHERTEXT_INVALID', `ciphertext: ${reason}`, {
+    target: { type: 'field', name: 'ciphertext' },
+  })
+}
+
+const BASE64_RE = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/
+
+/**
+ * Decodes strict standard base64 (padding required, no whitespace).
+ * @throws EngineError INVALID_FIELD_ERR naming `field`
+ */
+export function decodeBase64Strict(value: string, field: string, maxBytes: number): Buffer {
+  if (value.length > Math.ceil(maxBytes / 3) * 4) throw invalidField(field, `must be at most ${maxBytes} bytes`)
+  if (!BASE64_RE.test(value)) throw invalidField(field, 'must be standard base64 with padding')
+  return Buffer.from(value, 'base64')
+}
+
+/**
+ * Parses a v1 ciphertext given as bytes or base64. Never throws anything but an EngineError.
+ * @throws EngineError CIPHERTEXT_INVALID for any malformed input
+ */
+export function parseCiphertext(input: Uint8Array | string): ParsedCiphertext {
+  let b: Buffer
+  if (typeof input === 'string') {
+    if (input.length === 0) throw invalid('is empty')
+    if (input.length > MAX_CIPHERTEXT_BASE64) throw invalid('is too long')
+    if (!BASE64_RE.test(input)) throw invalid('is not standard base64')
+    b = Buffer.from(input, 'base64')
+  } else if (input instanceof Uint8Array) {
+    b = Buffer.from(input.buffer, input.byteOffset, input.byteLength)
+  } else {
+    throw invalid('must be a base64 string or bytes')
+  }
+  if (b.length < HEADER_BYTES) throw invalid('is truncated')
+  if (b.length > MAX_CIPHERTEXT_BYTES) throw invalid('is too long')
+  const version = b[0]
+  if (version !== CIPHERTEXT_FORMAT_V1) throw invalid(`format version ${String(version)} is not supported`)
+  const mechanism = b[1]
+  if (mechanism !== Mechanism.AES_GCM) throw invalid(`mechanism ${String(mechanism)} is not supported`)
+  const keyId = bytesToUuid(b.subarray(2, 18))
+  const keyVersion = b.readUInt32BE(18)
+  if (keyVersion === 0) throw invalid('key version 0 does not exist')
+  let o = HEADER_BYTES
+  const ivLen = b[o++]
+  if (ivLen !== GCM_IV_BYTES) throw invalid('IV length is not 12')
+  if (b.length < o + ivLen + 2) throw invalid('is truncated')
+  const iv = b.subarray(o, o + ivLen)
+  o += ivLen
+  const encLen = b.readUInt16BE(o)
+  o += 2
+  if (encLen < MIN_DEK_BYTES || encLen > MAX_DEK_BYTES) throw invalid('encrypted DEK length is out of range')
+  if (b.length < o + encLen + 1) throw invalid('is truncated')
+  const encrypted = b.subarray(o, o + encLen)
+  o += encLen
+  const tagLen = b[o++]
+  if (tagLen !== GCM_TAG_BYTES) throw invalid('tag length is not 16')
+  if (b.length !== o + tagLen) throw invalid(b.length < o + tagLen ? 'is truncated' : 'has trailing bytes')
+  const tag = b.subarray(o, o + tagLen)
+  return { formatVersion: version, mechanism, keyId, keyVersion, iv, encrypted, tag }
+}
+
+/** The header bytes of a parsed ciphertext (for AAD reconstruction). */
+export function headerOf(p: ParsedCiphertext): Buffer {
+  return encodeHeader(p.mechanism, p.keyId, p.keyVersion)
+}
+
+/**
+ * Validates caller AAD (Key Protect: an array of strings).
+ * @throws EngineError INVALID_FIELD_ERR
+ */
+export function validateAad(aad: unknown): readonly string[] {
+  if (aad === undefined) return []
+  if (!Array.isArray(aad)) throw invalidField('aad', 'must be an array of strings')
+  if (aad.length > MAX_AAD_ITEMS) throw invalidField('aad', `must have at most ${MAX_AAD_ITEMS} items`)
+  let total = 0
+  for (const item of aad) {
+    if (typeof item !== 'string') throw invalidField('aad', 'must be an array of strings')
+    total += Buffer.byteLength(item, 'utf8')
+  }
+  if (total > MAX_AAD_BYTES) throw invalidField('aad', `must be at most ${MAX_AAD_BYTES} bytes in all`)
+  return aad as string[]
+}
+
+/**
+ * The AAD handed to the HSM for mechanism 0x01: a domain string, the 22 header bytes, the DEK length,
+ * the instance and the caller AAD, each length-prefixed so that no two distinct inputs encode alike.
+ */
+export function buildHsmAad(header: Buffer, dekLength: number, instance: string, aad: readonly string[]): Buffer {
+  const inst = Buffer.from(instance, 'utf8')
+  const items = aad.map((s) => Buffer.from(s, 'utf8'))
+  let len = DOMAIN.length + header.length + 2 + 2 + inst.length + 2
+  for (const it of items) len += 4 + it.length
+  const out = Buffer.allocUnsafe(len)
+  let o = DOMAIN.copy(out, 0)
+  o += header.copy(out, o)
+  o = out.writeUInt16BE(dekLength, o)
+  o = out.writeUInt16BE(inst.length, o)
+  o += inst.copy(out, o)
+  o = out.writeUInt16BE(items.length, o)
+  for (const it of items) {
+    o = out.writeUInt32BE(it.length, o)
+    o += it.copy(out, o)
+  }
+  return out
+}

@@ -1,0 +1,1173 @@
+/**
+ * EnvelopeEngine: root-key lifecycle and versions, DEK generation, wrap / unwrap / rewrap.
+ * Depends only on the ports (provider, store, clock); see DESIGN.md.
+ */
+import { randomUUID, createDecipheriv } from 'node:crypto'
+import {
+  buildHsmAad,
+  encodeGcmCiphertext,
+  encodeHeader,
+  GENERATED_DEK_BYTES,
+  headerOf,
+  Mechanism,
+  MAX_DEK_BYTES,
+  MIN_DEK_BYTES,
+  parseCiphertext,
+  validateAad,
+  type ParsedCiphertext,
+} from './ciphertext.js'
+import { EngineError, invalidField, toEngineError } from './errors.js'
+import { assertActionAllowed, effectiveState, KeyState, type KeyAction, type KeyStateValue } from './key-state.js'
+import type {
+  CallOptions,
+  Clock,
+  KeyPatch,
+  KeyRecord,
+  KeyVersionRecord,
+  MetadataStore,
+  RootKeyProvider,
+} from './ports.js'
+import { systemClock } from './ports.js'
+import { SecretBytes } from './secret-bytes.js'
+import {
+  isUuid,
+  validateActor,
+  validateAlias,
+  validateBytes,
+  validateDate,
+  validateDescription,
+  validateInstance,
+  validateKeyRef,
+  validateKeyRingId,
+  validateName,
+  validatePaging,
+  validateStates,
+  validateTags,
+} from './validate.js'
+
+const MINUTE = 60_000
+const HOUR = 60 * MINUTE
+const DAY = 24 * HOUR
+
+/** Time rules of the key lifecycle. Defaults are Key Protect's (spec digest §4.12). */
+export interface LifecyclePolicy {
+  /** A deleted key can be restored for this long (30 days). */
+  readonly restoreWindowMs: number
+  /** ...but not sooner than this after deletion (30 s). */
+  readonly restoreNotBeforeMs: number
+  /** A deleted key can be purged this long after deletion (4 h). */
+  readonly purgeNotBeforeMs: number
+  /** Enable is refused this soon after a state change (30 s). */
+  readonly enableCooldownMs: number
+  /** At most one rotation per this interval (1 h); 0 turns the limit off. */
+  readonly minRotationIntervalMs: number
+  /** Aliases per key (5). */
+  readonly maxAliasesPerKey: number
+  /** Metadata kept after deletion before the automatic purge date (90 days). */
+  readonly purgeScheduledAfterMs: number
+}
+
+export const KEY_PROTECT_LIFECYCLE: LifecyclePolicy = {
+  restoreWindowMs: 30 * DAY,
+  restoreNotBeforeMs: 30_000,
+  purgeNotBeforeMs: 4 * HOUR,
+  enableCooldownMs: 30_000,
+  minRotationIntervalMs: HOUR,
+  maxAliasesPerKey: 5,
+  purgeScheduledAfterMs: 90 * DAY,
+}
+
+/** Options of {@link createEngine}. Wiring is explicit: the caller builds the provider and the store. */
+export interface EngineOptions {
+  readonly provider: RootKeyProvider
+  readonly store: MetadataStore
+  readonly clock?: Clock
+  readonly lifecycle?: Partial<LifecyclePolicy>
+  /**
+   * How long key metadata may be served from memory (default 1000 ms). Stores that report changes
+   * (SQLite's data_version) invalidate the cache at once whatever this says; 0 disables caching.
+   */
+  readonly metadataCacheTtlMs?: number
+  /** Reconcile provider objects against the catalog on start (default true). */
+  readonly reconcileOnStart?: boolean
+  /** Pending provider objects younger than this are left alone by reconciliation (default 60 s). */
+  readonly reconcileGraceMs?: number
+  /** Close the provider and the store in {@link EnvelopeEngine.close} (default true). */
+  readonly ownsDependencies?: boolean
+}
+
+/** A key version as the API shows it. */
+export interface KeyVersionInfo {
+  /** Key Protect version id (the key id for version 1). */
+  readonly id: string
+  /** 1 for the version created with the key, +1 per rotation. */
+  readonly number: number
+  readonly createdAt: Date
+}
+
+/** Public view of a key. Never carries key material. */
+export interface KeyInfo {
+  readonly id: string
+  readonly instance: string
+  readonly name: string
+  readonly description: string | undefined
+  /** false = root key (material stays in the HSM); true = standard key (material retrievable). */
+  readonly extractable: boolean
+  readonly imported: boolean
+  /** Stored state, or 3 when the expiration date has passed. */
+  readonly state: KeyStateValue
+  readonly keyRingId: string
+  readonly aliases: readonly string[]
+  readonly tags: readonly string[]
+  readonly createdAt: Date
+  readonly createdBy: string | undefined
+  readonly updatedAt: Date
+  readonly lastRotatedAt: Date | undefined
+  readonly expirationDate: Date | undefined
+  readonly keyVersion: KeyVersionInfo
+  readonly deleted: boolean
+  readonly deletedAt: Date | undefined
+  readonly deletedBy: string | undefined
+  readonly restoreAllowed: boolean
+  readonly restoreExpirationDate: Date | undefined
+  readonly purgeAllowed: boolean
+  readonly purgeAllowedFrom: Date | undefined
+  readonly purgeScheduledOn: Date | undefined
+}
+
+export interface CreateKeyOptions {
+  readonly name: string
+  readonly description?: string
+  /** false (default): a root key in the HSM. true: a standard key whose material the API returns. */
+  readonly extractable?: boolean
+  /** Key material to import instead of generating it. Root keys: 16, 24 or 32 bytes. Standard keys: 1-4096. */
+  readonly payload?: Uint8Array
+  readonly aliases?: readonly string[]
+  readonly tags?: readonly string[]
+  readonly keyRingId?: string
+  readonly expirationDate?: Date
+  readonly createdBy?: string
+}
+
+export interface WrapOptions extends CallOptions {
+  /** The DEK to wrap (1-4096 bytes). Absent: the engine generates a 32-byte DEK and returns it. */
+  readonly plaintext?: Uint8Array
+  /** Additional authenticated data; the same list must be given to unwrap and rewrap. */
+  readonly aad?: readonly string[]
+}
+
+export interface WrapResult {
+  /** The wrapped DEK, ciphertext format v1 in standard base64. */
+  readonly ciphertext: string
+  readonly keyVersion: KeyVersionInfo
+  /** Only when the engine generated the DEK: a copy the caller owns (zero it when done). */
+  readonly plaintext: Buffer | undefined
+}
+
+export interface UnwrapOptions extends CallOptions {
+  readonly aad?: readonly string[]
+}
+
+export interface UnwrapResult {
+  /** The DEK: a copy the caller owns (zero it when done). */
+  readonly plaintext: Buffer
+  /** The version that wrapped the input. */
+  readonly keyVersion: KeyVersionInfo
+  /** Present when the input was wrapped under an older version: the same DEK wrapped under the latest. */
+  readonly rewrapped: { readonly ciphertext: string; readonly keyVersion: KeyVersionInfo } | undefined
+}
+
+export interface RewrapResult {
+  readonly ciphertext: string
+  /** The version that wrapped the input. */
+  readonly keyVersion: KeyVersionInfo
+  /** The latest version, which wraps the output. */
+  readonly rewrappedKeyVersion: KeyVersionInfo
+}
+
+export interface ListKeysOptions {
+  readonly limit?: number
+  readonly offset?: number
+  /** Default: 0,1,2,3 (deleted keys are listed only when 5 is asked for). */
+  readonly states?: readonly KeyStateValue[]
+  readonly extractable?: boolean
+  readonly keyRingId?: string
+}
+
+export interface ListVersionsOptions {
+  readonly limit?: number
+  readonly offset?: number
+  /** Also list versions of a deleted key. */
+  readonly allKeyStates?: boolean
+}
+
+/** What {@link EnvelopeEngine.reconcile} found and did. */
+export interface ReconcileReport {
+  /** Provider objects of unfinished creations that were destroyed (never acknowledged to a caller). */
+  readonly destroyed: readonly string[]
+  /** Provider objects of this catalog with no version row, adopted as versions of their key. */
+  readonly adopted: readonly string[]
+  /** Provider objects of this catalog that match no key: left in place for an operator to inspect. */
+  readonly unknown: readonly string[]
+  /** Creations still in progress (younger than the grace period), left alone. */
+  readonly inProgress: number
+}
+
+interface CachedKey {
+  readonly record: KeyRecord
+  readonly versions: ReadonlyMap<number, KeyVersionRecord>
+  readonly aliases: readonly string[]
+  readonly expires: number
+}
+
+/** Imported root-key material lengths (AES-128/192/256). */
+const ROOT_MATERIAL_LENGTHS = [16, 24, 32]
+
+/**
+ * The envelope-encryption engine. Create it with {@link createEngine}; every method takes the instance
+ * (tenant) first, and an instance never sees another instance's keys.
+ */
+export class EnvelopeEngine {
+  readonly #provider: RootKeyProvider
+  readonly #store: MetadataStore
+  readonly #clock: Clock
+  readonly #life: LifecyclePolicy
+  readonly #ttl: number
+  readonly #graceMs: number
+  readonly #ownsDeps: boolean
+  readonly #cache = new Map<string, CachedKey>()
+  readonly #aliasCache = new Map<string, { id: string; expires: number }>()
+  readonly #locks = new Map<string, Promise<unknown>>()
+  readonly #systemKeyInflight = new Map<string, Promise<KeyRecord>>()
+  #lastChange: number | undefined
+  #closed = false
+
+  /** @internal use {@link createEngine} */
+  constructor(options: EngineOptions) {
+    this.#provider = options.provider
+    this.#store = options.store
+    this.#clock = options.clock ?? systemClock
+    this.#life = { ...KEY_PROTECT_LIFECYCLE, ...options.lifecycle }
+    this.#ttl = options.metadataCacheTtlMs ?? 1000
+    this.#graceMs = options.reconcileGraceMs ?? 60_000
+    this.#ownsDeps = options.ownsDependencies ?? true
+    this.#lastChange = this.#store.changeCounter?.()
+  }
+
+  /** The provider's name, e.g. `pkcs11:softhsm2`. */
+  get providerName(): string {
+    return this.#provider.name
+  }
+
+  // ---------------------------------------------------------------- key lifecycle
+
+  /**
+   * Creates a root key (version 1 in the HSM) or a standard key.
+   * @throws EngineError INVALID_FIELD_ERR, MISSING_FIELD_ERR, KEY_ALIAS_NOT_UNIQUE_ERR, PROVIDER_UNAVAILABLE, ...
+   * @example
+   * const key = await engine.createKey('acme', { name: 'payments-root' })
+   */
+  async createKey(instance: string, options: CreateKeyOptions): Promise<KeyInfo> {
+    return this.#guard('createKey', async () => {
+      validateInstance(instance)
+      if (typeof options !== 'object' || options === null) throw invalidField('options', 'must be an object')
+      const name = validateName(options.name)
+      const description = validateDescription(options.description)
+      const tags = validateTags(options.tags)
+      const extractable = options.extractable ?? false
+      if (typeof extractable !== 'boolean') throw invalidField('extractable', 'must be a boolean')
+      const aliases = this.#validateAliasList(options.aliases)
+      const keyRingId = options.keyRingId === undefined ? 'default' : validateKeyRingId(options.keyRingId)
+      const expirationDate = validateDate(options.expirationDate, 'expirationDate')
+      const createdBy = validateActor(options.createdBy, 'createdBy')
+      const now = this.#clock.now()
+      if (expirationDate !== undefined && expirationDate <= now) {
+        throw invalidField('expirationDate', 'must be in the future')
+      }
+      for (const a of aliases) {
+        if ((await this.#store.getKeyIdByAlias(instance, a)) !== undefined) {
+          throw new EngineError('KEY_ALIAS_NOT_UNIQUE_ERR', `aliases: "${a}" is already in use in this instance`)
+        }
+      }
+      const id = randomUUID()
+      const base = {
+        instance,
+        id,
+        name,
+        description,
+        tags,
+        keyRingId,
+        createdAt: now,
+        createdBy,
+        updatedAt: now,
+        stateChangedAt: now,
+        lastRotatedAt: undefined,
+        expirationDate,
+        deletedAt: undefined,
+        deletedBy: undefined,
+        currentVersion: 1,
+        state: KeyState.ACTIVE,
+        internal: false,
+      } as const
+      if (extractable) {
+        await this.#createStandardKey(base, options.payload, aliases)
+      } else {
+        let material: SecretBytes | undefined
+        if (options.payload !== undefined) {
+          material = this.#rootMaterial(options.payload)
+        }
+        try {
+          await this.#createRootKey({ ...base, extractable: false, imported: material !== undefined, wrappedPayload: undefined }, material, aliases)
+        } finally {
+          material?.zeroize()
+        }
+      }
+      return this.#info(await this.#load(instance, id, true))
+    })
+  }
+
+  /**
+   * Returns a key's metadata (never its material). Works in every state, including deleted.
+   * @throws EngineError KEY_NOT_FOUND_ERR
+   */
+  async getKey(instance: string, idOrAlias: string): Promise<KeyInfo> {
+    return this.#guard('getKey', async () => this.#info(await this.#resolve(instance, idOrAlias, true)))
+  }
+
+  /**
+   * Returns a standard key's material (Key Protect `payload`); a copy the caller owns.
+   * @throws EngineError KEY_NOT_FOUND_ERR, KEY_NOT_EXTRACTABLE_ERR (root key), KEY_DELETED_ERR
+   */
+  async getKeyPayload(instance: string, idOrAlias: string, opts: CallOptions = {}): Promise<Buffer> {
+    return this.#guard('getKeyPayload', async () => {
+      const k = await this.#resolve(instance, idOrAlias)
+      const r = k.record
+      if (!r.extractable) throw new EngineError('KEY_NOT_EXTRACTABLE_ERR', 'key: is a root key; its material never leaves the HSM')
+      if (r.state === KeyState.DESTROYED) throw new EngineError('KEY_DELETED_ERR', 'key: is deleted')
+      if (r.wrappedPayload === undefined) throw new EngineError('INTERNAL_ERROR', 'key: standard key without payload')
+      const secret = await this.#unwrapInternal(instance, r.wrappedPayload, ['standard-key', r.id], opts)
+      try {
+        return secret.exportCopy()
+      } finally {
+        secret.zeroize()
+      }
+    })
+  }
+
+  /**
+   * Lists an instance's keys, ordered by creation time then id (stable paging); never returns material.
+   * @throws EngineError INVALID_FIELD_ERR
+   */
+  async listKeys(instance: string, options: ListKeysOptions = {}): Promise<{ keys: KeyInfo[]; total: number }> {
+    return this.#guard('listKeys', async () => {
+      validateInstance(instance)
+      const { limit, offset } = validatePaging(options.limit, options.offset)
+      const states = validateStates(options.states)
+      if (options.extractable !== undefined && typeof options.extractable !== 'boolean') {
+        throw invalidField('extractable', 'must be a boolean')
+      }
+      const keyRingId = options.keyRingId === undefined ? undefined : validateKeyRingId(options.keyRingId)
+      const { keys, total } = await this.#store.listKeys(instance, {
+        limit,
+        offset,
+        states,
+        extractable: options.extractable,
+        keyRingId,
+      })
+      const out: KeyInfo[] = []
+      for (const r of keys) out.push(this.#info(await this.#load(instance, r.id, true)))
+      return { keys: out, total }
+    })
+  }
+
+  /**
+   * Lists a root key's versions, oldest first.
+   * @throws EngineError KEY_NOT_FOUND_ERR, KEY_DELETED_ERR (unless allKeyStates), KEY_ROOT_REQ_ERR
+   */
+  async listKeyVersions(
+    instance: string,
+    idOrAlias: string,
+    options: ListVersionsOptions = {},
+  ): Promise<{ versions: KeyVersionInfo[]; total: number }> {
+    return this.#guard('listKeyVersions', async () => {
+      const { limit, offset } = validatePaging(options.limit, options.offset)
+      const k = await this.#resolve(instance, idOrAlias, true)
+      if (k.record.extractable) throw new EngineError('KEY_ROOT_REQ_ERR', 'key: versions exist only for root keys')
+      if (options.allKeyStates !== true) assertActionAllowed('listVersions', this.#state(k.record), false)
+      const all = [...k.versions.values()].sort((a, b) => a.version - b.version)
+      return { versions: all.slice(offset, offset + limit).map(versionInfo), total: all.length }
+    })
+  }
+
+  /**
+   * Creates a new version of a root key; wrap uses it from now on, older versions still unwrap.
+   * Imported keys must be given new material.
+   * @throws EngineError KEY_ACTION_INVALID_STATE_ERR, KEY_DELETED_ERR, KEY_ROTATION_NOT_PERMITTED, MISSING_FIELD_ERR
+   */
+  async rotate(instance: string, idOrAlias: string, options: { payload?: Uint8Array } = {}): Promise<KeyInfo> {
+    return this.#guard('rotate', async () => {
+      const k0 = await this.#resolve(instance, idOrAlias)
+      return this.#withKeyLock(instance, k0.record.id, async () => {
+        const k = await this.#load(instance, k0.record.id, true)
+        const r = k.record
+        this.#assert('rotate', r)
+        const now = this.#clock.now()
+        if (
+          this.#life.minRotationIntervalMs > 0 &&
+          r.lastRotatedAt !== undefined &&
+          now - r.lastRotatedAt < this.#life.minRotationIntervalMs
+        ) {
+          throw new EngineError('KEY_ROTATION_NOT_PERMITTED', 'key: was rotated less than the minimum interval ago')
+        }
+        let material: SecretBytes | undefined
+        if (r.imported) {
+          if (options.payload === undefined) {
+            throw new EngineError('MISSING_FIELD_ERR', 'payload: an imported key needs new material to rotate', {
+              target: { type: 'field', name: 'payload' },
+            })
+          }
+          material = this.#rootMaterial(options.payload)
+        } else if (options.payload !== undefined) {
+          throw invalidField('payload', 'only imported keys take material at rotation')
+        }
+        try {
+          const version = r.currentVersion + 1
+          const ref = await this.#createProviderObject(instance, r.id, version, material)
+          const v: KeyVersionRecord = { instance, keyId: r.id, version, versionId: randomUUID(), providerRef: ref, createdAt: now }
+          const ok = await this.#storeCall(() => this.#store.insertVersion(v, { lastRotatedAt: now, updatedAt: now }))
+          if (!ok) {
+            await this.#discardProviderObject(instance, r.id, version, ref)
+            throw new EngineError('KEY_ACTION_INVALID_STATE_ERR', 'key: was changed concurrently; retry the rotation', {
+              retryable: true,
+            })
+          }
+        } finally {
+          material?.zeroize()
+        }
+        this.#invalidate(instance, r.id)
+        return this.#info(await this.#load(instance, r.id, true))
+      })
+    })
+  }
+
+  /**
+   * Suspends a root key (state 1 → 2): wrap and unwrap are refused until {@link enable}.
+   * @throws EngineError KEY_ACTION_INVALID_STATE_ERR, KEY_DELETED_ERR, KEY_ROOT_REQ_ERR
+   */
+  async disable(instance: string, idOrAlias: string): Promise<KeyInfo> {
+    return this.#transition(instance, idOrAlias, 'disable', (_r, now) => ({
+      state: KeyState.SUSPENDED,
+      stateChangedAt: now,
+      updatedAt: now,
+    }))
+  }
+
+  /**
+   * Re-activates a suspended root key (state 2 → 1); refused within 30 s of its last state change.
+   * @throws EngineError KEY_ACTION_INVALID_STATE_ERR, KEY_DELETED_ERR, KEY_ROOT_REQ_ERR
+   */
+  async enable(instance: string, idOrAlias: string): Promise<KeyInfo> {
+    return this.#transition(instance, idOrAlias, 'enable', (r, now) => {
+      if (now - r.stateChangedAt < this.#life.enableCooldownMs) {
+        throw new EngineError('KEY_ACTION_INVALID_STATE_ERR', 'key: its state changed too recently; retry in 30 s', {
+          retryable: true,
+        })
+      }
+      return { state: KeyState.ACTIVE, stateChangedAt: now, updatedAt: now }
+    })
+  }
+
+  /**
+   * Soft-deletes a key (state 5). It can be restored within the restore window and purged after 4 h.
+   * @throws EngineError KEY_DELETED_ERR (already deleted), KEY_NOT_FOUND_ERR
+   */
+  async deleteKey(instance: string, idOrAlias: string, options: { deletedBy?: string } = {}): Promise<KeyInfo> {
+    const deletedBy = validateActor(options.deletedBy, 'deletedBy')
+    return this.#transition(instance, idOrAlias, 'delete', (_r, now) => ({
+      state: KeyState.DESTROYED,
+      stateChangedAt: now,
+      updatedAt: now,
+      deletedAt: now,
+      deletedBy,
+    }))
+  }
+
+  /**
+   * Restores a deleted key to Active (state 5 → 1), from 30 s to 30 days after deletion. Imported root keys
+   * must be given their original material, which is checked against the HSM copy.
+   * @throws EngineError KEY_ACTION_INVALID_STATE_ERR, REQ_TOO_EARLY_ERR, MISSING_FIELD_ERR, INVALID_FIELD_ERR
+   */
+  async restoreKey(instance: string, idOrAlias: string, options: { payload?: Uint8Array } = {}): Promise<KeyInfo> {
+    return this.#guard('restoreKey', async () => {
+      const k = await this.#resolve(instance, idOrAlias, true)
+      const r = k.record
+      if (r.state !== KeyState.DESTROYED) {
+        throw new EngineError('KEY_ACTION_INVALID_STATE_ERR', 'key: only a deleted key can be restored')
+      }
+      const now = this.#clock.now()
+      const deletedAt = r.deletedAt ?? r.stateChangedAt
+      if (now - deletedAt < this.#life.restoreNotBeforeMs) {
+        throw new EngineError('REQ_TOO_EARLY_ERR', 'key: was deleted less than 30 s ago; retry later', { retryable: true })
+      }
+      if (now - deletedAt > this.#life.restoreWindowMs) {
+        throw new EngineError('KEY_ACTION_INVALID_STATE_ERR', 'key: the restore window has passed')
+      }
+      if (r.imported && !r.extractable) {
+        if (options.payload === undefined) {
+          throw new EngineError('MISSING_FIELD_ERR', 'payload: an imported key is restored with its original material', {
+            target: { type: 'field', name: 'payload' },
+          })
+        }
+        await this.#checkMaterialMatches(k, options.payload)
+      } else if (options.payload !== undefined) {
+        throw invalidField('payload', 'only imported root keys take material at restore')
+      }
+      return this.#transition(instance, r.id, 'restore', (_r, t) => ({
+        state: KeyState.ACTIVE,
+        stateChangedAt: t,
+        updatedAt: t,
+        deletedAt: undefined,
+        deletedBy: undefined,
+      }))
+    })
+  }
+
+  /**
+   * Permanently destroys a deleted key (≥ 4 h after deletion): its HSM objects, then its catalog rows.
+   * Irreversible: every ciphertext under it becomes undecryptable.
+   * @throws EngineError KEY_ACTION_INVALID_STATE_ERR (not deleted), REQ_TOO_EARLY_ERR
+   */
+  async purgeKey(instance: string, idOrAlias: string): Promise<void> {
+    return this.#guard('purgeKey', async () => {
+      const k0 = await this.#resolve(instance, idOrAlias, true)
+      await this.#withKeyLock(instance, k0.record.id, async () => {
+        const k = await this.#load(instance, k0.record.id, true)
+        const r = k.record
+        if (r.state !== KeyState.DESTROYED) {
+          throw new EngineError('KEY_ACTION_INVALID_STATE_ERR', 'key: only a deleted key can be purged')
+        }
+        const deletedAt = r.deletedAt ?? r.stateChangedAt
+        if (this.#clock.now() - deletedAt < this.#life.purgeNotBeforeMs) {
+          throw new EngineError('REQ_TOO_EARLY_ERR', 'key: can be purged 4 h after deletion')
+        }
+        for (const v of k.versions.values()) await this.#provider.destroyVersion(v.providerRef)
+        await this.#storeCall(() => this.#store.deleteKeyRows(instance, r.id))
+        this.#invalidate(instance, r.id)
+      })
+    })
+  }
+
+  /**
+   * Adds an alias to a key; `created` false when the key already had it.
+   * @throws EngineError INVALID_FIELD_ERR, KEY_ALIAS_NOT_UNIQUE_ERR, KEY_ALIAS_QUOTA_ERR, KEY_DELETED_ERR
+   */
+  async addAlias(instance: string, idOrAlias: string, alias: string): Promise<{ created: boolean }> {
+    return this.#guard('addAlias', async () => {
+      validateAlias(alias)
+      const k = await this.#resolve(instance, idOrAlias, true)
+      this.#assert('addAlias', k.record)
+      const res = await this.#storeCall(() =>
+        this.#store.addAlias(instance, k.record.id, alias, this.#clock.now(), this.#life.maxAliasesPerKey),
+      )
+      this.#invalidate(instance, k.record.id)
+      return { created: res === 'created' }
+    })
+  }
+
+  /**
+   * Removes an alias (the key stays).
+   * @throws EngineError ALIAS_NOT_FOUND_ERR, KEY_NOT_FOUND_ERR
+   */
+  async removeAlias(instance: string, idOrAlias: string, alias: string): Promise<void> {
+    return this.#guard('removeAlias', async () => {
+      validateAlias(alias)
+      const k = await this.#resolve(instance, idOrAlias, true)
+      const removed = await this.#storeCall(() => this.#store.removeAlias(instance, k.record.id, alias))
+      this.#invalidate(instance, k.record.id)
+      if (!removed) throw new EngineError('ALIAS_NOT_FOUND_ERR', `alias: "${alias}" does not exist on this key`)
+    })
+  }
+
+  // ---------------------------------------------------------------- wrap / unwrap / rewrap
+
+  /**
+   * Wraps a DEK under the key's latest version. Without `plaintext` it generates a 32-byte DEK from the
+   * provider's RNG and returns it.
+   * @throws EngineError KEY_ACTION_INVALID_STATE_ERR, KEY_DELETED_ERR, KEY_NOT_FOUND_ERR, INVALID_FIELD_ERR, PROVIDER_UNAVAILABLE
+   * @example
+   * const { plaintext, ciphertext } = await engine.wrap('acme', keyId, { aad: ['order-42'] })
+   */
+  async wrap(instance: string, idOrAlias: string, options: WrapOptions = {}): Promise<WrapResult> {
+    return this.#guard('wrap', async () => {
+      const aad = validateAad(options.aad)
+      const generated = options.plaintext === undefined
+      /* Precondition: a caller DEK is 1..4096 bytes. */
+      let dek = generated
+        ? undefined
+        : SecretBytes.copyOf(validateBytes(options.plaintext, 'plaintext', MIN_DEK_BYTES, MAX_DEK_BYTES))
+      try {
+        const k = await this.#resolve(instance, idOrAlias)
+        this.#assert('wrap', k.record)
+        this.#checkAborted(options.signal)
+        dek ??= await this.#provider.generateRandom(GENERATED_DEK_BYTES, options)
+        /* Postcondition: a generated DEK is 32 bytes. */
+        if (generated && dek.length !== GENERATED_DEK_BYTES) {
+          throw new EngineError('PROVIDER_ERROR', 'provider: random output has an unexpected length')
+        }
+        const v = currentVersion(k)
+        const ciphertext = await this.#wrapWith(instance, v, dek, aad, options)
+        return { ciphertext, keyVersion: versionInfo(v), plaintext: generated ? dek.exportCopy() : undefined }
+      } finally {
+        dek?.zeroize()
+      }
+    })
+  }
+
+  /**
+   * Unwraps a DEK. A ciphertext made under an older version also comes back rewrapped under the latest.
+   * @throws EngineError UNWRAP_AAD_MISMATCH, CIPHERTEXT_INVALID, KEY_VERSION_NOT_FOUND, KEY_ACTION_INVALID_STATE_ERR, KEY_DELETED_ERR
+   */
+  async unwrap(
+    instance: string,
+    idOrAlias: string,
+    ciphertext: string | Uint8Array,
+    options: UnwrapOptions = {},
+  ): Promise<UnwrapResult> {
+    return this.#guard('unwrap', async () => {
+      const aad = validateAad(options.aad)
+      const parsed = parseCiphertext(ciphertext)
+      const k = await this.#resolve(instance, idOrAlias)
+      this.#assert('unwrap', k.record)
+      const from = versionOf(k, parsed)
+      const dek = await this.#unwrapWith(instance, from, parsed, aad, options)
+      try {
+        const latest = currentVersion(k)
+        let rewrapped: UnwrapResult['rewrapped']
+        if (latest.version !== from.version) {
+          rewrapped = {
+            ciphertext: await this.#wrapWith(instance, latest, dek, aad, options),
+            keyVersion: versionInfo(latest),
+          }
+        }
+        return { plaintext: dek.exportCopy(), keyVersion: versionInfo(from), rewrapped }
+      } finally {
+        dek.zeroize()
+      }
+    })
+  }
+
+  /**
+   * Re-wraps a ciphertext under the key's latest version. The DEK is held only inside this call (AES-GCM
+   * on SoftHSM2 cannot re-encrypt inside the HSM; see docs/ciphertext-format.md) and is zeroed at once.
+   * @throws EngineError as {@link unwrap}
+   */
+  async rewrap(
+    instance: string,
+    idOrAlias: string,
+    ciphertext: string | Uint8Array,
+    options: UnwrapOptions = {},
+  ): Promise<RewrapResult> {
+    return this.#guard('rewrap', async () => {
+      const aad = validateAad(options.aad)
+      const parsed = parseCiphertext(ciphertext)
+      const k = await this.#resolve(instance, idOrAlias)
+      this.#assert('rewrap', k.record)
+      const from = versionOf(k, parsed)
+      const dek = await this.#unwrapWith(instance, from, parsed, aad, options)
+      try {
+        const latest = currentVersion(k)
+        const out = await this.#wrapWith(instance, latest, dek, aad, options)
+        return { ciphertext: out, keyVersion: versionInfo(from), rewrappedKeyVersion: versionInfo(latest) }
+      } finally {
+        dek.zeroize()
+      }
+    })
+  }
+
+  // ---------------------------------------------------------------- operations
+
+  /**
+   * Compares the provider's objects with the catalog: destroys objects of creations that never committed,
+   * adopts objects of this catalog that lost their row, and reports objects it cannot place.
+   */
+  async reconcile(): Promise<ReconcileReport> {
+    return this.#guard('reconcile', async () => {
+      const now = this.#clock.now()
+      const destroyed: string[] = []
+      const adopted: string[] = []
+      const unknown: string[] = []
+      let inProgress = 0
+      const pending = await this.#store.listPending()
+      const pendingKey = (i: string, k: string, v: number): string => `${i}\u0000${k}\u0000${v}`
+      const pendingMap = new Map(pending.map((p) => [pendingKey(p.instance, p.keyId, p.version), p]))
+      const objects = (await this.#provider.listObjects()).filter((o) => o.catalogId === this.#store.catalogId)
+      // Objects name catalog, key and version but not the instance; find the key's instance through the
+      // pending rows or the catalog.
+      const instanceOfKey = new Map<string, string>()
+      for (const p of pending) instanceOfKey.set(p.keyId, p.instance)
+      for (const o of objects) {
+        const inst = instanceOfKey.get(o.keyId) ?? (await this.#store.findInstanceOfKey(o.keyId))
+        if (inst === undefined) {
+          unknown.push(o.ref)
+          continue
+        }
+        const versions = await this.#store.listVersions(inst, o.keyId)
+        const row = versions.find((v) => v.version === o.version)
+        if (row?.providerRef === o.ref) continue
+        const p = pendingMap.get(pendingKey(inst, o.keyId, o.version))
+        if (p !== undefined && now - p.startedAt < this.#graceMs) {
+          inProgress++
+          continue
+        }
+        if (row !== undefined || p !== undefined) {
+          // Either another writer committed this version with its own object, or the creation never
+          // committed: in both cases no ciphertext can name this object.
+          await this.#provider.destroyVersion(o.ref)
+          destroyed.push(o.ref)
+          continue
+        }
+        const key = await this.#store.getKey(inst, o.keyId)
+        if (key === undefined) {
+          unknown.push(o.ref)
+          continue
+        }
+        await this.#store.adoptVersion({
+          instance: inst,
+          keyId: o.keyId,
+          version: o.version,
+          versionId: o.version === 1 ? o.keyId : randomUUID(),
+          providerRef: o.ref,
+          createdAt: now,
+        })
+        adopted.push(o.ref)
+        this.#invalidate(inst, o.keyId)
+      }
+      for (const p of pending) {
+        if (now - p.startedAt >= this.#graceMs) await this.#store.removePending(p.instance, p.keyId, p.version)
+      }
+      return { destroyed, adopted, unknown, inProgress }
+    })
+  }
+
+  /** Provider liveness. */
+  async health(): Promise<{ ok: boolean; provider: string; detail: string }> {
+    if (this.#closed) return { ok: false, provider: this.#provider.name, detail: 'engine closed' }
+    const h = await this.#provider.health()
+    return { ok: h.ok, provider: this.#provider.name, detail: h.detail }
+  }
+
+  /** Closes the engine (and, unless `ownsDependencies: false`, its provider and store). Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    this.#cache.clear()
+    this.#aliasCache.clear()
+    if (this.#ownsDeps) {
+      await this.#provider.close()
+      await this.#store.close()
+    }
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  async #guard<T>(op: string, fn: () => Promise<T>): Promise<T> {
+    if (this.#closed) throw new EngineError('ENGINE_CLOSED', `${op}: the engine is closed`)
+    try {
+      return await fn()
+    } catch (err) {
+      throw toEngineError(err, op)
+    }
+  }
+
+  async #storeCall<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn()
+    } catch (err) {
+      if (err instanceof EngineError) throw err
+      throw new EngineError('STORE_ERROR', 'catalog: write failed', { cause: err })
+    }
+  }
+
+  #checkAborted(signal: AbortSignal | undefined): void {
+    if (signal?.aborted === true) throw new EngineError('ABORTED', 'operation: aborted by the caller')
+  }
+
+  #state(r: KeyRecord): KeyStateValue {
+    return effectiveState(r.state, r.expirationDate, this.#clock.now())
+  }
+
+  #assert(action: KeyAction, r: KeyRecord): void {
+    assertActionAllowed(action, this.#state(r), r.extractable)
+  }
+
+  #validateAliasList(aliases: unknown): string[] {
+    if (aliases === undefined) return []
+    if (!Array.isArray(aliases)) throw invalidField('aliases', 'must be an array of strings')
+    if (aliases.length > this.#life.maxAliasesPerKey) {
+      throw new EngineError('KEY_ALIAS_QUOTA_ERR', `aliases: at most ${this.#life.maxAliasesPerKey} per key`)
+    }
+    const out = aliases.map((a) => validateAlias(a, 'aliases'))
+    if (new Set(out).size !== out.length) throw invalidField('aliases', 'must not repeat')
+    return out
+  }
+
+  #rootMaterial(payload: unknown): SecretBytes {
+    const bytes = validateBytes(payload, 'payload', 16, 32)
+    if (!ROOT_MATERIAL_LENGTHS.includes(bytes.length)) throw invalidField('payload', 'must be 16, 24 or 32 bytes (AES)')
+    if (!this.#provider.capabilities.importMaterial) {
+      throw new EngineError('PROVIDER_UNSUPPORTED', `payload: provider ${this.#provider.name} cannot import key material`)
+    }
+    return SecretBytes.copyOf(bytes)
+  }
+
+  /** Writes the pending row, creates the provider object, and returns its ref. */
+  async #createProviderObject(instance: string, keyId: string, version: number, material: SecretBytes | undefined): Promise<string> {
+    await this.#storeCall(() => this.#store.addPending({ instance, keyId, version, startedAt: this.#clock.now() }))
+    try {
+      return await this.#provider.createVersion({ catalogId: this.#store.catalogId, keyId, version, material })
+    } catch (err) {
+      await this.#store.removePending(instance, keyId, version).catch(() => undefined)
+      throw err
+    }
+  }
+
+  async #discardProviderObject(instance: string, keyId: string, version: number, ref: string): Promise<void> {
+    // Best effort: if this fails, the pending row stays and reconcile() destroys the object later.
+    try {
+      await this.#provider.destroyVersion(ref)
+      await this.#store.removePending(instance, keyId, version)
+    } catch {
+      /* left for reconciliation */
+    }
+  }
+
+  async #createRootKey(record: KeyRecord, material: SecretBytes | undefined, aliases: readonly string[]): Promise<void> {
+    const ref = await this.#createProviderObject(record.instance, record.id, 1, material)
+    const v: KeyVersionRecord = {
+      instance: record.instance,
+      keyId: record.id,
+      version: 1,
+      versionId: record.id,
+      providerRef: ref,
+      createdAt: record.createdAt,
+    }
+    try {
+      await this.#storeCall(() => this.#store.insertKey(record, v, aliases))
+    } catch (err) {
+      await this.#discardProviderObject(record.instance, record.id, 1, ref)
+      throw err
+    }
+  }
+
+  async #createStandardKey(
+    base: Omit<KeyRecord, 'extractable' | 'imported' | 'wrappedPayload'>,
+    payload: Uint8Array | undefined,
+    aliases: readonly string[],
+  ): Promise<void> {
+    const instance = base.instance
+    const secret =
+      payload === undefined
+        ? await this.#provider.generateRandom(GENERATED_DEK_BYTES)
+        : SecretBytes.copyOf(validateBytes(payload, 'payload', MIN_DEK_BYTES, MAX_DEK_BYTES))
+    try {
+      const sys = await this.#systemKey(instance)
+      const sysCached = await this.#load(instance, sys.id, true)
+      const wrapped = await this.#wrapWith(instance, currentVersion(sysCached), secret, ['standard-key', base.id], {})
+      const record: KeyRecord = {
+        ...base,
+        extractable: true,
+        imported: payload !== undefined,
+        wrappedPayload: Buffer.from(wrapped, 'base64'),
+      }
+      const v: KeyVersionRecord = { instance, keyId: base.id, version: 1, versionId: base.id, providerRef: '', createdAt: base.createdAt }
+      await this.#storeCall(() => this.#store.insertKey(record, v, aliases))
+    } finally {
+      secret.zeroize()
+    }
+  }
+
+  /** The instance's hidden root key that protects standard-key payloads; created on first use. */
+  async #systemKey(instance: string): Promise<KeyRecord> {
+    const existing = await this.#store.getSystemKey(instance)
+    if (existing !== undefined) return existing
+    const inflight = this.#systemKeyInflight.get(instance)
+    if (inflight !== undefined) return inflight
+    const p = (async () => {
+      const now = this.#clock.now()
+      const record: KeyRecord = {
+        instance,
+        id: randomUUID(),
+        name: 'system:standard-key-protection',
+        description: 'Protects the payloads of standard keys in this instance',
+        extractable: false,
+        imported: false,
+        state: KeyState.ACTIVE,
+        keyRingId: 'default',
+        tags: [],
+        createdAt: now,
+        createdBy: undefined,
+        updatedAt: now,
+        stateChangedAt: now,
+        lastRotatedAt: undefined,
+        expirationDate: undefined,
+        deletedAt: undefined,
+        deletedBy: undefined,
+        currentVersion: 1,
+        wrappedPayload: undefined,
+        internal: true,
+      }
+      await this.#createRootKey(record, undefined, [])
+      return record
+    })()
+    this.#systemKeyInflight.set(instance, p)
+    try {
+      return await p
+    } finally {
+      this.#systemKeyInflight.delete(instance)
+    }
+  }
+
+  async #unwrapInternal(instance: string, wrapped: Buffer, aad: readonly string[], opts: CallOptions): Promise<SecretBytes> {
+    const parsed = parseCiphertext(wrapped)
+    const k = await this.#load(instance, parsed.keyId, true)
+    return this.#unwrapWith(instance, versionOf(k, parsed), parsed, aad, opts)
+  }
+
+  async #wrapWith(
+    instance: string,
+    v: KeyVersionRecord,
+    dek: SecretBytes,
+    aad: readonly string[],
+    opts: CallOptions,
+  ): Promise<string> {
+    const header = encodeHeader(Mechanism.AES_GCM, v.keyId, v.version)
+    const hsmAad = buildHsmAad(header, dek.length, instance, aad)
+    this.#checkAborted(opts.signal)
+    const sealed = await this.#provider.encrypt(v.providerRef, dek, hsmAad, opts)
+    /* Postcondition: GCM output is as long as the input, with a 16-byte tag and a 12-byte IV. */
+    if (sealed.encrypted.length !== dek.length || sealed.tag.length !== 16 || sealed.iv.length !== 12) {
+      throw new EngineError('PROVIDER_ERROR', 'provider: AES-GCM output has an unexpected shape')
+    }
+    return encodeGcmCiphertext(header, sealed.iv, sealed.encrypted, sealed.tag).toString('base64')
+  }
+
+  async #unwrapWith(
+    instance: string,
+    v: KeyVersionRecord,
+    parsed: ParsedCiphertext,
+    aad: readonly string[],
+    opts: CallOptions,
+  ): Promise<SecretBytes> {
+    const hsmAad = buildHsmAad(headerOf(parsed), parsed.encrypted.length, instance, aad)
+    this.#checkAborted(opts.signal)
+    const dek = await this.#provider.decrypt(v.providerRef, parsed, hsmAad, opts)
+    /* Postcondition: the DEK is as long as its encryption. */
+    if (dek.length !== parsed.encrypted.length) {
+      dek.zeroize()
+      throw new EngineError('PROVIDER_ERROR', 'provider: AES-GCM output has an unexpected length')
+    }
+    return dek
+  }
+
+  /**
+   * Checks that `payload` is the material of the key's current version: the HSM encrypts a probe under
+   * its copy, and the probe must authenticate under `payload` in process. No material leaves the HSM.
+   */
+  async #checkMaterialMatches(k: CachedKey, payload: Uint8Array): Promise<void> {
+    const material = this.#rootMaterial(payload)
+    const probe = SecretBytes.adopt(Buffer.alloc(16))
+    try {
+      const aad = Buffer.from('envelope-kms/material-check/v1', 'ascii')
+      const sealed = await this.#provider.encrypt(currentVersion(k).providerRef, probe, aad)
+      const alg = `aes-${material.length * 8}-gcm` as 'aes-256-gcm'
+      const d = createDecipheriv(alg, material.bytes, sealed.iv, { authTagLength: 16 })
+      d.setAAD(aad)
+      d.setAuthTag(sealed.tag)
+      d.update(sealed.encrypted)
+      try {
+        d.final()
+      } catch {
+        throw invalidField('payload', 'does not match the key material of this key')
+      }
+    } finally {
+      material.zeroize()
+      probe.zeroize()
+    }
+  }
+
+  async #transition(
+    instance: string,
+    idOrAlias: string,
+    action: KeyAction,
+    patchFor: (r: KeyRecord, now: number) => KeyPatch,
+  ): Promise<KeyInfo> {
+    return this.#guard(action, async () => {
+      const k0 = await this.#resolve(instance, idOrAlias, true)
+      return this.#withKeyLock(instance, k0.record.id, async () => {
+        const r = (await this.#load(instance, k0.record.id, true)).record
+        this.#assert(action, r)
+        const now = this.#clock.now()
+        const patch = patchFor(r, now)
+        const ok = await this.#storeCall(() => this.#store.updateKey(instance, r.id, r.state, patch))
+        this.#invalidate(instance, r.id)
+        if (!ok) {
+          throw new EngineError('KEY_ACTION_INVALID_STATE_ERR', `key: state changed concurrently; ${action} not applied`, {
+            retryable: true,
+          })
+        }
+        return this.#info(await this.#load(instance, r.id, true))
+      })
+    })
+  }
+
+  async #withKeyLock<T>(instance: string, keyId: string, fn: () => Promise<T>): Promise<T> {
+    const lockKey = `${instance}\u0000${keyId}`
+    const prev = this.#locks.get(lockKey) ?? Promise.resolve()
+    const run = prev.then(fn, fn)
+    const tail = run.catch(() => undefined)
+    this.#locks.set(lockKey, tail)
+    try {
+      return await run
+    } finally {
+      if (this.#locks.get(lockKey) === tail) this.#locks.delete(lockKey)
+    }
+  }
+
+  #invalidate(instance: string, keyId: string): void {
+    this.#cache.delete(`${instance}\u0000${keyId}`)
+    this.#aliasCache.clear()
+  }
+
+  #syncWithStore(): void {
+    const c = this.#store.changeCounter?.()
+    if (c !== this.#lastChange) {
+      this.#lastChange = c
+      this.#cache.clear()
+      this.#aliasCache.clear()
+    }
+  }
+
+  /** Resolves a key id or alias within the instance; internal keys are invisible. */
+  async #resolve(instance: string, idOrAlias: string, fresh = false): Promise<CachedKey> {
+    validateInstance(instance)
+    validateKeyRef(idOrAlias)
+    let id: string | undefined
+    if (isUuid(idOrAlias)) {
+      id = idOrAlias.toLowerCase()
+    } else {
+      this.#syncWithStore()
+      const ak = `${instance}\u0000${idOrAlias}`
+      const hit = this.#aliasCache.get(ak)
+      if (hit !== undefined && hit.expires > this.#clock.now() && !fresh) {
+        id = hit.id
+      } else {
+        id = await this.#store.getKeyIdByAlias(instance, idOrAlias)
+        if (id !== undefined && this.#ttl > 0) this.#aliasCache.set(ak, { id, expires: this.#clock.now() + this.#ttl })
+      }
+      if (id === undefined) throw new EngineError('KEY_NOT_FOUND_ERR', 'key: not found')
+    }
+    const k = await this.#load(instance, id, fresh)
+    if (k.record.internal) throw new EngineError('KEY_NOT_FOUND_ERR', 'key: not found')
+    return k
+  }
+
+  async #load(instance: string, id: string, fresh = false): Promise<CachedKey> {
+    this.#syncWithStore()
+    const ck = `${instance}\u0000${id}`
+    const now = this.#clock.now()
+    if (!fresh) {
+      const hit = this.#cache.get(ck)
+      if (hit !== undefined && hit.expires > now) return hit
+    }
+    const record = await this.#store.getKey(instance, id)
+    if (record === undefined) {
+      this.#cache.delete(ck)
+      throw new EngineError('KEY_NOT_FOUND_ERR', 'key: not found')
+    }
+    const versions = new Map<number, KeyVersionRecord>()
+    if (!record.extractable) {
+      for (const v of await this.#store.listVersions(instance, id)) versions.set(v.version, v)
+    } else {
+      versions.set(1, { instance, keyId: id, version: 1, versionId: id, providerRef: '', createdAt: record.createdAt })
+    }
+    const aliases = await this.#store.listAliases(instance, id)
+    const entry: CachedKey = { record, versions, aliases, expires: now + this.#ttl }
+    if (this.#ttl > 0) this.#cache.set(ck, entry)
+    return entry
+  }
+
+  #info(k: CachedKey): KeyInfo {
+    const r = k.record
+    const v = currentVersion(k)
+    const deleted = r.state === KeyState.DESTROYED
+    const now = this.#clock.now()
+    const deletedAt = deleted ? (r.deletedAt ?? r.stateChangedAt) : undefined
+    const date = (t: number | undefined): Date | undefined => (t === undefined ? undefined : new Date(t))
+    return {
+      id: r.id,
+      instance: r.instance,
+      name: r.name,
+      description: r.description,
+      extractable: r.extractable,
+      imported: r.imported,
+      state: this.#state(r),
+      keyRingId: r.keyRingId,
+      aliases: k.aliases,
+      tags: r.tags,
+      createdAt: new Date(r.createdAt),
+      createdBy: r.createdBy,
+      updatedAt: new Date(r.updatedAt),
+      lastRotatedAt: date(r.lastRotatedAt),
+      expirationDate: date(r.expirationDate),
+      keyVersion: versionInfo(v),
+      deleted,
+      deletedAt: date(deletedAt),
+      deletedBy: r.deletedBy,
+      restoreAllowed:
+        deletedAt !== undefined &&
+        now - deletedAt >= this.#life.restoreNotBeforeMs &&
+        now - deletedAt <= this.#life.restoreWindowMs,
+      restoreExpirationDate: date(deletedAt === undefined ? undefined : deletedAt + this.#life.restoreWindowMs),
+      purgeAllowed: deletedAt !== undefined && now - deletedAt >= this.#life.purgeNotBeforeMs,
+      purgeAllowedFrom: date(deletedAt === undefined ? undefined : deletedAt + this.#life.purgeNotBeforeMs),
+      purgeScheduledOn: date(deletedAt === undefined ? undefined : deletedAt + this.#life.purgeScheduledAfterMs),
+    }
+  }
+}
+
+function currentVersion(k: CachedKey): KeyVersionRecord {
+  const v = k.versions.get(k.record.currentVersion)
+  if (v === undefined) throw new EngineError('INTERNAL_ERROR', 'key: current version row is missing')
+  return v
+}
+
+function versionOf(k: CachedKey, parsed: ParsedCiphertext): KeyVersionRecord {
+  if (parsed.keyId !== k.record.id) {
+    throw new EngineError('CIPHERTEXT_INVALID', 'ciphertext: was not wrapped by this key', {
+      target: { type: 'field', name: 'ciphertext' },
+    })
+  }
+  const v = k.versions.get(parsed.keyVersion)
+  if (v === undefined) {
+    throw new EngineError('KEY_VERSION_NOT_FOUND', `ciphertext: names key version ${parsed.keyVersion}, which this key does not have`, {
+      target: { type: 'field', name: 'ciphertext' },
+    })
+  }
+  return v
+}
+
+function versionInfo(v: KeyVersionRecord): KeyVersionInfo {
+  return { id: v.versionId, number: v.version, createdAt: new Date(v.createdAt) }
+}
+
+/**
+ * Creates an engine over a provider and a store, and reconciles the provider's objects with the catalog.
+ * @throws EngineError PROVIDER_UNAVAILABLE, STORE_ERROR
+ * @example
+ * const engine = await createEngine({ provider, store })
+ */
+export async function createEngine(options: EngineOptions): Promise<EnvelopeEngine> {
+  const engine = new EnvelopeEngine(options)
+  if (options.reconcileOnStart ?? true) await engine.reconcile()
+  return engine
+}

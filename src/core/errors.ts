@@ -1,0 +1,118 @@
+/**
+ * Every failure the engine reports is an {@link EngineError} with a stable {@link ErrorCode}.
+ * Codes are part of the public API: they never change meaning, and new ones are only added.
+ */
+export const ERROR_CODES = [
+  /** The key does not exist in this instance (or belongs to another instance: the two are indistinguishable). */
+  'KEY_NOT_FOUND_ERR',
+  /** The key's state does not allow the action (Key Protect state table). */
+  'KEY_ACTION_INVALID_STATE_ERR',
+  /** The key is deleted (state 5). */
+  'KEY_DELETED_ERR',
+  /** The action needs a root key, and the key is a standard key. */
+  'KEY_ROOT_REQ_ERR',
+  /** The key material was asked for, and the key is a root key (root key material never leaves the HSM). */
+  'KEY_NOT_EXTRACTABLE_ERR',
+  /** The action is not allowed yet (restore within 30 s of deletion, purge within 4 h, ...). */
+  'REQ_TOO_EARLY_ERR',
+  /** Rotation was refused because the key was rotated too recently. */
+  'KEY_ROTATION_NOT_PERMITTED',
+  /** An alias is already in use in this instance. */
+  'KEY_ALIAS_NOT_UNIQUE_ERR',
+  /** A key would have more aliases than allowed. */
+  'KEY_ALIAS_QUOTA_ERR',
+  /** An alias does not exist. */
+  'ALIAS_NOT_FOUND_ERR',
+  /** The key ring does not exist. */
+  'KEY_RING_NOT_FOUND_ERR',
+  /** A caller-supplied field or argument is invalid; `target` names it. */
+  'INVALID_FIELD_ERR',
+  /** A required field or argument is missing; `target` names it. */
+  'MISSING_FIELD_ERR',
+  /** The ciphertext is malformed, of an unknown format version or mechanism, or not made by this key. */
+  'CIPHERTEXT_INVALID',
+  /**
+   * Authenticated decryption failed: the AAD differs from the one given at wrap, or the ciphertext body was
+   * altered. AES-GCM cannot tell the two apart, and neither can the HSM.
+   */
+  'UNWRAP_AAD_MISMATCH',
+  /** The ciphertext names a key version that this key does not have. */
+  'KEY_VERSION_NOT_FOUND',
+  /** The PKCS#11 module could not be loaded (missing file, not a PKCS#11 library). */
+  'PROVIDER_MODULE_LOAD_FAILED',
+  /** No token with the configured label is present. */
+  'PROVIDER_TOKEN_NOT_FOUND',
+  /** The HSM refused the PIN or credentials. */
+  'PROVIDER_LOGIN_FAILED',
+  /** The HSM or KMS is unreachable or failed repeatedly; safe to retry later. */
+  'PROVIDER_UNAVAILABLE',
+  /** The provider returned an unexpected error that is not a transient availability problem. */
+  'PROVIDER_ERROR',
+  /** The provider cannot do what was asked (mechanism or feature not supported by the device/profile). */
+  'PROVIDER_UNSUPPORTED',
+  /** The metadata store (catalog) failed. */
+  'STORE_ERROR',
+  /** The configuration is invalid. */
+  'CONFIG_INVALID',
+  /** The engine was closed. */
+  'ENGINE_CLOSED',
+  /** The operation was aborted by the caller's AbortSignal or deadline. */
+  'ABORTED',
+  /** A bug: an invariant of the engine did not hold. Report it. */
+  'INTERNAL_ERROR',
+] as const
+
+/** Stable error codes. */
+export type ErrorCode = (typeof ERROR_CODES)[number]
+
+/** What part of the input an error is about (a Key Protect `reasons[].target`). */
+export interface ErrorTarget {
+  readonly type: 'field' | 'param' | 'path_param' | 'header'
+  readonly name: string
+}
+
+/** Options for {@link EngineError}. */
+export interface EngineErrorOptions {
+  readonly retryable?: boolean
+  readonly cause?: unknown
+  readonly target?: ErrorTarget
+}
+
+const RETRYABLE_BY_DEFAULT: ReadonlySet<ErrorCode> = new Set(['PROVIDER_UNAVAILABLE', 'STORE_ERROR'])
+
+/**
+ * The one error class the engine throws. Messages start with the thing at fault and never carry key
+ * material, PINs or provider stack traces; the native error is kept as `cause` for operators.
+ */
+export class EngineError extends Error {
+  override readonly name = 'EngineError'
+  readonly code: ErrorCode
+  readonly retryable: boolean
+  readonly target: ErrorTarget | undefined
+
+  constructor(code: ErrorCode, message: string, options: EngineErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause })
+    this.code = code
+    this.retryable = options.retryable ?? RETRYABLE_BY_DEFAULT.has(code)
+    this.target = options.target
+  }
+}
+
+/** True when `err` is an {@link EngineError}, optionally with the given code. */
+export function isEngineError(err: unknown, code?: ErrorCode): err is EngineError {
+  return err instanceof EngineError && (code === undefined || err.code === code)
+}
+
+/** Shorthand for an `INVALID_FIELD_ERR` about a named field. */
+export function invalidField(name: string, message: string): EngineError {
+  return new EngineError('INVALID_FIELD_ERR', `${name}: ${message}`, { target: { type: 'field', name } })
+}
+
+/**
+ * Wraps anything that is not already an {@link EngineError} as `INTERNAL_ERROR`, so that no untyped
+ * exception escapes the public API.
+ */
+export function toEngineError(err: unknown, context: string): EngineError {
+  if (err instanceof EngineError) return err
+  return new EngineError('INTERNAL_ERROR', `${context}: unexpected failure`, { cause: err })
+}

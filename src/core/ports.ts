@@ -1,0 +1,198 @@
+/**
+ * What core needs from the outside: a root-key provider, a metadata store and a clock.
+ * Providers and stores implement these; core never imports a concrete one.
+ */
+import type { KeyStateValue } from './key-state.js'
+import type { SecretBytes } from './secret-bytes.js'
+
+/** Per-call options every provider honours. */
+export interface CallOptions {
+  readonly signal?: AbortSignal | undefined
+}
+
+/** What a provider can do; the engine checks these before calling it. */
+export interface ProviderCapabilities {
+  /** Root keys can be created from caller-supplied material. */
+  readonly importMaterial: boolean
+  /** Accepted lengths of imported material, in bytes. */
+  readonly importLengths: readonly number[]
+}
+
+/** The three parts of an AES-GCM encryption. */
+export interface GcmSealed {
+  readonly iv: Buffer
+  readonly encrypted: Buffer
+  readonly tag: Buffer
+}
+
+/** A root-key version object the provider holds, as found by {@link RootKeyProvider.listObjects}. */
+export interface ProviderObject {
+  readonly ref: string
+  readonly catalogId: string
+  readonly keyId: string
+  readonly version: number
+}
+
+/** A request to create one root-key version in the provider. */
+export interface CreateVersionRequest {
+  /** The catalog the version belongs to; providers record it so orphans can be told apart per catalog. */
+  readonly catalogId: string
+  readonly keyId: string
+  readonly version: number
+  /** Imported material (AES key bytes). Absent: the provider generates the key inside the HSM/KMS. */
+  readonly material?: SecretBytes | undefined
+}
+
+/**
+ * A place where root keys live (an HSM through PKCS#11, a KMS). Root key material never leaves it:
+ * the engine only ever holds an opaque `ref` per key version.
+ */
+export interface RootKeyProvider {
+  /** For example `pkcs11:softhsm2`. */
+  readonly name: string
+  readonly capabilities: ProviderCapabilities
+  /**
+   * Creates one root-key version and returns its opaque reference (persisted in the catalog).
+   * @throws EngineError PROVIDER_UNAVAILABLE, PROVIDER_ERROR, PROVIDER_UNSUPPORTED, INVALID_FIELD_ERR
+   */
+  createVersion(req: CreateVersionRequest, opts?: CallOptions): Promise<string>
+  /** Destroys a root-key version. Destroying one that no longer exists succeeds. */
+  destroyVersion(ref: string, opts?: CallOptions): Promise<void>
+  /**
+   * AES-GCM encryption of `plaintext` under the root-key version `ref` with `aad`; the IV comes from the
+   * provider (its RNG or the device itself).
+   */
+  encrypt(ref: string, plaintext: SecretBytes, aad: Buffer, opts?: CallOptions): Promise<GcmSealed>
+  /**
+   * AES-GCM decryption; fails with UNWRAP_AAD_MISMATCH when authentication fails.
+   * @throws EngineError UNWRAP_AAD_MISMATCH, KEY_VERSION_NOT_FOUND, PROVIDER_UNAVAILABLE, PROVIDER_ERROR
+   */
+  decrypt(ref: string, sealed: GcmSealed, aad: Buffer, opts?: CallOptions): Promise<SecretBytes>
+  /** `length` random bytes from the provider's RNG (DEK generation). */
+  generateRandom(length: number, opts?: CallOptions): Promise<SecretBytes>
+  /** Every root-key version object this provider holds that carries the engine's naming scheme. */
+  listObjects(opts?: CallOptions): Promise<ProviderObject[]>
+  /** Cheap liveness probe (a session round trip). */
+  health(): Promise<ProviderHealth>
+  /** Releases sessions and handles. Idempotent. */
+  close(): Promise<void>
+}
+
+export interface ProviderHealth {
+  readonly ok: boolean
+  readonly detail: string
+}
+
+/** A key as stored in the catalog. Times are milliseconds since the epoch. */
+export interface KeyRecord {
+  readonly instance: string
+  readonly id: string
+  readonly name: string
+  readonly description: string | undefined
+  readonly extractable: boolean
+  readonly imported: boolean
+  readonly state: KeyStateValue
+  readonly keyRingId: string
+  readonly tags: readonly string[]
+  readonly createdAt: number
+  readonly createdBy: string | undefined
+  readonly updatedAt: number
+  /** When `state` last changed (Key Protect refuses enable within 30 s of a state change). */
+  readonly stateChangedAt: number
+  readonly lastRotatedAt: number | undefined
+  readonly expirationDate: number | undefined
+  readonly deletedAt: number | undefined
+  readonly deletedBy: string | undefined
+  readonly currentVersion: number
+  /** Standard keys only: the payload wrapped (ciphertext v1) under the instance's system key. */
+  readonly wrappedPayload: Buffer | undefined
+  /** The instance's hidden system key that protects standard-key payloads. Never listed. */
+  readonly internal: boolean
+}
+
+/** One root-key version. */
+export interface KeyVersionRecord {
+  readonly instance: string
+  readonly keyId: string
+  readonly version: number
+  /** Key Protect version id: the key id for version 1, a fresh UUID afterwards. */
+  readonly versionId: string
+  readonly providerRef: string
+  readonly createdAt: number
+}
+
+/** A provider object whose catalog row may not exist yet (written before the provider call). */
+export interface PendingVersion {
+  readonly instance: string
+  readonly keyId: string
+  readonly version: number
+  readonly startedAt: number
+}
+
+export interface ListKeysQuery {
+  readonly limit: number
+  readonly offset: number
+  readonly states: readonly KeyStateValue[]
+  readonly extractable: boolean | undefined
+  readonly keyRingId: string | undefined
+}
+
+export type KeyPatch = Partial<
+  Pick<
+    KeyRecord,
+    'state' | 'stateChangedAt' | 'updatedAt' | 'deletedAt' | 'deletedBy' | 'keyRingId' | 'lastRotatedAt'
+  >
+>
+
+/**
+ * The catalog of instances, keys, versions and aliases. Every row belongs to an instance. Writes that
+ * depend on a read take the expected value and report whether it still held (compare-and-set), so that
+ * several engine processes can share one catalog.
+ */
+export interface MetadataStore {
+  /** Random id of this catalog, fixed at creation; provider objects carry it. */
+  readonly catalogId: string
+  /**
+   * A number that changes whenever any process committed a change to the catalog, when the store can
+   * tell cheaply (SQLite's `data_version`); the engine then drops its metadata cache.
+   */
+  changeCounter?(): number
+  getKey(instance: string, id: string): Promise<KeyRecord | undefined>
+  getKeyIdByAlias(instance: string, alias: string): Promise<string | undefined>
+  getSystemKey(instance: string): Promise<KeyRecord | undefined>
+  /** The instance owning a key id (for reconciliation only; key ids are globally unique UUIDs). */
+  findInstanceOfKey(keyId: string): Promise<string | undefined>
+  listKeys(instance: string, query: ListKeysQuery): Promise<{ keys: KeyRecord[]; total: number }>
+  listVersions(instance: string, keyId: string): Promise<KeyVersionRecord[]>
+  listAliases(instance: string, keyId: string): Promise<string[]>
+  /** Records the intent to create a provider object (before the provider call). */
+  addPending(p: PendingVersion): Promise<void>
+  removePending(instance: string, keyId: string, version: number): Promise<void>
+  listPending(): Promise<PendingVersion[]>
+  /**
+   * Inserts a key with its first version and aliases, and clears the pending row, in one transaction.
+   * @throws EngineError KEY_ALIAS_NOT_UNIQUE_ERR
+   */
+  insertKey(key: KeyRecord, version: KeyVersionRecord, aliases: readonly string[]): Promise<void>
+  /**
+   * Inserts version `v.version` if the key's current version is still `v.version - 1`, sets it current and
+   * clears the pending row. Returns false when another writer got there first.
+   */
+  insertVersion(v: KeyVersionRecord, patch: KeyPatch): Promise<boolean>
+  /** Adopts a version found in the provider (reconciliation); does not change the current version. */
+  adoptVersion(v: KeyVersionRecord): Promise<void>
+  /** Applies `patch` if the key's state is still `expectState`. Returns false otherwise. */
+  updateKey(instance: string, id: string, expectState: KeyStateValue, patch: KeyPatch): Promise<boolean>
+  /** Removes the key, its versions and aliases. */
+  deleteKeyRows(instance: string, id: string): Promise<void>
+  addAlias(instance: string, keyId: string, alias: string, createdAt: number, maxPerKey: number): Promise<'created' | 'exists'>
+  removeAlias(instance: string, keyId: string, alias: string): Promise<boolean>
+  close(): Promise<void>
+}
+
+/** Time source; tests inject one to move past restore and purge windows. */
+export interface Clock {
+  now(): number
+}
+
+export const systemClock: Clock = { now: () => Date.now() }

@@ -1,0 +1,44 @@
+/**
+ * envelope-kms: envelope encryption with versioned root keys held in an HSM or KMS.
+ * Re-exports only. Heavy optional parts have subpath exports: `envelope-kms/providers/pkcs11`,
+ * `envelope-kms/store/sqlite`.
+ */
+export { createEngine, EnvelopeEngine, KEY_PROTECT_LIFECYCLE } from './core/engine.js'
+export type {
+  EngineOptions,
+  LifecyclePolicy,
+  KeyInfo,
+  KeyVersionInfo,
+  CreateKeyOptions,
+  WrapOptions,
+  WrapResult,
+  UnwrapOptions,
+  UnwrapResult,
+  RewrapResult,
+  ListKeysOptions,
+  ListVersionsOptions,
+  ReconcileReport,
+} from './core/engine.js'
+export { EngineError, ERROR_CODES, isEngineError } from './core/errors.js'
+export type { ErrorCode, ErrorTarget } from './core/errors.js'
+export { KeyState } from './core/key-state.js'
+export type { KeyStateValue } from './core/key-state.js'
+export { SecretBytes } from './core/secret-bytes.js'
+export { parseCiphertext, CIPHERTEXT_FORMAT_V1, MAX_DEK_BYTES, GENERATED_DEK_BYTES } from './core/ciphertext.js'
+export type { ParsedCiphertext } from './core/ciphertext.js'
+export type {
+  RootKeyProvider,
+  MetadataStore,
+  Clock,
+  CallOptions,
+  ProviderCapabilities,
+  GcmSealed,
+  ProviderObject,
+  CreateVersionRequest,
+  KeyRecord,
+  KeyVersionRecord,
+} from './core/ports.js'
+export { loadConfig, describeConfig } from './config.js'
+export type { EngineConfig, Pkcs11Config } from './config.js'
+export { createEngineFromConfig } from './default-engine.js'
+export type { DefaultEngineOptions } from './default-engine.js'

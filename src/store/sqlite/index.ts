@@ -1,0 +1,3 @@
+/** SQLite catalog (subpath export `envelope-kms/store/sqlite`). */
+export { openSqliteStore, SqliteStore } from './store.js'
+export type { SqliteStoreOptions } from './store.js'

@@ -1,0 +1,82 @@
+/**
+ * Schema migrations of the SQLite catalog, applied in order and recorded in `PRAGMA user_version`.
+ * A released migration is never edited: changes come as a new entry at the end.
+ */
+export const MIGRATIONS: readonly string[] = [
+  // 1: instances, keys, versions, aliases, key rings, pending provider objects.
+  `
+  CREATE TABLE catalog_meta (
+    k TEXT PRIMARY KEY,
+    v TEXT NOT NULL
+  ) STRICT;
+
+  CREATE TABLE instances (
+    instance   TEXT PRIMARY KEY,
+    created_at INTEGER NOT NULL
+  ) STRICT;
+
+  CREATE TABLE keys (
+    instance         TEXT NOT NULL REFERENCES instances(instance),
+    id               TEXT NOT NULL,
+    name             TEXT NOT NULL,
+    description      TEXT,
+    extractable      INTEGER NOT NULL CHECK (extractable IN (0, 1)),
+    imported         INTEGER NOT NULL CHECK (imported IN (0, 1)),
+    state            INTEGER NOT NULL CHECK (state IN (0, 1, 2, 3, 5)),
+    key_ring_id      TEXT NOT NULL DEFAULT 'default',
+    tags             TEXT NOT NULL DEFAULT '[]',
+    created_at       INTEGER NOT NULL,
+    created_by       TEXT,
+    updated_at       INTEGER NOT NULL,
+    state_changed_at INTEGER NOT NULL,
+    last_rotated_at  INTEGER,
+    expiration_date  INTEGER,
+    deleted_at       INTEGER,
+    deleted_by       TEXT,
+    current_version  INTEGER NOT NULL CHECK (current_version >= 1),
+    wrapped_payload  BLOB,
+    internal         INTEGER NOT NULL DEFAULT 0 CHECK (internal IN (0, 1)),
+    PRIMARY KEY (instance, id)
+  ) STRICT;
+  CREATE UNIQUE INDEX keys_id_unique ON keys(id);
+  CREATE INDEX keys_listing ON keys(instance, internal, created_at, id);
+  CREATE INDEX keys_system ON keys(instance, internal) WHERE internal = 1;
+
+  CREATE TABLE key_versions (
+    instance     TEXT NOT NULL,
+    key_id       TEXT NOT NULL,
+    version      INTEGER NOT NULL CHECK (version >= 1),
+    version_id   TEXT NOT NULL,
+    provider_ref TEXT NOT NULL,
+    created_at   INTEGER NOT NULL,
+    PRIMARY KEY (instance, key_id, version),
+    FOREIGN KEY (instance, key_id) REFERENCES keys(instance, id) ON DELETE CASCADE
+  ) STRICT;
+
+  CREATE TABLE aliases (
+    instance   TEXT NOT NULL,
+    alias      TEXT NOT NULL,
+    key_id     TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (instance, alias),
+    FOREIGN KEY (instance, key_id) REFERENCES keys(instance, id) ON DELETE CASCADE
+  ) STRICT;
+  CREATE INDEX aliases_by_key ON aliases(instance, key_id);
+
+  CREATE TABLE key_rings (
+    instance   TEXT NOT NULL REFERENCES instances(instance),
+    id         TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    created_by TEXT,
+    PRIMARY KEY (instance, id)
+  ) STRICT;
+
+  CREATE TABLE pending_versions (
+    instance   TEXT NOT NULL,
+    key_id     TEXT NOT NULL,
+    version    INTEGER NOT NULL,
+    started_at INTEGER NOT NULL,
+    PRIMARY KEY (instance, key_id, version)
+  ) STRICT;
+  `,
+]

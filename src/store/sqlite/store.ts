@@ -1,0 +1,413 @@
+/**
+ * The embedded catalog: one SQLite file (WAL, synchronous=FULL), `instance` on every row.
+ */
+import { randomUUID } from 'node:crypto'
+import { chmodSync, existsSync } from 'node:fs'
+import Database from 'better-sqlite3'
+import type { Database as Db, Statement } from 'better-sqlite3'
+import { EngineError } from '../../core/errors.js'
+import type { KeyStateValue } from '../../core/key-state.js'
+import type {
+  KeyPatch,
+  KeyRecord,
+  KeyVersionRecord,
+  ListKeysQuery,
+  MetadataStore,
+  PendingVersion,
+} from '../../core/ports.js'
+import { MIGRATIONS } from './migrations.js'
+
+/** Options of {@link openSqliteStore}. */
+export interface SqliteStoreOptions {
+  /** Path of the catalog file; created (mode 0600) when missing. `:memory:` for a throwaway catalog. */
+  readonly path: string
+  /** How long a writer waits for a lock held by another process (default 5000 ms). */
+  readonly busyTimeoutMs?: number
+}
+
+interface KeyRow {
+  instance: string
+  id: string
+  name: string
+  description: string | null
+  extractable: number
+  imported: number
+  state: number
+  key_ring_id: string
+  tags: string
+  created_at: number
+  created_by: string | null
+  updated_at: number
+  state_changed_at: number
+  last_rotated_at: number | null
+  expiration_date: number | null
+  deleted_at: number | null
+  deleted_by: string | null
+  current_version: number
+  wrapped_payload: Buffer | null
+  internal: number
+}
+
+interface VersionRow {
+  instance: string
+  key_id: string
+  version: number
+  version_id: string
+  provider_ref: string
+  created_at: number
+}
+
+const undef = <T>(v: T | null): T | undefined => (v === null ? undefined : v)
+
+function toRecord(r: KeyRow): KeyRecord {
+  return {
+    instance: r.instance,
+    id: r.id,
+    name: r.name,
+    description: undef(r.description),
+    extractable: r.extractable === 1,
+    imported: r.imported === 1,
+    state: r.state as KeyStateValue,
+    keyRingId: r.key_ring_id,
+    tags: JSON.parse(r.tags) as string[],
+    createdAt: r.created_at,
+    createdBy: undef(r.created_by),
+    updatedAt: r.updated_at,
+    stateChangedAt: r.state_changed_at,
+    lastRotatedAt: undef(r.last_rotated_at),
+    expirationDate: undef(r.expiration_date),
+    deletedAt: undef(r.deleted_at),
+    deletedBy: undef(r.deleted_by),
+    currentVersion: r.current_version,
+    wrappedPayload: undef(r.wrapped_payload),
+    internal: r.internal === 1,
+  }
+}
+
+function toVersion(r: VersionRow): KeyVersionRecord {
+  return {
+    instance: r.instance,
+    keyId: r.key_id,
+    version: r.version,
+    versionId: r.version_id,
+    providerRef: r.provider_ref,
+    createdAt: r.created_at,
+  }
+}
+
+const PATCH_COLUMNS: Readonly<Record<keyof KeyPatch, string>> = {
+  state: 'state',
+  stateChangedAt: 'state_changed_at',
+  updatedAt: 'updated_at',
+  deletedAt: 'deleted_at',
+  deletedBy: 'deleted_by',
+  keyRingId: 'key_ring_id',
+  lastRotatedAt: 'last_rotated_at',
+}
+
+function isUniqueViolation(err: unknown): boolean {
+  return (
+    typeof err === 'object' &&
+    err !== null &&
+    'code' in err &&
+    (err as { code: unknown }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY'
+  )
+}
+
+/** {@link MetadataStore} on one SQLite file. */
+export class SqliteStore implements MetadataStore {
+  readonly catalogId: string
+  readonly #db: Db
+  readonly #s: {
+    dataVersion: Statement<[], number>
+    getKey: Statement<[string, string], KeyRow>
+    aliasToId: Statement<[string, string], string>
+    systemKey: Statement<[string], KeyRow>
+    instanceOfKey: Statement<[string], string>
+    versions: Statement<[string, string], VersionRow>
+    aliasesOfKey: Statement<[string, string], string>
+    insertInstance: Statement<[string, number]>
+    insertKey: Statement<Record<string, unknown>>
+    insertVersion: Statement<[string, string, number, string, string, number]>
+    insertAlias: Statement<[string, string, string, number]>
+    addPending: Statement<[string, string, number, number]>
+    removePending: Statement<[string, string, number]>
+    listPending: Statement<[], PendingVersion>
+    bumpVersion: Statement<[number, number | null, number, string, string, number]>
+    deleteKey: Statement<[string, string]>
+    aliasOwner: Statement<[string, string], string>
+    aliasCount: Statement<[string, string], number>
+    deleteAlias: Statement<[string, string, string]>
+  }
+  #closed = false
+
+  constructor(db: Db) {
+    this.#db = db
+    const p = <A extends unknown[] | Record<string, unknown>, R = unknown>(sql: string): Statement<A, R> =>
+      db.prepare<A, R>(sql)
+    this.#s = {
+      dataVersion: p<[], number>('PRAGMA data_version').pluck(),
+      getKey: p<[string, string], KeyRow>('SELECT * FROM keys WHERE instance = ? AND id = ?'),
+      aliasToId: p<[string, string], string>('SELECT key_id FROM aliases WHERE instance = ? AND alias = ?').pluck(),
+      systemKey: p<[string], KeyRow>('SELECT * FROM keys WHERE instance = ? AND internal = 1 ORDER BY created_at, id LIMIT 1'),
+      instanceOfKey: p<[string], string>('SELECT instance FROM keys WHERE id = ?').pluck(),
+      versions: p<[string, string], VersionRow>('SELECT * FROM key_versions WHERE instance = ? AND key_id = ? ORDER BY version'),
+      aliasesOfKey: p<[string, string], string>(
+        'SELECT alias FROM aliases WHERE instance = ? AND key_id = ? ORDER BY created_at, alias',
+      ).pluck(),
+      insertInstance: p<[string, number]>('INSERT OR IGNORE INTO instances (instance, created_at) VALUES (?, ?)'),
+      insertKey: p<Record<string, unknown>>(`INSERT INTO keys (instance, id, name, description, extractable, imported, state, key_ring_id, tags,
+        created_at, created_by, updated_at, state_changed_at, last_rotated_at, expiration_date, deleted_at, deleted_by,
+        current_version, wrapped_payload, internal)
+        VALUES (@instance, @id, @name, @description, @extractable, @imported, @state, @key_ring_id, @tags,
+        @created_at, @created_by, @updated_at, @state_changed_at, @last_rotated_at, @expiration_date, @deleted_at,
+        @deleted_by, @current_version, @wrapped_payload, @internal)`),
+      insertVersion: p<[string, string, number, string, string, number]>(
+        'INSERT INTO key_versions (instance, key_id, version, version_id, provider_ref, created_at) VALUES (?, ?, ?, ?, ?, ?)',
+      ),
+      insertAlias: p<[string, string, string, number]>('INSERT INTO aliases (instance, alias, key_id, created_at) VALUES (?, ?, ?, ?)'),
+      addPending: p<[string, string, number, number]>(
+        'INSERT OR IGNORE INTO pending_versions (instance, key_id, version, started_at) VALUES (?, ?, ?, ?)',
+      ),
+      removePending: p<[string, string, number]>('DELETE FROM pending_versions WHERE instance = ? AND key_id = ? AND version = ?'),
+      listPending: p<[], PendingVersion>(
+        'SELECT instance, key_id AS keyId, version, started_at AS startedAt FROM pending_versions ORDER BY started_at',
+      ),
+      bumpVersion: p<[number, number | null, number, string, string, number]>(`UPDATE keys SET current_version = ?, last_rotated_at = coalesce(?, last_rotated_at), updated_at = ?
+        WHERE instance = ? AND id = ? AND current_version = ?`),
+      deleteKey: p<[string, string]>('DELETE FROM keys WHERE instance = ? AND id = ?'),
+      aliasOwner: p<[string, string], string>('SELECT key_id FROM aliases WHERE instance = ? AND alias = ?').pluck(),
+      aliasCount: p<[string, string], number>(
+        'SELECT count(*) FROM aliases WHERE instance = ? AND key_id = ?',
+      ).pluck(),
+      deleteAlias: p<[string, string, string]>('DELETE FROM aliases WHERE instance = ? AND key_id = ? AND alias = ?'),
+    }
+    const id = db.prepare<[], string>("SELECT v FROM catalog_meta WHERE k = 'catalog_id'").pluck().get()
+    if (id === undefined) throw new EngineError('STORE_ERROR', 'catalog: has no catalog_id')
+    this.catalogId = id
+  }
+
+  changeCounter(): number {
+    return this.#s.dataVersion.get() ?? 0
+  }
+
+  async getKey(instance: string, id: string): Promise<KeyRecord | undefined> {
+    const r = this.#s.getKey.get(instance, id)
+    return r === undefined ? undefined : toRecord(r)
+  }
+
+  async getKeyIdByAlias(instance: string, alias: string): Promise<string | undefined> {
+    return this.#s.aliasToId.get(instance, alias)
+  }
+
+  async getSystemKey(instance: string): Promise<KeyRecord | undefined> {
+    const r = this.#s.systemKey.get(instance)
+    return r === undefined ? undefined : toRecord(r)
+  }
+
+  async findInstanceOfKey(keyId: string): Promise<string | undefined> {
+    return this.#s.instanceOfKey.get(keyId)
+  }
+
+  async listKeys(instance: string, q: ListKeysQuery): Promise<{ keys: KeyRecord[]; total: number }> {
+    const where = ['instance = ?', 'internal = 0', `state IN (${q.states.map(() => '?').join(',')})`]
+    const args: unknown[] = [instance, ...q.states]
+    if (q.extractable !== undefined) {
+      where.push('extractable = ?')
+      args.push(q.extractable ? 1 : 0)
+    }
+    if (q.keyRingId !== undefined) {
+      where.push('key_ring_id = ?')
+      args.push(q.keyRingId)
+    }
+    const w = where.join(' AND ')
+    const total = this.#db.prepare<unknown[], number>(`SELECT count(*) FROM keys WHERE ${w}`).pluck().get(...args) ?? 0
+    const rows = this.#db
+      .prepare<unknown[], KeyRow>(`SELECT * FROM keys WHERE ${w} ORDER BY created_at, id LIMIT ? OFFSET ?`)
+      .all(...args, q.limit, q.offset)
+    return { keys: rows.map(toRecord), total }
+  }
+
+  async listVersions(instance: string, keyId: string): Promise<KeyVersionRecord[]> {
+    return this.#s.versions.all(instance, keyId).map(toVersion)
+  }
+
+  async listAliases(instance: string, keyId: string): Promise<string[]> {
+    return this.#s.aliasesOfKey.all(instance, keyId)
+  }
+
+  async addPending(p: PendingVersion): Promise<void> {
+    this.#s.addPending.run(p.instance, p.keyId, p.version, p.startedAt)
+  }
+
+  async removePending(instance: string, keyId: string, version: number): Promise<void> {
+    this.#s.removePending.run(instance, keyId, version)
+  }
+
+  async listPending(): Promise<PendingVersion[]> {
+    return this.#s.listPending.all()
+  }
+
+  async insertKey(key: KeyRecord, version: KeyVersionRecord, aliases: readonly string[]): Promise<void> {
+    const tx = this.#db.transaction(() => {
+      this.#s.insertInstance.run(key.instance, key.createdAt)
+      this.#s.insertKey.run({
+        instance: key.instance,
+        id: key.id,
+        name: key.name,
+        description: key.description ?? null,
+        extractable: key.extractable ? 1 : 0,
+        imported: key.imported ? 1 : 0,
+        state: key.state,
+        key_ring_id: key.keyRingId,
+        tags: JSON.stringify(key.tags),
+        created_at: key.createdAt,
+        created_by: key.createdBy ?? null,
+        updated_at: key.updatedAt,
+        state_changed_at: key.stateChangedAt,
+        last_rotated_at: key.lastRotatedAt ?? null,
+        expiration_date: key.expirationDate ?? null,
+        deleted_at: key.deletedAt ?? null,
+        deleted_by: key.deletedBy ?? null,
+        current_version: key.currentVersion,
+        wrapped_payload: key.wrappedPayload ?? null,
+        internal: key.internal ? 1 : 0,
+      })
+      if (!key.extractable) {
+        this.#s.insertVersion.run(
+          version.instance,
+          version.keyId,
+          version.version,
+          version.versionId,
+          version.providerRef,
+          version.createdAt,
+        )
+      }
+      for (const a of aliases) {
+        try {
+          this.#s.insertAlias.run(key.instance, a, key.id, key.createdAt)
+        } catch (err) {
+          if (isUniqueViolation(err)) {
+            throw new EngineError('KEY_ALIAS_NOT_UNIQUE_ERR', `aliases: "${a}" is already in use in this instance`)
+          }
+          throw err
+        }
+      }
+      this.#s.removePending.run(key.instance, key.id, version.version)
+    })
+    tx.immediate()
+  }
+
+  async insertVersion(v: KeyVersionRecord, patch: KeyPatch): Promise<boolean> {
+    const tx = this.#db.transaction((): boolean => {
+      const updatedAt = patch.updatedAt ?? v.createdAt
+      const res = this.#s.bumpVersion.run(v.version, patch.lastRotatedAt ?? null, updatedAt, v.instance, v.keyId, v.version - 1)
+      if (res.changes !== 1) return false
+      this.#s.insertVersion.run(v.instance, v.keyId, v.version, v.versionId, v.providerRef, v.createdAt)
+      this.#s.removePending.run(v.instance, v.keyId, v.version)
+      return true
+    })
+    return tx.immediate()
+  }
+
+  async adoptVersion(v: KeyVersionRecord): Promise<void> {
+    this.#s.insertVersion.run(v.instance, v.keyId, v.version, v.versionId, v.providerRef, v.createdAt)
+  }
+
+  async updateKey(instance: string, id: string, expectState: KeyStateValue, patch: KeyPatch): Promise<boolean> {
+    const sets: string[] = []
+    const args: unknown[] = []
+    for (const [k, col] of Object.entries(PATCH_COLUMNS) as [keyof KeyPatch, string][]) {
+      if (k in patch) {
+        sets.push(`${col} = ?`)
+        args.push(patch[k] ?? null)
+      }
+    }
+    if (sets.length === 0) return true
+    const res = this.#db
+      .prepare(`UPDATE keys SET ${sets.join(', ')} WHERE instance = ? AND id = ? AND state = ?`)
+      .run(...args, instance, id, expectState)
+    return res.changes === 1
+  }
+
+  async deleteKeyRows(instance: string, id: string): Promise<void> {
+    this.#s.deleteKey.run(instance, id)
+  }
+
+  async addAlias(
+    instance: string,
+    keyId: string,
+    alias: string,
+    createdAt: number,
+    maxPerKey: number,
+  ): Promise<'created' | 'exists'> {
+    const tx = this.#db.transaction((): 'created' | 'exists' => {
+      const owner = this.#s.aliasOwner.get(instance, alias)
+      if (owner === keyId) return 'exists'
+      if (owner !== undefined) {
+        throw new EngineError('KEY_ALIAS_NOT_UNIQUE_ERR', `alias: "${alias}" is already in use in this instance`)
+      }
+      if ((this.#s.aliasCount.get(instance, keyId) ?? 0) >= maxPerKey) {
+        throw new EngineError('KEY_ALIAS_QUOTA_ERR', `alias: a key has at most ${maxPerKey} aliases`)
+      }
+      this.#s.insertAlias.run(instance, alias, keyId, createdAt)
+      return 'created'
+    })
+    return tx.immediate()
+  }
+
+  async removeAlias(instance: string, keyId: string, alias: string): Promise<boolean> {
+    return this.#s.deleteAlias.run(instance, keyId, alias).changes === 1
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    this.#db.close()
+  }
+}
+
+/**
+ * Opens (and creates or migrates) an SQLite catalog.
+ * @throws EngineError STORE_ERROR when the file cannot be opened or is newer than this build
+ */
+export async function openSqliteStore(options: SqliteStoreOptions): Promise<SqliteStore> {
+  const isNew = options.path !== ':memory:' && !existsSync(options.path)
+  let db: Db
+  try {
+    db = new Database(options.path)
+  } catch (err) {
+    throw new EngineError('STORE_ERROR', `catalog: cannot open ${options.path}`, { cause: err })
+  }
+  try {
+    if (isNew) chmodSync(options.path, 0o600)
+    db.pragma(`busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))}`)
+    db.pragma('journal_mode = WAL')
+    db.pragma('synchronous = FULL')
+    db.pragma('foreign_keys = ON')
+    migrate(db)
+    return new SqliteStore(db)
+  } catch (err) {
+    db.close()
+    if (err instanceof EngineError) throw err
+    throw new EngineError('STORE_ERROR', `catalog: cannot initialise ${options.path}`, { cause: err })
+  }
+}
+
+function migrate(db: Db): void {
+  const tx = db.transaction(() => {
+    const current = db.pragma('user_version', { simple: true }) as number
+    if (current > MIGRATIONS.length) {
+      throw new EngineError(
+        'STORE_ERROR',
+        `catalog: schema version ${current} is newer than this build supports (${MIGRATIONS.length})`,
+      )
+    }
+    for (let i = current; i < MIGRATIONS.length; i++) {
+      db.exec(MIGRATIONS[i] ?? '')
+      if (i === 0) db.prepare("INSERT INTO catalog_meta (k, v) VALUES ('catalog_id', ?)").run(randomUUID())
+      db.pragma(`user_version = ${i + 1}`)
+    }
+  })
+  tx.immediate()
+}
