@@ -35,6 +35,10 @@ export function pkcs11js(): Pkcs11Js {
   return binding
 }
 
+/** Session states (PKCS#11 v2.40 §5.4); pkcs11js exports no CKS_ constants. */
+const CKS_RO_USER_FUNCTIONS = 1
+const CKS_RW_USER_FUNCTIONS = 3
+
 const PIN_KEY = randomBytes(32)
 const pinDigest = (pin: string): Buffer => createHmac('sha256', PIN_KEY).update(pin, 'utf8').digest()
 
@@ -140,10 +144,14 @@ export function ensureLogin(entry: ModuleEntry, slot: Handle, session: Handle, p
   const slotKey = slot.toString('hex')
   const digest = pinDigest(pin)
   const known = entry.logins.get(slotKey)
-  if (known !== undefined) {
-    if (!timingSafeEqual(known, digest)) {
-      throw new EngineError('PROVIDER_LOGIN_FAILED', 'pkcs11: the PIN differs from the one this token was logged in with')
-    }
+  if (known !== undefined && !timingSafeEqual(known, digest)) {
+    throw new EngineError('PROVIDER_LOGIN_FAILED', 'pkcs11: the PIN differs from the one this token was logged in with')
+  }
+  // Closing the last session of a token logs it out (PKCS#11 v2.40 §5.6), so "logged in" is read from the
+  // session state rather than remembered.
+  const state = entry.p11.C_GetSessionInfo(session).state
+  if (state === CKS_RO_USER_FUNCTIONS || state === CKS_RW_USER_FUNCTIONS) {
+    if (known === undefined) entry.logins.set(slotKey, digest) // logged in by another owner in this process
     return
   }
   try {

@@ -134,21 +134,31 @@ export class Pkcs11Provider implements RootKeyProvider {
     }
   }
 
-  /** Finds the slot, opens the anchor session, logs in; for this module generation. */
+  /**
+   * Finds the slot, opens the anchor session and logs in, for the module's current generation. Marks the
+   * generation as attached only when all of it worked, so a failed attempt is retried from scratch.
+   */
   #attach(): void {
     const p11 = this.#entry.p11
     const js = this.#js
-    this.#gen = this.#entry.generation
+    const gen = this.#entry.generation
     this.#handles.clear()
+    this.#pool?.close(gen === this.#gen)
+    this.#pool = undefined
+    if (this.#anchor !== undefined && gen === this.#gen) {
+      try {
+        p11.C_CloseSession(this.#anchor)
+      } catch {
+        /* dead already */
+      }
+    }
     this.#anchor = undefined
-    this.#pool?.close(false)
     const slots = p11.C_GetSlotList(true).filter((s) => p11.C_GetTokenInfo(s).label.trim() === this.#label)
     if (slots.length === 0) {
       throw new EngineError('PROVIDER_TOKEN_NOT_FOUND', `pkcs11: no token labelled "${this.#label}" is present`)
     }
     if (slots.length > 1) throw new EngineError('CONFIG_INVALID', `pkcs11: several tokens are labelled "${this.#label}"`)
     const slot = slots[0] as Handle
-    this.#slot = slot
     const flags = js.CKF_SERIAL_SESSION | js.CKF_RW_SESSION
     const anchor = p11.C_OpenSession(slot, flags)
     try {
@@ -157,11 +167,18 @@ export class Pkcs11Provider implements RootKeyProvider {
       p11.C_CloseSession(anchor)
       throw err
     }
+    this.#slot = slot
     this.#anchor = anchor
     this.#pool = new SessionPool(
       { open: () => p11.C_OpenSession(slot, flags), close: (h) => p11.C_CloseSession(h) },
       this.#maxSessions,
     )
+    this.#gen = gen
+  }
+
+  /** Open sessions in the pool (not counting the anchor session). */
+  get sessionsOpen(): number {
+    return this.#pool?.size ?? 0
   }
 
   // ------------------------------------------------------------ RootKeyProvider
@@ -505,8 +522,8 @@ export class Pkcs11Provider implements RootKeyProvider {
       if (opts.signal?.aborted === true) throw new EngineError('ABORTED', `${what}: aborted by the caller`)
       let pool: SessionPool
       try {
-        if (this.#entry.generation !== this.#gen) this.#attach()
-        pool = this.#pool as SessionPool
+        if (this.#entry.generation !== this.#gen || this.#pool === undefined) this.#attach()
+        pool = this.#pool as unknown as SessionPool
       } catch (err) {
         if (err instanceof EngineError && err.code !== 'PROVIDER_TOKEN_NOT_FOUND') throw err
         lastErr = err
@@ -578,12 +595,12 @@ export class Pkcs11Provider implements RootKeyProvider {
     try {
       this.#entry.p11.C_GetSessionInfo(this.#anchor)
     } catch {
-      // The anchor died and its session copies with it: reconnect this generation from scratch.
-      try {
-        this.#attach()
-      } catch {
-        this.#gen = -1 // force a fresh attach on the next attempt
-      }
+      // The anchor died and its session copies with it (C_CloseAllSessions also logs the token out):
+      // reconnect this generation from scratch on the next attempt.
+      this.#pool?.close(false)
+      this.#pool = undefined
+      this.#anchor = undefined
+      this.#handles.clear()
     }
   }
 }
