@@ -1,0 +1,140 @@
+/**
+ * The conformance suite every MetadataStore must pass against the real database.
+ */
+import { randomUUID } from 'node:crypto'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type { KeyRecord, KeyVersionRecord, MetadataStore } from '../../src/index.js'
+import { expectCode } from '../helpers/expect-code.js'
+
+export function keyRecord(instance: string, overrides: Partial<KeyRecord> = {}): KeyRecord {
+  return {
+    instance, id: randomUUID(), name: 'k', description: 'desc', extractable: false, imported: false, state: 1,
+    keyRingId: 'default', tags: ['t1'], createdAt: 1000, createdBy: 'alice', updatedAt: 1000, stateChangedAt: 1000,
+    lastRotatedAt: undefined, expirationDate: undefined, deletedAt: undefined, deletedBy: undefined, currentVersion: 1,
+    wrappedPayload: undefined, internal: false, ...overrides,
+  }
+}
+
+export function versionOf(k: KeyRecord, version = 1): KeyVersionRecord {
+  return { instance: k.instance, keyId: k.id, version, versionId: version === 1 ? k.id : randomUUID(), providerRef: randomUUID().replaceAll('-', ''), createdAt: 1000 + version }
+}
+
+export function runMetadataStoreConformance(name: string, open: () => Promise<MetadataStore>): void {
+  describe(`MetadataStore conformance: ${name}`, () => {
+    let s: MetadataStore
+    beforeAll(async () => {
+      s = await open()
+    })
+    afterAll(async () => {
+      await s.close()
+    })
+
+    it('stores and returns every field of a key and its first version', async () => {
+      const k = keyRecord('i1', { expirationDate: 5000, wrappedPayload: undefined, tags: ['a', 'b'] })
+      await s.insertKey(k, versionOf(k), ['alias-one'])
+      expect(await s.getKey('i1', k.id)).toEqual(k)
+      expect(await s.listVersions('i1', k.id)).toEqual([versionOf(k)].map((v) => ({ ...v, providerRef: expect.any(String) as string })))
+      expect(await s.getKeyIdByAlias('i1', 'alias-one')).toBe(k.id)
+      expect(await s.listAliases('i1', k.id)).toEqual(['alias-one'])
+      expect(await s.findInstanceOfKey(k.id)).toBe('i1')
+      const std = keyRecord('i1', { extractable: true, wrappedPayload: Buffer.from([1, 2, 3]) })
+      await s.insertKey(std, versionOf(std), [])
+      expect((await s.getKey('i1', std.id))?.wrappedPayload).toEqual(Buffer.from([1, 2, 3]))
+      expect(await s.listVersions('i1', std.id)).toEqual([])
+    })
+
+    it('keeps instances apart: keys, aliases and listings', async () => {
+      const a = keyRecord('iso-a')
+      await s.insertKey(a, versionOf(a), ['same'])
+      const b = keyRecord('iso-b')
+      await s.insertKey(b, versionOf(b), ['same'])
+      expect(await s.getKey('iso-b', a.id)).toBeUndefined()
+      expect(await s.getKeyIdByAlias('iso-a', 'same')).toBe(a.id)
+      expect(await s.getKeyIdByAlias('iso-b', 'same')).toBe(b.id)
+      const q = { limit: 10, offset: 0, states: [0, 1, 2, 3] as const, extractable: undefined, keyRingId: undefined }
+      expect((await s.listKeys('iso-a', { ...q, states: [...q.states] })).keys.map((k) => k.id)).toEqual([a.id])
+      expect(await s.listVersions('iso-b', a.id)).toEqual([])
+    })
+
+    it('refuses a duplicate alias within an instance with KEY_ALIAS_NOT_UNIQUE_ERR and writes nothing', async () => {
+      const a = keyRecord('dup')
+      await s.insertKey(a, versionOf(a), ['x1'])
+      const b = keyRecord('dup')
+      await expectCode(s.insertKey(b, versionOf(b), ['x2', 'x1']), 'KEY_ALIAS_NOT_UNIQUE_ERR')
+      expect(await s.getKey('dup', b.id)).toBeUndefined()
+      expect(await s.getKeyIdByAlias('dup', 'x2')).toBeUndefined()
+      await expectCode(s.addAlias('dup', b.id, 'x1', 1, 5), 'KEY_ALIAS_NOT_UNIQUE_ERR')
+      expect(await s.addAlias('dup', a.id, 'x1', 1, 5)).toBe('exists')
+      for (const n of ['x3', 'x4', 'x5', 'x6']) expect(await s.addAlias('dup', a.id, n, 1, 5)).toBe('created')
+      await expectCode(s.addAlias('dup', a.id, 'x7', 1, 5), 'KEY_ALIAS_QUOTA_ERR')
+      expect(await s.removeAlias('dup', a.id, 'x6')).toBe(true)
+      expect(await s.removeAlias('dup', a.id, 'x6')).toBe(false)
+    })
+
+    it('insertVersion is compare-and-set on the current version', async () => {
+      const k = keyRecord('cas')
+      await s.insertKey(k, versionOf(k), [])
+      await s.addPending({ instance: 'cas', keyId: k.id, version: 2, startedAt: 1 })
+      expect(await s.insertVersion(versionOf(k, 2), { updatedAt: 2000, lastRotatedAt: 2000 })).toBe(true)
+      expect(await s.insertVersion(versionOf(k, 2), { updatedAt: 2001 })).toBe(false)
+      expect(await s.insertVersion(versionOf(k, 4), { updatedAt: 2001 })).toBe(false)
+      const r = await s.getKey('cas', k.id)
+      expect(r).toMatchObject({ currentVersion: 2, lastRotatedAt: 2000, updatedAt: 2000 })
+      expect((await s.listVersions('cas', k.id)).map((v) => v.version)).toEqual([1, 2])
+      expect((await s.listPending()).filter((p) => p.keyId === k.id)).toEqual([])
+    })
+
+    it('updateKey applies only while the state is still the expected one', async () => {
+      const k = keyRecord('upd')
+      await s.insertKey(k, versionOf(k), [])
+      expect(await s.updateKey('upd', k.id, 2, { state: 5 })).toBe(false)
+      expect(await s.updateKey('upd', k.id, 1, { state: 5, deletedAt: 9, deletedBy: 'bob', stateChangedAt: 9 })).toBe(true)
+      expect(await s.getKey('upd', k.id)).toMatchObject({ state: 5, deletedAt: 9, deletedBy: 'bob', stateChangedAt: 9 })
+      expect(await s.updateKey('upd', k.id, 5, { state: 1, deletedAt: undefined, deletedBy: undefined })).toBe(true)
+      expect(await s.getKey('upd', k.id)).toMatchObject({ state: 1, deletedAt: undefined, deletedBy: undefined })
+      expect(await s.updateKey('other', k.id, 1, { state: 2 })).toBe(false)
+    })
+
+    it('lists with state and kind filters, stable order and a total', async () => {
+      const inst = 'list'
+      const ids: string[] = []
+      for (let i = 0; i < 6; i++) {
+        const k = keyRecord(inst, { createdAt: 100 + i, state: i === 5 ? 5 : 1, extractable: i === 4 })
+        ids.push(k.id)
+        await s.insertKey(k, versionOf(k), [])
+      }
+      const sys = keyRecord(inst, { internal: true, createdAt: 1 })
+      await s.insertKey(sys, versionOf(sys), [])
+      const q = { limit: 2, offset: 0, states: [0, 1, 2, 3] as (0 | 1 | 2 | 3 | 5)[], extractable: undefined, keyRingId: undefined }
+      const p1 = await s.listKeys(inst, q)
+      const p2 = await s.listKeys(inst, { ...q, offset: 2 })
+      const p3 = await s.listKeys(inst, { ...q, offset: 4 })
+      expect(p1.total).toBe(5)
+      expect([...p1.keys, ...p2.keys, ...p3.keys].map((k) => k.id)).toEqual(ids.slice(0, 5))
+      expect((await s.listKeys(inst, { ...q, limit: 10, states: [5] })).keys.map((k) => k.id)).toEqual([ids[5]])
+      expect((await s.listKeys(inst, { ...q, limit: 10, extractable: true })).keys.map((k) => k.id)).toEqual([ids[4]])
+      expect((await s.getSystemKey(inst))?.id).toBe(sys.id)
+      expect(await s.getSystemKey('nobody')).toBeUndefined()
+    })
+
+    it('deleteKeyRows removes the key with its versions and aliases', async () => {
+      const k = keyRecord('del')
+      await s.insertKey(k, versionOf(k), ['gone'])
+      await s.deleteKeyRows('del', k.id)
+      expect(await s.getKey('del', k.id)).toBeUndefined()
+      expect(await s.listVersions('del', k.id)).toEqual([])
+      expect(await s.getKeyIdByAlias('del', 'gone')).toBeUndefined()
+    })
+
+    it('pending creations are recorded, listed, and cleared by the commit of their key', async () => {
+      const k = keyRecord('pend')
+      await s.addPending({ instance: 'pend', keyId: k.id, version: 1, startedAt: 7 })
+      expect(await s.listPending()).toContainEqual({ instance: 'pend', keyId: k.id, version: 1, startedAt: 7 })
+      await s.insertKey(k, versionOf(k), [])
+      expect((await s.listPending()).some((p) => p.keyId === k.id)).toBe(false)
+      await s.addPending({ instance: 'pend', keyId: k.id, version: 9, startedAt: 7 })
+      await s.removePending('pend', k.id, 9)
+      expect((await s.listPending()).some((p) => p.keyId === k.id)).toBe(false)
+    })
+  })
+}

@@ -1,0 +1,41 @@
+/**
+ * Runs every example in examples/ against the test token and a fresh catalog, and checks what it printed.
+ */
+import { describe, expect, it, vi } from 'vitest'
+import { env, tempCatalogPath } from './helpers/engine.js'
+
+function useTestToken(): void {
+  process.env['EKMS_PKCS11_TOKEN_LABEL'] = env('EKMS_TEST_TOKEN')
+  process.env['EKMS_PKCS11_PIN'] = env('EKMS_TEST_PIN')
+  process.env['EKMS_CATALOG'] = tempCatalogPath()
+}
+
+describe('examples', () => {
+  vi.spyOn(console, 'log').mockImplementation(() => undefined)
+
+  it('quickstart: create, wrap, unwrap, rotate, unwrap-with-rewrap, rewrap', async () => {
+    useTestToken()
+    const { main } = await import('../examples/quickstart.js')
+    const lines = await main()
+    expect(lines).toHaveLength(6)
+    expect(lines[0]).toMatch(/^created root key [0-9a-f-]{36} \(version 1\) in pkcs11:softhsm2$/)
+    expect(lines[1]).toMatch(/wrapped a generated 32-byte DEK under version 1/)
+    expect(lines[2]).toBe('unwrap returns the same DEK: true')
+    expect(lines[3]).toBe('after rotation the old ciphertext still unwraps: true; rewrapped under version 2')
+    expect(lines[4]).toBe('rewrap moved the ciphertext from version 1 to 2')
+    expect(lines[5]).toBe('unwrap with the wrong AAD fails with UNWRAP_AAD_MISMATCH')
+  })
+
+  it('import-and-standard-keys: BYOK root key, rotation with material, standard key payload', async () => {
+    useTestToken()
+    const { main } = await import('../examples/import-and-standard-keys.js')
+    const lines = await main()
+    expect(lines).toEqual([
+      expect.stringMatching(/^imported root key [0-9a-f-]{36}: imported=true, extractable=false$/),
+      'rotating an imported key without new material fails with MISSING_FIELD_ERR',
+      'rotated with new material: now version 2',
+      expect.stringMatching(/^standard key [0-9a-f-]{36} returns its payload: true$/),
+      "asking for a root key's material fails with KEY_NOT_EXTRACTABLE_ERR",
+    ])
+  })
+})

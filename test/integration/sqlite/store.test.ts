@@ -1,0 +1,55 @@
+import { statSync } from 'node:fs'
+import Database from 'better-sqlite3'
+import { describe, expect, it } from 'vitest'
+import { openSqliteStore } from '../../../src/store/sqlite/index.js'
+import { keyRecord, runMetadataStoreConformance, versionOf } from '../../conformance/metadata-store.js'
+import { tempCatalogPath } from '../../helpers/engine.js'
+import { expectCode } from '../../helpers/expect-code.js'
+
+runMetadataStoreConformance('sqlite file', () => openSqliteStore({ path: tempCatalogPath() }))
+
+describe('SQLite catalog', () => {
+  it('creates the file with mode 0600, in WAL mode, and keeps its catalog id across reopen', async () => {
+    const path = tempCatalogPath()
+    const s = await openSqliteStore({ path })
+    const id = s.catalogId
+    await s.close()
+    expect(statSync(path).mode & 0o777).toBe(0o600)
+    const db = new Database(path)
+    expect(db.pragma('journal_mode', { simple: true })).toBe('wal')
+    expect(db.pragma('user_version', { simple: true })).toBe(1)
+    db.close()
+    const again = await openSqliteStore({ path })
+    expect(again.catalogId).toBe(id)
+    await again.close()
+  })
+
+  it('refuses a catalog whose schema is newer than this build with STORE_ERROR', async () => {
+    const path = tempCatalogPath()
+    await (await openSqliteStore({ path })).close()
+    const db = new Database(path)
+    db.pragma('user_version = 99')
+    db.close()
+    await expectCode(openSqliteStore({ path }), 'STORE_ERROR')
+  })
+
+  it('reports commits by other processes through changeCounter', async () => {
+    const path = tempCatalogPath()
+    const a = await openSqliteStore({ path })
+    const b = await openSqliteStore({ path })
+    const before = a.changeCounter()
+    const k = keyRecord('cc')
+    await b.insertKey(k, versionOf(k), [])
+    expect(a.changeCounter()).not.toBe(before)
+    expect((await a.getKey('cc', k.id))?.id).toBe(k.id)
+    await a.close()
+    await b.close()
+  })
+
+  it('a file that is not a database fails with STORE_ERROR', async () => {
+    const { writeFileSync } = await import('node:fs')
+    const path = tempCatalogPath()
+    writeFileSync(path, 'not a database, just text '.repeat(100))
+    await expectCode(openSqliteStore({ path }), 'STORE_ERROR')
+  })
+})
