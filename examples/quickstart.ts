@@ -15,12 +15,17 @@ export async function main(): Promise<string[]> {
   const engine = await createEngineFromConfig()
   try {
     const instance = 'quickstart'
-    const key = await engine.createKey(instance, { name: 'payments-root', description: 'root key for payments DEKs' })
+    const key = await engine.createKey(instance, {
+      name: 'payments-root',
+      description: 'root key for payments DEKs',
+    })
     log(`created root key ${key.id} (version ${key.keyVersion.number}) in ${engine.providerName}`)
 
     const { plaintext, ciphertext, keyVersion } = await engine.wrap(instance, key.id, { aad: ['order-42'] })
     if (plaintext === undefined) throw new Error('wrap without a DEK returns the generated DEK')
-    log(`wrapped a generated ${plaintext.length}-byte DEK under version ${keyVersion.number}: ${ciphertext.length} base64 chars`)
+    log(
+      `wrapped a generated ${plaintext.length}-byte DEK under version ${keyVersion.number}: ${ciphertext.length} base64 chars`,
+    )
 
     const out1 = await engine.unwrap(instance, key.id, ciphertext, { aad: ['order-42'] })
     log(`unwrap returns the same DEK: ${out1.plaintext.equals(plaintext)}`)
@@ -33,7 +38,9 @@ export async function main(): Promise<string[]> {
     )
 
     const moved = await engine.rewrap(instance, key.id, ciphertext, { aad: ['order-42'] })
-    log(`rewrap moved the ciphertext from version ${moved.keyVersion.number} to ${moved.rewrappedKeyVersion.number}`)
+    log(
+      `rewrap moved the ciphertext from version ${moved.keyVersion.number} to ${moved.rewrappedKeyVersion.number}`,
+    )
 
     try {
       await engine.unwrap(instance, key.id, ciphertext, { aad: ['order-43'] })

@@ -54,9 +54,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): EngineConfig {
     try {
       file = JSON.parse(readFileSync(cfgPath, 'utf8')) as typeof file
     } catch (err) {
-      throw new EngineError('CONFIG_INVALID', `EKMS_CONFIG: ${cfgPath} is not a readable JSON file`, { cause: err })
+      throw new EngineError('CONFIG_INVALID', `EKMS_CONFIG: ${cfgPath} is not a readable JSON file`, {
+        cause: err,
+      })
     }
-    if (typeof file !== 'object' || file === null) throw new EngineError('CONFIG_INVALID', 'EKMS_CONFIG: must hold an object')
+    if (typeof file !== 'object' || file === null)
+      throw new EngineError('CONFIG_INVALID', 'EKMS_CONFIG: must hold an object')
   }
   const p = file.pkcs11 ?? {}
   const module =
@@ -65,12 +68,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): EngineConfig {
     SOFTHSM_MODULES.find((m) => existsSync(m)) ??
     SOFTHSM_MODULES[0]
   const tokenLabel =
-    str(env['EKMS_PKCS11_TOKEN_LABEL'], 'EKMS_PKCS11_TOKEN_LABEL') ?? str(p.tokenLabel, 'pkcs11.tokenLabel') ?? 'envelope-kms'
-  const profile = str(env['EKMS_PKCS11_PROFILE'], 'EKMS_PKCS11_PROFILE') ?? str(p.profile, 'pkcs11.profile') ?? 'softhsm2'
+    str(env['EKMS_PKCS11_TOKEN_LABEL'], 'EKMS_PKCS11_TOKEN_LABEL') ??
+    str(p.tokenLabel, 'pkcs11.tokenLabel') ??
+    'envelope-kms'
+  const profile =
+    str(env['EKMS_PKCS11_PROFILE'], 'EKMS_PKCS11_PROFILE') ?? str(p.profile, 'pkcs11.profile') ?? 'softhsm2'
   let pin = str(env['EKMS_PKCS11_PIN'], 'EKMS_PKCS11_PIN') ?? str(p.pin, 'pkcs11.pin')
   if (pin === undefined) {
     const pinFile =
-      str(env['EKMS_PKCS11_PIN_FILE'], 'EKMS_PKCS11_PIN_FILE') ?? str(p.pinFile, 'pkcs11.pinFile') ?? '.softhsm/user-pin'
+      str(env['EKMS_PKCS11_PIN_FILE'], 'EKMS_PKCS11_PIN_FILE') ??
+      str(p.pinFile, 'pkcs11.pinFile') ??
+      '.softhsm/user-pin'
     try {
       pin = readFileSync(pinFile, 'utf8').trim()
     } catch (err) {
@@ -82,7 +90,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): EngineConfig {
     }
   }
   if (pin.length === 0) throw new EngineError('CONFIG_INVALID', 'EKMS_PKCS11_PIN: is empty')
-  const catalog = str(env['EKMS_CATALOG'], 'EKMS_CATALOG') ?? str(file.catalog?.path, 'catalog.path') ?? 'data/catalog.sqlite'
+  const catalog =
+    str(env['EKMS_CATALOG'], 'EKMS_CATALOG') ??
+    str(file.catalog?.path, 'catalog.path') ??
+    'data/catalog.sqlite'
   return { pkcs11: { module: module ?? '', tokenLabel, pin, profile }, catalog: { path: catalog } }
 }
 
@@ -103,5 +114,6 @@ export function defaultSoftHsmConf(c: EngineConfig, env: NodeJS.ProcessEnv = pro
 
 /** Creates the folder of the catalog file. */
 export function ensureCatalogDir(c: EngineConfig): void {
-  if (c.catalog.path !== ':memory:') mkdirSync(dirname(resolve(c.catalog.path)), { recursive: true, mode: 0o700 })
+  if (c.catalog.path !== ':memory:')
+    mkdirSync(dirname(resolve(c.catalog.path)), { recursive: true, mode: 0o700 })
 }

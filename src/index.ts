@@ -24,7 +24,12 @@ export type { ErrorCode, ErrorTarget } from './core/errors.js'
 export { KeyState } from './core/key-state.js'
 export type { KeyStateValue } from './core/key-state.js'
 export { SecretBytes } from './core/secret-bytes.js'
-export { parseCiphertext, CIPHERTEXT_FORMAT_V1, MAX_DEK_BYTES, GENERATED_DEK_BYTES } from './core/ciphertext.js'
+export {
+  parseCiphertext,
+  CIPHERTEXT_FORMAT_V1,
+  MAX_DEK_BYTES,
+  GENERATED_DEK_BYTES,
+} from './core/ciphertext.js'
 export type { ParsedCiphertext } from './core/ciphertext.js'
 export type {
   RootKeyProvider,

@@ -21,10 +21,14 @@ export default function setup(): () => void {
   const soPin = randomBytes(8).toString('hex')
   const env = { ...process.env, SOFTHSM2_CONF: conf }
   for (const label of ['ekms-test', 'ekms-test-2']) {
-    execFileSync('softhsm2-util', ['--init-token', '--free', '--label', label, '--so-pin', soPin, '--pin', pin], {
-      env,
-      stdio: 'ignore',
-    })
+    execFileSync(
+      'softhsm2-util',
+      ['--init-token', '--free', '--label', label, '--so-pin', soPin, '--pin', pin],
+      {
+        env,
+        stdio: 'ignore',
+      },
+    )
   }
   process.env['SOFTHSM2_CONF'] = conf
   process.env['EKMS_TEST_DIR'] = dir

@@ -77,7 +77,12 @@ export function encodeHeader(mechanism: MechanismId, keyId: string, keyVersion: 
 }
 
 /** Serialises a v1 AES-GCM ciphertext. */
-export function encodeGcmCiphertext(header: Buffer, iv: Uint8Array, encrypted: Uint8Array, tag: Uint8Array): Buffer {
+export function encodeGcmCiphertext(
+  header: Buffer,
+  iv: Uint8Array,
+  encrypted: Uint8Array,
+  tag: Uint8Array,
+): Buffer {
   /* Precondition: fixed GCM parameters and a DEK within bounds. */
   if (iv.length !== GCM_IV_BYTES || tag.length !== GCM_TAG_BYTES) {
     throw new EngineError('INTERNAL_ERROR', 'ciphertext: GCM IV or tag of unexpected length')
@@ -112,7 +117,8 @@ const BASE64_RE = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=
  * @throws EngineError INVALID_FIELD_ERR naming `field`
  */
 export function decodeBase64Strict(value: string, field: string, maxBytes: number): Buffer {
-  if (value.length > Math.ceil(maxBytes / 3) * 4) throw invalidField(field, `must be at most ${maxBytes} bytes`)
+  if (value.length > Math.ceil(maxBytes / 3) * 4)
+    throw invalidField(field, `must be at most ${maxBytes} bytes`)
   if (!BASE64_RE.test(value)) throw invalidField(field, 'must be standard base64 with padding')
   return Buffer.from(value, 'base64')
 }
@@ -187,7 +193,12 @@ export function validateAad(aad: unknown): readonly string[] {
  * The AAD handed to the HSM for mechanism 0x01: a domain string, the 22 header bytes, the DEK length,
  * the instance and the caller AAD, each length-prefixed so that no two distinct inputs encode alike.
  */
-export function buildHsmAad(header: Buffer, dekLength: number, instance: string, aad: readonly string[]): Buffer {
+export function buildHsmAad(
+  header: Buffer,
+  dekLength: number,
+  instance: string,
+  aad: readonly string[],
+): Buffer {
   const inst = Buffer.from(instance, 'utf8')
   const items = aad.map((s) => Buffer.from(s, 'utf8'))
   let len = DOMAIN.length + header.length + 2 + 2 + inst.length + 2

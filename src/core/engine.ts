@@ -17,7 +17,13 @@ import {
   type ParsedCiphertext,
 } from './ciphertext.js'
 import { EngineError, invalidField, toEngineError } from './errors.js'
-import { assertActionAllowed, effectiveState, KeyState, type KeyAction, type KeyStateValue } from './key-state.js'
+import {
+  assertActionAllowed,
+  effectiveState,
+  KeyState,
+  type KeyAction,
+  type KeyStateValue,
+} from './key-state.js'
 import type {
   CallOptions,
   Clock,
@@ -286,7 +292,10 @@ export class EnvelopeEngine {
       }
       for (const a of aliases) {
         if ((await this.#store.getKeyIdByAlias(instance, a)) !== undefined) {
-          throw new EngineError('KEY_ALIAS_NOT_UNIQUE_ERR', `aliases: "${a}" is already in use in this instance`)
+          throw new EngineError(
+            'KEY_ALIAS_NOT_UNIQUE_ERR',
+            `aliases: "${a}" is already in use in this instance`,
+          )
         }
       }
       const id = randomUUID()
@@ -317,7 +326,11 @@ export class EnvelopeEngine {
           material = this.#rootMaterial(options.payload)
         }
         try {
-          await this.#createRootKey({ ...base, extractable: false, imported: material !== undefined, wrappedPayload: undefined }, material, aliases)
+          await this.#createRootKey(
+            { ...base, extractable: false, imported: material !== undefined, wrappedPayload: undefined },
+            material,
+            aliases,
+          )
         } finally {
           material?.zeroize()
         }
@@ -342,9 +355,14 @@ export class EnvelopeEngine {
     return this.#guard('getKeyPayload', async () => {
       const k = await this.#resolve(instance, idOrAlias)
       const r = k.record
-      if (!r.extractable) throw new EngineError('KEY_NOT_EXTRACTABLE_ERR', 'key: is a root key; its material never leaves the HSM')
+      if (!r.extractable)
+        throw new EngineError(
+          'KEY_NOT_EXTRACTABLE_ERR',
+          'key: is a root key; its material never leaves the HSM',
+        )
       if (r.state === KeyState.DESTROYED) throw new EngineError('KEY_DELETED_ERR', 'key: is deleted')
-      if (r.wrappedPayload === undefined) throw new EngineError('INTERNAL_ERROR', 'key: standard key without payload')
+      if (r.wrappedPayload === undefined)
+        throw new EngineError('INTERNAL_ERROR', 'key: standard key without payload')
       const secret = await this.#unwrapInternal(instance, r.wrappedPayload, ['standard-key', r.id], opts)
       try {
         return secret.exportCopy()
@@ -358,7 +376,10 @@ export class EnvelopeEngine {
    * Lists an instance's keys, ordered by creation time then id (stable paging); never returns material.
    * @throws EngineError INVALID_FIELD_ERR
    */
-  async listKeys(instance: string, options: ListKeysOptions = {}): Promise<{ keys: KeyInfo[]; total: number }> {
+  async listKeys(
+    instance: string,
+    options: ListKeysOptions = {},
+  ): Promise<{ keys: KeyInfo[]; total: number }> {
     return this.#guard('listKeys', async () => {
       validateInstance(instance)
       const { limit, offset } = validatePaging(options.limit, options.offset)
@@ -392,7 +413,8 @@ export class EnvelopeEngine {
     return this.#guard('listKeyVersions', async () => {
       const { limit, offset } = validatePaging(options.limit, options.offset)
       const k = await this.#resolve(instance, idOrAlias, true)
-      if (k.record.extractable) throw new EngineError('KEY_ROOT_REQ_ERR', 'key: versions exist only for root keys')
+      if (k.record.extractable)
+        throw new EngineError('KEY_ROOT_REQ_ERR', 'key: versions exist only for root keys')
       if (options.allKeyStates !== true) assertActionAllowed('listVersions', this.#state(k.record), false)
       const all = [...k.versions.values()].sort((a, b) => a.version - b.version)
       return { versions: all.slice(offset, offset + limit).map(versionInfo), total: all.length }
@@ -404,7 +426,11 @@ export class EnvelopeEngine {
    * Imported keys must be given new material.
    * @throws EngineError KEY_ACTION_INVALID_STATE_ERR, KEY_DELETED_ERR, KEY_ROTATION_NOT_PERMITTED, MISSING_FIELD_ERR
    */
-  async rotate(instance: string, idOrAlias: string, options: { payload?: Uint8Array } = {}): Promise<KeyInfo> {
+  async rotate(
+    instance: string,
+    idOrAlias: string,
+    options: { payload?: Uint8Array } = {},
+  ): Promise<KeyInfo> {
     return this.#guard('rotate', async () => {
       const k0 = await this.#resolve(instance, idOrAlias)
       return this.#withKeyLock(instance, k0.record.id, async () => {
@@ -417,14 +443,21 @@ export class EnvelopeEngine {
           r.lastRotatedAt !== undefined &&
           now - r.lastRotatedAt < this.#life.minRotationIntervalMs
         ) {
-          throw new EngineError('KEY_ROTATION_NOT_PERMITTED', 'key: was rotated less than the minimum interval ago')
+          throw new EngineError(
+            'KEY_ROTATION_NOT_PERMITTED',
+            'key: was rotated less than the minimum interval ago',
+          )
         }
         let material: SecretBytes | undefined
         if (r.imported) {
           if (options.payload === undefined) {
-            throw new EngineError('MISSING_FIELD_ERR', 'payload: an imported key needs new material to rotate', {
-              target: { type: 'field', name: 'payload' },
-            })
+            throw new EngineError(
+              'MISSING_FIELD_ERR',
+              'payload: an imported key needs new material to rotate',
+              {
+                target: { type: 'field', name: 'payload' },
+              },
+            )
           }
           material = this.#rootMaterial(options.payload)
         } else if (options.payload !== undefined) {
@@ -433,13 +466,26 @@ export class EnvelopeEngine {
         try {
           const version = r.currentVersion + 1
           const ref = await this.#createProviderObject(instance, r.id, version, material)
-          const v: KeyVersionRecord = { instance, keyId: r.id, version, versionId: randomUUID(), providerRef: ref, createdAt: now }
-          const ok = await this.#storeCall(() => this.#store.insertVersion(v, { lastRotatedAt: now, updatedAt: now }))
+          const v: KeyVersionRecord = {
+            instance,
+            keyId: r.id,
+            version,
+            versionId: randomUUID(),
+            providerRef: ref,
+            createdAt: now,
+          }
+          const ok = await this.#storeCall(() =>
+            this.#store.insertVersion(v, { lastRotatedAt: now, updatedAt: now }),
+          )
           if (!ok) {
             await this.#discardProviderObject(instance, r.id, version, ref)
-            throw new EngineError('KEY_ACTION_INVALID_STATE_ERR', 'key: was changed concurrently; retry the rotation', {
-              retryable: true,
-            })
+            throw new EngineError(
+              'KEY_ACTION_INVALID_STATE_ERR',
+              'key: was changed concurrently; retry the rotation',
+              {
+                retryable: true,
+              },
+            )
           }
         } finally {
           material?.zeroize()
@@ -469,9 +515,13 @@ export class EnvelopeEngine {
   async enable(instance: string, idOrAlias: string): Promise<KeyInfo> {
     return this.#transition(instance, idOrAlias, 'enable', (r, now) => {
       if (now - r.stateChangedAt < this.#life.enableCooldownMs) {
-        throw new EngineError('KEY_ACTION_INVALID_STATE_ERR', 'key: its state changed too recently; retry in 30 s', {
-          retryable: true,
-        })
+        throw new EngineError(
+          'KEY_ACTION_INVALID_STATE_ERR',
+          'key: its state changed too recently; retry in 30 s',
+          {
+            retryable: true,
+          },
+        )
       }
       return { state: KeyState.ACTIVE, stateChangedAt: now, updatedAt: now }
     })
@@ -481,7 +531,11 @@ export class EnvelopeEngine {
    * Soft-deletes a key (state 5). It can be restored within the restore window and purged after 4 h.
    * @throws EngineError KEY_DELETED_ERR (already deleted), KEY_NOT_FOUND_ERR
    */
-  async deleteKey(instance: string, idOrAlias: string, options: { deletedBy?: string } = {}): Promise<KeyInfo> {
+  async deleteKey(
+    instance: string,
+    idOrAlias: string,
+    options: { deletedBy?: string } = {},
+  ): Promise<KeyInfo> {
     const deletedBy = validateActor(options.deletedBy, 'deletedBy')
     return this.#transition(instance, idOrAlias, 'delete', (_r, now) => ({
       state: KeyState.DESTROYED,
@@ -497,7 +551,11 @@ export class EnvelopeEngine {
    * must be given their original material, which is checked against the HSM copy.
    * @throws EngineError KEY_ACTION_INVALID_STATE_ERR, REQ_TOO_EARLY_ERR, MISSING_FIELD_ERR, INVALID_FIELD_ERR
    */
-  async restoreKey(instance: string, idOrAlias: string, options: { payload?: Uint8Array } = {}): Promise<KeyInfo> {
+  async restoreKey(
+    instance: string,
+    idOrAlias: string,
+    options: { payload?: Uint8Array } = {},
+  ): Promise<KeyInfo> {
     return this.#guard('restoreKey', async () => {
       const k = await this.#resolve(instance, idOrAlias, true)
       const r = k.record
@@ -507,16 +565,22 @@ export class EnvelopeEngine {
       const now = this.#clock.now()
       const deletedAt = r.deletedAt ?? r.stateChangedAt
       if (now - deletedAt < this.#life.restoreNotBeforeMs) {
-        throw new EngineError('REQ_TOO_EARLY_ERR', 'key: was deleted less than 30 s ago; retry later', { retryable: true })
+        throw new EngineError('REQ_TOO_EARLY_ERR', 'key: was deleted less than 30 s ago; retry later', {
+          retryable: true,
+        })
       }
       if (now - deletedAt > this.#life.restoreWindowMs) {
         throw new EngineError('KEY_ACTION_INVALID_STATE_ERR', 'key: the restore window has passed')
       }
       if (r.imported && !r.extractable) {
         if (options.payload === undefined) {
-          throw new EngineError('MISSING_FIELD_ERR', 'payload: an imported key is restored with its original material', {
-            target: { type: 'field', name: 'payload' },
-          })
+          throw new EngineError(
+            'MISSING_FIELD_ERR',
+            'payload: an imported key is restored with its original material',
+            {
+              target: { type: 'field', name: 'payload' },
+            },
+          )
         }
         await this.#checkMaterialMatches(k, options.payload)
       } else if (options.payload !== undefined) {
@@ -584,7 +648,8 @@ export class EnvelopeEngine {
       const k = await this.#resolve(instance, idOrAlias, true)
       const removed = await this.#storeCall(() => this.#store.removeAlias(instance, k.record.id, alias))
       this.#invalidate(instance, k.record.id)
-      if (!removed) throw new EngineError('ALIAS_NOT_FOUND_ERR', `alias: "${alias}" does not exist on this key`)
+      if (!removed)
+        throw new EngineError('ALIAS_NOT_FOUND_ERR', `alias: "${alias}" does not exist on this key`)
     })
   }
 
@@ -700,7 +765,9 @@ export class EnvelopeEngine {
       const pending = await this.#store.listPending()
       const pendingKey = (i: string, k: string, v: number): string => `${i}\u0000${k}\u0000${v}`
       const pendingMap = new Map(pending.map((p) => [pendingKey(p.instance, p.keyId, p.version), p]))
-      const objects = (await this.#provider.listObjects()).filter((o) => o.catalogId === this.#store.catalogId)
+      const objects = (await this.#provider.listObjects()).filter(
+        (o) => o.catalogId === this.#store.catalogId,
+      )
       // Objects name catalog, key and version but not the instance; find the key's instance through the
       // pending rows or the catalog.
       const instanceOfKey = new Map<string, string>()
@@ -743,7 +810,8 @@ export class EnvelopeEngine {
         this.#invalidate(inst, o.keyId)
       }
       for (const p of pending) {
-        if (now - p.startedAt >= this.#graceMs) await this.#store.removePending(p.instance, p.keyId, p.version)
+        if (now - p.startedAt >= this.#graceMs)
+          await this.#store.removePending(p.instance, p.keyId, p.version)
       }
       return { destroyed, adopted, unknown, inProgress }
     })
@@ -813,18 +881,34 @@ export class EnvelopeEngine {
 
   #rootMaterial(payload: unknown): SecretBytes {
     const bytes = validateBytes(payload, 'payload', 16, 32)
-    if (!ROOT_MATERIAL_LENGTHS.includes(bytes.length)) throw invalidField('payload', 'must be 16, 24 or 32 bytes (AES)')
+    if (!ROOT_MATERIAL_LENGTHS.includes(bytes.length))
+      throw invalidField('payload', 'must be 16, 24 or 32 bytes (AES)')
     if (!this.#provider.capabilities.importMaterial) {
-      throw new EngineError('PROVIDER_UNSUPPORTED', `payload: provider ${this.#provider.name} cannot import key material`)
+      throw new EngineError(
+        'PROVIDER_UNSUPPORTED',
+        `payload: provider ${this.#provider.name} cannot import key material`,
+      )
     }
     return SecretBytes.copyOf(bytes)
   }
 
   /** Writes the pending row, creates the provider object, and returns its ref. */
-  async #createProviderObject(instance: string, keyId: string, version: number, material: SecretBytes | undefined): Promise<string> {
-    await this.#storeCall(() => this.#store.addPending({ instance, keyId, version, startedAt: this.#clock.now() }))
+  async #createProviderObject(
+    instance: string,
+    keyId: string,
+    version: number,
+    material: SecretBytes | undefined,
+  ): Promise<string> {
+    await this.#storeCall(() =>
+      this.#store.addPending({ instance, keyId, version, startedAt: this.#clock.now() }),
+    )
     try {
-      return await this.#provider.createVersion({ catalogId: this.#store.catalogId, keyId, version, material })
+      return await this.#provider.createVersion({
+        catalogId: this.#store.catalogId,
+        keyId,
+        version,
+        material,
+      })
     } catch (err) {
       await this.#store.removePending(instance, keyId, version).catch(() => undefined)
       throw err
@@ -841,7 +925,11 @@ export class EnvelopeEngine {
     }
   }
 
-  async #createRootKey(record: KeyRecord, material: SecretBytes | undefined, aliases: readonly string[]): Promise<void> {
+  async #createRootKey(
+    record: KeyRecord,
+    material: SecretBytes | undefined,
+    aliases: readonly string[],
+  ): Promise<void> {
     const ref = await this.#createProviderObject(record.instance, record.id, 1, material)
     const v: KeyVersionRecord = {
       instance: record.instance,
@@ -872,14 +960,27 @@ export class EnvelopeEngine {
     try {
       const sys = await this.#systemKey(instance)
       const sysCached = await this.#load(instance, sys.id, true)
-      const wrapped = await this.#wrapWith(instance, currentVersion(sysCached), secret, ['standard-key', base.id], {})
+      const wrapped = await this.#wrapWith(
+        instance,
+        currentVersion(sysCached),
+        secret,
+        ['standard-key', base.id],
+        {},
+      )
       const record: KeyRecord = {
         ...base,
         extractable: true,
         imported: payload !== undefined,
         wrappedPayload: Buffer.from(wrapped, 'base64'),
       }
-      const v: KeyVersionRecord = { instance, keyId: base.id, version: 1, versionId: base.id, providerRef: '', createdAt: base.createdAt }
+      const v: KeyVersionRecord = {
+        instance,
+        keyId: base.id,
+        version: 1,
+        versionId: base.id,
+        providerRef: '',
+        createdAt: base.createdAt,
+      }
       await this.#storeCall(() => this.#store.insertKey(record, v, aliases))
     } finally {
       secret.zeroize()
@@ -927,7 +1028,12 @@ export class EnvelopeEngine {
     }
   }
 
-  async #unwrapInternal(instance: string, wrapped: Buffer, aad: readonly string[], opts: CallOptions): Promise<SecretBytes> {
+  async #unwrapInternal(
+    instance: string,
+    wrapped: Buffer,
+    aad: readonly string[],
+    opts: CallOptions,
+  ): Promise<SecretBytes> {
     const parsed = parseCiphertext(wrapped)
     const k = await this.#load(instance, parsed.keyId, true)
     return this.#unwrapWith(instance, versionOf(k, parsed), parsed, aad, opts)
@@ -1011,9 +1117,13 @@ export class EnvelopeEngine {
         const ok = await this.#storeCall(() => this.#store.updateKey(instance, r.id, r.state, patch))
         this.#invalidate(instance, r.id)
         if (!ok) {
-          throw new EngineError('KEY_ACTION_INVALID_STATE_ERR', `key: state changed concurrently; ${action} not applied`, {
-            retryable: true,
-          })
+          throw new EngineError(
+            'KEY_ACTION_INVALID_STATE_ERR',
+            `key: state changed concurrently; ${action} not applied`,
+            {
+              retryable: true,
+            },
+          )
         }
         return this.#info(await this.#load(instance, r.id, true))
       })
@@ -1062,7 +1172,8 @@ export class EnvelopeEngine {
         id = hit.id
       } else {
         id = await this.#store.getKeyIdByAlias(instance, idOrAlias)
-        if (id !== undefined && this.#ttl > 0) this.#aliasCache.set(ak, { id, expires: this.#clock.now() + this.#ttl })
+        if (id !== undefined && this.#ttl > 0)
+          this.#aliasCache.set(ak, { id, expires: this.#clock.now() + this.#ttl })
       }
       if (id === undefined) throw new EngineError('KEY_NOT_FOUND_ERR', 'key: not found')
     }
@@ -1088,7 +1199,14 @@ export class EnvelopeEngine {
     if (!record.extractable) {
       for (const v of await this.#store.listVersions(instance, id)) versions.set(v.version, v)
     } else {
-      versions.set(1, { instance, keyId: id, version: 1, versionId: id, providerRef: '', createdAt: record.createdAt })
+      versions.set(1, {
+        instance,
+        keyId: id,
+        version: 1,
+        versionId: id,
+        providerRef: '',
+        createdAt: record.createdAt,
+      })
     }
     const aliases = await this.#store.listAliases(instance, id)
     const entry: CachedKey = { record, versions, aliases, expires: now + this.#ttl }
@@ -1127,10 +1245,14 @@ export class EnvelopeEngine {
         deletedAt !== undefined &&
         now - deletedAt >= this.#life.restoreNotBeforeMs &&
         now - deletedAt <= this.#life.restoreWindowMs,
-      restoreExpirationDate: date(deletedAt === undefined ? undefined : deletedAt + this.#life.restoreWindowMs),
+      restoreExpirationDate: date(
+        deletedAt === undefined ? undefined : deletedAt + this.#life.restoreWindowMs,
+      ),
       purgeAllowed: deletedAt !== undefined && now - deletedAt >= this.#life.purgeNotBeforeMs,
       purgeAllowedFrom: date(deletedAt === undefined ? undefined : deletedAt + this.#life.purgeNotBeforeMs),
-      purgeScheduledOn: date(deletedAt === undefined ? undefined : deletedAt + this.#life.purgeScheduledAfterMs),
+      purgeScheduledOn: date(
+        deletedAt === undefined ? undefined : deletedAt + this.#life.purgeScheduledAfterMs,
+      ),
     }
   }
 }
@@ -1149,9 +1271,13 @@ function versionOf(k: CachedKey, parsed: ParsedCiphertext): KeyVersionRecord {
   }
   const v = k.versions.get(parsed.keyVersion)
   if (v === undefined) {
-    throw new EngineError('KEY_VERSION_NOT_FOUND', `ciphertext: names key version ${parsed.keyVersion}, which this key does not have`, {
-      target: { type: 'field', name: 'ciphertext' },
-    })
+    throw new EngineError(
+      'KEY_VERSION_NOT_FOUND',
+      `ciphertext: names key version ${parsed.keyVersion}, which this key does not have`,
+      {
+        target: { type: 'field', name: 'ciphertext' },
+      },
+    )
   }
   return v
 }

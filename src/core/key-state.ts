@@ -48,7 +48,11 @@ const ALLOWED: Readonly<Record<KeyAction, readonly KeyStateValue[]>> = {
 const ROOT_ONLY: ReadonlySet<KeyAction> = new Set(['wrap', 'unwrap', 'rewrap', 'rotate', 'disable', 'enable'])
 
 /** The state a key is in at `now`: a key whose expiration date passed is Deactivated (3). */
-export function effectiveState(stored: KeyStateValue, expirationDate: number | undefined, now: number): KeyStateValue {
+export function effectiveState(
+  stored: KeyStateValue,
+  expirationDate: number | undefined,
+  now: number,
+): KeyStateValue {
   if (stored !== KeyState.DESTROYED && expirationDate !== undefined && expirationDate <= now) {
     return KeyState.DEACTIVATED
   }

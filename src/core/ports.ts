@@ -185,7 +185,13 @@ export interface MetadataStore {
   updateKey(instance: string, id: string, expectState: KeyStateValue, patch: KeyPatch): Promise<boolean>
   /** Removes the key, its versions and aliases. */
   deleteKeyRows(instance: string, id: string): Promise<void>
-  addAlias(instance: string, keyId: string, alias: string, createdAt: number, maxPerKey: number): Promise<'created' | 'exists'>
+  addAlias(
+    instance: string,
+    keyId: string,
+    alias: string,
+    createdAt: number,
+    maxPerKey: number,
+  ): Promise<'created' | 'exists'>
   removeAlias(instance: string, keyId: string, alias: string): Promise<boolean>
   close(): Promise<void>
 }

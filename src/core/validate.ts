@@ -11,7 +11,6 @@ const ALIAS_RE = /^[A-Za-z0-9_-]{2,90}$/
 const KEY_RING_RE = /^[A-Za-z0-9-]{2,100}$/
 const TAG_FORBIDDEN = /[<>,:&|]/
 // Control characters (C0, DEL, C1) are refused in names and descriptions.
-// eslint-disable-next-line no-control-regex
 const CONTROL_RE = /[\u0000-\u001f\u007f-\u009f]/
 
 /** Key Protect reserves these alias names (spec digest §4.10). */
@@ -78,8 +77,17 @@ export function validateKeyRingId(id: unknown): string {
 
 /** Key names: 2-90 printable characters (the spec leaves the rule open; see README). */
 export function validateName(name: unknown): string {
-  if (name === undefined) throw new EngineError('MISSING_FIELD_ERR', 'name: is required', { target: { type: 'field', name: 'name' } })
-  if (typeof name !== 'string' || name.length < 2 || name.length > 90 || CONTROL_RE.test(name) || name.trim() !== name) {
+  if (name === undefined)
+    throw new EngineError('MISSING_FIELD_ERR', 'name: is required', {
+      target: { type: 'field', name: 'name' },
+    })
+  if (
+    typeof name !== 'string' ||
+    name.length < 2 ||
+    name.length > 90 ||
+    CONTROL_RE.test(name) ||
+    name.trim() !== name
+  ) {
     throw invalidField('name', 'must be 2-90 printable characters without leading or trailing spaces')
   }
   return name
@@ -95,7 +103,8 @@ export function validateDescription(d: unknown): string | undefined {
 
 export function validateTags(tags: unknown): string[] {
   if (tags === undefined) return []
-  if (!Array.isArray(tags) || tags.length > 30) throw invalidField('tags', 'must be an array of at most 30 strings')
+  if (!Array.isArray(tags) || tags.length > 30)
+    throw invalidField('tags', 'must be an array of at most 30 strings')
   for (const t of tags) {
     if (typeof t !== 'string' || t.length > 30 || TAG_FORBIDDEN.test(t) || CONTROL_RE.test(t)) {
       throw invalidField('tags', 'each tag must be 0-30 characters without < > , : & |')
@@ -110,19 +119,25 @@ export function validateBytes(value: unknown, field: string, min: number, max: n
   return value
 }
 
-export function validatePaging(limit: unknown, offset: unknown, maxLimit = 5000): { limit: number; offset: number } {
+export function validatePaging(
+  limit: unknown,
+  offset: unknown,
+  maxLimit = 5000,
+): { limit: number; offset: number } {
   const l = limit ?? 200
   const o = offset ?? 0
   if (typeof l !== 'number' || !Number.isInteger(l) || l < 1 || l > maxLimit) {
     throw invalidField('limit', `must be an integer 1-${maxLimit}`)
   }
-  if (typeof o !== 'number' || !Number.isInteger(o) || o < 0) throw invalidField('offset', 'must be an integer >= 0')
+  if (typeof o !== 'number' || !Number.isInteger(o) || o < 0)
+    throw invalidField('offset', 'must be an integer >= 0')
   return { limit: l, offset: o }
 }
 
 export function validateStates(states: unknown): KeyStateValue[] {
   if (states === undefined) return [0, 1, 2, 3]
-  if (!Array.isArray(states) || states.length === 0) throw invalidField('state', 'must be a non-empty list of 0,1,2,3,5')
+  if (!Array.isArray(states) || states.length === 0)
+    throw invalidField('state', 'must be a non-empty list of 0,1,2,3,5')
   for (const s of states) {
     if (!KEY_STATES.includes(s as KeyStateValue)) throw invalidField('state', 'must be a list of 0,1,2,3,5')
   }
@@ -131,7 +146,8 @@ export function validateStates(states: unknown): KeyStateValue[] {
 
 export function validateDate(value: unknown, field: string): number | undefined {
   if (value === undefined) return undefined
-  if (!(value instanceof Date) || Number.isNaN(value.getTime())) throw invalidField(field, 'must be a valid Date')
+  if (!(value instanceof Date) || Number.isNaN(value.getTime()))
+    throw invalidField(field, 'must be a valid Date')
   return value.getTime()
 }
 

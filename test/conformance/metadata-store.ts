@@ -8,15 +8,39 @@ import { expectCode } from '../helpers/expect-code.js'
 
 export function keyRecord(instance: string, overrides: Partial<KeyRecord> = {}): KeyRecord {
   return {
-    instance, id: randomUUID(), name: 'k', description: 'desc', extractable: false, imported: false, state: 1,
-    keyRingId: 'default', tags: ['t1'], createdAt: 1000, createdBy: 'alice', updatedAt: 1000, stateChangedAt: 1000,
-    lastRotatedAt: undefined, expirationDate: undefined, deletedAt: undefined, deletedBy: undefined, currentVersion: 1,
-    wrappedPayload: undefined, internal: false, ...overrides,
+    instance,
+    id: randomUUID(),
+    name: 'k',
+    description: 'desc',
+    extractable: false,
+    imported: false,
+    state: 1,
+    keyRingId: 'default',
+    tags: ['t1'],
+    createdAt: 1000,
+    createdBy: 'alice',
+    updatedAt: 1000,
+    stateChangedAt: 1000,
+    lastRotatedAt: undefined,
+    expirationDate: undefined,
+    deletedAt: undefined,
+    deletedBy: undefined,
+    currentVersion: 1,
+    wrappedPayload: undefined,
+    internal: false,
+    ...overrides,
   }
 }
 
 export function versionOf(k: KeyRecord, version = 1): KeyVersionRecord {
-  return { instance: k.instance, keyId: k.id, version, versionId: version === 1 ? k.id : randomUUID(), providerRef: randomUUID().replaceAll('-', ''), createdAt: 1000 + version }
+  return {
+    instance: k.instance,
+    keyId: k.id,
+    version,
+    versionId: version === 1 ? k.id : randomUUID(),
+    providerRef: randomUUID().replaceAll('-', ''),
+    createdAt: 1000 + version,
+  }
 }
 
 export function runMetadataStoreConformance(name: string, open: () => Promise<MetadataStore>): void {
@@ -33,7 +57,9 @@ export function runMetadataStoreConformance(name: string, open: () => Promise<Me
       const k = keyRecord('i1', { expirationDate: 5000, wrappedPayload: undefined, tags: ['a', 'b'] })
       await s.insertKey(k, versionOf(k), ['alias-one'])
       expect(await s.getKey('i1', k.id)).toEqual(k)
-      expect(await s.listVersions('i1', k.id)).toEqual([versionOf(k)].map((v) => ({ ...v, providerRef: expect.any(String) as string })))
+      expect(await s.listVersions('i1', k.id)).toEqual(
+        [versionOf(k)].map((v) => ({ ...v, providerRef: expect.any(String) as string })),
+      )
       expect(await s.getKeyIdByAlias('i1', 'alias-one')).toBe(k.id)
       expect(await s.listAliases('i1', k.id)).toEqual(['alias-one'])
       expect(await s.findInstanceOfKey(k.id)).toBe('i1')
@@ -51,8 +77,16 @@ export function runMetadataStoreConformance(name: string, open: () => Promise<Me
       expect(await s.getKey('iso-b', a.id)).toBeUndefined()
       expect(await s.getKeyIdByAlias('iso-a', 'same')).toBe(a.id)
       expect(await s.getKeyIdByAlias('iso-b', 'same')).toBe(b.id)
-      const q = { limit: 10, offset: 0, states: [0, 1, 2, 3] as const, extractable: undefined, keyRingId: undefined }
-      expect((await s.listKeys('iso-a', { ...q, states: [...q.states] })).keys.map((k) => k.id)).toEqual([a.id])
+      const q = {
+        limit: 10,
+        offset: 0,
+        states: [0, 1, 2, 3] as const,
+        extractable: undefined,
+        keyRingId: undefined,
+      }
+      expect((await s.listKeys('iso-a', { ...q, states: [...q.states] })).keys.map((k) => k.id)).toEqual([
+        a.id,
+      ])
       expect(await s.listVersions('iso-b', a.id)).toEqual([])
     })
 
@@ -88,10 +122,23 @@ export function runMetadataStoreConformance(name: string, open: () => Promise<Me
       const k = keyRecord('upd')
       await s.insertKey(k, versionOf(k), [])
       expect(await s.updateKey('upd', k.id, 2, { state: 5 })).toBe(false)
-      expect(await s.updateKey('upd', k.id, 1, { state: 5, deletedAt: 9, deletedBy: 'bob', stateChangedAt: 9 })).toBe(true)
-      expect(await s.getKey('upd', k.id)).toMatchObject({ state: 5, deletedAt: 9, deletedBy: 'bob', stateChangedAt: 9 })
-      expect(await s.updateKey('upd', k.id, 5, { state: 1, deletedAt: undefined, deletedBy: undefined })).toBe(true)
-      expect(await s.getKey('upd', k.id)).toMatchObject({ state: 1, deletedAt: undefined, deletedBy: undefined })
+      expect(
+        await s.updateKey('upd', k.id, 1, { state: 5, deletedAt: 9, deletedBy: 'bob', stateChangedAt: 9 }),
+      ).toBe(true)
+      expect(await s.getKey('upd', k.id)).toMatchObject({
+        state: 5,
+        deletedAt: 9,
+        deletedBy: 'bob',
+        stateChangedAt: 9,
+      })
+      expect(
+        await s.updateKey('upd', k.id, 5, { state: 1, deletedAt: undefined, deletedBy: undefined }),
+      ).toBe(true)
+      expect(await s.getKey('upd', k.id)).toMatchObject({
+        state: 1,
+        deletedAt: undefined,
+        deletedBy: undefined,
+      })
       expect(await s.updateKey('other', k.id, 1, { state: 2 })).toBe(false)
     })
 
@@ -105,14 +152,24 @@ export function runMetadataStoreConformance(name: string, open: () => Promise<Me
       }
       const sys = keyRecord(inst, { internal: true, createdAt: 1 })
       await s.insertKey(sys, versionOf(sys), [])
-      const q = { limit: 2, offset: 0, states: [0, 1, 2, 3] as (0 | 1 | 2 | 3 | 5)[], extractable: undefined, keyRingId: undefined }
+      const q = {
+        limit: 2,
+        offset: 0,
+        states: [0, 1, 2, 3] as (0 | 1 | 2 | 3 | 5)[],
+        extractable: undefined,
+        keyRingId: undefined,
+      }
       const p1 = await s.listKeys(inst, q)
       const p2 = await s.listKeys(inst, { ...q, offset: 2 })
       const p3 = await s.listKeys(inst, { ...q, offset: 4 })
       expect(p1.total).toBe(5)
       expect([...p1.keys, ...p2.keys, ...p3.keys].map((k) => k.id)).toEqual(ids.slice(0, 5))
-      expect((await s.listKeys(inst, { ...q, limit: 10, states: [5] })).keys.map((k) => k.id)).toEqual([ids[5]])
-      expect((await s.listKeys(inst, { ...q, limit: 10, extractable: true })).keys.map((k) => k.id)).toEqual([ids[4]])
+      expect((await s.listKeys(inst, { ...q, limit: 10, states: [5] })).keys.map((k) => k.id)).toEqual([
+        ids[5],
+      ])
+      expect((await s.listKeys(inst, { ...q, limit: 10, extractable: true })).keys.map((k) => k.id)).toEqual([
+        ids[4],
+      ])
       expect((await s.getSystemKey(inst))?.id).toBe(sys.id)
       expect(await s.getSystemKey('nobody')).toBeUndefined()
     })
@@ -129,7 +186,12 @@ export function runMetadataStoreConformance(name: string, open: () => Promise<Me
     it('pending creations are recorded, listed, and cleared by the commit of their key', async () => {
       const k = keyRecord('pend')
       await s.addPending({ instance: 'pend', keyId: k.id, version: 1, startedAt: 7 })
-      expect(await s.listPending()).toContainEqual({ instance: 'pend', keyId: k.id, version: 1, startedAt: 7 })
+      expect(await s.listPending()).toContainEqual({
+        instance: 'pend',
+        keyId: k.id,
+        version: 1,
+        startedAt: 7,
+      })
       await s.insertKey(k, versionOf(k), [])
       expect((await s.listPending()).some((p) => p.keyId === k.id)).toBe(false)
       await s.addPending({ instance: 'pend', keyId: k.id, version: 9, startedAt: 7 })

@@ -51,7 +51,8 @@ export function runRootKeyProviderConformance(name: string, open: () => Promise<
     it('IVs do not repeat across encryptions', async () => {
       const ref = await version()
       const ivs = new Set<string>()
-      for (let i = 0; i < 200; i++) ivs.add((await p.encrypt(ref, SecretBytes.copyOf(Buffer.alloc(32)), aad)).iv.toString('hex'))
+      for (let i = 0; i < 200; i++)
+        ivs.add((await p.encrypt(ref, SecretBytes.copyOf(Buffer.alloc(32)), aad)).iv.toString('hex'))
       expect(ivs.size).toBe(200)
     })
 
@@ -67,7 +68,10 @@ export function runRootKeyProviderConformance(name: string, open: () => Promise<
       await expectCode(p.decrypt(ref, sealed, Buffer.from('other-aad')), 'UNWRAP_AAD_MISMATCH')
       await expectCode(p.decrypt(ref, { ...sealed, tag: flip(sealed.tag) }, aad), 'UNWRAP_AAD_MISMATCH')
       await expectCode(p.decrypt(ref, { ...sealed, iv: flip(sealed.iv) }, aad), 'UNWRAP_AAD_MISMATCH')
-      await expectCode(p.decrypt(ref, { ...sealed, encrypted: flip(sealed.encrypted) }, aad), 'UNWRAP_AAD_MISMATCH')
+      await expectCode(
+        p.decrypt(ref, { ...sealed, encrypted: flip(sealed.encrypted) }, aad),
+        'UNWRAP_AAD_MISMATCH',
+      )
       await expectCode(p.decrypt(other, sealed, aad), 'UNWRAP_AAD_MISMATCH')
       // the provider keeps working after failures
       expect((await p.decrypt(ref, sealed, aad)).length).toBe(32)
@@ -121,7 +125,10 @@ export function runRootKeyProviderConformance(name: string, open: () => Promise<
       const ref = await version()
       const ac = new AbortController()
       ac.abort()
-      await expectCode(p.encrypt(ref, SecretBytes.copyOf(Buffer.alloc(32)), aad, { signal: ac.signal }), 'ABORTED')
+      await expectCode(
+        p.encrypt(ref, SecretBytes.copyOf(Buffer.alloc(32)), aad, { signal: ac.signal }),
+        'ABORTED',
+      )
     })
   })
 }

@@ -12,11 +12,20 @@ import { SOFTHSM_MODULE, env } from './engine.js'
 
 const [mode, catalog, input] = process.argv.slice(2)
 const store = await openSqliteStore({ path: catalog ?? '' })
-const provider = await createPkcs11Provider({ module: SOFTHSM_MODULE, tokenLabel: env('EKMS_TEST_TOKEN'), pin: env('EKMS_TEST_PIN') })
+const provider = await createPkcs11Provider({
+  module: SOFTHSM_MODULE,
+  tokenLabel: env('EKMS_TEST_TOKEN'),
+  pin: env('EKMS_TEST_PIN'),
+})
 const engine = await createEngine({ provider, store, lifecycle: { minRotationIntervalMs: 0 } })
 
 if (mode === 'unwrap') {
-  const items = JSON.parse(readFileSync(input ?? '', 'utf8')) as { instance: string; keyId: string; ciphertext: string; aad: string[] }[]
+  const items = JSON.parse(readFileSync(input ?? '', 'utf8')) as {
+    instance: string
+    keyId: string
+    ciphertext: string
+    aad: string[]
+  }[]
   const out = []
   for (const it of items) {
     const u = await engine.unwrap(it.instance, it.keyId, it.ciphertext, { aad: it.aad })
@@ -29,7 +38,9 @@ if (mode === 'unwrap') {
     const key = await engine.createKey('churn', { name: `churn-${i}` })
     process.stdout.write(`${JSON.stringify({ created: key.id })}\n`)
     const w = await engine.wrap('churn', key.id, { aad: [`${i}`] })
-    process.stdout.write(`${JSON.stringify({ keyId: key.id, ciphertext: w.ciphertext, aad: [`${i}`], plaintext: w.plaintext?.toString('hex') })}\n`)
+    process.stdout.write(
+      `${JSON.stringify({ keyId: key.id, ciphertext: w.ciphertext, aad: [`${i}`], plaintext: w.plaintext?.toString('hex') })}\n`,
+    )
     await engine.rotate('churn', key.id)
     process.stdout.write(`${JSON.stringify({ rotated: key.id })}\n`)
   }

@@ -2,12 +2,17 @@
 import { existsSync, mkdtempSync } from 'node:fs'
 import { join } from 'node:path'
 import { createEngine, type EngineOptions, type EnvelopeEngine } from '../../src/index.js'
-import { createPkcs11Provider, type Pkcs11Provider, type Pkcs11ProviderOptions } from '../../src/providers/pkcs11/index.js'
+import {
+  createPkcs11Provider,
+  type Pkcs11Provider,
+  type Pkcs11ProviderOptions,
+} from '../../src/providers/pkcs11/index.js'
 import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite/index.js'
 
 export const SOFTHSM_MODULE =
-  ['/usr/lib/softhsm/libsofthsm2.so', '/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so'].find((p) => existsSync(p)) ??
-  '/usr/lib/softhsm/libsofthsm2.so'
+  ['/usr/lib/softhsm/libsofthsm2.so', '/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so'].find((p) =>
+    existsSync(p),
+  ) ?? '/usr/lib/softhsm/libsofthsm2.so'
 
 export function env(name: string): string {
   const v = process.env[name]

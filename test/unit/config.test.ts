@@ -19,14 +19,23 @@ describe('configuration', () => {
 
   it('merges a JSON file under the environment', () => {
     const file = join(dir, 'cfg.json')
-    writeFileSync(file, JSON.stringify({ pkcs11: { module: '/m.so', tokenLabel: 'from-file', pin: 'p' }, catalog: { path: 'f.sqlite' } }))
+    writeFileSync(
+      file,
+      JSON.stringify({
+        pkcs11: { module: '/m.so', tokenLabel: 'from-file', pin: 'p' },
+        catalog: { path: 'f.sqlite' },
+      }),
+    )
     const c = loadConfig({ EKMS_CONFIG: file, EKMS_PKCS11_TOKEN_LABEL: 'from-env' })
     expect(c.pkcs11).toMatchObject({ module: '/m.so', tokenLabel: 'from-env', pin: 'p' })
     expect(c.catalog.path).toBe('f.sqlite')
   })
 
   it('fails with CONFIG_INVALID when no PIN can be found or the file is bad, and never prints the PIN', () => {
-    expect(expectCodeSync(() => loadConfig({ EKMS_PKCS11_PIN_FILE: join(dir, 'missing') }), 'CONFIG_INVALID').message).toMatch(/PIN file/)
+    expect(
+      expectCodeSync(() => loadConfig({ EKMS_PKCS11_PIN_FILE: join(dir, 'missing') }), 'CONFIG_INVALID')
+        .message,
+    ).toMatch(/PIN file/)
     const bad = join(dir, 'bad.json')
     writeFileSync(bad, '{')
     expectCodeSync(() => loadConfig({ EKMS_CONFIG: bad, EKMS_PKCS11_PIN: 'x' }), 'CONFIG_INVALID')

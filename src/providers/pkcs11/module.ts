@@ -29,7 +29,9 @@ export function pkcs11js(): Pkcs11Js {
     try {
       binding = createRequire(import.meta.url)('pkcs11js') as Pkcs11Js
     } catch (err) {
-      throw new EngineError('PROVIDER_MODULE_LOAD_FAILED', 'pkcs11js: the native binding cannot be loaded', { cause: err })
+      throw new EngineError('PROVIDER_MODULE_LOAD_FAILED', 'pkcs11js: the native binding cannot be loaded', {
+        cause: err,
+      })
     }
   }
   return binding
@@ -73,7 +75,9 @@ export function acquireModule(path: string): ModuleEntry {
   try {
     real = realpathSync(path)
   } catch (err) {
-    throw new EngineError('PROVIDER_MODULE_LOAD_FAILED', `pkcs11: module ${path} does not exist`, { cause: err })
+    throw new EngineError('PROVIDER_MODULE_LOAD_FAILED', `pkcs11: module ${path} does not exist`, {
+      cause: err,
+    })
   }
   const existing = modules.get(real)
   if (existing !== undefined) {
@@ -85,12 +89,16 @@ export function acquireModule(path: string): ModuleEntry {
   try {
     p11.load(real)
   } catch (err) {
-    throw new EngineError('PROVIDER_MODULE_LOAD_FAILED', `pkcs11: ${path} is not a loadable PKCS#11 module`, { cause: err })
+    throw new EngineError('PROVIDER_MODULE_LOAD_FAILED', `pkcs11: ${path} is not a loadable PKCS#11 module`, {
+      cause: err,
+    })
   }
   try {
     initialize(p11)
   } catch (err) {
-    throw new EngineError('PROVIDER_UNAVAILABLE', `pkcs11: C_Initialize failed (${ckrName(err)})`, { cause: err })
+    throw new EngineError('PROVIDER_UNAVAILABLE', `pkcs11: C_Initialize failed (${ckrName(err)})`, {
+      cause: err,
+    })
   }
   const entry: ModuleEntry = { path: real, p11, generation: 1, refs: 1, logins: new Map() }
   modules.set(real, entry)
@@ -145,7 +153,10 @@ export function ensureLogin(entry: ModuleEntry, slot: Handle, session: Handle, p
   const digest = pinDigest(pin)
   const known = entry.logins.get(slotKey)
   if (known !== undefined && !timingSafeEqual(known, digest)) {
-    throw new EngineError('PROVIDER_LOGIN_FAILED', 'pkcs11: the PIN differs from the one this token was logged in with')
+    throw new EngineError(
+      'PROVIDER_LOGIN_FAILED',
+      'pkcs11: the PIN differs from the one this token was logged in with',
+    )
   }
   // Closing the last session of a token logs it out (PKCS#11 v2.40 §5.6), so "logged in" is read from the
   // session state rather than remembered.
@@ -172,5 +183,11 @@ export function ensureLogin(entry: ModuleEntry, slot: Handle, session: Handle, p
 
 function isLoginRefusal(rv: number): boolean {
   const js = pkcs11js()
-  return [js.CKR_PIN_INCORRECT, js.CKR_PIN_INVALID, js.CKR_PIN_LEN_RANGE, js.CKR_PIN_LOCKED, js.CKR_PIN_EXPIRED].includes(rv)
+  return [
+    js.CKR_PIN_INCORRECT,
+    js.CKR_PIN_INVALID,
+    js.CKR_PIN_LEN_RANGE,
+    js.CKR_PIN_LOCKED,
+    js.CKR_PIN_EXPIRED,
+  ].includes(rv)
 }

@@ -66,7 +66,8 @@ function bad(path: string, msg: string): EngineError {
 
 function num(v: unknown, path: string, field: string): number {
   const n = typeof v === 'string' && /^0x[0-9a-f]+$/i.test(v) ? Number.parseInt(v, 16) : v
-  if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) throw bad(path, `${field} must be a mechanism number`)
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 0)
+    throw bad(path, `${field} must be a mechanism number`)
   return n
 }
 
@@ -75,14 +76,16 @@ export function parseProfile(doc: unknown, path = '<inline>'): Pkcs11Profile {
   if (typeof doc !== 'object' || doc === null) throw bad(path, 'must be a JSON object')
   const d = doc as Record<string, unknown>
   const m = d['mechanisms'] as Record<string, unknown> | undefined
-  if (typeof d['name'] !== 'string' || !/^[a-z0-9-]{1,32}$/.test(d['name'])) throw bad(path, 'name must be [a-z0-9-]{1,32}')
+  if (typeof d['name'] !== 'string' || !/^[a-z0-9-]{1,32}$/.test(d['name']))
+    throw bad(path, 'name must be [a-z0-9-]{1,32}')
   if (typeof m !== 'object' || m === null) throw bad(path, 'mechanisms is required')
   const gcmParams = d['gcmParams']
   if (gcmParams !== 'CK_PARAMS_GCM' && gcmParams !== 'CK_PARAMS_AES_GCM_v240') {
     throw bad(path, 'gcmParams must be CK_PARAMS_GCM or CK_PARAMS_AES_GCM_v240')
   }
   const iv = d['gcmIvSource']
-  if (iv !== 'hsm-rng' && iv !== 'hsm-generated') throw bad(path, 'gcmIvSource must be hsm-rng or hsm-generated')
+  if (iv !== 'hsm-rng' && iv !== 'hsm-generated')
+    throw bad(path, 'gcmIvSource must be hsm-rng or hsm-generated')
   const mode = d['callMode']
   if (mode !== 'sync' && mode !== 'async') throw bad(path, 'callMode must be sync or async')
   if (typeof d['sessionKeyCopy'] !== 'boolean') throw bad(path, 'sessionKeyCopy must be a boolean')

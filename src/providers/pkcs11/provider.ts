@@ -125,12 +125,19 @@ export class Pkcs11Provider implements RootKeyProvider {
     try {
       info = p11.C_GetMechanismInfo(this.#slot, this.profile.mechanisms.aesGcm)
     } catch (err) {
-      throw new EngineError('PROVIDER_UNSUPPORTED', `pkcs11: the token does not offer AES-GCM (${ckrName(err)})`, {
-        cause: err,
-      })
+      throw new EngineError(
+        'PROVIDER_UNSUPPORTED',
+        `pkcs11: the token does not offer AES-GCM (${ckrName(err)})`,
+        {
+          cause: err,
+        },
+      )
     }
     if ((info.flags & js.CKF_ENCRYPT) === 0 || (info.flags & js.CKF_DECRYPT) === 0) {
-      throw new EngineError('PROVIDER_UNSUPPORTED', 'pkcs11: the token offers AES-GCM without encrypt/decrypt')
+      throw new EngineError(
+        'PROVIDER_UNSUPPORTED',
+        'pkcs11: the token offers AES-GCM without encrypt/decrypt',
+      )
     }
   }
 
@@ -155,9 +162,13 @@ export class Pkcs11Provider implements RootKeyProvider {
     this.#anchor = undefined
     const slots = p11.C_GetSlotList(true).filter((s) => p11.C_GetTokenInfo(s).label.trim() === this.#label)
     if (slots.length === 0) {
-      throw new EngineError('PROVIDER_TOKEN_NOT_FOUND', `pkcs11: no token labelled "${this.#label}" is present`)
+      throw new EngineError(
+        'PROVIDER_TOKEN_NOT_FOUND',
+        `pkcs11: no token labelled "${this.#label}" is present`,
+      )
     }
-    if (slots.length > 1) throw new EngineError('CONFIG_INVALID', `pkcs11: several tokens are labelled "${this.#label}"`)
+    if (slots.length > 1)
+      throw new EngineError('CONFIG_INVALID', `pkcs11: several tokens are labelled "${this.#label}"`)
     const slot = slots[0] as Handle
     const flags = js.CKF_SERIAL_SESSION | js.CKF_RW_SESSION
     const anchor = p11.C_OpenSession(slot, flags)
@@ -170,7 +181,12 @@ export class Pkcs11Provider implements RootKeyProvider {
     this.#slot = slot
     this.#anchor = anchor
     this.#pool = new SessionPool(
-      { open: () => p11.C_OpenSession(slot, flags), close: (h) => p11.C_CloseSession(h) },
+      {
+        open: () => p11.C_OpenSession(slot, flags),
+        close: (h) => {
+          p11.C_CloseSession(h)
+        },
+      },
       this.#maxSessions,
     )
     this.#gen = gen
@@ -232,7 +248,10 @@ export class Pkcs11Provider implements RootKeyProvider {
     const attrs = await this.inspectVersion(ref)
     if (!attrs.sensitive || attrs.extractable || !attrs.token) {
       await this.destroyVersion(ref)
-      throw new EngineError('PROVIDER_ERROR', 'pkcs11: the token did not keep CKA_SENSITIVE / CKA_EXTRACTABLE as asked')
+      throw new EngineError(
+        'PROVIDER_ERROR',
+        'pkcs11: the token did not keep CKA_SENSITIVE / CKA_EXTRACTABLE as asked',
+      )
     }
     return ref
   }
@@ -258,14 +277,22 @@ export class Pkcs11Provider implements RootKeyProvider {
     )
   }
 
-  async encrypt(ref: string, plaintext: SecretBytes, aad: Buffer, opts: CallOptions = {}): Promise<GcmSealed> {
+  async encrypt(
+    ref: string,
+    plaintext: SecretBytes,
+    aad: Buffer,
+    opts: CallOptions = {},
+  ): Promise<GcmSealed> {
     const len = plaintext.length
     return this.#op(
       'C_Encrypt',
       (s) => {
         const p11 = this.#entry.p11
         const key = this.#keyHandle(s, ref)
-        const iv = this.profile.gcmIvSource === 'hsm-rng' ? p11.C_GenerateRandom(s, Buffer.allocUnsafe(12)) : Buffer.alloc(12)
+        const iv =
+          this.profile.gcmIvSource === 'hsm-rng'
+            ? p11.C_GenerateRandom(s, Buffer.allocUnsafe(12))
+            : Buffer.alloc(12)
         p11.C_EncryptInit(s, this.#gcm(iv, aad), key)
         const out = Buffer.allocUnsafe(len + 16)
         const finish = (r: Buffer): GcmSealed => {
@@ -274,7 +301,8 @@ export class Pkcs11Provider implements RootKeyProvider {
             throw new EngineError('PROVIDER_ERROR', 'pkcs11: AES-GCM output lacks its 16-byte tag')
           }
           /* Postcondition: a device that generates IVs has written one. */
-          if (iv.equals(ZERO_IV)) throw new EngineError('PROVIDER_ERROR', 'pkcs11: the device did not generate a GCM IV')
+          if (iv.equals(ZERO_IV))
+            throw new EngineError('PROVIDER_ERROR', 'pkcs11: the device did not generate a GCM IV')
           return { iv, encrypted: r.subarray(0, len), tag: r.subarray(len) }
         }
         if (this.#sync) return finish(p11.C_Encrypt(s, plaintext.bytes, out))
@@ -298,7 +326,10 @@ export class Pkcs11Provider implements RootKeyProvider {
         const finish = (r: Buffer): SecretBytes => {
           if (r.length !== len) {
             out.fill(0)
-            throw new EngineError('PROVIDER_ERROR', 'pkcs11: AES-GCM decryption returned an unexpected length')
+            throw new EngineError(
+              'PROVIDER_ERROR',
+              'pkcs11: AES-GCM decryption returned an unexpected length',
+            )
           }
           return SecretBytes.adopt(r)
         }
@@ -386,7 +417,8 @@ export class Pkcs11Provider implements RootKeyProvider {
     const id = refToId(ref)
     return this.#op('inspect object', (s) => {
       const [h] = this.#find(s, [{ type: js.CKA_ID, value: id }])
-      if (h === undefined) throw new EngineError('PROVIDER_ERROR', 'pkcs11: root key version object not found')
+      if (h === undefined)
+        throw new EngineError('PROVIDER_ERROR', 'pkcs11: root key version object not found')
       return this.#readAttrs(s, h)
     })
   }
@@ -421,7 +453,11 @@ export class Pkcs11Provider implements RootKeyProvider {
       js.CKA_VALUE_LEN,
       js.CKA_LABEL,
     ]
-    const vals = this.#entry.p11.C_GetAttributeValue(s, h, types.map((type) => ({ type })))
+    const vals = this.#entry.p11.C_GetAttributeValue(
+      s,
+      h,
+      types.map((type) => ({ type })),
+    )
     const b = (i: number): boolean => vals[i]?.value?.[0] === 1
     const valueLen = vals[10]?.value
     return {
@@ -440,7 +476,13 @@ export class Pkcs11Provider implements RootKeyProvider {
     }
   }
 
-  #gcm(iv: Buffer, aad: Buffer): { mechanism: number; parameter: { type: number; iv: Buffer; ivBits: number; aad: Buffer; tagBits: number } } {
+  #gcm(
+    iv: Buffer,
+    aad: Buffer,
+  ): {
+    mechanism: number
+    parameter: { type: number; iv: Buffer; ivBits: number; aad: Buffer; tagBits: number }
+  } {
     return {
       mechanism: this.profile.mechanisms.aesGcm,
       // tagBits is mandatory: without it pkcs11js sends ulTagBits=0 (RESULTS gotcha 3).
@@ -477,7 +519,8 @@ export class Pkcs11Provider implements RootKeyProvider {
     if (token === undefined) {
       throw new EngineError('PROVIDER_ERROR', 'pkcs11: the root key version object is missing from the token')
     }
-    if (dup !== undefined) throw new EngineError('PROVIDER_ERROR', 'pkcs11: two token objects share one CKA_ID')
+    if (dup !== undefined)
+      throw new EngineError('PROVIDER_ERROR', 'pkcs11: two token objects share one CKA_ID')
     let copy: Handle | undefined
     if (this.#copy && this.#anchor !== undefined) {
       // The copy is made in the anchor session, which lives as long as the provider: session objects die
@@ -487,7 +530,10 @@ export class Pkcs11Provider implements RootKeyProvider {
       /* Postcondition: the copy is as protected as the token object. */
       if (!a.sensitive || a.extractable || a.token) {
         this.#entry.p11.C_DestroyObject(this.#anchor, copy)
-        throw new EngineError('PROVIDER_ERROR', 'pkcs11: session copy of the root key is not sensitive/non-extractable')
+        throw new EngineError(
+          'PROVIDER_ERROR',
+          'pkcs11: session copy of the root key is not sensitive/non-extractable',
+        )
       }
     }
     this.#handles.set(ref, { token, copy })
@@ -558,10 +604,14 @@ export class Pkcs11Provider implements RootKeyProvider {
         this.#inflight--
       }
     }
-    throw new EngineError('PROVIDER_UNAVAILABLE', `pkcs11: ${what} failed after ${this.#attempts} attempts (${ckrName(lastErr)})`, {
-      cause: lastErr,
-      retryable: true,
-    })
+    throw new EngineError(
+      'PROVIDER_UNAVAILABLE',
+      `pkcs11: ${what} failed after ${this.#attempts} attempts (${ckrName(lastErr)})`,
+      {
+        cause: lastErr,
+        retryable: true,
+      },
+    )
   }
 
   /** Prepares a retry after `err`; false when the failure is not one that a retry can fix. */
@@ -621,7 +671,11 @@ export async function createPkcs11Provider(options: Pkcs11ProviderOptions): Prom
   if (typeof options.module !== 'string' || options.module.length === 0) {
     throw new EngineError('CONFIG_INVALID', 'pkcs11.module: is required')
   }
-  if (typeof options.tokenLabel !== 'string' || options.tokenLabel.length === 0 || options.tokenLabel.length > 32) {
+  if (
+    typeof options.tokenLabel !== 'string' ||
+    options.tokenLabel.length === 0 ||
+    options.tokenLabel.length > 32
+  ) {
     throw new EngineError('CONFIG_INVALID', 'pkcs11.tokenLabel: must be 1-32 characters')
   }
   if (typeof options.pin !== 'string' || options.pin.length === 0) {
@@ -636,7 +690,9 @@ export async function createPkcs11Provider(options: Pkcs11ProviderOptions): Prom
   } catch (err) {
     await provider.close()
     if (err instanceof EngineError) throw err
-    throw new EngineError('PROVIDER_UNAVAILABLE', `pkcs11: cannot open the token (${ckrName(err)})`, { cause: err })
+    throw new EngineError('PROVIDER_UNAVAILABLE', `pkcs11: cannot open the token (${ckrName(err)})`, {
+      cause: err,
+    })
   }
   return provider
 }

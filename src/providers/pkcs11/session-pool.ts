@@ -96,7 +96,8 @@ export class SessionPool {
       }
     }
     this.#idle = []
-    for (const w of this.#waiters) w.reject(new EngineError('PROVIDER_UNAVAILABLE', 'pkcs11: provider is closed'))
+    for (const w of this.#waiters)
+      w.reject(new EngineError('PROVIDER_UNAVAILABLE', 'pkcs11: provider is closed'))
     this.#waiters = []
   }
 }

@@ -107,10 +107,7 @@ const PATCH_COLUMNS: Readonly<Record<keyof KeyPatch, string>> = {
 
 function isUniqueViolation(err: unknown): boolean {
   return (
-    typeof err === 'object' &&
-    err !== null &&
-    'code' in err &&
-    (err as { code: unknown }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY'
+    typeof err === 'object' && err !== null && 'code' in err && err.code === 'SQLITE_CONSTRAINT_PRIMARYKEY'
   )
 }
 
@@ -148,15 +145,25 @@ export class SqliteStore implements MetadataStore {
     this.#s = {
       dataVersion: p<[], number>('PRAGMA data_version').pluck(),
       getKey: p<[string, string], KeyRow>('SELECT * FROM keys WHERE instance = ? AND id = ?'),
-      aliasToId: p<[string, string], string>('SELECT key_id FROM aliases WHERE instance = ? AND alias = ?').pluck(),
-      systemKey: p<[string], KeyRow>('SELECT * FROM keys WHERE instance = ? AND internal = 1 ORDER BY created_at, id LIMIT 1'),
+      aliasToId: p<[string, string], string>(
+        'SELECT key_id FROM aliases WHERE instance = ? AND alias = ?',
+      ).pluck(),
+      systemKey: p<[string], KeyRow>(
+        'SELECT * FROM keys WHERE instance = ? AND internal = 1 ORDER BY created_at, id LIMIT 1',
+      ),
       instanceOfKey: p<[string], string>('SELECT instance FROM keys WHERE id = ?').pluck(),
-      versions: p<[string, string], VersionRow>('SELECT * FROM key_versions WHERE instance = ? AND key_id = ? ORDER BY version'),
+      versions: p<[string, string], VersionRow>(
+        'SELECT * FROM key_versions WHERE instance = ? AND key_id = ? ORDER BY version',
+      ),
       aliasesOfKey: p<[string, string], string>(
         'SELECT alias FROM aliases WHERE instance = ? AND key_id = ? ORDER BY created_at, alias',
       ).pluck(),
-      insertInstance: p<[string, number]>('INSERT OR IGNORE INTO instances (instance, created_at) VALUES (?, ?)'),
-      insertKey: p<Record<string, unknown>>(`INSERT INTO keys (instance, id, name, description, extractable, imported, state, key_ring_id, tags,
+      insertInstance: p<[string, number]>(
+        'INSERT OR IGNORE INTO instances (instance, created_at) VALUES (?, ?)',
+      ),
+      insertKey: p<
+        Record<string, unknown>
+      >(`INSERT INTO keys (instance, id, name, description, extractable, imported, state, key_ring_id, tags,
         created_at, created_by, updated_at, state_changed_at, last_rotated_at, expiration_date, deleted_at, deleted_by,
         current_version, wrapped_payload, internal)
         VALUES (@instance, @id, @name, @description, @extractable, @imported, @state, @key_ring_id, @tags,
@@ -165,22 +172,32 @@ export class SqliteStore implements MetadataStore {
       insertVersion: p<[string, string, number, string, string, number]>(
         'INSERT INTO key_versions (instance, key_id, version, version_id, provider_ref, created_at) VALUES (?, ?, ?, ?, ?, ?)',
       ),
-      insertAlias: p<[string, string, string, number]>('INSERT INTO aliases (instance, alias, key_id, created_at) VALUES (?, ?, ?, ?)'),
+      insertAlias: p<[string, string, string, number]>(
+        'INSERT INTO aliases (instance, alias, key_id, created_at) VALUES (?, ?, ?, ?)',
+      ),
       addPending: p<[string, string, number, number]>(
         'INSERT OR IGNORE INTO pending_versions (instance, key_id, version, started_at) VALUES (?, ?, ?, ?)',
       ),
-      removePending: p<[string, string, number]>('DELETE FROM pending_versions WHERE instance = ? AND key_id = ? AND version = ?'),
+      removePending: p<[string, string, number]>(
+        'DELETE FROM pending_versions WHERE instance = ? AND key_id = ? AND version = ?',
+      ),
       listPending: p<[], PendingVersion>(
         'SELECT instance, key_id AS keyId, version, started_at AS startedAt FROM pending_versions ORDER BY started_at',
       ),
-      bumpVersion: p<[number, number | null, number, string, string, number]>(`UPDATE keys SET current_version = ?, last_rotated_at = coalesce(?, last_rotated_at), updated_at = ?
+      bumpVersion: p<
+        [number, number | null, number, string, string, number]
+      >(`UPDATE keys SET current_version = ?, last_rotated_at = coalesce(?, last_rotated_at), updated_at = ?
         WHERE instance = ? AND id = ? AND current_version = ?`),
       deleteKey: p<[string, string]>('DELETE FROM keys WHERE instance = ? AND id = ?'),
-      aliasOwner: p<[string, string], string>('SELECT key_id FROM aliases WHERE instance = ? AND alias = ?').pluck(),
+      aliasOwner: p<[string, string], string>(
+        'SELECT key_id FROM aliases WHERE instance = ? AND alias = ?',
+      ).pluck(),
       aliasCount: p<[string, string], number>(
         'SELECT count(*) FROM aliases WHERE instance = ? AND key_id = ?',
       ).pluck(),
-      deleteAlias: p<[string, string, string]>('DELETE FROM aliases WHERE instance = ? AND key_id = ? AND alias = ?'),
+      deleteAlias: p<[string, string, string]>(
+        'DELETE FROM aliases WHERE instance = ? AND key_id = ? AND alias = ?',
+      ),
     }
     const id = db.prepare<[], string>("SELECT v FROM catalog_meta WHERE k = 'catalog_id'").pluck().get()
     if (id === undefined) throw new EngineError('STORE_ERROR', 'catalog: has no catalog_id')
@@ -221,7 +238,11 @@ export class SqliteStore implements MetadataStore {
       args.push(q.keyRingId)
     }
     const w = where.join(' AND ')
-    const total = this.#db.prepare<unknown[], number>(`SELECT count(*) FROM keys WHERE ${w}`).pluck().get(...args) ?? 0
+    const total =
+      this.#db
+        .prepare<unknown[], number>(`SELECT count(*) FROM keys WHERE ${w}`)
+        .pluck()
+        .get(...args) ?? 0
     const rows = this.#db
       .prepare<unknown[], KeyRow>(`SELECT * FROM keys WHERE ${w} ORDER BY created_at, id LIMIT ? OFFSET ?`)
       .all(...args, q.limit, q.offset)
@@ -288,7 +309,10 @@ export class SqliteStore implements MetadataStore {
           this.#s.insertAlias.run(key.instance, a, key.id, key.createdAt)
         } catch (err) {
           if (isUniqueViolation(err)) {
-            throw new EngineError('KEY_ALIAS_NOT_UNIQUE_ERR', `aliases: "${a}" is already in use in this instance`)
+            throw new EngineError(
+              'KEY_ALIAS_NOT_UNIQUE_ERR',
+              `aliases: "${a}" is already in use in this instance`,
+            )
           }
           throw err
         }
@@ -301,7 +325,14 @@ export class SqliteStore implements MetadataStore {
   async insertVersion(v: KeyVersionRecord, patch: KeyPatch): Promise<boolean> {
     const tx = this.#db.transaction((): boolean => {
       const updatedAt = patch.updatedAt ?? v.createdAt
-      const res = this.#s.bumpVersion.run(v.version, patch.lastRotatedAt ?? null, updatedAt, v.instance, v.keyId, v.version - 1)
+      const res = this.#s.bumpVersion.run(
+        v.version,
+        patch.lastRotatedAt ?? null,
+        updatedAt,
+        v.instance,
+        v.keyId,
+        v.version - 1,
+      )
       if (res.changes !== 1) return false
       this.#s.insertVersion.run(v.instance, v.keyId, v.version, v.versionId, v.providerRef, v.createdAt)
       this.#s.removePending.run(v.instance, v.keyId, v.version)
@@ -314,7 +345,12 @@ export class SqliteStore implements MetadataStore {
     this.#s.insertVersion.run(v.instance, v.keyId, v.version, v.versionId, v.providerRef, v.createdAt)
   }
 
-  async updateKey(instance: string, id: string, expectState: KeyStateValue, patch: KeyPatch): Promise<boolean> {
+  async updateKey(
+    instance: string,
+    id: string,
+    expectState: KeyStateValue,
+    patch: KeyPatch,
+  ): Promise<boolean> {
     const sets: string[] = []
     const args: unknown[] = []
     for (const [k, col] of Object.entries(PATCH_COLUMNS) as [keyof KeyPatch, string][]) {
@@ -345,7 +381,10 @@ export class SqliteStore implements MetadataStore {
       const owner = this.#s.aliasOwner.get(instance, alias)
       if (owner === keyId) return 'exists'
       if (owner !== undefined) {
-        throw new EngineError('KEY_ALIAS_NOT_UNIQUE_ERR', `alias: "${alias}" is already in use in this instance`)
+        throw new EngineError(
+          'KEY_ALIAS_NOT_UNIQUE_ERR',
+          `alias: "${alias}" is already in use in this instance`,
+        )
       }
       if ((this.#s.aliasCount.get(instance, keyId) ?? 0) >= maxPerKey) {
         throw new EngineError('KEY_ALIAS_QUOTA_ERR', `alias: a key has at most ${maxPerKey} aliases`)

@@ -12,7 +12,9 @@ import { expectCode } from '../../helpers/expect-code.js'
 import { openTestEngine, type TestEngine } from '../../helpers/engine.js'
 import { open, type KatFile } from '../../vectors/ciphertext-v1-reference.js'
 
-const kat = JSON.parse(readFileSync(join(import.meta.dirname, '../../vectors/ciphertext-v1.json'), 'utf8')) as KatFile
+const kat = JSON.parse(
+  readFileSync(join(import.meta.dirname, '../../vectors/ciphertext-v1.json'), 'utf8'),
+) as KatFile
 let t: TestEngine
 
 beforeAll(async () => {
@@ -21,7 +23,9 @@ beforeAll(async () => {
   for (const key of kat.keys) {
     const instances = [...new Set(kat.cases.filter((c) => c.keyId === key.keyId).map((c) => c.instance))]
     for (const instance of instances) {
-      const versions = Object.keys(key.versions).map(Number).sort((a, b) => a - b)
+      const versions = Object.keys(key.versions)
+        .map(Number)
+        .sort((a, b) => a - b)
       const refs: string[] = []
       for (const v of versions) {
         refs.push(
@@ -34,15 +38,49 @@ beforeAll(async () => {
         )
       }
       const record: KeyRecord = {
-        instance, id: key.keyId, name: 'kat', description: undefined, extractable: false, imported: true,
-        state: KeyState.ACTIVE, keyRingId: 'default', tags: [], createdAt: now, createdBy: undefined, updatedAt: now,
-        stateChangedAt: now, lastRotatedAt: undefined, expirationDate: undefined, deletedAt: undefined,
-        deletedBy: undefined, currentVersion: 1, wrappedPayload: undefined, internal: false,
+        instance,
+        id: key.keyId,
+        name: 'kat',
+        description: undefined,
+        extractable: false,
+        imported: true,
+        state: KeyState.ACTIVE,
+        keyRingId: 'default',
+        tags: [],
+        createdAt: now,
+        createdBy: undefined,
+        updatedAt: now,
+        stateChangedAt: now,
+        lastRotatedAt: undefined,
+        expirationDate: undefined,
+        deletedAt: undefined,
+        deletedBy: undefined,
+        currentVersion: 1,
+        wrappedPayload: undefined,
+        internal: false,
       }
-      await t.store.insertKey(record, { instance, keyId: key.keyId, version: 1, versionId: key.keyId, providerRef: refs[0] ?? '', createdAt: now }, [])
+      await t.store.insertKey(
+        record,
+        {
+          instance,
+          keyId: key.keyId,
+          version: 1,
+          versionId: key.keyId,
+          providerRef: refs[0] ?? '',
+          createdAt: now,
+        },
+        [],
+      )
       for (let i = 1; i < versions.length; i++) {
         const ok = await t.store.insertVersion(
-          { instance, keyId: key.keyId, version: versions[i] ?? 0, versionId: `00000000-0000-4000-8000-00000000000${i}`, providerRef: refs[i] ?? '', createdAt: now },
+          {
+            instance,
+            keyId: key.keyId,
+            version: versions[i] ?? 0,
+            versionId: `00000000-0000-4000-8000-00000000000${i}`,
+            providerRef: refs[i] ?? '',
+            createdAt: now,
+          },
           { updatedAt: now, lastRotatedAt: now },
         )
         expect(ok).toBe(true)
@@ -76,7 +114,10 @@ describe('ciphertext format v1 known answers', () => {
     const c = kat.cases[1]
     if (c === undefined) throw new Error('vector missing')
     await expectCode(t.engine.unwrap(c.instance, c.keyId, c.ciphertext, { aad: [] }), 'UNWRAP_AAD_MISMATCH')
-    await expectCode(t.engine.unwrap('another-instance', c.keyId, c.ciphertext, { aad: c.aad }), 'KEY_NOT_FOUND_ERR')
+    await expectCode(
+      t.engine.unwrap('another-instance', c.keyId, c.ciphertext, { aad: c.aad }),
+      'KEY_NOT_FOUND_ERR',
+    )
   })
 
   it('what the engine wraps today opens with the reference implementation of the document', async () => {
@@ -86,7 +127,10 @@ describe('ciphertext format v1 known answers', () => {
       const latest = Math.max(...Object.keys(key.versions).map(Number))
       const dek = Buffer.from('fresh DEK from the engine, 32 b!')
       const w = await t.engine.wrap(c.instance, key.keyId, { plaintext: dek, aad: ['x', 'y'] })
-      const opened = open(Buffer.from(key.versions[String(latest)] ?? '', 'hex'), w.ciphertext, c.instance, ['x', 'y'])
+      const opened = open(Buffer.from(key.versions[String(latest)] ?? '', 'hex'), w.ciphertext, c.instance, [
+        'x',
+        'y',
+      ])
       expect(opened).toEqual({ keyId: key.keyId, keyVersion: latest, dek })
     }
   })

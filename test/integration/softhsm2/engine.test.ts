@@ -45,7 +45,10 @@ describe('wrap and unwrap', () => {
       expect(u.plaintext.equals(dek)).toBe(true)
     }
     for (const n of [0, 4097]) {
-      const e = await expectCode(t.engine.wrap(A, key.id, { plaintext: Buffer.alloc(n) }), 'INVALID_FIELD_ERR')
+      const e = await expectCode(
+        t.engine.wrap(A, key.id, { plaintext: Buffer.alloc(n) }),
+        'INVALID_FIELD_ERR',
+      )
       expect(e.target?.name).toBe('plaintext')
     }
   })
@@ -54,7 +57,10 @@ describe('wrap and unwrap', () => {
     const key = await t.engine.createKey(A, { name: 'aad' })
     const w = await t.engine.wrap(A, key.id, { aad: ['a', 'b'] })
     for (const aad of [undefined, ['a'], ['b', 'a'], ['ab'], ['a', 'b', ''], ['a', 'B']]) {
-      await expectCode(t.engine.unwrap(A, key.id, w.ciphertext, aad === undefined ? {} : { aad }), 'UNWRAP_AAD_MISMATCH')
+      await expectCode(
+        t.engine.unwrap(A, key.id, w.ciphertext, aad === undefined ? {} : { aad }),
+        'UNWRAP_AAD_MISMATCH',
+      )
     }
     await expectCode(t.engine.rewrap(A, key.id, w.ciphertext, { aad: ['a'] }), 'UNWRAP_AAD_MISMATCH')
     // a bad call changes nothing: the right AAD still works
@@ -90,7 +96,10 @@ describe('wrap and unwrap', () => {
     for (let n = 0; n < bytes.length; n++) {
       await expectCode(t.engine.unwrap(A, key.id, bytes.subarray(0, n)), 'CIPHERTEXT_INVALID')
     }
-    await expectCode(t.engine.unwrap(A, key.id, Buffer.concat([bytes, Buffer.from([0])])), 'CIPHERTEXT_INVALID')
+    await expectCode(
+      t.engine.unwrap(A, key.id, Buffer.concat([bytes, Buffer.from([0])])),
+      'CIPHERTEXT_INVALID',
+    )
     await expectCode(t.engine.unwrap(A, key.id, `${w.ciphertext}AA==`), 'CIPHERTEXT_INVALID')
     await expectCode(t.engine.unwrap(A, key.id, 'not base64!'), 'CIPHERTEXT_INVALID')
     await expectCode(t.engine.unwrap(A, key.id, ''), 'CIPHERTEXT_INVALID')
@@ -113,8 +122,12 @@ describe('wrap and unwrap', () => {
 
   it('1,000 concurrent wrap and unwrap promises all succeed', async () => {
     const key = await t.engine.createKey(A, { name: 'concurrent' })
-    const wraps = await Promise.all(Array.from({ length: 1000 }, (_, i) => t.engine.wrap(A, key.id, { aad: [`n${i}`] })))
-    const unwraps = await Promise.all(wraps.map((w, i) => t.engine.unwrap(A, key.id, w.ciphertext, { aad: [`n${i}`] })))
+    const wraps = await Promise.all(
+      Array.from({ length: 1000 }, (_, i) => t.engine.wrap(A, key.id, { aad: [`n${i}`] })),
+    )
+    const unwraps = await Promise.all(
+      wraps.map((w, i) => t.engine.unwrap(A, key.id, w.ciphertext, { aad: [`n${i}`] })),
+    )
     unwraps.forEach((u, i) => expect(u.plaintext.equals(wraps[i]?.plaintext ?? Buffer.alloc(0))).toBe(true))
   })
 })
@@ -213,7 +226,13 @@ describe('states', () => {
     const key = await t.engine.createKey(A, { name: 'delete', aliases: ['to-delete'] })
     const w = await t.engine.wrap(A, key.id, { aad: ['d'] })
     const d = await t.engine.deleteKey(A, 'to-delete', { deletedBy: 'alice' })
-    expect(d).toMatchObject({ state: 5, deleted: true, deletedBy: 'alice', restoreAllowed: false, purgeAllowed: false })
+    expect(d).toMatchObject({
+      state: 5,
+      deleted: true,
+      deletedBy: 'alice',
+      restoreAllowed: false,
+      purgeAllowed: false,
+    })
     await expectCode(t.engine.wrap(A, key.id), 'KEY_DELETED_ERR')
     await expectCode(t.engine.unwrap(A, key.id, w.ciphertext, { aad: ['d'] }), 'KEY_DELETED_ERR')
     await expectCode(t.engine.rotate(A, key.id), 'KEY_DELETED_ERR')
@@ -252,7 +271,10 @@ describe('states', () => {
   })
 
   it('a key past its expiration date is Deactivated (3): unwrap works, wrap is refused', async () => {
-    const key = await t.engine.createKey(A, { name: 'expiring', expirationDate: new Date(t.clock.now() + 1000) })
+    const key = await t.engine.createKey(A, {
+      name: 'expiring',
+      expirationDate: new Date(t.clock.now() + 1000),
+    })
     const w = await t.engine.wrap(A, key.id)
     t.clock.advance(1000)
     expect((await t.engine.getKey(A, key.id)).state).toBe(KeyState.DEACTIVATED)
@@ -265,7 +287,10 @@ describe('instances', () => {
   it("instance B can neither see nor use instance A's key: KEY_NOT_FOUND_ERR, as for a key that does not exist", async () => {
     const key = await t.engine.createKey(A, { name: 'isolated', aliases: ['shared-name'] })
     const w = await t.engine.wrap(A, key.id)
-    const missing = await expectCode(t.engine.getKey(B, '00000000-0000-4000-8000-000000000000'), 'KEY_NOT_FOUND_ERR')
+    const missing = await expectCode(
+      t.engine.getKey(B, '00000000-0000-4000-8000-000000000000'),
+      'KEY_NOT_FOUND_ERR',
+    )
     const foreign = await expectCode(t.engine.getKey(B, key.id), 'KEY_NOT_FOUND_ERR')
     expect(foreign.message).toBe(missing.message)
     await expectCode(t.engine.wrap(B, key.id), 'KEY_NOT_FOUND_ERR')
@@ -296,7 +321,8 @@ describe('instances', () => {
       'UNWRAP_AAD_MISMATCH',
     )
     expect(
-      (await t.provider.decrypt(ref, parsed, buildHsmAad(headerOf(parsed), parsed.encrypted.length, A, []))).length,
+      (await t.provider.decrypt(ref, parsed, buildHsmAad(headerOf(parsed), parsed.encrypted.length, A, [])))
+        .length,
     ).toBe(32)
   })
 
@@ -315,7 +341,11 @@ describe('key kinds and metadata', () => {
     expect(key.imported).toBe(true)
     expect(key.extractable).toBe(false)
     const ref = (await t.store.listVersions(A, key.id))[0]?.providerRef ?? ''
-    expect(await t.provider.inspectVersion(ref)).toMatchObject({ sensitive: true, extractable: false, local: false })
+    expect(await t.provider.inspectVersion(ref)).toMatchObject({
+      sensitive: true,
+      extractable: false,
+      local: false,
+    })
     const w = await t.engine.wrap(A, key.id, { aad: ['i'] })
     expect((await t.engine.unwrap(A, key.id, w.ciphertext, { aad: ['i'] })).plaintext).toHaveLength(32)
     // an imported key rotates only with new material
@@ -328,12 +358,17 @@ describe('key kinds and metadata', () => {
     await expectCode(t.engine.restoreKey(A, key.id, { payload: Buffer.alloc(16, 0x23) }), 'INVALID_FIELD_ERR')
     await expectCode(t.engine.restoreKey(A, key.id, { payload: material }), 'INVALID_FIELD_ERR')
     expect((await t.engine.restoreKey(A, key.id, { payload: Buffer.alloc(16, 0x22) })).state).toBe(1)
-    expect((await t.engine.unwrap(A, key.id, w.ciphertext, { aad: ['i'] })).rewrapped?.keyVersion.number).toBe(2)
+    expect(
+      (await t.engine.unwrap(A, key.id, w.ciphertext, { aad: ['i'] })).rewrapped?.keyVersion.number,
+    ).toBe(2)
   })
 
   it('refuses imported root key material that is not an AES key length', async () => {
     for (const n of [0, 15, 17, 31, 33]) {
-      await expectCode(t.engine.createKey(A, { name: 'bad-import', payload: Buffer.alloc(n) }), 'INVALID_FIELD_ERR')
+      await expectCode(
+        t.engine.createKey(A, { name: 'bad-import', payload: Buffer.alloc(n) }),
+        'INVALID_FIELD_ERR',
+      )
     }
   })
 
@@ -396,9 +431,17 @@ describe('key kinds and metadata', () => {
     await expectCode(t.engine.createKey(inst, { name: 'dup', aliases: ['one'] }), 'KEY_ALIAS_NOT_UNIQUE_ERR')
     await expectCode(t.engine.addAlias(inst, k2.id, 'one'), 'KEY_ALIAS_NOT_UNIQUE_ERR')
     expect(await t.engine.addAlias(inst, k.id, 'one')).toEqual({ created: false })
-    for (const a of ['two', 'three', 'four', 'five']) expect(await t.engine.addAlias(inst, k.id, a)).toEqual({ created: true })
+    for (const a of ['two', 'three', 'four', 'five'])
+      expect(await t.engine.addAlias(inst, k.id, a)).toEqual({ created: true })
     await expectCode(t.engine.addAlias(inst, k.id, 'six'), 'KEY_ALIAS_QUOTA_ERR')
-    for (const bad of ['x', 'has space', 'wrap', 'Versions', '5b9e5b2c-6a55-4e3c-8b86-1a2b3c4d5e6f', 'a'.repeat(91)]) {
+    for (const bad of [
+      'x',
+      'has space',
+      'wrap',
+      'Versions',
+      '5b9e5b2c-6a55-4e3c-8b86-1a2b3c4d5e6f',
+      'a'.repeat(91),
+    ]) {
       await expectCode(t.engine.addAlias(inst, k2.id, bad), 'INVALID_FIELD_ERR')
     }
     await t.engine.removeAlias(inst, k.id, 'two')
@@ -416,7 +459,13 @@ describe('key kinds and metadata', () => {
     await expectCode(t.engine.createKey(A, { name: 'ok', tags: ['a:b'] }), 'INVALID_FIELD_ERR')
     await expectCode(t.engine.createKey(A, { name: 'ok', expirationDate: new Date(0) }), 'INVALID_FIELD_ERR')
     await expectCode(t.engine.wrap(A, 'no such alias'), 'INVALID_FIELD_ERR')
-    await expectCode(t.engine.wrap(A, '00000000-0000-4000-8000-000000000000', { aad: [1 as unknown as string] }), 'INVALID_FIELD_ERR')
-    await expectCode(t.engine.wrap(A, '00000000-0000-4000-8000-000000000000', { aad: Array(127).fill('a') as string[] }), 'INVALID_FIELD_ERR')
+    await expectCode(
+      t.engine.wrap(A, '00000000-0000-4000-8000-000000000000', { aad: [1 as unknown as string] }),
+      'INVALID_FIELD_ERR',
+    )
+    await expectCode(
+      t.engine.wrap(A, '00000000-0000-4000-8000-000000000000', { aad: Array(127).fill('a') as string[] }),
+      'INVALID_FIELD_ERR',
+    )
   })
 })

@@ -37,18 +37,33 @@ beforeAll(() => {
   // Created before this process initialises the library, so that SoftHSM2 sees it.
   execFileSync(
     'softhsm2-util',
-    ['--init-token', '--free', '--label', DOOMED, '--so-pin', env('EKMS_TEST_SO_PIN'), '--pin', env('EKMS_TEST_PIN')],
+    [
+      '--init-token',
+      '--free',
+      '--label',
+      DOOMED,
+      '--so-pin',
+      env('EKMS_TEST_SO_PIN'),
+      '--pin',
+      env('EKMS_TEST_PIN'),
+    ],
     { stdio: 'ignore' },
   )
 })
 
 describe('start-up errors are typed and name the problem', () => {
   it('a wrong PIN fails with PROVIDER_LOGIN_FAILED, also when the token is already logged in', async () => {
-    const e = await expectCode(openProvider({ tokenLabel: env('EKMS_TEST_TOKEN_2'), pin: 'wrong-pin' }), 'PROVIDER_LOGIN_FAILED')
+    const e = await expectCode(
+      openProvider({ tokenLabel: env('EKMS_TEST_TOKEN_2'), pin: 'wrong-pin' }),
+      'PROVIDER_LOGIN_FAILED',
+    )
     expect(e.message).not.toContain('wrong-pin')
     const good = await openProvider({ tokenLabel: env('EKMS_TEST_TOKEN_2') })
     // The device would accept any PIN now (login is per application); the provider does not.
-    await expectCode(openProvider({ tokenLabel: env('EKMS_TEST_TOKEN_2'), pin: 'wrong-pin' }), 'PROVIDER_LOGIN_FAILED')
+    await expectCode(
+      openProvider({ tokenLabel: env('EKMS_TEST_TOKEN_2'), pin: 'wrong-pin' }),
+      'PROVIDER_LOGIN_FAILED',
+    )
     const second = await openProvider({ tokenLabel: env('EKMS_TEST_TOKEN_2') })
     expect((await second.health()).ok).toBe(true)
     await second.close()
@@ -121,7 +136,10 @@ describe('recovery', () => {
     expect((await p.encrypt(ref, SecretBytes.copyOf(Buffer.alloc(32)), Buffer.alloc(0))).tag).toHaveLength(16)
     execFileSync('softhsm2-util', ['--delete-token', '--token', DOOMED], { stdio: 'ignore' })
     sideChannel().C_Finalize()
-    const e = await expectCode(p.encrypt(ref, SecretBytes.copyOf(Buffer.alloc(32)), Buffer.alloc(0)), 'PROVIDER_UNAVAILABLE')
+    const e = await expectCode(
+      p.encrypt(ref, SecretBytes.copyOf(Buffer.alloc(32)), Buffer.alloc(0)),
+      'PROVIDER_UNAVAILABLE',
+    )
     expect(e.retryable).toBe(true)
     expect((await p.health()).ok).toBe(false)
     await p.close()
@@ -137,7 +155,13 @@ describe('session key copies', () => {
       version: 1,
     })
     const copy = await p.inspectSessionCopy(ref)
-    expect(copy).toMatchObject({ token: false, sensitive: true, extractable: false, alwaysSensitive: true, neverExtractable: true })
+    expect(copy).toMatchObject({
+      token: false,
+      sensitive: true,
+      extractable: false,
+      alwaysSensitive: true,
+      neverExtractable: true,
+    })
     await p.destroyVersion(ref)
     await p.close()
     const noCopy = await openProvider({ sessionKeyCopy: false })

@@ -62,8 +62,16 @@ describe('reconcile', () => {
 
   it("reports, and never destroys, objects of this catalog that match no key, and ignores other catalogs' objects", async () => {
     const t = await openTestEngine()
-    const stray = await t.provider.createVersion({ catalogId: t.store.catalogId, keyId: randomUUID(), version: 1 })
-    const foreign = await t.provider.createVersion({ catalogId: randomUUID(), keyId: randomUUID(), version: 1 })
+    const stray = await t.provider.createVersion({
+      catalogId: t.store.catalogId,
+      keyId: randomUUID(),
+      version: 1,
+    })
+    const foreign = await t.provider.createVersion({
+      catalogId: randomUUID(),
+      keyId: randomUUID(),
+      version: 1,
+    })
     t.clock.advance(GRACE)
     const report = await t.engine.reconcile()
     expect(report.unknown).toEqual([stray])
@@ -89,7 +97,12 @@ describe('reconcile', () => {
         return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v
       },
     })
-    const engine = await createEngine({ provider: t.provider, store: racing, clock: t.clock, ownsDependencies: false })
+    const engine = await createEngine({
+      provider: t.provider,
+      store: racing,
+      clock: t.clock,
+      ownsDependencies: false,
+    })
     await expectCode(engine.createKey('r', { name: 'loser', aliases: ['taken'] }), 'KEY_ALIAS_NOT_UNIQUE_ERR')
     const after = (await t.provider.listObjects()).filter((o) => o.catalogId === t.store.catalogId).length
     expect(after).toBe(before)

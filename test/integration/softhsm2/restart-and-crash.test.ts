@@ -14,13 +14,27 @@ const NODE_ARGS = ['--import', 'tsx', CHILD]
 describe('restart', () => {
   it('a fresh engine process on the same token and catalog unwraps everything made before', async () => {
     const t = await openTestEngine()
-    const items: { instance: string; keyId: string; ciphertext: string; aad: string[]; plaintext: string; version: number }[] = []
+    const items: {
+      instance: string
+      keyId: string
+      ciphertext: string
+      aad: string[]
+      plaintext: string
+      version: number
+    }[] = []
     for (let k = 0; k < 3; k++) {
       const key = await t.engine.createKey(`inst-${k}`, { name: `restart-${k}` })
       for (let v = 1; v <= 3; v++) {
         for (let i = 0; i < 3; i++) {
           const w = await t.engine.wrap(`inst-${k}`, key.id, { aad: [`${k}/${v}/${i}`] })
-          items.push({ instance: `inst-${k}`, keyId: key.id, ciphertext: w.ciphertext, aad: [`${k}/${v}/${i}`], plaintext: w.plaintext?.toString('hex') ?? '', version: v })
+          items.push({
+            instance: `inst-${k}`,
+            keyId: key.id,
+            ciphertext: w.ciphertext,
+            aad: [`${k}/${v}/${i}`],
+            plaintext: w.plaintext?.toString('hex') ?? '',
+            version: v,
+          })
         }
         if (v < 3) {
           t.clock.advance(3_600_000)
@@ -31,7 +45,10 @@ describe('restart', () => {
     await t.engine.close()
     const file = join(dirname(t.catalogPath), 'items.json')
     writeFileSync(file, JSON.stringify(items))
-    const r = spawnSync(process.execPath, [...NODE_ARGS, 'unwrap', t.catalogPath, file], { encoding: 'utf8', timeout: 60_000 })
+    const r = spawnSync(process.execPath, [...NODE_ARGS, 'unwrap', t.catalogPath, file], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    })
     expect(r.stderr).toBe('')
     expect(r.status).toBe(0)
     const out = JSON.parse(r.stdout) as { plaintext: string; keyVersion: number }[]
@@ -48,7 +65,9 @@ describe('crash', () => {
     const catalogPath = tempCatalogPath()
     const lines: string[] = []
     for (let round = 0; round < 3; round++) {
-      const child = spawn(process.execPath, [...NODE_ARGS, 'churn', catalogPath], { stdio: ['ignore', 'pipe', 'pipe'] })
+      const child = spawn(process.execPath, [...NODE_ARGS, 'churn', catalogPath], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      })
       let buf = ''
       child.stdout.setEncoding('utf8')
       child.stdout.on('data', (d: string) => {
@@ -89,7 +108,16 @@ describe('crash', () => {
     }
     expect(await t.store.listPending()).toEqual([])
     // every acknowledged key exists and every acknowledged ciphertext unwraps
-    const acked = lines.map((l) => JSON.parse(l) as { created?: string; keyId?: string; ciphertext?: string; aad?: string[]; plaintext?: string })
+    const acked = lines.map(
+      (l) =>
+        JSON.parse(l) as {
+          created?: string
+          keyId?: string
+          ciphertext?: string
+          aad?: string[]
+          plaintext?: string
+        },
+    )
     expect(acked.filter((a) => a.ciphertext !== undefined).length).toBeGreaterThan(3)
     for (const a of acked) {
       if (a.created !== undefined) expect((await t.engine.getKey('churn', a.created)).id).toBe(a.created)

@@ -32,10 +32,35 @@ import { expectCode } from '../../helpers/expect-code.js'
 
 const js = createRequire(import.meta.url)('pkcs11js') as typeof P11
 
-interface AeadTest { tcId: number; key: string; iv: string; aad: string; msg: string; ct: string; tag: string; result: 'valid' | 'invalid' | 'acceptable'; flags: string[] }
-interface AeadGroup { ivSize: number; keySize: number; tagSize: number; tests: AeadTest[] }
-interface WrapTest { tcId: number; key: string; msg: string; ct: string; result: 'valid' | 'invalid' | 'acceptable'; flags: string[] }
-interface WrapGroup { keySize: number; tests: WrapTest[] }
+interface AeadTest {
+  tcId: number
+  key: string
+  iv: string
+  aad: string
+  msg: string
+  ct: string
+  tag: string
+  result: 'valid' | 'invalid' | 'acceptable'
+  flags: string[]
+}
+interface AeadGroup {
+  ivSize: number
+  keySize: number
+  tagSize: number
+  tests: AeadTest[]
+}
+interface WrapTest {
+  tcId: number
+  key: string
+  msg: string
+  ct: string
+  result: 'valid' | 'invalid' | 'acceptable'
+  flags: string[]
+}
+interface WrapGroup {
+  keySize: number
+  tests: WrapTest[]
+}
 
 function load<G>(name: string): G[] {
   const path = join(import.meta.dirname, '../../vectors/wycheproof', name)
@@ -62,7 +87,9 @@ beforeAll(async () => {
   } catch (err) {
     if ((err as { code?: number }).code !== js.CKR_CRYPTOKI_ALREADY_INITIALIZED) throw err
   }
-  const slot = p11.C_GetSlotList(true).find((s) => p11.C_GetTokenInfo(s).label.trim() === env('EKMS_TEST_TOKEN'))
+  const slot = p11
+    .C_GetSlotList(true)
+    .find((s) => p11.C_GetTokenInfo(s).label.trim() === env('EKMS_TEST_TOKEN'))
   if (slot === undefined) throw new Error('test token missing')
   slotHandle = slot
   session = p11.C_OpenSession(slot, js.CKF_SERIAL_SESSION | js.CKF_RW_SESSION)
@@ -87,7 +114,13 @@ function sessionKey(key: Buffer, extra: { type: number; value: boolean }[]): P11
 function gcmMech(t: AeadTest, g: AeadGroup): P11.Mechanism {
   return {
     mechanism: js.CKM_AES_GCM,
-    parameter: { type: js.CK_PARAMS_GCM, iv: hex(t.iv), ivBits: g.ivSize, aad: hex(t.aad), tagBits: g.tagSize } as P11.GcmParams,
+    parameter: {
+      type: js.CK_PARAMS_GCM,
+      iv: hex(t.iv),
+      ivBits: g.ivSize,
+      aad: hex(t.aad),
+      tagBits: g.tagSize,
+    } as P11.GcmParams,
   }
 }
 
@@ -100,7 +133,12 @@ describe('Wycheproof AES-GCM through the provider (96-bit IV, 128-bit tag)', () 
     for (const t of cases) {
       let ref = refs.get(t.key)
       if (ref === undefined) {
-        ref = await provider.createVersion({ catalogId: randomUUID(), keyId: randomUUID(), version: 1, material: SecretBytes.copyOf(hex(t.key)) })
+        ref = await provider.createVersion({
+          catalogId: randomUUID(),
+          keyId: randomUUID(),
+          version: 1,
+          material: SecretBytes.copyOf(hex(t.key)),
+        })
         refs.set(t.key, ref)
         created.push(ref)
       }
@@ -134,7 +172,9 @@ describe('Wycheproof AES-GCM on the token mechanism (all IV sizes, both directio
         if (t.result === 'valid' && g.ivSize > 256 * 8) {
           // SoftHSM2 deviation: IVs over 256 bytes are refused.
           p11.C_DecryptInit(session, gcmMech(t, g), key)
-          expect(() => p11.C_Decrypt(session, ctTag, Buffer.alloc(ctTag.length)), `tcId ${t.tcId}`).toThrow(/CKR_/)
+          expect(() => p11.C_Decrypt(session, ctTag, Buffer.alloc(ctTag.length)), `tcId ${t.tcId}`).toThrow(
+            /CKR_/,
+          )
           outcomes.longIv++
         } else if (t.result === 'valid') {
           if (t.msg.length === 0) {
@@ -143,7 +183,9 @@ describe('Wycheproof AES-GCM on the token mechanism (all IV sizes, both directio
             // session of its own that is then closed. The provider discards sessions after such failures.
             const s2 = p11.C_OpenSession(slotOfTest(), js.CKF_SERIAL_SESSION)
             p11.C_EncryptInit(s2, gcmMech(t, g), key)
-            expect(() => p11.C_Encrypt(s2, Buffer.alloc(0), Buffer.alloc(16)), `tcId ${t.tcId}`).toThrow(/CKR_ARGUMENTS_BAD/)
+            expect(() => p11.C_Encrypt(s2, Buffer.alloc(0), Buffer.alloc(16)), `tcId ${t.tcId}`).toThrow(
+              /CKR_ARGUMENTS_BAD/,
+            )
             expect(() => p11.C_EncryptInit(s2, gcmMech(t, g), key)).toThrow(/CKR_OPERATION_ACTIVE/)
             p11.C_CloseSession(s2)
             outcomes.emptyMessage++
@@ -181,7 +223,11 @@ describe('Wycheproof AES-GCM on the token mechanism (all IV sizes, both directio
 /** RFC 5649 wrap in node:crypto of `msg` zero-padded to a multiple of 8: what SoftHSM2 2.6.1 emits. */
 function softHsmKwp(key: Buffer, msg: Buffer): string {
   const padded = Buffer.concat([msg, Buffer.alloc((8 - (msg.length % 8)) % 8)])
-  const c = createCipheriv(`id-aes${key.length * 8}-wrap-pad` as 'id-aes256-wrap-pad', key, Buffer.from('A65959A6', 'hex'))
+  const c = createCipheriv(
+    `id-aes${key.length * 8}-wrap-pad` as 'id-aes256-wrap-pad',
+    key,
+    Buffer.from('A65959A6', 'hex'),
+  )
   return Buffer.concat([c.update(padded), c.final()]).toString('hex')
 }
 
@@ -218,7 +264,13 @@ function wrapSuite(name: string, groups: WrapGroup[], mechanism: number): void {
             ...unwrapTemplate,
             { type: js.CKA_VALUE, value: hex(t.msg) },
           ])
-          const wrapped = p11.C_WrapKey(session, { mechanism }, kek, data, Buffer.alloc(t.msg.length / 2 + 16))
+          const wrapped = p11.C_WrapKey(
+            session,
+            { mechanism },
+            kek,
+            data,
+            Buffer.alloc(t.msg.length / 2 + 16),
+          )
           p11.C_DestroyObject(session, data)
           if (mechanism === js.CKM_AES_KEY_WRAP_PAD && (t.msg.length / 2) % 8 !== 0) {
             // SoftHSM2 deviation (see the header): pads before wrapping.

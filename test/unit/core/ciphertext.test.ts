@@ -14,7 +14,12 @@ import { expectCodeSync } from '../../helpers/expect-code.js'
 
 const KEY = '3f1d7a52-9c4e-4b8a-a1f0-6e2d5c9b8a71'
 const sample = (dekLen = 32): Buffer =>
-  encodeGcmCiphertext(encodeHeader(Mechanism.AES_GCM, KEY, 3), Buffer.alloc(12, 1), Buffer.alloc(dekLen, 2), Buffer.alloc(16, 3))
+  encodeGcmCiphertext(
+    encodeHeader(Mechanism.AES_GCM, KEY, 3),
+    Buffer.alloc(12, 1),
+    Buffer.alloc(dekLen, 2),
+    Buffer.alloc(16, 3),
+  )
 
 describe('ciphertext v1 parser', () => {
   it('round-trips the documented layout: 86 bytes for a 32-byte DEK', () => {
@@ -29,7 +34,14 @@ describe('ciphertext v1 parser', () => {
   })
 
   it('rejects an unknown format version or mechanism with CIPHERTEXT_INVALID', () => {
-    for (const [i, v] of [[0, 0], [0, 2], [0, 0xff], [1, 0], [1, 2], [1, 0x10]] as const) {
+    for (const [i, v] of [
+      [0, 0],
+      [0, 2],
+      [0, 0xff],
+      [1, 0],
+      [1, 2],
+      [1, 0x10],
+    ] as const) {
       const b = sample()
       b[i] = v
       expectCodeSync(() => parseCiphertext(b), 'CIPHERTEXT_INVALID')
@@ -57,13 +69,22 @@ describe('ciphertext v1 parser', () => {
 
   it('every truncation and any trailing byte fail with CIPHERTEXT_INVALID', () => {
     const b = sample()
-    for (let n = 0; n < b.length; n++) expectCodeSync(() => parseCiphertext(b.subarray(0, n)), 'CIPHERTEXT_INVALID')
+    for (let n = 0; n < b.length; n++)
+      expectCodeSync(() => parseCiphertext(b.subarray(0, n)), 'CIPHERTEXT_INVALID')
     expectCodeSync(() => parseCiphertext(Buffer.concat([b, Buffer.alloc(1)])), 'CIPHERTEXT_INVALID')
   })
 
   it('rejects non-base64 strings, whitespace and missing padding', () => {
     const s = sample().toString('base64')
-    for (const bad of ['', ' ', `${s} `, `${s}\n`, s.slice(0, -1), s.replace(/=+$/, ''), `${s.slice(0, 10)}*${s.slice(11)}`]) {
+    for (const bad of [
+      '',
+      ' ',
+      `${s} `,
+      `${s}\n`,
+      s.slice(0, -1),
+      s.replace(/=+$/, ''),
+      `${s.slice(0, 10)}*${s.slice(11)}`,
+    ]) {
       expectCodeSync(() => parseCiphertext(bad), 'CIPHERTEXT_INVALID')
     }
     expectCodeSync(() => parseCiphertext(42 as unknown as string), 'CIPHERTEXT_INVALID')
@@ -71,15 +92,22 @@ describe('ciphertext v1 parser', () => {
 
   it('fuzz: arbitrary bytes and strings either parse or fail with an EngineError, never anything else', () => {
     fc.assert(
-      fc.property(fc.oneof(fc.uint8Array({ maxLength: 200 }), fc.string({ maxLength: 300 }), fc.base64String({ maxLength: 300 })), (input) => {
-        try {
-          const p = parseCiphertext(input)
-          expect(p.formatVersion).toBe(1)
-        } catch (err) {
-          expect(err).toBeInstanceOf(EngineError)
-          expect((err as EngineError).code).toBe('CIPHERTEXT_INVALID')
-        }
-      }),
+      fc.property(
+        fc.oneof(
+          fc.uint8Array({ maxLength: 200 }),
+          fc.string({ maxLength: 300 }),
+          fc.base64String({ maxLength: 300 }),
+        ),
+        (input) => {
+          try {
+            const p = parseCiphertext(input)
+            expect(p.formatVersion).toBe(1)
+          } catch (err) {
+            expect(err).toBeInstanceOf(EngineError)
+            expect((err as EngineError).code).toBe('CIPHERTEXT_INVALID')
+          }
+        },
+      ),
       { numRuns: 20_000 },
     )
   })
@@ -87,18 +115,23 @@ describe('ciphertext v1 parser', () => {
   it('fuzz: mutations of a valid ciphertext parse to the same layout or fail typed', () => {
     const base = sample(48)
     fc.assert(
-      fc.property(fc.nat(base.length - 1), fc.integer({ min: 0, max: 255 }), fc.nat(base.length), (pos, byte, cut) => {
-        const m = Buffer.from(base)
-        m[pos] = byte
-        for (const input of [m, m.subarray(0, cut)]) {
-          try {
-            const p = parseCiphertext(input)
-            expect(p.encrypted.length + p.iv.length + p.tag.length + 22 + 4).toBe(input.length)
-          } catch (err) {
-            expect((err as EngineError).code).toBe('CIPHERTEXT_INVALID')
+      fc.property(
+        fc.nat(base.length - 1),
+        fc.integer({ min: 0, max: 255 }),
+        fc.nat(base.length),
+        (pos, byte, cut) => {
+          const m = Buffer.from(base)
+          m[pos] = byte
+          for (const input of [m, m.subarray(0, cut)]) {
+            try {
+              const p = parseCiphertext(input)
+              expect(p.encrypted.length + p.iv.length + p.tag.length + 22 + 4).toBe(input.length)
+            } catch (err) {
+              expect((err as EngineError).code).toBe('CIPHERTEXT_INVALID')
+            }
           }
-        }
-      }),
+        },
+      ),
       { numRuns: 20_000 },
     )
   })
@@ -109,7 +142,14 @@ describe('HSM AAD encoding', () => {
     const h = encodeHeader(Mechanism.AES_GCM, KEY, 1)
     const seen = new Map<string, string>()
     const inputs: [string, string[]][] = [
-      ['a', []], ['a', ['']], ['a', ['', '']], ['ab', []], ['a', ['b']], ['a', ['bc']], ['a', ['b', 'c']], ['ab', ['c']],
+      ['a', []],
+      ['a', ['']],
+      ['a', ['', '']],
+      ['ab', []],
+      ['a', ['b']],
+      ['a', ['bc']],
+      ['a', ['b', 'c']],
+      ['ab', ['c']],
     ]
     for (const [inst, aad] of inputs) {
       const k = buildHsmAad(h, 32, inst, aad).toString('hex')

@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest'
-import { assertActionAllowed, effectiveState, type KeyAction, type KeyStateValue } from '../../../src/core/key-state.js'
+import {
+  assertActionAllowed,
+  effectiveState,
+  type KeyAction,
+  type KeyStateValue,
+} from '../../../src/core/key-state.js'
 import { expectCodeSync } from '../../helpers/expect-code.js'
 
 // Key Protect v2 state table (spec digest §4.1): action → states in which it is allowed.
@@ -23,7 +28,11 @@ describe('key states', () => {
     it(`${action} is allowed exactly in states ${allowed.join(',')}; otherwise KEY_DELETED_ERR in 5, KEY_ACTION_INVALID_STATE_ERR elsewhere`, () => {
       for (const s of STATES) {
         if (allowed.includes(s)) expect(() => assertActionAllowed(action, s, false)).not.toThrow()
-        else expectCodeSync(() => assertActionAllowed(action, s, false), s === 5 ? 'KEY_DELETED_ERR' : 'KEY_ACTION_INVALID_STATE_ERR')
+        else
+          expectCodeSync(
+            () => assertActionAllowed(action, s, false),
+            s === 5 ? 'KEY_DELETED_ERR' : 'KEY_ACTION_INVALID_STATE_ERR',
+          )
       }
     })
   }

@@ -5,16 +5,35 @@ import { expectCodeSync } from '../../helpers/expect-code.js'
 describe('PKCS#11 profiles', () => {
   it('the built-in profiles load and carry the device facts', () => {
     const soft = loadProfile('softhsm2')
-    expect(soft).toMatchObject({ name: 'softhsm2', callMode: 'sync', gcmIvSource: 'hsm-rng', sessionKeyCopy: true })
+    expect(soft).toMatchObject({
+      name: 'softhsm2',
+      callMode: 'sync',
+      gcmIvSource: 'hsm-rng',
+      sessionKeyCopy: true,
+    })
     expect(soft.mechanisms.aesGcm).toBe(0x1087)
     expect(soft.authFailureCodes).toContain('CKR_GENERAL_ERROR')
     const luna = loadProfile('luna')
-    expect(luna).toMatchObject({ name: 'luna', callMode: 'async', gcmIvSource: 'hsm-generated', sessionKeyCopy: false })
+    expect(luna).toMatchObject({
+      name: 'luna',
+      callMode: 'async',
+      gcmIvSource: 'hsm-generated',
+      sessionKeyCopy: false,
+    })
     expect(luna.mechanisms.aesKwp).toBe(0x80000171)
   })
 
   it('rejects malformed profiles with CONFIG_INVALID naming the field', () => {
-    const good = { name: 'x', mechanisms: { aesGcm: '0x1087', aesKeyGen: 4224 }, gcmParams: 'CK_PARAMS_GCM', gcmIvSource: 'hsm-rng', callMode: 'sync', sessionKeyCopy: false, maxSessions: 2, authFailureCodes: [] }
+    const good = {
+      name: 'x',
+      mechanisms: { aesGcm: '0x1087', aesKeyGen: 4224 },
+      gcmParams: 'CK_PARAMS_GCM',
+      gcmIvSource: 'hsm-rng',
+      callMode: 'sync',
+      sessionKeyCopy: false,
+      maxSessions: 2,
+      authFailureCodes: [],
+    }
     expect(parseProfile(good).mechanisms.aesKeyGen).toBe(4224)
     const cases: [Record<string, unknown>, RegExp][] = [
       [{ ...good, name: 'Bad Name' }, /name/],
@@ -25,7 +44,8 @@ describe('PKCS#11 profiles', () => {
       [{ ...good, maxSessions: 0 }, /maxSessions/],
       [{ ...good, authFailureCodes: ['GENERAL_ERROR'] }, /authFailureCodes/],
     ]
-    for (const [doc, re] of cases) expect(expectCodeSync(() => parseProfile(doc), 'CONFIG_INVALID').message).toMatch(re)
+    for (const [doc, re] of cases)
+      expect(expectCodeSync(() => parseProfile(doc), 'CONFIG_INVALID').message).toMatch(re)
     expectCodeSync(() => loadProfile('/nonexistent.json'), 'CONFIG_INVALID')
   })
 })
