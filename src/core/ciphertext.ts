@@ -31,8 +31,8 @@ export const MAX_AAD_BYTES = 16 * 1024
 
 const HEADER_BYTES = 22 // version(1) mechanism(1) keyId(16) keyVersion(4)
 const DOMAIN = Buffer.from('envelope-kms/dek/v1', 'ascii')
-/** Largest v1 ciphertext: header + iv length + iv + dek length + dek + tag length + tag. */
-export const MAX_CIPHERTEXT_BYTES = HEADER_BYTES + 1 + GCM_IV_BYTES + 2 + MAX_DEK_BYTES + 1 + GCM_TAG_BYTES
+/** Largest v1 ciphertext: header + IV length + IV + tag length + DEK length + DEK + tag. */
+export const MAX_CIPHERTEXT_BYTES = HEADER_BYTES + 1 + GCM_IV_BYTES + 1 + 2 + MAX_DEK_BYTES + GCM_TAG_BYTES
 const MAX_CIPHERTEXT_BASE64 = Math.ceil(MAX_CIPHERTEXT_BYTES / 3) * 4
 
 /** A parsed v1 ciphertext. */
@@ -43,8 +43,10 @@ export interface ParsedCiphertext {
   readonly keyId: string
   /** Root key version number (1 = the version created with the key). */
   readonly keyVersion: number
+  /** The 22 header bytes as read (format version, mechanism, key id, key version). */
+  readonly header: Buffer
   readonly iv: Buffer
-  /** The encrypted DEK (same length as the DEK). */
+  /** The encrypted DEK (same length as the DEK); the tag follows it directly in the input. */
   readonly encrypted: Buffer
   readonly tag: Buffer
 }
@@ -76,7 +78,7 @@ export function encodeHeader(mechanism: MechanismId, keyId: string, keyVersion: 
   return h
 }
 
-/** Serialises a v1 AES-GCM ciphertext. */
+/** Serialises a v1 AES-GCM ciphertext: header, IV, tag length, DEK length, encrypted DEK, tag. */
 export function encodeGcmCiphertext(
   header: Buffer,
   iv: Uint8Array,
@@ -90,16 +92,15 @@ export function encodeGcmCiphertext(
   if (encrypted.length < MIN_DEK_BYTES || encrypted.length > MAX_DEK_BYTES) {
     throw new EngineError('INTERNAL_ERROR', 'ciphertext: encrypted DEK of unexpected length')
   }
-  const out = Buffer.allocUnsafe(HEADER_BYTES + 1 + iv.length + 2 + encrypted.length + 1 + tag.length)
+  const out = Buffer.allocUnsafe(HEADER_BYTES + 1 + iv.length + 1 + 2 + encrypted.length + tag.length)
   let o = header.copy(out, 0)
   out[o++] = iv.length
   out.set(iv, o)
   o += iv.length
-  out.writeUInt16BE(encrypted.length, o)
-  o += 2
+  out[o++] = tag.length
+  o = out.writeUInt16BE(encrypted.length, o)
   out.set(encrypted, o)
   o += encrypted.length
-  out[o++] = tag.length
   out.set(tag, o)
   return out
 }
@@ -151,25 +152,33 @@ export function parseCiphertext(input: Uint8Array | string): ParsedCiphertext {
   let o = HEADER_BYTES
   const ivLen = b[o++]
   if (ivLen !== GCM_IV_BYTES) throw invalid('IV length is not 12')
-  if (b.length < o + ivLen + 2) throw invalid('is truncated')
+  if (b.length < o + ivLen + 3) throw invalid('is truncated')
   const iv = b.subarray(o, o + ivLen)
   o += ivLen
+  const tagLen = b[o++]
+  if (tagLen !== GCM_TAG_BYTES) throw invalid('tag length is not 16')
   const encLen = b.readUInt16BE(o)
   o += 2
   if (encLen < MIN_DEK_BYTES || encLen > MAX_DEK_BYTES) throw invalid('encrypted DEK length is out of range')
-  if (b.length < o + encLen + 1) throw invalid('is truncated')
+  if (b.length !== o + encLen + tagLen)
+    throw invalid(b.length < o + encLen + tagLen ? 'is truncated' : 'has trailing bytes')
   const encrypted = b.subarray(o, o + encLen)
-  o += encLen
-  const tagLen = b[o++]
-  if (tagLen !== GCM_TAG_BYTES) throw invalid('tag length is not 16')
-  if (b.length !== o + tagLen) throw invalid(b.length < o + tagLen ? 'is truncated' : 'has trailing bytes')
-  const tag = b.subarray(o, o + tagLen)
-  return { formatVersion: version, mechanism, keyId, keyVersion, iv, encrypted, tag }
+  const tag = b.subarray(o + encLen)
+  return {
+    formatVersion: version,
+    mechanism,
+    keyId,
+    keyVersion,
+    header: b.subarray(0, HEADER_BYTES),
+    iv,
+    encrypted,
+    tag,
+  }
 }
 
-/** The header bytes of a parsed ciphertext (for AAD reconstruction). */
+/** The 22 header bytes of a parsed ciphertext (part of the AAD). */
 export function headerOf(p: ParsedCiphertext): Buffer {
-  return encodeHeader(p.mechanism, p.keyId, p.keyVersion)
+  return p.header
 }
 
 /**

@@ -8,7 +8,6 @@ import {
   encodeGcmCiphertext,
   encodeHeader,
   GENERATED_DEK_BYTES,
-  headerOf,
   Mechanism,
   MAX_DEK_BYTES,
   MIN_DEK_BYTES,
@@ -27,6 +26,7 @@ import {
 import type {
   CallOptions,
   Clock,
+  GcmSealed,
   KeyPatch,
   KeyRecord,
   KeyVersionRecord,
@@ -90,10 +90,17 @@ export interface EngineOptions {
   readonly clock?: Clock
   readonly lifecycle?: Partial<LifecyclePolicy>
   /**
-   * How long key metadata may be served from memory (default 1000 ms). Stores that report changes
-   * (SQLite's data_version) invalidate the cache at once whatever this says; 0 disables caching.
+   * How long key metadata may be served from memory (default 1000 ms); 0 disables caching. Changes made
+   * through this engine invalidate its cache at once.
    */
   readonly metadataCacheTtlMs?: number
+  /**
+   * How often to ask a store that can report commits by other processes (SQLite's `data_version`) whether
+   * anything changed (default 50 ms; 0 = before every operation). This bounds how long a disable, rotate or
+   * delete made by another process can go unnoticed here. Asking costs a read transaction (~2-5 µs on SQLite
+   * in WAL mode), which is why it is not done on every call by default.
+   */
+  readonly catalogPollIntervalMs?: number
   /** Reconcile provider objects against the catalog on start (default true). */
   readonly reconcileOnStart?: boolean
   /** Pending provider objects younger than this are left alone by reconciliation (default 60 s). */
@@ -219,9 +226,14 @@ export interface ReconcileReport {
   readonly inProgress: number
 }
 
+/** A version with its encoded ciphertext header, computed once per cache fill. */
+interface VersionEntry extends KeyVersionRecord {
+  readonly header: Buffer
+}
+
 interface CachedKey {
   readonly record: KeyRecord
-  readonly versions: ReadonlyMap<number, KeyVersionRecord>
+  readonly versions: ReadonlyMap<number, VersionEntry>
   readonly aliases: readonly string[]
   readonly expires: number
 }
@@ -239,6 +251,8 @@ export class EnvelopeEngine {
   readonly #clock: Clock
   readonly #life: LifecyclePolicy
   readonly #ttl: number
+  readonly #pollMs: number
+  #lastPoll = Number.NEGATIVE_INFINITY
   readonly #graceMs: number
   readonly #ownsDeps: boolean
   readonly #cache = new Map<string, CachedKey>()
@@ -255,6 +269,7 @@ export class EnvelopeEngine {
     this.#clock = options.clock ?? systemClock
     this.#life = { ...KEY_PROTECT_LIFECYCLE, ...options.lifecycle }
     this.#ttl = options.metadataCacheTtlMs ?? 1000
+    this.#pollMs = options.catalogPollIntervalMs ?? 50
     this.#graceMs = options.reconcileGraceMs ?? 60_000
     this.#ownsDeps = options.ownsDependencies ?? true
     this.#lastChange = this.#store.changeCounter?.()
@@ -365,7 +380,7 @@ export class EnvelopeEngine {
         throw new EngineError('INTERNAL_ERROR', 'key: standard key without payload')
       const secret = await this.#unwrapInternal(instance, r.wrappedPayload, ['standard-key', r.id], opts)
       try {
-        return secret.exportCopy()
+        return secret.release()
       } finally {
         secret.zeroize()
       }
@@ -663,29 +678,37 @@ export class EnvelopeEngine {
    * const { plaintext, ciphertext } = await engine.wrap('acme', keyId, { aad: ['order-42'] })
    */
   async wrap(instance: string, idOrAlias: string, options: WrapOptions = {}): Promise<WrapResult> {
-    return this.#guard('wrap', async () => {
+    // The hot path avoids nested async helpers: each costs a promise and a microtask per call.
+    if (this.#closed) throw new EngineError('ENGINE_CLOSED', 'wrap: the engine is closed')
+    let dek: SecretBytes | undefined
+    try {
       const aad = validateAad(options.aad)
       const generated = options.plaintext === undefined
       /* Precondition: a caller DEK is 1..4096 bytes. */
-      let dek = generated
-        ? undefined
-        : SecretBytes.copyOf(validateBytes(options.plaintext, 'plaintext', MIN_DEK_BYTES, MAX_DEK_BYTES))
-      try {
-        const k = await this.#resolve(instance, idOrAlias)
-        this.#assert('wrap', k.record)
-        this.#checkAborted(options.signal)
-        dek ??= await this.#provider.generateRandom(GENERATED_DEK_BYTES, options)
-        /* Postcondition: a generated DEK is 32 bytes. */
-        if (generated && dek.length !== GENERATED_DEK_BYTES) {
-          throw new EngineError('PROVIDER_ERROR', 'provider: random output has an unexpected length')
-        }
-        const v = currentVersion(k)
-        const ciphertext = await this.#wrapWith(instance, v, dek, aad, options)
-        return { ciphertext, keyVersion: versionInfo(v), plaintext: generated ? dek.exportCopy() : undefined }
-      } finally {
-        dek?.zeroize()
+      if (!generated)
+        dek = SecretBytes.copyOf(validateBytes(options.plaintext, 'plaintext', MIN_DEK_BYTES, MAX_DEK_BYTES))
+      const k = this.#cached(instance, idOrAlias) ?? (await this.#resolve(instance, idOrAlias))
+      this.#assert('wrap', k.record)
+      this.#checkAborted(options.signal)
+      dek ??= await this.#provider.generateRandom(GENERATED_DEK_BYTES, options)
+      /* Postcondition: a generated DEK is 32 bytes. */
+      if (generated && dek.length !== GENERATED_DEK_BYTES) {
+        throw new EngineError('PROVIDER_ERROR', 'provider: random output has an unexpected length')
       }
-    })
+      const v = currentVersion(k)
+      const sealed = await this.#provider.encrypt(
+        v.providerRef,
+        dek,
+        buildHsmAad(v.header, dek.length, instance, aad),
+        options,
+      )
+      const ciphertext = encodeSealed(v, dek.length, sealed)
+      return { ciphertext, keyVersion: versionInfo(v), plaintext: generated ? dek.release() : undefined }
+    } catch (err) {
+      throw toEngineError(err, 'wrap')
+    } finally {
+      dek?.zeroize()
+    }
   }
 
   /**
@@ -698,27 +721,41 @@ export class EnvelopeEngine {
     ciphertext: string | Uint8Array,
     options: UnwrapOptions = {},
   ): Promise<UnwrapResult> {
-    return this.#guard('unwrap', async () => {
+    if (this.#closed) throw new EngineError('ENGINE_CLOSED', 'unwrap: the engine is closed')
+    let dek: SecretBytes | undefined
+    try {
       const aad = validateAad(options.aad)
       const parsed = parseCiphertext(ciphertext)
-      const k = await this.#resolve(instance, idOrAlias)
+      const k = this.#cached(instance, idOrAlias) ?? (await this.#resolve(instance, idOrAlias))
       this.#assert('unwrap', k.record)
       const from = versionOf(k, parsed)
-      const dek = await this.#unwrapWith(instance, from, parsed, aad, options)
-      try {
-        const latest = currentVersion(k)
-        let rewrapped: UnwrapResult['rewrapped']
-        if (latest.version !== from.version) {
-          rewrapped = {
-            ciphertext: await this.#wrapWith(instance, latest, dek, aad, options),
-            keyVersion: versionInfo(latest),
-          }
-        }
-        return { plaintext: dek.exportCopy(), keyVersion: versionInfo(from), rewrapped }
-      } finally {
-        dek.zeroize()
+      this.#checkAborted(options.signal)
+      dek = checkDek(
+        await this.#provider.decrypt(
+          from.providerRef,
+          parsed,
+          buildHsmAad(from.header, parsed.encrypted.length, instance, aad),
+          options,
+        ),
+        parsed,
+      )
+      const latest = currentVersion(k)
+      let rewrapped: UnwrapResult['rewrapped']
+      if (latest.version !== from.version) {
+        const sealed = await this.#provider.encrypt(
+          latest.providerRef,
+          dek,
+          buildHsmAad(latest.header, dek.length, instance, aad),
+          options,
+        )
+        rewrapped = { ciphertext: encodeSealed(latest, dek.length, sealed), keyVersion: versionInfo(latest) }
       }
-    })
+      return { plaintext: dek.release(), keyVersion: versionInfo(from), rewrapped }
+    } catch (err) {
+      throw toEngineError(err, 'unwrap')
+    } finally {
+      dek?.zeroize()
+    }
   }
 
   /**
@@ -732,21 +769,41 @@ export class EnvelopeEngine {
     ciphertext: string | Uint8Array,
     options: UnwrapOptions = {},
   ): Promise<RewrapResult> {
-    return this.#guard('rewrap', async () => {
+    if (this.#closed) throw new EngineError('ENGINE_CLOSED', 'rewrap: the engine is closed')
+    let dek: SecretBytes | undefined
+    try {
       const aad = validateAad(options.aad)
       const parsed = parseCiphertext(ciphertext)
-      const k = await this.#resolve(instance, idOrAlias)
+      const k = this.#cached(instance, idOrAlias) ?? (await this.#resolve(instance, idOrAlias))
       this.#assert('rewrap', k.record)
       const from = versionOf(k, parsed)
-      const dek = await this.#unwrapWith(instance, from, parsed, aad, options)
-      try {
-        const latest = currentVersion(k)
-        const out = await this.#wrapWith(instance, latest, dek, aad, options)
-        return { ciphertext: out, keyVersion: versionInfo(from), rewrappedKeyVersion: versionInfo(latest) }
-      } finally {
-        dek.zeroize()
+      this.#checkAborted(options.signal)
+      dek = checkDek(
+        await this.#provider.decrypt(
+          from.providerRef,
+          parsed,
+          buildHsmAad(from.header, parsed.encrypted.length, instance, aad),
+          options,
+        ),
+        parsed,
+      )
+      const latest = currentVersion(k)
+      const sealed = await this.#provider.encrypt(
+        latest.providerRef,
+        dek,
+        buildHsmAad(latest.header, dek.length, instance, aad),
+        options,
+      )
+      return {
+        ciphertext: encodeSealed(latest, dek.length, sealed),
+        keyVersion: versionInfo(from),
+        rewrappedKeyVersion: versionInfo(latest),
       }
-    })
+    } catch (err) {
+      throw toEngineError(err, 'rewrap')
+    } finally {
+      dek?.zeroize()
+    }
   }
 
   // ---------------------------------------------------------------- operations
@@ -1041,38 +1098,31 @@ export class EnvelopeEngine {
 
   async #wrapWith(
     instance: string,
-    v: KeyVersionRecord,
+    v: VersionEntry,
     dek: SecretBytes,
     aad: readonly string[],
     opts: CallOptions,
   ): Promise<string> {
-    const header = encodeHeader(Mechanism.AES_GCM, v.keyId, v.version)
-    const hsmAad = buildHsmAad(header, dek.length, instance, aad)
     this.#checkAborted(opts.signal)
-    const sealed = await this.#provider.encrypt(v.providerRef, dek, hsmAad, opts)
-    /* Postcondition: GCM output is as long as the input, with a 16-byte tag and a 12-byte IV. */
-    if (sealed.encrypted.length !== dek.length || sealed.tag.length !== 16 || sealed.iv.length !== 12) {
-      throw new EngineError('PROVIDER_ERROR', 'provider: AES-GCM output has an unexpected shape')
-    }
-    return encodeGcmCiphertext(header, sealed.iv, sealed.encrypted, sealed.tag).toString('base64')
+    const sealed = await this.#provider.encrypt(
+      v.providerRef,
+      dek,
+      buildHsmAad(v.header, dek.length, instance, aad),
+      opts,
+    )
+    return encodeSealed(v, dek.length, sealed)
   }
 
   async #unwrapWith(
     instance: string,
-    v: KeyVersionRecord,
+    v: VersionEntry,
     parsed: ParsedCiphertext,
     aad: readonly string[],
     opts: CallOptions,
   ): Promise<SecretBytes> {
-    const hsmAad = buildHsmAad(headerOf(parsed), parsed.encrypted.length, instance, aad)
     this.#checkAborted(opts.signal)
-    const dek = await this.#provider.decrypt(v.providerRef, parsed, hsmAad, opts)
-    /* Postcondition: the DEK is as long as its encryption. */
-    if (dek.length !== parsed.encrypted.length) {
-      dek.zeroize()
-      throw new EngineError('PROVIDER_ERROR', 'provider: AES-GCM output has an unexpected length')
-    }
-    return dek
+    const hsmAad = buildHsmAad(v.header, parsed.encrypted.length, instance, aad)
+    return checkDek(await this.#provider.decrypt(v.providerRef, parsed, hsmAad, opts), parsed)
   }
 
   /**
@@ -1149,7 +1199,11 @@ export class EnvelopeEngine {
   }
 
   #syncWithStore(): void {
-    const c = this.#store.changeCounter?.()
+    if (this.#store.changeCounter === undefined) return
+    const now = this.#clock.now()
+    if (this.#pollMs > 0 && now - this.#lastPoll < this.#pollMs) return
+    this.#lastPoll = now
+    const c = this.#store.changeCounter()
     if (c !== this.#lastChange) {
       this.#lastChange = c
       this.#cache.clear()
@@ -1157,14 +1211,27 @@ export class EnvelopeEngine {
     }
   }
 
+  /**
+   * The cached key for a UUID reference, without any await; undefined when it must be loaded (or the
+   * reference is an alias, or invalid: {@link resolve} then reports why).
+   */
+  #cached(instance: string, idOrAlias: string): CachedKey | undefined {
+    if (typeof idOrAlias !== 'string' || !isUuid(idOrAlias)) return undefined
+    validateInstance(instance)
+    this.#syncWithStore()
+    const hit = this.#cache.get(`${instance}\u0000${idOrAlias.toLowerCase()}`)
+    if (hit === undefined || hit.expires <= this.#clock.now() || hit.record.internal) return undefined
+    return hit
+  }
+
   /** Resolves a key id or alias within the instance; internal keys are invisible. */
   async #resolve(instance: string, idOrAlias: string, fresh = false): Promise<CachedKey> {
     validateInstance(instance)
-    validateKeyRef(idOrAlias)
     let id: string | undefined
-    if (isUuid(idOrAlias)) {
+    if (typeof idOrAlias === 'string' && isUuid(idOrAlias)) {
       id = idOrAlias.toLowerCase()
     } else {
+      validateKeyRef(idOrAlias)
       this.#syncWithStore()
       const ak = `${instance}\u0000${idOrAlias}`
       const hit = this.#aliasCache.get(ak)
@@ -1195,9 +1262,11 @@ export class EnvelopeEngine {
       this.#cache.delete(ck)
       throw new EngineError('KEY_NOT_FOUND_ERR', 'key: not found')
     }
-    const versions = new Map<number, KeyVersionRecord>()
+    const versions = new Map<number, VersionEntry>()
     if (!record.extractable) {
-      for (const v of await this.#store.listVersions(instance, id)) versions.set(v.version, v)
+      for (const v of await this.#store.listVersions(instance, id)) {
+        versions.set(v.version, { ...v, header: encodeHeader(Mechanism.AES_GCM, id, v.version) })
+      }
     } else {
       versions.set(1, {
         instance,
@@ -1206,6 +1275,7 @@ export class EnvelopeEngine {
         versionId: id,
         providerRef: '',
         createdAt: record.createdAt,
+        header: encodeHeader(Mechanism.AES_GCM, id, 1),
       })
     }
     const aliases = await this.#store.listAliases(instance, id)
@@ -1257,13 +1327,13 @@ export class EnvelopeEngine {
   }
 }
 
-function currentVersion(k: CachedKey): KeyVersionRecord {
+function currentVersion(k: CachedKey): VersionEntry {
   const v = k.versions.get(k.record.currentVersion)
   if (v === undefined) throw new EngineError('INTERNAL_ERROR', 'key: current version row is missing')
   return v
 }
 
-function versionOf(k: CachedKey, parsed: ParsedCiphertext): KeyVersionRecord {
+function versionOf(k: CachedKey, parsed: ParsedCiphertext): VersionEntry {
   if (parsed.keyId !== k.record.id) {
     throw new EngineError('CIPHERTEXT_INVALID', 'ciphertext: was not wrapped by this key', {
       target: { type: 'field', name: 'ciphertext' },
@@ -1280,6 +1350,24 @@ function versionOf(k: CachedKey, parsed: ParsedCiphertext): KeyVersionRecord {
     )
   }
   return v
+}
+
+/** Serialises a provider's GCM output as ciphertext v1, after checking its shape. */
+function encodeSealed(v: VersionEntry, dekLength: number, sealed: GcmSealed): string {
+  /* Postcondition: GCM output is as long as the input, with a 16-byte tag and a 12-byte IV. */
+  if (sealed.encrypted.length !== dekLength || sealed.tag.length !== 16 || sealed.iv.length !== 12) {
+    throw new EngineError('PROVIDER_ERROR', 'provider: AES-GCM output has an unexpected shape')
+  }
+  return encodeGcmCiphertext(v.header, sealed.iv, sealed.encrypted, sealed.tag).toString('base64')
+}
+
+/** Postcondition of a decryption: the DEK is as long as its encryption. */
+function checkDek(dek: SecretBytes, parsed: ParsedCiphertext): SecretBytes {
+  if (dek.length !== parsed.encrypted.length) {
+    dek.zeroize()
+    throw new EngineError('PROVIDER_ERROR', 'provider: AES-GCM output has an unexpected length')
+  }
+  return dek
 }
 
 function versionInfo(v: KeyVersionRecord): KeyVersionInfo {

@@ -49,6 +49,16 @@ export class SecretBytes {
     return Buffer.from(this.bytes)
   }
 
+  /**
+   * Hands the buffer itself to the caller, who owns it from now on (and should zero it when done); this
+   * SecretBytes is empty afterwards. Saves a copy when a DEK is returned to the application.
+   */
+  release(): Buffer {
+    const b = this.bytes
+    this.#buf = undefined
+    return b
+  }
+
   /** Overwrites the bytes with zeros and drops the reference. Idempotent. */
   zeroize(): void {
     if (this.#buf !== undefined) {

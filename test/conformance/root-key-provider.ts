@@ -41,7 +41,7 @@ export function runRootKeyProviderConformance(name: string, open: () => Promise<
         expect(sealed.iv).toHaveLength(12)
         expect(sealed.tag).toHaveLength(16)
         expect(sealed.encrypted).toHaveLength(n)
-        expect(sealed.encrypted.equals(pt)).toBe(false)
+        if (n >= 16) expect(sealed.encrypted.equals(pt)).toBe(false) // shorter ones may match by chance
         const out = await p.decrypt(ref, sealed, aad)
         expect(out.bytes.equals(pt)).toBe(true)
         out.zeroize()

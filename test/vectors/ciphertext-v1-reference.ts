@@ -72,7 +72,7 @@ export function seal(material: Buffer, c: Omit<KatCase, 'ciphertext' | 'name'>):
   const enc = Buffer.concat([cipher.update(dek), cipher.final()])
   const len = Buffer.alloc(2)
   len.writeUInt16BE(enc.length)
-  return Buffer.concat([h, Buffer.from([iv.length]), iv, len, enc, Buffer.from([16]), cipher.getAuthTag()]).toString('base64')
+  return Buffer.concat([h, Buffer.from([iv.length]), iv, Buffer.from([16]), len, enc, cipher.getAuthTag()]).toString('base64')
 }
 
 /** Opens a v1 ciphertext with the root key material; throws on any mismatch. */
@@ -83,9 +83,10 @@ export function open(material: Buffer, ciphertextB64: string, instance: string, 
   const keyId = `${keyHex.slice(0, 8)}-${keyHex.slice(8, 12)}-${keyHex.slice(12, 16)}-${keyHex.slice(16, 20)}-${keyHex.slice(20)}`
   const keyVersion = b.readUInt32BE(18)
   const iv = b.subarray(23, 35)
-  const n = b.readUInt16BE(35)
-  const enc = b.subarray(37, 37 + n)
-  if (b[37 + n] !== 16 || b.length !== 37 + n + 1 + 16) throw new Error('bad length')
+  if (b[35] !== 16) throw new Error('tag length is not 16')
+  const n = b.readUInt16BE(36)
+  const enc = b.subarray(38, 38 + n)
+  if (b.length !== 38 + n + 16) throw new Error('bad length')
   const tag = b.subarray(38 + n)
   const d = createDecipheriv(alg(material), material, iv, { authTagLength: 16 })
   d.setAAD(hsmAad(b.subarray(0, 22), n, instance, aad))

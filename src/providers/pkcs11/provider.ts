@@ -277,80 +277,60 @@ export class Pkcs11Provider implements RootKeyProvider {
     )
   }
 
-  async encrypt(
-    ref: string,
-    plaintext: SecretBytes,
-    aad: Buffer,
-    opts: CallOptions = {},
-  ): Promise<GcmSealed> {
+  encrypt(ref: string, plaintext: SecretBytes, aad: Buffer, opts: CallOptions = {}): Promise<GcmSealed> {
+    return this.#op('C_Encrypt', (s) => this.#encryptOn(s, ref, plaintext, aad), opts)
+  }
+
+  decrypt(ref: string, sealed: GcmSealed, aad: Buffer, opts: CallOptions = {}): Promise<SecretBytes> {
+    return this.#op('C_Decrypt', (s) => this.#decryptOn(s, ref, sealed, aad), opts)
+  }
+
+  #encryptOn(s: Handle, ref: string, plaintext: SecretBytes, aad: Buffer): GcmSealed | Promise<GcmSealed> {
+    const p11 = this.#entry.p11
     const len = plaintext.length
-    return this.#op(
-      'C_Encrypt',
-      (s) => {
-        const p11 = this.#entry.p11
-        const key = this.#keyHandle(s, ref)
-        const iv =
-          this.profile.gcmIvSource === 'hsm-rng'
-            ? p11.C_GenerateRandom(s, Buffer.allocUnsafe(12))
-            : Buffer.alloc(12)
-        p11.C_EncryptInit(s, this.#gcm(iv, aad), key)
-        const out = Buffer.allocUnsafe(len + 16)
-        const finish = (r: Buffer): GcmSealed => {
-          /* Postcondition: ciphertext = plaintext length + a 16-byte tag (a missing tag would be silent). */
-          if (r.length !== len + 16) {
-            throw new EngineError('PROVIDER_ERROR', 'pkcs11: AES-GCM output lacks its 16-byte tag')
-          }
-          /* Postcondition: a device that generates IVs has written one. */
-          if (iv.equals(ZERO_IV))
-            throw new EngineError('PROVIDER_ERROR', 'pkcs11: the device did not generate a GCM IV')
-          return { iv, encrypted: r.subarray(0, len), tag: r.subarray(len) }
-        }
-        if (this.#sync) return finish(p11.C_Encrypt(s, plaintext.bytes, out))
-        return p11.C_EncryptAsync(s, plaintext.bytes, out).then(finish)
+    const key = this.#keyHandle(s, ref)
+    const iv =
+      this.profile.gcmIvSource === 'hsm-rng'
+        ? p11.C_GenerateRandom(s, Buffer.allocUnsafe(12))
+        : Buffer.alloc(12)
+    p11.C_EncryptInit(s, this.#gcm(iv, aad), key)
+    const out = Buffer.allocUnsafe(len + 16)
+    if (this.#sync) return sealedOf(p11.C_Encrypt(s, plaintext.bytes, out), len, iv)
+    return p11.C_EncryptAsync(s, plaintext.bytes, out).then((r) => sealedOf(r, len, iv))
+  }
+
+  #decryptOn(s: Handle, ref: string, sealed: GcmSealed, aad: Buffer): SecretBytes | Promise<SecretBytes> {
+    const p11 = this.#entry.p11
+    const { encrypted: e, tag } = sealed
+    const len = e.length
+    // Ciphertext format v1 stores the tag right after the encrypted DEK: use both in place when so.
+    const input =
+      e.buffer === tag.buffer && e.byteOffset + e.length === tag.byteOffset
+        ? Buffer.from(e.buffer, e.byteOffset, len + tag.length)
+        : Buffer.concat([e, tag])
+    const key = this.#keyHandle(s, ref)
+    p11.C_DecryptInit(s, this.#gcm(sealed.iv, aad), key)
+    // GCM C_Decrypt wants room for ciphertext + tag (RESULTS gotcha 6). Not from Node's shared pool, so
+    // zeroising the DEK leaves no copy behind in pooled memory.
+    const out = Buffer.allocUnsafeSlow(len + 16)
+    if (this.#sync) {
+      try {
+        return dekOf(p11.C_Decrypt(s, input, out), len, out)
+      } catch (err) {
+        out.fill(0)
+        throw this.#decryptFailure(s, err)
+      }
+    }
+    return p11.C_DecryptAsync(s, input, out).then(
+      (r) => dekOf(r, len, out),
+      (err: unknown) => {
+        out.fill(0)
+        throw this.#decryptFailure(s, err)
       },
-      opts,
     )
   }
 
-  async decrypt(ref: string, sealed: GcmSealed, aad: Buffer, opts: CallOptions = {}): Promise<SecretBytes> {
-    const len = sealed.encrypted.length
-    const input = Buffer.concat([sealed.encrypted, sealed.tag])
-    return this.#op(
-      'C_Decrypt',
-      (s) => {
-        const p11 = this.#entry.p11
-        const key = this.#keyHandle(s, ref)
-        p11.C_DecryptInit(s, this.#gcm(sealed.iv, aad), key)
-        // GCM C_Decrypt wants room for ciphertext + tag (RESULTS gotcha 6); zero-filled, never pooled.
-        const out = Buffer.alloc(len + 16)
-        const finish = (r: Buffer): SecretBytes => {
-          if (r.length !== len) {
-            out.fill(0)
-            throw new EngineError(
-              'PROVIDER_ERROR',
-              'pkcs11: AES-GCM decryption returned an unexpected length',
-            )
-          }
-          return SecretBytes.adopt(r)
-        }
-        const fail = (err: unknown): never => {
-          out.fill(0)
-          throw this.#decryptFailure(s, err)
-        }
-        if (this.#sync) {
-          try {
-            return finish(p11.C_Decrypt(s, input, out))
-          } catch (err) {
-            return fail(err)
-          }
-        }
-        return p11.C_DecryptAsync(s, input, out).then(finish, fail)
-      },
-      opts,
-    )
-  }
-
-  async generateRandom(length: number, opts: CallOptions = {}): Promise<SecretBytes> {
+  generateRandom(length: number, opts: CallOptions = {}): Promise<SecretBytes> {
     return this.#op(
       'C_GenerateRandom',
       (s) => SecretBytes.adopt(this.#entry.p11.C_GenerateRandom(s, Buffer.allocUnsafeSlow(length))),
@@ -561,9 +541,50 @@ export class Pkcs11Provider implements RootKeyProvider {
    * library is re-initialised, a stale object handle is looked up again. After `attempts` tries the
    * caller gets PROVIDER_UNAVAILABLE.
    */
-  async #op<T>(what: string, fn: (s: Handle) => T | Promise<T>, opts: CallOptions = {}): Promise<T> {
-    let lastErr: unknown
-    for (let attempt = 1; attempt <= this.#attempts; attempt++) {
+  #op<T>(what: string, fn: (s: Handle) => T | Promise<T>, opts: CallOptions = {}): Promise<T> {
+    // Fast path (sync call mode, attached, an idle session): no async frame at all, one resolved promise.
+    const pool = this.#pool
+    if (
+      this.#sync &&
+      pool !== undefined &&
+      !this.#closed &&
+      this.#entry.generation === this.#gen &&
+      opts.signal?.aborted !== true
+    ) {
+      const s = pool.tryAcquire()
+      if (s !== undefined) {
+        let v: T | Promise<T>
+        try {
+          v = fn(s)
+        } catch (err) {
+          if (err instanceof EngineError) {
+            pool.release(s)
+            return Promise.reject(err)
+          }
+          pool.discard(s)
+          return this.#opSlow(what, fn, opts, err)
+        }
+        pool.release(s)
+        return Promise.resolve(v)
+      }
+    }
+    return this.#opSlow(what, fn, opts, undefined)
+  }
+
+  /** {@link #op} with waiting, retries and recovery; `firstErr` is a failure the fast path already had. */
+  async #opSlow<T>(
+    what: string,
+    fn: (s: Handle) => T | Promise<T>,
+    opts: CallOptions,
+    firstErr: unknown,
+  ): Promise<T> {
+    let lastErr: unknown = firstErr
+    if (firstErr !== undefined && !(await this.#recover(firstErr, 1))) {
+      throw new EngineError('PROVIDER_ERROR', `pkcs11: ${what} failed (${ckrName(firstErr)})`, {
+        cause: firstErr,
+      })
+    }
+    for (let attempt = firstErr === undefined ? 1 : 2; attempt <= this.#attempts; attempt++) {
       if (this.#closed) throw new EngineError('PROVIDER_UNAVAILABLE', 'pkcs11: provider is closed')
       if (opts.signal?.aborted === true) throw new EngineError('ABORTED', `${what}: aborted by the caller`)
       let pool: SessionPool
@@ -653,6 +674,26 @@ export class Pkcs11Provider implements RootKeyProvider {
       this.#handles.clear()
     }
   }
+}
+
+/** Checks C_Encrypt's output and splits it. */
+function sealedOf(r: Buffer, len: number, iv: Buffer): GcmSealed {
+  /* Postcondition: ciphertext = plaintext length + a 16-byte tag (a missing tag would be silent: gotcha 3). */
+  if (r.length !== len + 16)
+    throw new EngineError('PROVIDER_ERROR', 'pkcs11: AES-GCM output lacks its 16-byte tag')
+  /* Postcondition: a device that generates IVs has written one. */
+  if (iv.equals(ZERO_IV))
+    throw new EngineError('PROVIDER_ERROR', 'pkcs11: the device did not generate a GCM IV')
+  return { iv, encrypted: r.subarray(0, len), tag: r.subarray(len) }
+}
+
+/** Checks C_Decrypt's output length and takes ownership of the DEK. */
+function dekOf(r: Buffer, len: number, out: Buffer): SecretBytes {
+  if (r.length !== len) {
+    out.fill(0)
+    throw new EngineError('PROVIDER_ERROR', 'pkcs11: AES-GCM decryption returned an unexpected length')
+  }
+  return SecretBytes.adopt(r)
 }
 
 function refToId(ref: string): Buffer {

@@ -7,9 +7,13 @@ import { expectCode } from '../../helpers/expect-code.js'
 import { openTestEngine } from '../../helpers/engine.js'
 
 describe('shared catalog', () => {
-  it('a disable, rotate or delete through one engine is seen by the other on its next call', async () => {
-    const a = await openTestEngine()
-    const b = await openTestEngine({ catalogPath: a.catalogPath, clock: a.clock })
+  it('with catalogPollIntervalMs 0, a disable, rotate or delete through one engine is seen by the other on its next call', async () => {
+    const a = await openTestEngine({ engine: { catalogPollIntervalMs: 0 } })
+    const b = await openTestEngine({
+      catalogPath: a.catalogPath,
+      clock: a.clock,
+      engine: { catalogPollIntervalMs: 0 },
+    })
     const key = await a.engine.createKey('shared', { name: 'shared-key' })
     const w = await b.engine.wrap('shared', key.id) // b caches the key's metadata now
     await a.engine.disable('shared', key.id)
@@ -22,6 +26,18 @@ describe('shared catalog', () => {
     expect((await b.engine.wrap('shared', key.id)).keyVersion.number).toBe(2)
     await b.engine.deleteKey('shared', key.id)
     await expectCode(a.engine.unwrap('shared', key.id, w.ciphertext), 'KEY_DELETED_ERR')
+    await a.engine.close()
+    await b.engine.close()
+  })
+
+  it('by default a change made elsewhere is seen within the 50 ms poll interval', async () => {
+    const a = await openTestEngine()
+    const b = await openTestEngine({ catalogPath: a.catalogPath, clock: a.clock })
+    const key = await a.engine.createKey('shared', { name: 'polled' })
+    expect((await b.engine.wrap('shared', key.id)).keyVersion.number).toBe(1)
+    await a.engine.disable('shared', key.id)
+    a.clock.advance(50)
+    await expectCode(b.engine.wrap('shared', key.id), 'KEY_ACTION_INVALID_STATE_ERR')
     await a.engine.close()
     await b.engine.close()
   })

@@ -56,10 +56,10 @@ describe('ciphertext v1 parser', () => {
     iv[22] = 16
     expectCodeSync(() => parseCiphertext(iv), 'CIPHERTEXT_INVALID')
     const tag = sample()
-    tag[tag.length - 17] = 12
+    tag[35] = 12
     expectCodeSync(() => parseCiphertext(tag), 'CIPHERTEXT_INVALID')
     const len0 = sample()
-    len0.writeUInt16BE(0, 35)
+    len0.writeUInt16BE(0, 36)
     expectCodeSync(() => parseCiphertext(len0), 'CIPHERTEXT_INVALID')
     const big = Buffer.alloc(MAX_CIPHERTEXT_BYTES + 1)
     big[0] = 1
@@ -126,6 +126,7 @@ describe('ciphertext v1 parser', () => {
             try {
               const p = parseCiphertext(input)
               expect(p.encrypted.length + p.iv.length + p.tag.length + 22 + 4).toBe(input.length)
+              expect(p.header.equals(input.subarray(0, 22))).toBe(true)
             } catch (err) {
               expect((err as EngineError).code).toBe('CIPHERTEXT_INVALID')
             }
