@@ -146,7 +146,6 @@ export function parseCiphertext(input: Uint8Array | string): ParsedCiphertext {
   if (version !== CIPHERTEXT_FORMAT_V1) throw invalid(`format version ${String(version)} is not supported`)
   const mechanism = b[1]
   if (mechanism !== Mechanism.AES_GCM) throw invalid(`mechanism ${String(mechanism)} is not supported`)
-  const keyId = bytesToUuid(b.subarray(2, 18))
   const keyVersion = b.readUInt32BE(18)
   if (keyVersion === 0) throw invalid('key version 0 does not exist')
   let o = HEADER_BYTES
@@ -164,16 +163,38 @@ export function parseCiphertext(input: Uint8Array | string): ParsedCiphertext {
     throw invalid(b.length < o + encLen + tagLen ? 'is truncated' : 'has trailing bytes')
   const encrypted = b.subarray(o, o + encLen)
   const tag = b.subarray(o + encLen)
-  return {
-    formatVersion: version,
-    mechanism,
-    keyId,
-    keyVersion,
-    header: b.subarray(0, HEADER_BYTES),
-    iv,
-    encrypted,
-    tag,
+  return new ParsedV1(mechanism, keyVersion, b.subarray(0, HEADER_BYTES), iv, encrypted, tag)
+}
+
+/** A parsed v1 ciphertext; the key id string is built only when asked for (the engine compares bytes). */
+class ParsedV1 implements ParsedCiphertext {
+  readonly formatVersion = CIPHERTEXT_FORMAT_V1
+  constructor(
+    readonly mechanism: MechanismId,
+    readonly keyVersion: number,
+    readonly header: Buffer,
+    readonly iv: Buffer,
+    readonly encrypted: Buffer,
+    readonly tag: Buffer,
+  ) {}
+
+  get keyId(): string {
+    return bytesToUuid(this.header.subarray(2, 18))
   }
+
+  toJSON(): Record<string, unknown> {
+    return {
+      formatVersion: this.formatVersion,
+      mechanism: this.mechanism,
+      keyId: this.keyId,
+      keyVersion: this.keyVersion,
+    }
+  }
+}
+
+/** True when `parsed` names the same key id as the header `keyHeader`. */
+export function sameKeyId(parsed: ParsedCiphertext, keyHeader: Buffer): boolean {
+  return parsed.header.compare(keyHeader, 2, 18, 2, 18) === 0
 }
 
 /** The 22 header bytes of a parsed ciphertext (part of the AAD). */

@@ -12,6 +12,7 @@ import {
   MAX_DEK_BYTES,
   MIN_DEK_BYTES,
   parseCiphertext,
+  sameKeyId,
   validateAad,
   type ParsedCiphertext,
 } from './ciphertext.js'
@@ -1334,7 +1335,7 @@ function currentVersion(k: CachedKey): VersionEntry {
 }
 
 function versionOf(k: CachedKey, parsed: ParsedCiphertext): VersionEntry {
-  if (parsed.keyId !== k.record.id) {
+  if (!sameKeyId(parsed, currentVersion(k).header)) {
     throw new EngineError('CIPHERTEXT_INVALID', 'ciphertext: was not wrapped by this key', {
       target: { type: 'field', name: 'ciphertext' },
     })
