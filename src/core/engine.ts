@@ -50,6 +50,7 @@ import {
   validatePaging,
   validateStates,
   validateTags,
+  optionsObject,
 } from './validate.js'
 
 const MINUTE = 60_000
@@ -158,7 +159,6 @@ export interface CreateKeyOptions {
   readonly payload?: Uint8Array
   readonly aliases?: readonly string[]
   readonly tags?: readonly string[]
-  readonly keyRingId?: string
   readonly expirationDate?: Date
   readonly createdBy?: string
 }
@@ -299,7 +299,7 @@ export class EnvelopeEngine {
       const extractable = options.extractable ?? false
       if (typeof extractable !== 'boolean') throw invalidField('extractable', 'must be a boolean')
       const aliases = this.#validateAliasList(options.aliases)
-      const keyRingId = options.keyRingId === undefined ? 'default' : validateKeyRingId(options.keyRingId)
+      const keyRingId = 'default' // key rings arrive with the Key Protect HTTP API
       const expirationDate = validateDate(options.expirationDate, 'expirationDate')
       const createdBy = validateActor(options.createdBy, 'createdBy')
       const now = this.#clock.now()
@@ -369,6 +369,7 @@ export class EnvelopeEngine {
    */
   async getKeyPayload(instance: string, idOrAlias: string, opts: CallOptions = {}): Promise<Buffer> {
     return this.#guard('getKeyPayload', async () => {
+      opts = optionsObject(opts)
       const k = await this.#resolve(instance, idOrAlias)
       const r = k.record
       if (!r.extractable)
@@ -398,6 +399,7 @@ export class EnvelopeEngine {
   ): Promise<{ keys: KeyInfo[]; total: number }> {
     return this.#guard('listKeys', async () => {
       validateInstance(instance)
+      options = optionsObject(options)
       const { limit, offset } = validatePaging(options.limit, options.offset)
       const states = validateStates(options.states)
       if (options.extractable !== undefined && typeof options.extractable !== 'boolean') {
@@ -427,6 +429,7 @@ export class EnvelopeEngine {
     options: ListVersionsOptions = {},
   ): Promise<{ versions: KeyVersionInfo[]; total: number }> {
     return this.#guard('listKeyVersions', async () => {
+      options = optionsObject(options)
       const { limit, offset } = validatePaging(options.limit, options.offset)
       const k = await this.#resolve(instance, idOrAlias, true)
       if (k.record.extractable)
@@ -448,6 +451,7 @@ export class EnvelopeEngine {
     options: { payload?: Uint8Array } = {},
   ): Promise<KeyInfo> {
     return this.#guard('rotate', async () => {
+      options = optionsObject(options)
       const k0 = await this.#resolve(instance, idOrAlias)
       return this.#withKeyLock(instance, k0.record.id, async () => {
         const k = await this.#load(instance, k0.record.id, true)
@@ -552,7 +556,12 @@ export class EnvelopeEngine {
     idOrAlias: string,
     options: { deletedBy?: string } = {},
   ): Promise<KeyInfo> {
-    const deletedBy = validateActor(options.deletedBy, 'deletedBy')
+    let deletedBy: string | undefined
+    try {
+      deletedBy = validateActor(optionsObject(options).deletedBy, 'deletedBy')
+    } catch (err) {
+      throw toEngineError(err, 'deleteKey')
+    }
     return this.#transition(instance, idOrAlias, 'delete', (_r, now) => ({
       state: KeyState.DESTROYED,
       stateChangedAt: now,
@@ -573,6 +582,7 @@ export class EnvelopeEngine {
     options: { payload?: Uint8Array } = {},
   ): Promise<KeyInfo> {
     return this.#guard('restoreKey', async () => {
+      options = optionsObject(options)
       const k = await this.#resolve(instance, idOrAlias, true)
       const r = k.record
       if (r.state !== KeyState.DESTROYED) {
@@ -683,6 +693,7 @@ export class EnvelopeEngine {
     if (this.#closed) throw new EngineError('ENGINE_CLOSED', 'wrap: the engine is closed')
     let dek: SecretBytes | undefined
     try {
+      options = optionsObject(options)
       const aad = validateAad(options.aad)
       const generated = options.plaintext === undefined
       /* Precondition: a caller DEK is 1..4096 bytes. */
@@ -725,6 +736,7 @@ export class EnvelopeEngine {
     if (this.#closed) throw new EngineError('ENGINE_CLOSED', 'unwrap: the engine is closed')
     let dek: SecretBytes | undefined
     try {
+      options = optionsObject(options)
       const aad = validateAad(options.aad)
       const parsed = parseCiphertext(ciphertext)
       const k = this.#cached(instance, idOrAlias) ?? (await this.#resolve(instance, idOrAlias))
@@ -773,6 +785,7 @@ export class EnvelopeEngine {
     if (this.#closed) throw new EngineError('ENGINE_CLOSED', 'rewrap: the engine is closed')
     let dek: SecretBytes | undefined
     try {
+      options = optionsObject(options)
       const aad = validateAad(options.aad)
       const parsed = parseCiphertext(ciphertext)
       const k = this.#cached(instance, idOrAlias) ?? (await this.#resolve(instance, idOrAlias))

@@ -158,3 +158,13 @@ export function validateActor(value: unknown, field: string): string | undefined
   }
   return value
 }
+
+/**
+ * The options argument of a public method: undefined and null mean "no options"; anything else that is not
+ * an object is refused.
+ */
+export function optionsObject<T extends object>(o: T | undefined | null): T {
+  if (o === undefined || o === null) return {} as T
+  if (typeof o !== 'object') throw invalidField('options', 'must be an object')
+  return o
+}

@@ -310,9 +310,10 @@ export class Pkcs11Provider implements RootKeyProvider {
         : Buffer.concat([e, tag])
     const key = this.#keyHandle(s, ref)
     p11.C_DecryptInit(s, this.#gcm(sealed.iv, aad), key)
-    // GCM C_Decrypt wants room for ciphertext + tag (RESULTS gotcha 6). Not from Node's shared pool, so
-    // zeroising the DEK leaves no copy behind in pooled memory.
-    const out = Buffer.allocUnsafeSlow(len + 16)
+    // GCM C_Decrypt wants room for ciphertext + tag (RESULTS gotcha 6). Zero-filled and not from Node's
+    // shared pool: the DEK handed out is a view of it, and neither its unused tail nor a pool slab may hold
+    // stale memory.
+    const out = Buffer.alloc(len + 16)
     if (this.#sync) {
       try {
         return dekOf(p11.C_Decrypt(s, input, out), len, out)
