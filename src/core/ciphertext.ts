@@ -229,20 +229,32 @@ export function buildHsmAad(
   instance: string,
   aad: readonly string[],
 ): Buffer {
-  const inst = Buffer.from(instance, 'utf8')
-  const items = aad.map((s) => Buffer.from(s, 'utf8'))
-  let len = DOMAIN.length + header.length + 2 + 2 + inst.length + 2
-  for (const it of items) len += 4 + it.length
-  const out = Buffer.allocUnsafe(len)
+  return appendAad(hsmAadPrefix(header, dekLength, instance), aad)
+}
+
+/** The part of the HSM AAD before the caller's list: fixed per key version, DEK length and instance. */
+export function hsmAadPrefix(header: Buffer, dekLength: number, instance: string): Buffer {
+  const instLen = Buffer.byteLength(instance, 'utf8')
+  const out = Buffer.allocUnsafeSlow(DOMAIN.length + header.length + 4 + instLen)
   let o = DOMAIN.copy(out, 0)
   o += header.copy(out, o)
   o = out.writeUInt16BE(dekLength, o)
-  o = out.writeUInt16BE(inst.length, o)
-  o += inst.copy(out, o)
-  o = out.writeUInt16BE(items.length, o)
-  for (const it of items) {
-    o = out.writeUInt32BE(it.length, o)
-    o += it.copy(out, o)
+  o = out.writeUInt16BE(instLen, o)
+  out.write(instance, o, 'utf8')
+  return out
+}
+
+/** `prefix` followed by the caller's AAD list: u16 count, then u32 length and UTF-8 bytes per item. */
+export function appendAad(prefix: Buffer, aad: readonly string[]): Buffer {
+  let len = prefix.length + 2
+  for (const item of aad) len += 4 + Buffer.byteLength(item, 'utf8')
+  const out = Buffer.allocUnsafe(len)
+  let o = prefix.copy(out, 0)
+  o = out.writeUInt16BE(aad.length, o)
+  for (const item of aad) {
+    const n = Buffer.byteLength(item, 'utf8')
+    o = out.writeUInt32BE(n, o)
+    o += out.write(item, o, 'utf8')
   }
   return out
 }

@@ -4,8 +4,9 @@
  */
 import { randomUUID, createDecipheriv } from 'node:crypto'
 import {
-  buildHsmAad,
+  appendAad,
   encodeGcmCiphertext,
+  hsmAadPrefix,
   encodeHeader,
   GENERATED_DEK_BYTES,
   Mechanism,
@@ -53,6 +54,7 @@ import {
   optionsObject,
 } from './validate.js'
 
+const LOWER_UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 const MINUTE = 60_000
 const HOUR = 60 * MINUTE
 const DAY = 24 * HOUR
@@ -227,9 +229,11 @@ export interface ReconcileReport {
   readonly inProgress: number
 }
 
-/** A version with its encoded ciphertext header, computed once per cache fill. */
+/** A version with its encoded ciphertext header and HSM AAD prefix, computed once per cache fill. */
 interface VersionEntry extends KeyVersionRecord {
   readonly header: Buffer
+  /** {@link hsmAadPrefix} for a 32-byte DEK in the cache entry's instance (the common case). */
+  readonly aadPrefix32: Buffer
 }
 
 interface CachedKey {
@@ -694,13 +698,14 @@ export class EnvelopeEngine {
     let dek: SecretBytes | undefined
     try {
       options = optionsObject(options)
+      const now = this.#clock.now()
       const aad = validateAad(options.aad)
       const generated = options.plaintext === undefined
       /* Precondition: a caller DEK is 1..4096 bytes. */
       if (!generated)
         dek = SecretBytes.copyOf(validateBytes(options.plaintext, 'plaintext', MIN_DEK_BYTES, MAX_DEK_BYTES))
-      const k = this.#cached(instance, idOrAlias) ?? (await this.#resolve(instance, idOrAlias))
-      this.#assert('wrap', k.record)
+      const k = this.#cached(instance, idOrAlias, now) ?? (await this.#resolve(instance, idOrAlias))
+      this.#assert('wrap', k.record, now)
       this.#checkAborted(options.signal)
       dek ??= await this.#provider.generateRandom(GENERATED_DEK_BYTES, options)
       /* Postcondition: a generated DEK is 32 bytes. */
@@ -711,7 +716,7 @@ export class EnvelopeEngine {
       const sealed = await this.#provider.encrypt(
         v.providerRef,
         dek,
-        buildHsmAad(v.header, dek.length, instance, aad),
+        hsmAad(v, dek.length, instance, aad),
         options,
       )
       const ciphertext = encodeSealed(v, dek.length, sealed)
@@ -737,17 +742,18 @@ export class EnvelopeEngine {
     let dek: SecretBytes | undefined
     try {
       options = optionsObject(options)
+      const now = this.#clock.now()
       const aad = validateAad(options.aad)
       const parsed = parseCiphertext(ciphertext)
-      const k = this.#cached(instance, idOrAlias) ?? (await this.#resolve(instance, idOrAlias))
-      this.#assert('unwrap', k.record)
+      const k = this.#cached(instance, idOrAlias, now) ?? (await this.#resolve(instance, idOrAlias))
+      this.#assert('unwrap', k.record, now)
       const from = versionOf(k, parsed)
       this.#checkAborted(options.signal)
       dek = checkDek(
         await this.#provider.decrypt(
           from.providerRef,
           parsed,
-          buildHsmAad(from.header, parsed.encrypted.length, instance, aad),
+          hsmAad(from, parsed.encrypted.length, instance, aad),
           options,
         ),
         parsed,
@@ -758,7 +764,7 @@ export class EnvelopeEngine {
         const sealed = await this.#provider.encrypt(
           latest.providerRef,
           dek,
-          buildHsmAad(latest.header, dek.length, instance, aad),
+          hsmAad(latest, dek.length, instance, aad),
           options,
         )
         rewrapped = { ciphertext: encodeSealed(latest, dek.length, sealed), keyVersion: versionInfo(latest) }
@@ -786,17 +792,18 @@ export class EnvelopeEngine {
     let dek: SecretBytes | undefined
     try {
       options = optionsObject(options)
+      const now = this.#clock.now()
       const aad = validateAad(options.aad)
       const parsed = parseCiphertext(ciphertext)
-      const k = this.#cached(instance, idOrAlias) ?? (await this.#resolve(instance, idOrAlias))
-      this.#assert('rewrap', k.record)
+      const k = this.#cached(instance, idOrAlias, now) ?? (await this.#resolve(instance, idOrAlias))
+      this.#assert('rewrap', k.record, now)
       const from = versionOf(k, parsed)
       this.#checkAborted(options.signal)
       dek = checkDek(
         await this.#provider.decrypt(
           from.providerRef,
           parsed,
-          buildHsmAad(from.header, parsed.encrypted.length, instance, aad),
+          hsmAad(from, parsed.encrypted.length, instance, aad),
           options,
         ),
         parsed,
@@ -805,7 +812,7 @@ export class EnvelopeEngine {
       const sealed = await this.#provider.encrypt(
         latest.providerRef,
         dek,
-        buildHsmAad(latest.header, dek.length, instance, aad),
+        hsmAad(latest, dek.length, instance, aad),
         options,
       )
       return {
@@ -935,8 +942,8 @@ export class EnvelopeEngine {
     return effectiveState(r.state, r.expirationDate, this.#clock.now())
   }
 
-  #assert(action: KeyAction, r: KeyRecord): void {
-    assertActionAllowed(action, this.#state(r), r.extractable)
+  #assert(action: KeyAction, r: KeyRecord, now: number = this.#clock.now()): void {
+    assertActionAllowed(action, effectiveState(r.state, r.expirationDate, now), r.extractable)
   }
 
   #validateAliasList(aliases: unknown): string[] {
@@ -1121,7 +1128,7 @@ export class EnvelopeEngine {
     const sealed = await this.#provider.encrypt(
       v.providerRef,
       dek,
-      buildHsmAad(v.header, dek.length, instance, aad),
+      hsmAad(v, dek.length, instance, aad),
       opts,
     )
     return encodeSealed(v, dek.length, sealed)
@@ -1135,8 +1142,8 @@ export class EnvelopeEngine {
     opts: CallOptions,
   ): Promise<SecretBytes> {
     this.#checkAborted(opts.signal)
-    const hsmAad = buildHsmAad(v.header, parsed.encrypted.length, instance, aad)
-    return checkDek(await this.#provider.decrypt(v.providerRef, parsed, hsmAad, opts), parsed)
+    const sealedAad = hsmAad(v, parsed.encrypted.length, instance, aad)
+    return checkDek(await this.#provider.decrypt(v.providerRef, parsed, sealedAad, opts), parsed)
   }
 
   /**
@@ -1212,9 +1219,8 @@ export class EnvelopeEngine {
     this.#aliasCache.clear()
   }
 
-  #syncWithStore(): void {
+  #syncWithStore(now: number = this.#clock.now()): void {
     if (this.#store.changeCounter === undefined) return
-    const now = this.#clock.now()
     if (this.#pollMs > 0 && now - this.#lastPoll < this.#pollMs) return
     this.#lastPoll = now
     const c = this.#store.changeCounter()
@@ -1229,12 +1235,17 @@ export class EnvelopeEngine {
    * The cached key for a UUID reference, without any await; undefined when it must be loaded (or the
    * reference is an alias, or invalid: {@link resolve} then reports why).
    */
-  #cached(instance: string, idOrAlias: string): CachedKey | undefined {
-    if (typeof idOrAlias !== 'string' || !isUuid(idOrAlias)) return undefined
-    validateInstance(instance)
-    this.#syncWithStore()
-    const hit = this.#cache.get(`${instance}\u0000${idOrAlias.toLowerCase()}`)
-    if (hit === undefined || hit.expires <= this.#clock.now() || hit.record.internal) return undefined
+  #cached(instance: string, idOrAlias: string, now: number): CachedKey | undefined {
+    // A hit proves the instance string was validated when the entry was filled; only its type is checked.
+    if (typeof instance !== 'string' || typeof idOrAlias !== 'string') return undefined
+    let id = idOrAlias
+    if (!LOWER_UUID_RE.test(id)) {
+      if (!isUuid(id)) return undefined
+      id = id.toLowerCase()
+    }
+    this.#syncWithStore(now)
+    const hit = this.#cache.get(`${instance}\u0000${id}`)
+    if (hit === undefined || hit.expires <= now || hit.record.internal) return undefined
     return hit
   }
 
@@ -1279,7 +1290,8 @@ export class EnvelopeEngine {
     const versions = new Map<number, VersionEntry>()
     if (!record.extractable) {
       for (const v of await this.#store.listVersions(instance, id)) {
-        versions.set(v.version, { ...v, header: encodeHeader(Mechanism.AES_GCM, id, v.version) })
+        const header = encodeHeader(Mechanism.AES_GCM, id, v.version)
+        versions.set(v.version, { ...v, header, aadPrefix32: hsmAadPrefix(header, 32, instance) })
       }
     } else {
       versions.set(1, {
@@ -1290,6 +1302,7 @@ export class EnvelopeEngine {
         providerRef: '',
         createdAt: record.createdAt,
         header: encodeHeader(Mechanism.AES_GCM, id, 1),
+        aadPrefix32: hsmAadPrefix(encodeHeader(Mechanism.AES_GCM, id, 1), 32, instance),
       })
     }
     const aliases = await this.#store.listAliases(instance, id)
@@ -1364,6 +1377,11 @@ function versionOf(k: CachedKey, parsed: ParsedCiphertext): VersionEntry {
     )
   }
   return v
+}
+
+/** The HSM AAD for a DEK of `dekLength` bytes under version `v`, using the cached prefix when it fits. */
+function hsmAad(v: VersionEntry, dekLength: number, instance: string, aad: readonly string[]): Buffer {
+  return appendAad(dekLength === 32 ? v.aadPrefix32 : hsmAadPrefix(v.header, dekLength, instance), aad)
 }
 
 /** Serialises a provider's GCM output as ciphertext v1, after checking its shape. */
