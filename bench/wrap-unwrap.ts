@@ -15,9 +15,9 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
-import { createRequire } from 'node:module'
 import { execFileSync } from 'node:child_process'
 import { Bench } from 'tinybench'
+import { js, rawModule, slotByLabel } from '../test/helpers/raw-pkcs11.js'
 import type * as P11 from 'pkcs11js'
 import { createEngine, loadConfig, type EnvelopeEngine } from '../dist/index.js'
 import { buildHsmAad, encodeHeader, Mechanism } from '../dist/core/ciphertext.js'
@@ -30,7 +30,6 @@ const TIME_MS = SMOKE ? 40 : Number(process.env['BENCH_TIME_MS'] ?? 200)
 const WARMUP_MS = SMOKE ? 10 : Number(process.env['BENCH_WARMUP_MS'] ?? 50)
 process.env['SOFTHSM2_CONF'] ??= resolve('softhsm2.conf')
 
-const js = createRequire(import.meta.url)('pkcs11js') as typeof P11
 const config = loadConfig()
 const dir = mkdtempSync(join(tmpdir(), 'ekms-bench-'))
 
@@ -55,17 +54,8 @@ const token = await side('token', false)
 const copy = await side('copy', true)
 
 // Raw pkcs11js: its own session on the same (already initialised, logged-in) library.
-const p11 = new js.PKCS11()
-p11.load(config.pkcs11.module)
-try {
-  p11.C_Initialize({ flags: js.CKF_OS_LOCKING_OK })
-} catch (err) {
-  if ((err as { code?: number }).code !== js.CKR_CRYPTOKI_ALREADY_INITIALIZED) throw err
-}
-const slot = p11
-  .C_GetSlotList(true)
-  .find((s) => p11.C_GetTokenInfo(s).label.trim() === config.pkcs11.tokenLabel)
-if (slot === undefined) throw new Error('token not found')
+const p11 = rawModule(config.pkcs11.module)
+const slot = slotByLabel(p11, config.pkcs11.tokenLabel)
 const session = p11.C_OpenSession(slot, js.CKF_SERIAL_SESSION | js.CKF_RW_SESSION)
 function findByRef(ref: string): P11.Handle {
   p11.C_FindObjectsInit(session, [

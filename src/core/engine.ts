@@ -37,6 +37,7 @@ import type {
 } from './ports.js'
 import { systemClock } from './ports.js'
 import { SecretBytes } from './secret-bytes.js'
+import { newKeyRecord } from './key-record.js'
 import {
   isUuid,
   validateActor,
@@ -319,25 +320,13 @@ export class EnvelopeEngine {
         }
       }
       const id = randomUUID()
-      const base = {
-        instance,
-        id,
-        name,
+      const base = newKeyRecord(instance, id, name, now, {
         description,
         tags,
         keyRingId,
-        createdAt: now,
         createdBy,
-        updatedAt: now,
-        stateChangedAt: now,
-        lastRotatedAt: undefined,
         expirationDate,
-        deletedAt: undefined,
-        deletedBy: undefined,
-        currentVersion: 1,
-        state: KeyState.ACTIVE,
-        internal: false,
-      } as const
+      })
       if (extractable) {
         await this.#createStandardKey(base, options.payload, aliases)
       } else {
@@ -346,11 +335,7 @@ export class EnvelopeEngine {
           material = this.#rootMaterial(options.payload)
         }
         try {
-          await this.#createRootKey(
-            { ...base, extractable: false, imported: material !== undefined, wrappedPayload: undefined },
-            material,
-            aliases,
-          )
+          await this.#createRootKey({ ...base, imported: material !== undefined }, material, aliases)
         } finally {
           material?.zeroize()
         }
@@ -713,13 +698,7 @@ export class EnvelopeEngine {
         throw new EngineError('PROVIDER_ERROR', 'provider: random output has an unexpected length')
       }
       const v = currentVersion(k)
-      const sealed = await this.#provider.encrypt(
-        v.providerRef,
-        dek,
-        hsmAad(v, dek.length, instance, aad),
-        options,
-      )
-      const ciphertext = encodeSealed(v, dek.length, sealed)
+      const ciphertext = await this.#wrapWith(instance, v, dek, aad, options)
       return { ciphertext, keyVersion: versionInfo(v), plaintext: generated ? dek.release() : undefined }
     } catch (err) {
       throw toEngineError(err, 'wrap')
@@ -742,34 +721,17 @@ export class EnvelopeEngine {
     let dek: SecretBytes | undefined
     try {
       options = optionsObject(options)
-      const now = this.#clock.now()
-      const aad = validateAad(options.aad)
-      const parsed = parseCiphertext(ciphertext)
-      const k = this.#cached(instance, idOrAlias, now) ?? (await this.#resolve(instance, idOrAlias))
-      this.#assert('unwrap', k.record, now)
-      const from = versionOf(k, parsed)
-      this.#checkAborted(options.signal)
-      dek = checkDek(
-        await this.#provider.decrypt(
-          from.providerRef,
-          parsed,
-          hsmAad(from, parsed.encrypted.length, instance, aad),
-          options,
-        ),
-        parsed,
-      )
-      const latest = currentVersion(k)
-      let rewrapped: UnwrapResult['rewrapped']
-      if (latest.version !== from.version) {
-        const sealed = await this.#provider.encrypt(
-          latest.providerRef,
-          dek,
-          hsmAad(latest, dek.length, instance, aad),
-          options,
-        )
-        rewrapped = { ciphertext: encodeSealed(latest, dek.length, sealed), keyVersion: versionInfo(latest) }
-      }
-      return { plaintext: dek.release(), keyVersion: versionInfo(from), rewrapped }
+      const opened = await this.#openDek('unwrap', instance, idOrAlias, ciphertext, options)
+      dek = opened.dek
+      const latest = currentVersion(opened.k)
+      const rewrapped =
+        latest.version === opened.from.version
+          ? undefined
+          : {
+              ciphertext: await this.#wrapWith(instance, latest, dek, opened.aad, options),
+              keyVersion: versionInfo(latest),
+            }
+      return { plaintext: dek.release(), keyVersion: versionInfo(opened.from), rewrapped }
     } catch (err) {
       throw toEngineError(err, 'unwrap')
     } finally {
@@ -792,32 +754,12 @@ export class EnvelopeEngine {
     let dek: SecretBytes | undefined
     try {
       options = optionsObject(options)
-      const now = this.#clock.now()
-      const aad = validateAad(options.aad)
-      const parsed = parseCiphertext(ciphertext)
-      const k = this.#cached(instance, idOrAlias, now) ?? (await this.#resolve(instance, idOrAlias))
-      this.#assert('rewrap', k.record, now)
-      const from = versionOf(k, parsed)
-      this.#checkAborted(options.signal)
-      dek = checkDek(
-        await this.#provider.decrypt(
-          from.providerRef,
-          parsed,
-          hsmAad(from, parsed.encrypted.length, instance, aad),
-          options,
-        ),
-        parsed,
-      )
-      const latest = currentVersion(k)
-      const sealed = await this.#provider.encrypt(
-        latest.providerRef,
-        dek,
-        hsmAad(latest, dek.length, instance, aad),
-        options,
-      )
+      const opened = await this.#openDek('rewrap', instance, idOrAlias, ciphertext, options)
+      dek = opened.dek
+      const latest = currentVersion(opened.k)
       return {
-        ciphertext: encodeSealed(latest, dek.length, sealed),
-        keyVersion: versionInfo(from),
+        ciphertext: await this.#wrapWith(instance, latest, dek, opened.aad, options),
+        keyVersion: versionInfo(opened.from),
         rewrappedKeyVersion: versionInfo(latest),
       }
     } catch (err) {
@@ -825,6 +767,23 @@ export class EnvelopeEngine {
     } finally {
       dek?.zeroize()
     }
+  }
+
+  /** The first half of unwrap and rewrap: parse, resolve, check the state, decrypt the DEK in the HSM. */
+  async #openDek(
+    action: 'unwrap' | 'rewrap',
+    instance: string,
+    idOrAlias: string,
+    ciphertext: string | Uint8Array,
+    options: UnwrapOptions,
+  ): Promise<{ k: CachedKey; from: VersionEntry; aad: readonly string[]; dek: SecretBytes }> {
+    const now = this.#clock.now()
+    const aad = validateAad(options.aad)
+    const parsed = parseCiphertext(ciphertext)
+    const k = this.#cached(instance, idOrAlias, now) ?? (await this.#resolve(instance, idOrAlias))
+    this.#assert(action, k.record, now)
+    const from = versionOf(k, parsed)
+    return { k, from, aad, dek: await this.#unwrapWith(instance, from, parsed, aad, options) }
   }
 
   // ---------------------------------------------------------------- operations
@@ -1026,7 +985,7 @@ export class EnvelopeEngine {
   }
 
   async #createStandardKey(
-    base: Omit<KeyRecord, 'extractable' | 'imported' | 'wrappedPayload'>,
+    base: KeyRecord,
     payload: Uint8Array | undefined,
     aliases: readonly string[],
   ): Promise<void> {
@@ -1073,28 +1032,10 @@ export class EnvelopeEngine {
     if (inflight !== undefined) return inflight
     const p = (async () => {
       const now = this.#clock.now()
-      const record: KeyRecord = {
-        instance,
-        id: randomUUID(),
-        name: 'system:standard-key-protection',
+      const record = newKeyRecord(instance, randomUUID(), 'system:standard-key-protection', now, {
         description: 'Protects the payloads of standard keys in this instance',
-        extractable: false,
-        imported: false,
-        state: KeyState.ACTIVE,
-        keyRingId: 'default',
-        tags: [],
-        createdAt: now,
-        createdBy: undefined,
-        updatedAt: now,
-        stateChangedAt: now,
-        lastRotatedAt: undefined,
-        expirationDate: undefined,
-        deletedAt: undefined,
-        deletedBy: undefined,
-        currentVersion: 1,
-        wrappedPayload: undefined,
         internal: true,
-      }
+      })
       await this.#createRootKey(record, undefined, [])
       return record
     })()
@@ -1117,7 +1058,8 @@ export class EnvelopeEngine {
     return this.#unwrapWith(instance, versionOf(k, parsed), parsed, aad, opts)
   }
 
-  async #wrapWith(
+  /** Encrypts `dek` under version `v` in the HSM and encodes ciphertext v1 (no async frame of its own). */
+  #wrapWith(
     instance: string,
     v: VersionEntry,
     dek: SecretBytes,
@@ -1125,16 +1067,14 @@ export class EnvelopeEngine {
     opts: CallOptions,
   ): Promise<string> {
     this.#checkAborted(opts.signal)
-    const sealed = await this.#provider.encrypt(
-      v.providerRef,
-      dek,
-      hsmAad(v, dek.length, instance, aad),
-      opts,
-    )
-    return encodeSealed(v, dek.length, sealed)
+    const len = dek.length
+    return this.#provider
+      .encrypt(v.providerRef, dek, hsmAad(v, len, instance, aad), opts)
+      .then((sealed) => encodeSealed(v, len, sealed))
   }
 
-  async #unwrapWith(
+  /** Decrypts a parsed ciphertext of version `v` in the HSM (no async frame of its own). */
+  #unwrapWith(
     instance: string,
     v: VersionEntry,
     parsed: ParsedCiphertext,
@@ -1143,7 +1083,7 @@ export class EnvelopeEngine {
   ): Promise<SecretBytes> {
     this.#checkAborted(opts.signal)
     const sealedAad = hsmAad(v, parsed.encrypted.length, instance, aad)
-    return checkDek(await this.#provider.decrypt(v.providerRef, parsed, sealedAad, opts), parsed)
+    return this.#provider.decrypt(v.providerRef, parsed, sealedAad, opts).then((dek) => checkDek(dek, parsed))
   }
 
   /**

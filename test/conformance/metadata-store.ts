@@ -4,32 +4,16 @@
 import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { KeyRecord, KeyVersionRecord, MetadataStore } from '../../src/index.js'
+import { newKeyRecord } from '../../src/core/key-record.js'
 import { expectCode } from '../helpers/expect-code.js'
 
 export function keyRecord(instance: string, overrides: Partial<KeyRecord> = {}): KeyRecord {
-  return {
-    instance,
-    id: randomUUID(),
-    name: 'k',
+  return newKeyRecord(instance, randomUUID(), 'k', 1000, {
     description: 'desc',
-    extractable: false,
-    imported: false,
-    state: 1,
-    keyRingId: 'default',
     tags: ['t1'],
-    createdAt: 1000,
     createdBy: 'alice',
-    updatedAt: 1000,
-    stateChangedAt: 1000,
-    lastRotatedAt: undefined,
-    expirationDate: undefined,
-    deletedAt: undefined,
-    deletedBy: undefined,
-    currentVersion: 1,
-    wrappedPayload: undefined,
-    internal: false,
     ...overrides,
-  }
+  })
 }
 
 export function versionOf(k: KeyRecord, version = 1): KeyVersionRecord {

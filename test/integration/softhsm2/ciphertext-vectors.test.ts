@@ -7,7 +7,8 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { KeyState, SecretBytes, parseCiphertext, type KeyRecord } from '../../../src/index.js'
+import { SecretBytes, parseCiphertext } from '../../../src/index.js'
+import { newKeyRecord } from '../../../src/core/key-record.js'
 import { expectCode } from '../../helpers/expect-code.js'
 import { openTestEngine, type TestEngine } from '../../helpers/engine.js'
 import { open, type KatFile } from '../../vectors/ciphertext-v1-reference.js'
@@ -37,28 +38,7 @@ beforeAll(async () => {
           }),
         )
       }
-      const record: KeyRecord = {
-        instance,
-        id: key.keyId,
-        name: 'kat',
-        description: undefined,
-        extractable: false,
-        imported: true,
-        state: KeyState.ACTIVE,
-        keyRingId: 'default',
-        tags: [],
-        createdAt: now,
-        createdBy: undefined,
-        updatedAt: now,
-        stateChangedAt: now,
-        lastRotatedAt: undefined,
-        expirationDate: undefined,
-        deletedAt: undefined,
-        deletedBy: undefined,
-        currentVersion: 1,
-        wrappedPayload: undefined,
-        internal: false,
-      }
+      const record = newKeyRecord(instance, key.keyId, 'kat', now, { imported: true })
       await t.store.insertKey(
         record,
         {

@@ -5,33 +5,18 @@
 import { execFileSync } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { createRequire } from 'node:module'
 import { beforeAll, describe, expect, it } from 'vitest'
 import type * as P11 from 'pkcs11js'
 import { SecretBytes } from '../../../src/index.js'
 import { expectCode } from '../../helpers/expect-code.js'
 import { env, openProvider, openTestEngine, SOFTHSM_MODULE } from '../../helpers/engine.js'
+import { rawModule, slotByLabel } from '../../helpers/raw-pkcs11.js'
 
-const js = createRequire(import.meta.url)('pkcs11js') as typeof P11
 const DOOMED = 'ekms-doomed'
 
 /** A second, independent pkcs11js handle on the same library: it shares the process-wide Cryptoki state. */
-function sideChannel(): P11.PKCS11 {
-  const p11 = new js.PKCS11()
-  p11.load(SOFTHSM_MODULE)
-  try {
-    p11.C_Initialize({ flags: js.CKF_OS_LOCKING_OK })
-  } catch (err) {
-    if ((err as { code?: number }).code !== js.CKR_CRYPTOKI_ALREADY_INITIALIZED) throw err
-  }
-  return p11
-}
-
-function slotOf(p11: P11.PKCS11, label: string): P11.Handle {
-  const s = p11.C_GetSlotList(true).find((x) => p11.C_GetTokenInfo(x).label.trim() === label)
-  if (s === undefined) throw new Error(`no slot ${label}`)
-  return s
-}
+const sideChannel = (): P11.PKCS11 => rawModule(SOFTHSM_MODULE)
+const slotOf = slotByLabel
 
 beforeAll(() => {
   // Created before this process initialises the library, so that SoftHSM2 sees it.

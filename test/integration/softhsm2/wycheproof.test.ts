@@ -19,7 +19,6 @@
  *   implementation would unwrap it with trailing zeros). Unwrapping correct RFC 5649 input works.
  */
 import { createCipheriv } from 'node:crypto'
-import { createRequire } from 'node:module'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { randomUUID } from 'node:crypto'
@@ -29,8 +28,7 @@ import { SecretBytes } from '../../../src/index.js'
 import type { Pkcs11Provider } from '../../../src/providers/pkcs11/index.js'
 import { env, openProvider, SOFTHSM_MODULE } from '../../helpers/engine.js'
 import { expectCode } from '../../helpers/expect-code.js'
-
-const js = createRequire(import.meta.url)('pkcs11js') as typeof P11
+import { js, rawModule, slotByLabel } from '../../helpers/raw-pkcs11.js'
 
 interface AeadTest {
   tcId: number
@@ -80,17 +78,8 @@ const created: string[] = []
 
 beforeAll(async () => {
   provider = await openProvider()
-  p11 = new js.PKCS11()
-  p11.load(SOFTHSM_MODULE)
-  try {
-    p11.C_Initialize({ flags: js.CKF_OS_LOCKING_OK })
-  } catch (err) {
-    if ((err as { code?: number }).code !== js.CKR_CRYPTOKI_ALREADY_INITIALIZED) throw err
-  }
-  const slot = p11
-    .C_GetSlotList(true)
-    .find((s) => p11.C_GetTokenInfo(s).label.trim() === env('EKMS_TEST_TOKEN'))
-  if (slot === undefined) throw new Error('test token missing')
+  p11 = rawModule(SOFTHSM_MODULE)
+  const slot = slotByLabel(p11, env('EKMS_TEST_TOKEN'))
   slotHandle = slot
   session = p11.C_OpenSession(slot, js.CKF_SERIAL_SESSION | js.CKF_RW_SESSION)
 })
