@@ -18,7 +18,11 @@ export type {
   ListKeysOptions,
   ListVersionsOptions,
   ReconcileReport,
+  SealOptions,
+  OpenOptions,
 } from './core/engine.js'
+export { DEFAULT_FRAME_SIZE, MESSAGE_FORMAT_V1 } from './core/message.js'
+export type { EncryptionContext } from './core/message.js'
 export { EngineError, ERROR_CODES, isEngineError } from './core/errors.js'
 export type { ErrorCode, ErrorTarget } from './core/errors.js'
 export { KeyState } from './core/key-state.js'
@@ -42,6 +46,10 @@ export type {
   CreateVersionRequest,
   KeyRecord,
   KeyVersionRecord,
+  DekCache,
+  DekCacheStats,
+  DataKeyLease,
+  CachedDek,
 } from './core/ports.js'
 export { loadConfig, describeConfig } from './config.js'
 export type { EngineConfig, Pkcs11Config } from './config.js'

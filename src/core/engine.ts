@@ -26,8 +26,11 @@ import {
   type KeyStateValue,
 } from './key-state.js'
 import type {
+  CachedDek,
   CallOptions,
   Clock,
+  DataKeyLease,
+  DekCache,
   GcmSealed,
   KeyPatch,
   KeyRecord,
@@ -37,6 +40,16 @@ import type {
 } from './ports.js'
 import { systemClock } from './ports.js'
 import { SecretBytes } from './secret-bytes.js'
+import { Transform } from 'node:stream'
+import {
+  dekAadForContext,
+  encodeContext,
+  MessageDecryptor,
+  MessageEncryptor,
+  type EncryptionContext,
+  type MessageHeader,
+  type OpenLimits,
+} from './message.js'
 import { newKeyRecord } from './key-record.js'
 import {
   isUuid,
@@ -112,6 +125,36 @@ export interface EngineOptions {
   readonly reconcileGraceMs?: number
   /** Close the provider and the store in {@link EnvelopeEngine.close} (default true). */
   readonly ownsDependencies?: boolean
+  /**
+   * Cache of plaintext DEKs (unwrap results and reusable data keys for seal); none by default.
+   * `createDekCache()` from `envelope-kms/cache` is the lru-cache implementation.
+   */
+  readonly dekCache?: DekCache
+}
+
+/** Options of {@link EnvelopeEngine.seal} and {@link EnvelopeEngine.sealStream}. */
+export interface SealOptions extends CallOptions {
+  /** Encryption context: bound to the message and its wrapped DEK; open must present the same. */
+  readonly context?: EncryptionContext
+  /** Plaintext bytes per frame (default 64 KiB). */
+  readonly frameSize?: number
+  /**
+   * Streams only: the total plaintext length, when known. With a DEK cache, a stream reuses cached data
+   * keys only when this is given (the byte bound cannot be checked otherwise).
+   */
+  readonly plaintextLength?: number
+}
+
+/** Options of {@link EnvelopeEngine.open} and {@link EnvelopeEngine.openStream}. */
+export interface OpenOptions extends CallOptions {
+  /** Must equal the context the message was sealed with (none = empty). */
+  readonly context?: EncryptionContext
+  /** Largest plaintext accepted (default: unlimited for streams, 1 GiB for open). */
+  readonly maxBodySize?: number
+  /** Largest header accepted (default 64 KiB). */
+  readonly maxHeaderBytes?: number
+  /** Largest frame size accepted (default 16 MiB). */
+  readonly maxFrameSize?: number
 }
 
 /** A key version as the API shows it. */
@@ -261,6 +304,7 @@ export class EnvelopeEngine {
   #lastPoll = Number.NEGATIVE_INFINITY
   readonly #graceMs: number
   readonly #ownsDeps: boolean
+  readonly #dekCache: DekCache | undefined
   readonly #cache = new Map<string, CachedKey>()
   readonly #aliasCache = new Map<string, { id: string; expires: number }>()
   readonly #locks = new Map<string, Promise<unknown>>()
@@ -278,6 +322,7 @@ export class EnvelopeEngine {
     this.#pollMs = options.catalogPollIntervalMs ?? 50
     this.#graceMs = options.reconcileGraceMs ?? 60_000
     this.#ownsDeps = options.ownsDependencies ?? true
+    this.#dekCache = options.dekCache
     this.#lastChange = this.#store.changeCounter?.()
   }
 
@@ -783,7 +828,229 @@ export class EnvelopeEngine {
     const k = this.#cached(instance, idOrAlias, now) ?? (await this.#resolve(instance, idOrAlias))
     this.#assert(action, k.record, now)
     const from = versionOf(k, parsed)
-    return { k, from, aad, dek: await this.#unwrapWith(instance, from, parsed, aad, options) }
+    const cache = this.#dekCache
+    if (cache === undefined) return { k, from, aad, dek: await this.#unwrapWith(instance, from, parsed, aad, options) }
+    const cacheKey = `${typeof ciphertext === 'string' ? ciphertext : Buffer.from(ciphertext).toString('base64')}\u0000${JSON.stringify(aad)}`
+    const cached = await cache.unwrap(instance, k.record.id, cacheKey, () => this.#unwrapWith(instance, from, parsed, aad, options))
+    return { k, from, aad, dek: SecretBytes.copyOf(cached.bytes) }
+  }
+
+  // ---------------------------------------------------------------- envelope encryption of data
+
+  /**
+   * Encrypts `data` into a self-describing message (docs/message-format.md): a fresh or cached DEK wrapped
+   * under the key's latest version, the context bound, AES-256-GCM frames under a per-message key derived
+   * with HKDF-SHA-256 and committed.
+   * @throws EngineError as {@link wrap}, INVALID_FIELD_ERR
+   * @example
+   * const sealed = await engine.seal('acme', keyId, data, { context: { table: 'orders' } })
+   */
+  async seal(instance: string, idOrAlias: string, data: Uint8Array, options: SealOptions = {}): Promise<Buffer> {
+    if (this.#closed) throw new EngineError('ENGINE_CLOSED', 'seal: the engine is closed')
+    let lease: DataKeyLease | undefined
+    try {
+      options = optionsObject(options)
+      if (!(data instanceof Uint8Array)) throw invalidField('data', 'must be bytes (Uint8Array or Buffer)')
+      const ctx = encodeContext(options.context)
+      lease = await this.#sealMaterial(instance, idOrAlias, ctx, data.length, options)
+      const enc = new MessageEncryptor(lease, ctx, options.frameSize)
+      const out: Buffer[] = [enc.header]
+      enc.push(Buffer.from(data.buffer, data.byteOffset, data.byteLength), out)
+      enc.finish(out)
+      return Buffer.concat(out)
+    } catch (err) {
+      throw toEngineError(err, 'seal')
+    } finally {
+      lease?.release()
+    }
+  }
+
+  /**
+   * Decrypts a message made by {@link seal} or {@link sealStream}. The key comes from the message itself;
+   * the instance must own it and the context must match.
+   * @throws EngineError MESSAGE_INVALID, MESSAGE_AUTH_FAILED, MESSAGE_TOO_LARGE, CONTEXT_MISMATCH, and as {@link unwrap}
+   */
+  async open(instance: string, message: Uint8Array, options: OpenOptions = {}): Promise<Buffer> {
+    if (this.#closed) throw new EngineError('ENGINE_CLOSED', 'open: the engine is closed')
+    let dec: MessageDecryptor | undefined
+    try {
+      options = optionsObject(options)
+      if (!(message instanceof Uint8Array)) throw invalidField('message', 'must be bytes (Uint8Array or Buffer)')
+      dec = new MessageDecryptor(openLimits(options, 1024 * 1024 * 1024))
+      const out: Buffer[] = []
+      dec.push(Buffer.from(message.buffer, message.byteOffset, message.byteLength), out)
+      const header = dec.readHeader()
+      if (header === undefined) throw new EngineError('MESSAGE_INVALID', 'message: is truncated (no complete header)')
+      await this.#openHeader(instance, dec, header, options)
+      dec.push(Buffer.alloc(0), out)
+      dec.end()
+      return out.length === 1 ? (out[0] as Buffer) : Buffer.concat(out)
+    } catch (err) {
+      throw toEngineError(err, 'open')
+    } finally {
+      dec?.destroy()
+    }
+  }
+
+  /**
+   * A Transform stream that seals what is written to it. Memory stays within about one frame whatever the
+   * stream's length.
+   * @example
+   * await pipeline(fs.createReadStream('big.bin'), engine.sealStream('acme', keyId, { context }), fs.createWriteStream('big.sealed'))
+   */
+  sealStream(instance: string, idOrAlias: string, options: SealOptions = {}): Transform {
+    let ready: Promise<{ enc: MessageEncryptor; lease: DataKeyLease }> | undefined
+    let state: { enc: MessageEncryptor; lease: DataKeyLease } | undefined
+    const start = (stream: Transform): Promise<{ enc: MessageEncryptor; lease: DataKeyLease }> => {
+      ready ??= (async () => {
+        if (this.#closed) throw new EngineError('ENGINE_CLOSED', 'sealStream: the engine is closed')
+        const opts = optionsObject(options)
+        const ctx = encodeContext(opts.context)
+        const lease = await this.#sealMaterial(instance, idOrAlias, ctx, opts.plaintextLength, opts)
+        try {
+          state = { enc: new MessageEncryptor(lease, ctx, opts.frameSize), lease }
+        } catch (err) {
+          lease.release()
+          throw err
+        }
+        stream.push(state.enc.header)
+        return state
+      })()
+      return ready
+    }
+    const fail = (err: unknown): EngineError => toEngineError(err, 'sealStream')
+    return new Transform({
+      transform(chunk: Buffer, _encoding, cb) {
+        start(this).then(
+          ({ enc }) => {
+            const out: Buffer[] = []
+            enc.push(chunk, out)
+            for (const b of out) this.push(b)
+            cb()
+          },
+          (err: unknown) => cb(fail(err)),
+        )
+      },
+      flush(cb) {
+        start(this).then(
+          ({ enc, lease }) => {
+            const out: Buffer[] = []
+            enc.finish(out)
+            lease.release()
+            for (const b of out) this.push(b)
+            cb()
+          },
+          (err: unknown) => cb(fail(err)),
+        )
+      },
+      destroy(err, cb) {
+        state?.enc.destroy()
+        state?.lease.release()
+        cb(err === null ? null : fail(err))
+      },
+    })
+  }
+
+  /**
+   * A Transform stream that opens a message written to it; it emits a frame's plaintext only after that
+   * frame authenticated, and fails (typed) on truncation, reordering, tampering or a wrong context.
+   */
+  openStream(instance: string, options: OpenOptions = {}): Transform {
+    let dec: MessageDecryptor | undefined
+    let keyed: Promise<void> | undefined
+    const fail = (err: unknown): EngineError => toEngineError(err, 'openStream')
+    const engine = this
+    return new Transform({
+      transform(chunk: Buffer, _encoding, cb) {
+        try {
+          if (engine.#closed) throw new EngineError('ENGINE_CLOSED', 'openStream: the engine is closed')
+          const opts = optionsObject(options)
+          dec ??= new MessageDecryptor(openLimits(opts, Number.POSITIVE_INFINITY))
+          const d = dec
+          const out: Buffer[] = []
+          d.push(chunk, out)
+          const header = d.readHeader()
+          if (header === undefined) return cb()
+          keyed ??= engine.#openHeader(instance, d, header, opts)
+          keyed.then(
+            () => {
+              d.push(Buffer.alloc(0), out)
+              for (const b of out) this.push(b)
+              cb()
+            },
+            (err: unknown) => cb(fail(err)),
+          )
+        } catch (err) {
+          cb(fail(err))
+        }
+      },
+      flush(cb) {
+        try {
+          if (dec === undefined) throw new EngineError('MESSAGE_INVALID', 'message: is empty')
+          dec.end()
+          cb()
+        } catch (err) {
+          cb(fail(err))
+        }
+      },
+      destroy(err, cb) {
+        dec?.destroy()
+        cb(err === null ? null : fail(err))
+      },
+    })
+  }
+
+  /** The DEK (fresh or cached) and its wrapped form for one message. */
+  async #sealMaterial(
+    instance: string,
+    idOrAlias: string,
+    ctx: Buffer,
+    bytes: number | undefined,
+    options: CallOptions,
+  ): Promise<DataKeyLease> {
+    const aad = dekAadForContext(ctx)
+    const fresh = async (): Promise<CachedDek> => {
+      const w = await this.wrap(instance, idOrAlias, { aad, signal: options.signal })
+      return { dek: SecretBytes.adopt(w.plaintext as Buffer), wrapped: Buffer.from(w.ciphertext, 'base64') }
+    }
+    const cache = this.#dekCache
+    if (cache === undefined || bytes === undefined) {
+      const m = await fresh()
+      return { ...m, release: () => m.dek.zeroize() }
+    }
+    if (!Number.isSafeInteger(bytes) || bytes < 0) throw invalidField('plaintextLength', 'must be a non-negative integer')
+    // Resolve first: the key must exist and be usable now, even when a cached data key would do.
+    const k = this.#cached(instance, idOrAlias, this.#clock.now()) ?? (await this.#resolve(instance, idOrAlias))
+    this.#assert('wrap', k.record)
+    const v = currentVersion(k)
+    const partition = `${k.record.id}\u0000${v.version}\u0000${ctx.toString('base64')}`
+    return cache.acquireDataKey(instance, k.record.id, partition, bytes, fresh)
+  }
+
+  /** Checks the context, unwraps the message's DEK (through the cache when there is one) and keys `dec`. */
+  async #openHeader(instance: string, dec: MessageDecryptor, header: MessageHeader, options: OpenOptions): Promise<void> {
+    const expected = encodeContext(options.context)
+    if (!expected.equals(header.context)) {
+      throw new EngineError('CONTEXT_MISMATCH', 'context: differs from the context the message was sealed with', {
+        target: { type: 'field', name: 'context' },
+      })
+    }
+    let keyId: string
+    try {
+      keyId = parseCiphertext(header.wrapped).keyId
+    } catch {
+      throw new EngineError('MESSAGE_INVALID', 'message: the wrapped DEK is malformed')
+    }
+    // Not the public unwrap: a message under an older version needs no rewrapped DEK.
+    const opened = await this.#openDek('unwrap', instance, keyId, header.wrapped, {
+      aad: dekAadForContext(header.context),
+      signal: options.signal,
+    })
+    try {
+      dec.useDek(opened.dek.bytes)
+    } finally {
+      opened.dek.zeroize()
+    }
   }
 
   // ---------------------------------------------------------------- operations
@@ -867,6 +1134,7 @@ export class EnvelopeEngine {
     this.#closed = true
     this.#cache.clear()
     this.#aliasCache.clear()
+    this.#dekCache?.close()
     if (this.#ownsDeps) {
       await this.#provider.close()
       await this.#store.close()
@@ -1157,6 +1425,7 @@ export class EnvelopeEngine {
   #invalidate(instance: string, keyId: string): void {
     this.#cache.delete(`${instance}\u0000${keyId}`)
     this.#aliasCache.clear()
+    this.#dekCache?.invalidateKey(instance, keyId)
   }
 
   #syncWithStore(now: number = this.#clock.now()): void {
@@ -1322,6 +1591,20 @@ function versionOf(k: CachedKey, parsed: ParsedCiphertext): VersionEntry {
 /** The HSM AAD for a DEK of `dekLength` bytes under version `v`, using the cached prefix when it fits. */
 function hsmAad(v: VersionEntry, dekLength: number, instance: string, aad: readonly string[]): Buffer {
   return appendAad(dekLength === 32 ? v.aadPrefix32 : hsmAadPrefix(v.header, dekLength, instance), aad)
+}
+
+/** Open bounds from options, validated. */
+function openLimits(o: OpenOptions, defaultMaxBody: number): OpenLimits {
+  const num = (v: unknown, name: string, dflt: number): number => {
+    if (v === undefined) return dflt
+    if (typeof v !== 'number' || !(v >= 0)) throw invalidField(name, 'must be a non-negative number')
+    return v
+  }
+  return {
+    maxBodySize: num(o.maxBodySize, 'maxBodySize', defaultMaxBody),
+    maxHeaderBytes: num(o.maxHeaderBytes, 'maxHeaderBytes', 64 * 1024),
+    maxFrameSize: num(o.maxFrameSize, 'maxFrameSize', 16 * 1024 * 1024),
+  }
 }
 
 /** Serialises a provider's GCM output as ciphertext v1, after checking its shape. */

@@ -38,6 +38,16 @@ export const ERROR_CODES = [
   'UNWRAP_AAD_MISMATCH',
   /** The ciphertext names a key version that this key does not have. */
   'KEY_VERSION_NOT_FOUND',
+  /** A sealed message is malformed, truncated, reordered or has trailing bytes. */
+  'MESSAGE_INVALID',
+  /** A sealed message failed authentication (header or frame tag, or key commitment). */
+  'MESSAGE_AUTH_FAILED',
+  /** A sealed message's header, frame or body exceeds the configured bounds. */
+  'MESSAGE_TOO_LARGE',
+  /** The encryption context given to open differs from the one the message was sealed with. */
+  'CONTEXT_MISMATCH',
+  /** The root key version reached its AES-GCM invocation limit (NIST SP 800-38D): rotate the key. */
+  'KEY_USAGE_LIMIT_ERR',
   /** The PKCS#11 module could not be loaded (missing file, not a PKCS#11 library). */
   'PROVIDER_MODULE_LOAD_FAILED',
   /** No token with the configured label is present. */

@@ -202,3 +202,51 @@ export interface Clock {
 }
 
 export const systemClock: Clock = { now: () => Date.now() }
+
+/** A DEK held by a cache: use it synchronously, never keep the Buffer. */
+export interface CachedDek {
+  readonly dek: SecretBytes
+  readonly wrapped: Buffer
+}
+
+/** A data key lent to one seal; {@link DataKeyLease.release} when the message is done. */
+export interface DataKeyLease extends CachedDek {
+  release(): void
+}
+
+/** Counters a cache exposes. */
+export interface DekCacheStats {
+  readonly unwrapHits: number
+  readonly unwrapMisses: number
+  readonly dataKeyHits: number
+  readonly dataKeyMisses: number
+  readonly evictions: number
+  readonly entries: number
+  /** Messages sealed per live data key, by partition (GCM data-key derivations under each cached DEK). */
+  readonly dataKeyMessages: number
+}
+
+/**
+ * Bounded cache of plaintext DEKs (implemented in src/cache with lru-cache). Every entry belongs to an
+ * instance and a root key, and is zeroed when evicted, expired, invalidated or closed. Loads are
+ * single-flight: concurrent misses for one entry cause one provider call.
+ */
+export interface DekCache {
+  /** The DEK of a wrapped DEK (keyed by instance, key, wrapped bytes and AAD); `load` runs on a miss. */
+  unwrap(instance: string, keyId: string, cacheKey: string, load: () => Promise<SecretBytes>): Promise<SecretBytes>
+  /**
+   * A data key for sealing `bytes` more bytes in `partition` (instance + key + context), reused within the
+   * cache's age / message / byte bounds; `create` runs when none is usable.
+   */
+  acquireDataKey(
+    instance: string,
+    keyId: string,
+    partition: string,
+    bytes: number,
+    create: () => Promise<CachedDek>,
+  ): Promise<DataKeyLease>
+  /** Drops (and zeroes) every entry of a root key: on rotate, disable, delete. */
+  invalidateKey(instance: string, keyId: string): void
+  stats(): DekCacheStats
+  close(): void
+}

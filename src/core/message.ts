@@ -1,0 +1,478 @@
+/**
+ * Sealed-message format, version 1 (docs/message-format.md): a header carrying the wrapped DEK and the
+ * encryption context, with HKDF-SHA-256 key commitment, followed by AES-256-GCM frames. This file is the
+ * only implementation; a released version is frozen and keeps its known-answer vectors for good.
+ */
+import { createCipheriv, createDecipheriv, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto'
+import { EngineError } from './errors.js'
+import { MAX_CIPHERTEXT_BYTES } from './ciphertext.js'
+import type { SecretBytes } from './secret-bytes.js'
+
+export const MESSAGE_FORMAT_V1 = 0x01
+/** AES-256-GCM frames, HKDF-SHA-256 data-key derivation and key commitment. */
+export const ALG_AES256GCM_HKDF_SHA256_COMMIT = 0x01
+
+export const DEFAULT_FRAME_SIZE = 64 * 1024
+export const MIN_FRAME_SIZE = 1
+export const MAX_FRAME_SIZE = 16 * 1024 * 1024
+/** Default bound on a header when opening (wrapped DEK + context + fixed fields). */
+export const DEFAULT_MAX_HEADER_BYTES = 64 * 1024
+export const MAX_CONTEXT_PAIRS = 64
+export const MAX_CONTEXT_BYTES = 16 * 1024
+
+const MESSAGE_ID_BYTES = 32
+const COMMITMENT_BYTES = 32
+const TAG_BYTES = 16
+const FIXED_PREFIX = 40 // version, algorithm, message id, frame size, wrapped DEK length
+const FRAME_HEADER = 9 // seq(4) type(1) length(4)
+const FRAME_REGULAR = 0x00
+const FRAME_FINAL = 0x01
+const DOMAIN = 'envelope-kms/message/v1'
+const INFO_DATA_KEY = Buffer.from(`${DOMAIN}\u0001data-key`, 'utf8')
+const INFO_COMMITMENT = Buffer.from(`${DOMAIN}\u0001commitment`, 'utf8')
+const FRAME_AAD_DOMAIN = Buffer.from(`${DOMAIN}/frame`, 'utf8')
+const HEADER_IV = Buffer.alloc(12)
+
+/** An encryption context: string pairs bound to the message and to its wrapped DEK. */
+export type EncryptionContext = Readonly<Record<string, string>>
+
+function invalid(msg: string): EngineError {
+  return new EngineError('MESSAGE_INVALID', `message: ${msg}`)
+}
+
+function authFailed(msg: string): EngineError {
+  return new EngineError('MESSAGE_AUTH_FAILED', `message: ${msg}`)
+}
+
+/**
+ * Validates a context and returns its canonical bytes: u16 count, then per pair (sorted by key bytes)
+ * u16 key length, key, u16 value length, value (UTF-8).
+ * @throws EngineError INVALID_FIELD_ERR
+ */
+export function encodeContext(context: unknown): Buffer {
+  if (context === undefined) return Buffer.from([0, 0])
+  if (typeof context !== 'object' || context === null || Array.isArray(context)) {
+    throw new EngineError('INVALID_FIELD_ERR', 'context: must be an object of string values', {
+      target: { type: 'field', name: 'context' },
+    })
+  }
+  const entries = Object.entries(context as Record<string, unknown>)
+  if (entries.length > MAX_CONTEXT_PAIRS) {
+    throw new EngineError('INVALID_FIELD_ERR', `context: at most ${MAX_CONTEXT_PAIRS} pairs`, {
+      target: { type: 'field', name: 'context' },
+    })
+  }
+  const pairs: [Buffer, Buffer][] = []
+  let len = 2
+  for (const [k, v] of entries) {
+    if (typeof v !== 'string' || k.length === 0) {
+      throw new EngineError('INVALID_FIELD_ERR', 'context: keys must be non-empty and values strings', {
+        target: { type: 'field', name: 'context' },
+      })
+    }
+    const kb = Buffer.from(k, 'utf8')
+    const vb = Buffer.from(v, 'utf8')
+    len += 4 + kb.length + vb.length
+    pairs.push([kb, vb])
+  }
+  if (len > MAX_CONTEXT_BYTES) {
+    throw new EngineError('INVALID_FIELD_ERR', `context: at most ${MAX_CONTEXT_BYTES} bytes encoded`, {
+      target: { type: 'field', name: 'context' },
+    })
+  }
+  pairs.sort((a, b) => Buffer.compare(a[0], b[0]))
+  const out = Buffer.allocUnsafe(len)
+  let o = out.writeUInt16BE(pairs.length, 0)
+  for (const [kb, vb] of pairs) {
+    o = out.writeUInt16BE(kb.length, o)
+    o += kb.copy(out, o)
+    o = out.writeUInt16BE(vb.length, o)
+    o += vb.copy(out, o)
+  }
+  return out
+}
+
+/** Decodes canonical context bytes (as stored in a header) back into an object. */
+export function decodeContext(b: Buffer): Record<string, string> {
+  const out: Record<string, string> = {}
+  if (b.length < 2) throw invalid('context is truncated')
+  const n = b.readUInt16BE(0)
+  let o = 2
+  let prev: Buffer | undefined
+  for (let i = 0; i < n; i++) {
+    if (o + 2 > b.length) throw invalid('context is truncated')
+    const kl = b.readUInt16BE(o)
+    o += 2
+    if (kl === 0 || o + kl + 2 > b.length) throw invalid('context is malformed')
+    const k = b.subarray(o, o + kl)
+    o += kl
+    const vl = b.readUInt16BE(o)
+    o += 2
+    if (o + vl > b.length) throw invalid('context is truncated')
+    if (prev !== undefined && Buffer.compare(prev, k) >= 0) throw invalid('context is not canonical')
+    prev = k
+    out[k.toString('utf8')] = b.toString('utf8', o, o + vl)
+    o += vl
+  }
+  if (o !== b.length) throw invalid('context has trailing bytes')
+  return out
+}
+
+/**
+ * The AAD under which a message's DEK is wrapped: the message domain, then each context pair in canonical
+ * order. The core ciphertext length-prefixes every item, so the encoding is unambiguous.
+ */
+export function dekAadForContext(context: Buffer): string[] {
+  const ctx = decodeContext(context)
+  const out = [DOMAIN]
+  for (const k of Object.keys(ctx).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)))) {
+    out.push(k, ctx[k] ?? '')
+  }
+  return out
+}
+
+/** The per-message data key and commitment derived from the DEK (HKDF-SHA-256, salt = message id). */
+export function deriveKeys(dek: Buffer, messageId: Buffer): { dataKey: Buffer; commitment: Buffer } {
+  return {
+    dataKey: Buffer.from(hkdfSync('sha256', dek, messageId, INFO_DATA_KEY, 32)),
+    commitment: Buffer.from(hkdfSync('sha256', dek, messageId, INFO_COMMITMENT, COMMITMENT_BYTES)),
+  }
+}
+
+function frameIv(seq: number): Buffer {
+  const iv = Buffer.alloc(12)
+  iv.writeUInt32BE(seq, 8)
+  return iv
+}
+
+function frameAad(messageId: Buffer, seq: number, type: number, length: number): Buffer {
+  const aad = Buffer.allocUnsafe(FRAME_AAD_DOMAIN.length + MESSAGE_ID_BYTES + FRAME_HEADER)
+  let o = FRAME_AAD_DOMAIN.copy(aad, 0)
+  o += messageId.copy(aad, o)
+  o = aad.writeUInt32BE(seq, o)
+  o = aad.writeUInt8(type, o)
+  aad.writeUInt32BE(length, o)
+  return aad
+}
+
+/** What the encryptor needs from the engine: the DEK and its wrapped form. */
+export interface SealMaterial {
+  readonly dek: SecretBytes
+  readonly wrapped: Buffer
+}
+
+/**
+ * Encrypts one message. Feed plaintext with {@link push}; {@link finish} emits the final frame. Output
+ * chunks are returned, never buffered beyond one frame of input (held by reference where possible).
+ */
+export class MessageEncryptor {
+  readonly #frameSize: number
+  readonly #messageId: Buffer
+  readonly #dataKey: Buffer
+  #pending: Buffer[] = []
+  #pendingBytes = 0
+  #seq = 0
+  #done = false
+  readonly header: Buffer
+
+  constructor(material: SealMaterial, context: Buffer, frameSize = DEFAULT_FRAME_SIZE, messageId: Buffer = randomBytes(MESSAGE_ID_BYTES)) {
+    if (!Number.isInteger(frameSize) || frameSize < MIN_FRAME_SIZE || frameSize > MAX_FRAME_SIZE) {
+      throw new EngineError('INVALID_FIELD_ERR', `frameSize: must be an integer ${MIN_FRAME_SIZE}-${MAX_FRAME_SIZE}`, {
+        target: { type: 'field', name: 'frameSize' },
+      })
+    }
+    this.#frameSize = frameSize
+    this.#messageId = messageId
+    const { dataKey, commitment } = deriveKeys(material.dek.bytes, messageId)
+    this.#dataKey = dataKey
+    const w = material.wrapped
+    const head = Buffer.allocUnsafe(FIXED_PREFIX + w.length + 2 + context.length + COMMITMENT_BYTES + TAG_BYTES)
+    let o = head.writeUInt8(MESSAGE_FORMAT_V1, 0)
+    o = head.writeUInt8(ALG_AES256GCM_HKDF_SHA256_COMMIT, o)
+    o += messageId.copy(head, o)
+    o = head.writeUInt32BE(frameSize, o)
+    o = head.writeUInt16BE(w.length, o)
+    o += w.copy(head, o)
+    o = head.writeUInt16BE(context.length, o)
+    o += context.copy(head, o)
+    o += commitment.copy(head, o)
+    commitment.fill(0)
+    const c = createCipheriv('aes-256-gcm', dataKey, HEADER_IV, { authTagLength: TAG_BYTES })
+    c.setAAD(head.subarray(0, o))
+    c.final()
+    c.getAuthTag().copy(head, o)
+    this.header = head
+  }
+
+  /** Plaintext in; complete frames out (a frame is emitted once more input is known to follow it). */
+  push(data: Buffer, out: Buffer[]): void {
+    if (this.#done) throw new EngineError('INTERNAL_ERROR', 'message: push after finish')
+    if (data.length === 0) return
+    this.#pending.push(data)
+    this.#pendingBytes += data.length
+    while (this.#pendingBytes > this.#frameSize) this.#emit(this.#take(this.#frameSize), FRAME_REGULAR, out)
+  }
+
+  /** Emits the final frame (0..frameSize bytes) and wipes the data key. */
+  finish(out: Buffer[]): void {
+    if (this.#done) return
+    this.#emit(this.#take(this.#pendingBytes), FRAME_FINAL, out)
+    this.#done = true
+    this.#dataKey.fill(0)
+  }
+
+  /** Wipes the data key without finishing (on errors). */
+  destroy(): void {
+    this.#done = true
+    this.#dataKey.fill(0)
+    this.#pending = []
+  }
+
+  #take(n: number): Buffer {
+    if (n === 0) return Buffer.alloc(0)
+    const first = this.#pending[0] as Buffer
+    let frame: Buffer
+    if (first.length >= n) {
+      frame = first.subarray(0, n)
+      if (first.length === n) this.#pending.shift()
+      else this.#pending[0] = first.subarray(n)
+    } else {
+      frame = Buffer.allocUnsafe(n)
+      let o = 0
+      while (o < n) {
+        const b = this.#pending[0] as Buffer
+        const k = Math.min(b.length, n - o)
+        b.copy(frame, o, 0, k)
+        o += k
+        if (k === b.length) this.#pending.shift()
+        else this.#pending[0] = b.subarray(k)
+      }
+    }
+    this.#pendingBytes -= n
+    return frame
+  }
+
+  #emit(plain: Buffer, type: number, out: Buffer[]): void {
+    const seq = ++this.#seq
+    if (seq > 0xffffffff) throw new EngineError('MESSAGE_TOO_LARGE', 'message: more than 2^32-1 frames')
+    const head = Buffer.allocUnsafe(FRAME_HEADER)
+    head.writeUInt32BE(seq, 0)
+    head.writeUInt8(type, 4)
+    head.writeUInt32BE(plain.length, 5)
+    const c = createCipheriv('aes-256-gcm', this.#dataKey, frameIv(seq), { authTagLength: TAG_BYTES })
+    c.setAAD(frameAad(this.#messageId, seq, type, plain.length))
+    out.push(head)
+    if (plain.length > 0) out.push(c.update(plain))
+    c.final()
+    out.push(c.getAuthTag())
+  }
+}
+
+/** A parsed header. */
+export interface MessageHeader {
+  readonly messageId: Buffer
+  readonly frameSize: number
+  readonly wrapped: Buffer
+  readonly context: Buffer
+  readonly commitment: Buffer
+  /** Header bytes covered by the header tag. */
+  readonly authenticated: Buffer
+  readonly tag: Buffer
+}
+
+/** Bounds applied when opening. */
+export interface OpenLimits {
+  readonly maxHeaderBytes: number
+  readonly maxFrameSize: number
+  /** Largest total plaintext accepted (like the AWS ESDK's maxBodySize); Infinity for none. */
+  readonly maxBodySize: number
+}
+
+/**
+ * Decrypts one message incrementally. {@link push} returns authenticated plaintext only: a frame's
+ * plaintext is released after its tag verified. The header is handed to `onHeader`, which returns the DEK.
+ */
+export class MessageDecryptor {
+  readonly #limits: OpenLimits
+  #buf: Buffer[] = []
+  #bufBytes = 0
+  #header: MessageHeader | undefined
+  #dataKey: Buffer | undefined
+  #seq = 0
+  #body = 0
+  #finished = false
+
+  constructor(limits: OpenLimits) {
+    this.#limits = limits
+  }
+
+  get header(): MessageHeader | undefined {
+    return this.#header
+  }
+
+  get finished(): boolean {
+    return this.#finished
+  }
+
+  /** Parses the header once enough bytes arrived; undefined while more are needed. */
+  readHeader(): MessageHeader | undefined {
+    if (this.#header !== undefined) return this.#header
+    if (this.#bufBytes < FIXED_PREFIX) return undefined
+    const pre = this.#peek(FIXED_PREFIX)
+    if (pre[0] !== MESSAGE_FORMAT_V1) throw invalid(`format version ${String(pre[0])} is not supported`)
+    if (pre[1] !== ALG_AES256GCM_HKDF_SHA256_COMMIT) throw invalid(`algorithm ${String(pre[1])} is not supported`)
+    const frameSize = pre.readUInt32BE(34)
+    if (frameSize < MIN_FRAME_SIZE || frameSize > MAX_FRAME_SIZE) throw invalid('frame size is out of range')
+    if (frameSize > this.#limits.maxFrameSize) {
+      throw new EngineError('MESSAGE_TOO_LARGE', `message: frame size ${frameSize} exceeds maxFrameSize`)
+    }
+    const w = pre.readUInt16BE(38)
+    if (w === 0 || w > MAX_CIPHERTEXT_BYTES) throw invalid('wrapped DEK length is out of range')
+    if (this.#bufBytes < FIXED_PREFIX + w + 2) return this.#checkHeaderBound(FIXED_PREFIX + w + 2)
+    const c = this.#peek(FIXED_PREFIX + w + 2).readUInt16BE(FIXED_PREFIX + w)
+    const total = FIXED_PREFIX + w + 2 + c + COMMITMENT_BYTES + TAG_BYTES
+    if (total > this.#limits.maxHeaderBytes) {
+      throw new EngineError('MESSAGE_TOO_LARGE', `message: header of ${total} bytes exceeds maxHeaderBytes`)
+    }
+    if (this.#bufBytes < total) return undefined
+    const h = this.#take(total)
+    const ctxStart = FIXED_PREFIX + w + 2
+    const context = h.subarray(ctxStart, ctxStart + c)
+    decodeContext(context) // must be canonical
+    this.#header = {
+      messageId: h.subarray(2, 34),
+      frameSize,
+      wrapped: h.subarray(FIXED_PREFIX, FIXED_PREFIX + w),
+      context,
+      commitment: h.subarray(ctxStart + c, ctxStart + c + COMMITMENT_BYTES),
+      authenticated: h.subarray(0, total - TAG_BYTES),
+      tag: h.subarray(total - TAG_BYTES),
+    }
+    return this.#header
+  }
+
+  #checkHeaderBound(needed: number): undefined {
+    if (needed > this.#limits.maxHeaderBytes) {
+      throw new EngineError('MESSAGE_TOO_LARGE', 'message: header exceeds maxHeaderBytes')
+    }
+    return undefined
+  }
+
+  /** Checks the key commitment and the header tag with the DEK; after this, frames can be read. */
+  useDek(dek: Buffer): void {
+    const h = this.#header
+    if (h === undefined) throw new EngineError('INTERNAL_ERROR', 'message: DEK before header')
+    const { dataKey, commitment } = deriveKeys(dek, h.messageId)
+    const ok = timingSafeEqual(commitment, h.commitment)
+    commitment.fill(0)
+    if (!ok) {
+      dataKey.fill(0)
+      throw authFailed('key commitment does not match')
+    }
+    const d = createDecipheriv('aes-256-gcm', dataKey, HEADER_IV, { authTagLength: TAG_BYTES })
+    d.setAAD(h.authenticated)
+    d.setAuthTag(h.tag)
+    try {
+      d.final()
+    } catch {
+      dataKey.fill(0)
+      throw authFailed('header authentication failed')
+    }
+    this.#dataKey = dataKey
+  }
+
+  /** Bytes in; authenticated plaintext out. Call {@link readHeader}/{@link useDek} first. */
+  push(data: Buffer, out: Buffer[]): void {
+    if (data.length > 0) {
+      if (this.#finished) throw invalid('has trailing bytes after the final frame')
+      this.#buf.push(data)
+      this.#bufBytes += data.length
+    }
+    if (this.#dataKey === undefined) return
+    this.#frames(out)
+  }
+
+  /** Call at end of input: the final frame must have been read. */
+  end(): void {
+    if (this.#header === undefined) throw invalid('is truncated (no complete header)')
+    if (!this.#finished) throw invalid('is truncated (no final frame)')
+    if (this.#bufBytes > 0) throw invalid('has trailing bytes after the final frame')
+  }
+
+  /** Wipes the data key. */
+  destroy(): void {
+    this.#dataKey?.fill(0)
+    this.#dataKey = undefined
+    this.#buf = []
+  }
+
+  #frames(out: Buffer[]): void {
+    const h = this.#header as MessageHeader
+    const key = this.#dataKey as Buffer
+    while (!this.#finished && this.#bufBytes >= FRAME_HEADER) {
+      const fh = this.#peek(FRAME_HEADER)
+      const seq = fh.readUInt32BE(0)
+      const type = fh[4]
+      const len = fh.readUInt32BE(5)
+      if (seq !== this.#seq + 1) throw invalid(`frame ${seq} arrived where frame ${this.#seq + 1} was expected`)
+      if (type !== FRAME_REGULAR && type !== FRAME_FINAL) throw invalid('frame type is unknown')
+      if (type === FRAME_REGULAR ? len !== h.frameSize : len > h.frameSize) throw invalid('frame length is invalid')
+      if (this.#body + len > this.#limits.maxBodySize) {
+        throw new EngineError('MESSAGE_TOO_LARGE', 'message: body exceeds maxBodySize')
+      }
+      if (this.#bufBytes < FRAME_HEADER + len + TAG_BYTES) return
+      this.#take(FRAME_HEADER)
+      const enc = len > 0 ? this.#take(len) : Buffer.alloc(0)
+      const tag = this.#take(TAG_BYTES)
+      const d = createDecipheriv('aes-256-gcm', key, frameIv(seq), { authTagLength: TAG_BYTES })
+      d.setAAD(frameAad(h.messageId, seq, type, len))
+      d.setAuthTag(tag)
+      const plain = len > 0 ? d.update(enc) : undefined
+      try {
+        d.final()
+      } catch {
+        plain?.fill(0)
+        throw authFailed(`frame ${seq} authentication failed`)
+      }
+      this.#seq = seq
+      this.#body += len
+      if (plain !== undefined) out.push(plain)
+      if (type === FRAME_FINAL) {
+        this.#finished = true
+        this.#dataKey?.fill(0)
+        this.#dataKey = undefined
+        if (this.#bufBytes > 0) throw invalid('has trailing bytes after the final frame')
+      }
+    }
+  }
+
+  /** The first `n` buffered bytes (n <= buffered), copied only when they span chunks. */
+  #peek(n: number): Buffer {
+    const first = this.#buf[0] as Buffer
+    if (first.length >= n) return first
+    return Buffer.concat(this.#buf, n)
+  }
+
+  #take(n: number): Buffer {
+    const first = this.#buf[0] as Buffer
+    let r: Buffer
+    if (first.length >= n) {
+      r = first.subarray(0, n)
+      if (first.length === n) this.#buf.shift()
+      else this.#buf[0] = first.subarray(n)
+    } else {
+      r = Buffer.allocUnsafe(n)
+      let o = 0
+      while (o < n) {
+        const b = this.#buf[0] as Buffer
+        const k = Math.min(b.length, n - o)
+        b.copy(r, o, 0, k)
+        o += k
+        if (k === b.length) this.#buf.shift()
+        else this.#buf[0] = b.subarray(k)
+      }
+    }
+    this.#bufBytes -= n
+    return r
+  }
+}
