@@ -223,3 +223,46 @@ describe('streams', () => {
     await expect(openStream(s, 100, { tenant: 'other' })).rejects.toMatchObject({ code: 'CONTEXT_MISMATCH' })
   })
 })
+
+describe('large streams', () => {
+  it('a 1 GiB stream generated on the fly seals and opens with RSS growth under 100 MiB', async () => {
+    const { createHash } = await import('node:crypto')
+    const TOTAL = 1024 * 1024 * 1024
+    const CHUNK = 1024 * 1024
+    const block = data(CHUNK)
+    const inHash = createHash('sha256')
+    const outHash = createHash('sha256')
+    let produced = 0
+    let received = 0
+    let peakRss = 0
+    const rss0 = process.memoryUsage().rss
+    const source = new Readable({
+      read() {
+        if (produced >= TOTAL) return void this.push(null)
+        // vary the content per chunk so that misordering would show
+        const c = Buffer.from(block)
+        c.writeUInt32BE(produced / CHUNK, 0)
+        inHash.update(c)
+        produced += CHUNK
+        this.push(c)
+      },
+    })
+    await pipeline(
+      source,
+      t.engine.sealStream(I, keyId, { context: ctx }),
+      t.engine.openStream(I, { context: ctx }),
+      new Writable({
+        write(c: Buffer, _e, cb) {
+          outHash.update(c)
+          received += c.length
+          if ((received & (64 * CHUNK - 1)) === 0) peakRss = Math.max(peakRss, process.memoryUsage().rss)
+          cb()
+        },
+      }),
+    )
+    peakRss = Math.max(peakRss, process.memoryUsage().rss)
+    expect(received).toBe(TOTAL)
+    expect(outHash.digest('hex')).toBe(inHash.digest('hex'))
+    expect(peakRss - rss0).toBeLessThan(100 * 1024 * 1024)
+  }, 120_000)
+})
