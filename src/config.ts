@@ -11,6 +11,7 @@
  * | EKMS_PKCS11_PIN_FILE | file holding the user PIN | `.softhsm/user-pin` (written by `npm run setup`) |
  * | EKMS_PKCS11_PROFILE | `softhsm2`, `luna` or a profile file | `softhsm2` |
  * | EKMS_CATALOG | SQLite catalog file | `data/catalog.sqlite` |
+ * | EKMS_DEK_CACHE | `on`: cache unwrapped DEKs and reuse data keys for seal (bounded, zeroed) | `off` |
  * | SOFTHSM2_CONF | SoftHSM2's own config | `./softhsm2.conf` when the profile is softhsm2 and the file exists |
  */
 import { existsSync, mkdirSync, readFileSync } from 'node:fs'
@@ -28,6 +29,8 @@ export interface Pkcs11Config {
 export interface EngineConfig {
   readonly pkcs11: Pkcs11Config
   readonly catalog: { readonly path: string }
+  /** Use the DEK cache with its default bounds. */
+  readonly dekCache: boolean
 }
 
 const SOFTHSM_MODULES = [
@@ -94,12 +97,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): EngineConfig {
     str(env['EKMS_CATALOG'], 'EKMS_CATALOG') ??
     str(file.catalog?.path, 'catalog.path') ??
     'data/catalog.sqlite'
-  return { pkcs11: { module: module ?? '', tokenLabel, pin, profile }, catalog: { path: catalog } }
+  const cacheSetting = str(env['EKMS_DEK_CACHE'], 'EKMS_DEK_CACHE') ?? 'off'
+  if (cacheSetting !== 'on' && cacheSetting !== 'off')
+    throw new EngineError('CONFIG_INVALID', 'EKMS_DEK_CACHE: must be on or off')
+  return {
+    pkcs11: { module: module ?? '', tokenLabel, pin, profile },
+    catalog: { path: catalog },
+    dekCache: cacheSetting === 'on',
+  }
 }
 
 /** The configuration with secrets masked, for logs. */
 export function describeConfig(c: EngineConfig): Record<string, unknown> {
-  return { pkcs11: { ...c.pkcs11, pin: '***' }, catalog: c.catalog }
+  return { pkcs11: { ...c.pkcs11, pin: '***' }, catalog: c.catalog, dekCache: c.dekCache }
 }
 
 /**

@@ -26,7 +26,13 @@ export async function createEngineFromConfig(
   try {
     const provider = await createPkcs11Provider(config.pkcs11)
     try {
-      return await createEngine({ ...options, provider, store })
+      const dekCache = config.dekCache ? (await import('./cache/dek-cache.js')).createDekCache() : undefined
+      return await createEngine({
+        ...(dekCache === undefined ? {} : { dekCache }),
+        ...options,
+        provider,
+        store,
+      })
     } catch (err) {
       await provider.close()
       throw err

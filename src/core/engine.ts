@@ -829,10 +829,13 @@ export class EnvelopeEngine {
     this.#assert(action, k.record, now)
     const from = versionOf(k, parsed)
     const cache = this.#dekCache
-    if (cache === undefined) return { k, from, aad, dek: await this.#unwrapWith(instance, from, parsed, aad, options) }
+    if (cache === undefined)
+      return { k, from, aad, dek: await this.#unwrapWith(instance, from, parsed, aad, options) }
     const cacheKey = `${typeof ciphertext === 'string' ? ciphertext : Buffer.from(ciphertext).toString('base64')}\u0000${JSON.stringify(aad)}`
-    const cached = await cache.unwrap(instance, k.record.id, cacheKey, () => this.#unwrapWith(instance, from, parsed, aad, options))
-    return { k, from, aad, dek: SecretBytes.copyOf(cached.bytes) }
+    const dek = await cache.unwrap(instance, k.record.id, cacheKey, () =>
+      this.#unwrapWith(instance, from, parsed, aad, options),
+    )
+    return { k, from, aad, dek } // an owned copy
   }
 
   // ---------------------------------------------------------------- envelope encryption of data
@@ -845,7 +848,12 @@ export class EnvelopeEngine {
    * @example
    * const sealed = await engine.seal('acme', keyId, data, { context: { table: 'orders' } })
    */
-  async seal(instance: string, idOrAlias: string, data: Uint8Array, options: SealOptions = {}): Promise<Buffer> {
+  async seal(
+    instance: string,
+    idOrAlias: string,
+    data: Uint8Array,
+    options: SealOptions = {},
+  ): Promise<Buffer> {
     if (this.#closed) throw new EngineError('ENGINE_CLOSED', 'seal: the engine is closed')
     let lease: DataKeyLease | undefined
     try {
@@ -875,12 +883,14 @@ export class EnvelopeEngine {
     let dec: MessageDecryptor | undefined
     try {
       options = optionsObject(options)
-      if (!(message instanceof Uint8Array)) throw invalidField('message', 'must be bytes (Uint8Array or Buffer)')
+      if (!(message instanceof Uint8Array))
+        throw invalidField('message', 'must be bytes (Uint8Array or Buffer)')
       dec = new MessageDecryptor(openLimits(options, 1024 * 1024 * 1024))
       const out: Buffer[] = []
       dec.push(Buffer.from(message.buffer, message.byteOffset, message.byteLength), out)
       const header = dec.readHeader()
-      if (header === undefined) throw new EngineError('MESSAGE_INVALID', 'message: is truncated (no complete header)')
+      if (header === undefined)
+        throw new EngineError('MESSAGE_INVALID', 'message: is truncated (no complete header)')
       await this.#openHeader(instance, dec, header, options)
       dec.push(Buffer.alloc(0), out)
       dec.end()
@@ -1018,9 +1028,11 @@ export class EnvelopeEngine {
       const m = await fresh()
       return { ...m, release: () => m.dek.zeroize() }
     }
-    if (!Number.isSafeInteger(bytes) || bytes < 0) throw invalidField('plaintextLength', 'must be a non-negative integer')
+    if (!Number.isSafeInteger(bytes) || bytes < 0)
+      throw invalidField('plaintextLength', 'must be a non-negative integer')
     // Resolve first: the key must exist and be usable now, even when a cached data key would do.
-    const k = this.#cached(instance, idOrAlias, this.#clock.now()) ?? (await this.#resolve(instance, idOrAlias))
+    const k =
+      this.#cached(instance, idOrAlias, this.#clock.now()) ?? (await this.#resolve(instance, idOrAlias))
     this.#assert('wrap', k.record)
     const v = currentVersion(k)
     const partition = `${k.record.id}\u0000${v.version}\u0000${ctx.toString('base64')}`
@@ -1028,12 +1040,21 @@ export class EnvelopeEngine {
   }
 
   /** Checks the context, unwraps the message's DEK (through the cache when there is one) and keys `dec`. */
-  async #openHeader(instance: string, dec: MessageDecryptor, header: MessageHeader, options: OpenOptions): Promise<void> {
+  async #openHeader(
+    instance: string,
+    dec: MessageDecryptor,
+    header: MessageHeader,
+    options: OpenOptions,
+  ): Promise<void> {
     const expected = encodeContext(options.context)
     if (!expected.equals(header.context)) {
-      throw new EngineError('CONTEXT_MISMATCH', 'context: differs from the context the message was sealed with', {
-        target: { type: 'field', name: 'context' },
-      })
+      throw new EngineError(
+        'CONTEXT_MISMATCH',
+        'context: differs from the context the message was sealed with',
+        {
+          target: { type: 'field', name: 'context' },
+        },
+      )
     }
     let keyId: string
     try {

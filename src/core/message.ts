@@ -175,18 +175,29 @@ export class MessageEncryptor {
   #done = false
   readonly header: Buffer
 
-  constructor(material: SealMaterial, context: Buffer, frameSize = DEFAULT_FRAME_SIZE, messageId: Buffer = randomBytes(MESSAGE_ID_BYTES)) {
+  constructor(
+    material: SealMaterial,
+    context: Buffer,
+    frameSize = DEFAULT_FRAME_SIZE,
+    messageId: Buffer = randomBytes(MESSAGE_ID_BYTES),
+  ) {
     if (!Number.isInteger(frameSize) || frameSize < MIN_FRAME_SIZE || frameSize > MAX_FRAME_SIZE) {
-      throw new EngineError('INVALID_FIELD_ERR', `frameSize: must be an integer ${MIN_FRAME_SIZE}-${MAX_FRAME_SIZE}`, {
-        target: { type: 'field', name: 'frameSize' },
-      })
+      throw new EngineError(
+        'INVALID_FIELD_ERR',
+        `frameSize: must be an integer ${MIN_FRAME_SIZE}-${MAX_FRAME_SIZE}`,
+        {
+          target: { type: 'field', name: 'frameSize' },
+        },
+      )
     }
     this.#frameSize = frameSize
     this.#messageId = messageId
     const { dataKey, commitment } = deriveKeys(material.dek.bytes, messageId)
     this.#dataKey = dataKey
     const w = material.wrapped
-    const head = Buffer.allocUnsafe(FIXED_PREFIX + w.length + 2 + context.length + COMMITMENT_BYTES + TAG_BYTES)
+    const head = Buffer.allocUnsafe(
+      FIXED_PREFIX + w.length + 2 + context.length + COMMITMENT_BYTES + TAG_BYTES,
+    )
     let o = head.writeUInt8(MESSAGE_FORMAT_V1, 0)
     o = head.writeUInt8(ALG_AES256GCM_HKDF_SHA256_COMMIT, o)
     o += messageId.copy(head, o)
@@ -320,7 +331,8 @@ export class MessageDecryptor {
     if (this.#bufBytes < FIXED_PREFIX) return undefined
     const pre = this.#peek(FIXED_PREFIX)
     if (pre[0] !== MESSAGE_FORMAT_V1) throw invalid(`format version ${String(pre[0])} is not supported`)
-    if (pre[1] !== ALG_AES256GCM_HKDF_SHA256_COMMIT) throw invalid(`algorithm ${String(pre[1])} is not supported`)
+    if (pre[1] !== ALG_AES256GCM_HKDF_SHA256_COMMIT)
+      throw invalid(`algorithm ${String(pre[1])} is not supported`)
     const frameSize = pre.readUInt32BE(34)
     if (frameSize < MIN_FRAME_SIZE || frameSize > MAX_FRAME_SIZE) throw invalid('frame size is out of range')
     if (frameSize > this.#limits.maxFrameSize) {
@@ -414,9 +426,11 @@ export class MessageDecryptor {
       const seq = fh.readUInt32BE(0)
       const type = fh[4]
       const len = fh.readUInt32BE(5)
-      if (seq !== this.#seq + 1) throw invalid(`frame ${seq} arrived where frame ${this.#seq + 1} was expected`)
+      if (seq !== this.#seq + 1)
+        throw invalid(`frame ${seq} arrived where frame ${this.#seq + 1} was expected`)
       if (type !== FRAME_REGULAR && type !== FRAME_FINAL) throw invalid('frame type is unknown')
-      if (type === FRAME_REGULAR ? len !== h.frameSize : len > h.frameSize) throw invalid('frame length is invalid')
+      if (type === FRAME_REGULAR ? len !== h.frameSize : len > h.frameSize)
+        throw invalid('frame length is invalid')
       if (this.#body + len > this.#limits.maxBodySize) {
         throw new EngineError('MESSAGE_TOO_LARGE', 'message: body exceeds maxBodySize')
       }

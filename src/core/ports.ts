@@ -233,7 +233,12 @@ export interface DekCacheStats {
  */
 export interface DekCache {
   /** The DEK of a wrapped DEK (keyed by instance, key, wrapped bytes and AAD); `load` runs on a miss. */
-  unwrap(instance: string, keyId: string, cacheKey: string, load: () => Promise<SecretBytes>): Promise<SecretBytes>
+  unwrap(
+    instance: string,
+    keyId: string,
+    cacheKey: string,
+    load: () => Promise<SecretBytes>,
+  ): Promise<SecretBytes>
   /**
    * A data key for sealing `bytes` more bytes in `partition` (instance + key + context), reused within the
    * cache's age / message / byte bounds; `create` runs when none is usable.

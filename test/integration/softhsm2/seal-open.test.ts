@@ -54,7 +54,9 @@ describe('seal and open', () => {
     await expectCode(t.engine.open(I, sealed, { context: { tenant: 't-42' } }), 'CONTEXT_MISMATCH')
     await expectCode(t.engine.open(I, sealed), 'CONTEXT_MISMATCH')
     // key order does not matter
-    expect((await t.engine.open(I, sealed, { context: { table: 'orders', tenant: 't-42' } })).length).toBe(100)
+    expect((await t.engine.open(I, sealed, { context: { table: 'orders', tenant: 't-42' } })).length).toBe(
+      100,
+    )
   })
 
   it('every bit flip of a small sealed message fails with a typed error', async () => {
@@ -118,11 +120,17 @@ describe('seal and open', () => {
     const b = await t.engine.seal(I, keyId, data(32), { frameSize: 16 })
     const fa = frames(a)
     const fb = frames(b)
-    await expectCode(t.engine.open(I, Buffer.concat([a.subarray(0, fa[0]?.start), b.subarray(fb[0]?.start)])), 'MESSAGE_AUTH_FAILED')
+    await expectCode(
+      t.engine.open(I, Buffer.concat([a.subarray(0, fa[0]?.start), b.subarray(fb[0]?.start)])),
+      'MESSAGE_AUTH_FAILED',
+    )
   })
 
   it('refuses over-large headers, frames and bodies with MESSAGE_TOO_LARGE', async () => {
-    const sealed = await t.engine.seal(I, keyId, data(5000), { frameSize: 4096, context: { big: 'x'.repeat(2000) } })
+    const sealed = await t.engine.seal(I, keyId, data(5000), {
+      frameSize: 4096,
+      context: { big: 'x'.repeat(2000) },
+    })
     const c = { big: 'x'.repeat(2000) }
     await expectCode(t.engine.open(I, sealed, { context: c, maxHeaderBytes: 1000 }), 'MESSAGE_TOO_LARGE')
     await expectCode(t.engine.open(I, sealed, { context: c, maxFrameSize: 1024 }), 'MESSAGE_TOO_LARGE')
@@ -147,7 +155,10 @@ describe('seal and open', () => {
 
   it('validates inputs with typed errors', async () => {
     await expectCode(t.engine.seal(I, keyId, 'text' as unknown as Buffer), 'INVALID_FIELD_ERR')
-    await expectCode(t.engine.seal(I, keyId, data(1), { context: { a: 1 as unknown as string } }), 'INVALID_FIELD_ERR')
+    await expectCode(
+      t.engine.seal(I, keyId, data(1), { context: { a: 1 as unknown as string } }),
+      'INVALID_FIELD_ERR',
+    )
     await expectCode(t.engine.seal(I, keyId, data(1), { frameSize: 0 }), 'INVALID_FIELD_ERR')
     await expectCode(t.engine.open(I, 'text' as unknown as Buffer), 'INVALID_FIELD_ERR')
     await expectCode(t.engine.open(I, Buffer.alloc(0)), 'MESSAGE_INVALID')
@@ -157,7 +168,9 @@ describe('seal and open', () => {
 describe('streams', () => {
   async function sealStream(d: Buffer, chunk: number, frameSize = FRAME): Promise<Buffer> {
     const out: Buffer[] = []
-    const chunks = Array.from({ length: Math.ceil(d.length / chunk) }, (_, i) => d.subarray(i * chunk, (i + 1) * chunk))
+    const chunks = Array.from({ length: Math.ceil(d.length / chunk) }, (_, i) =>
+      d.subarray(i * chunk, (i + 1) * chunk),
+    )
     await pipeline(
       Readable.from(chunks),
       t.engine.sealStream(I, keyId, { context: ctx, frameSize }),
@@ -170,9 +183,15 @@ describe('streams', () => {
     )
     return Buffer.concat(out)
   }
-  async function openStream(m: Buffer, chunk: number, context: Record<string, string> = ctx): Promise<Buffer> {
+  async function openStream(
+    m: Buffer,
+    chunk: number,
+    context: Record<string, string> = ctx,
+  ): Promise<Buffer> {
     const out: Buffer[] = []
-    const chunks = Array.from({ length: Math.ceil(m.length / chunk) }, (_, i) => m.subarray(i * chunk, (i + 1) * chunk))
+    const chunks = Array.from({ length: Math.ceil(m.length / chunk) }, (_, i) =>
+      m.subarray(i * chunk, (i + 1) * chunk),
+    )
     await pipeline(
       Readable.from(chunks),
       t.engine.openStream(I, { context }),
@@ -187,7 +206,13 @@ describe('streams', () => {
   }
 
   it('stream-sealed messages open one-shot and one-shot-sealed ones open as streams, for odd chunk sizes', async () => {
-    for (const [n, chunk] of [[0, 7], [1, 1], [FRAME, 333], [5 * FRAME + 17, 4096], [3 * FRAME, FRAME]] as const) {
+    for (const [n, chunk] of [
+      [0, 7],
+      [1, 1],
+      [FRAME, 333],
+      [5 * FRAME + 17, 4096],
+      [3 * FRAME, FRAME],
+    ] as const) {
       const d = data(n)
       const s = await sealStream(d, chunk)
       expect((await t.engine.open(I, s, { context: ctx })).equals(d)).toBe(true)
