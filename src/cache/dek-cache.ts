@@ -105,7 +105,12 @@ export class LruDekCache implements DekCache {
               this.#retire(e)
             },
           })
-    this.#timer = setInterval(() => this.sweep(), positive(options.sweepIntervalMs, 'sweepIntervalMs', 1000))
+    this.#timer = setInterval(
+      () => {
+        this.sweep()
+      },
+      positive(options.sweepIntervalMs, 'sweepIntervalMs', 1000),
+    )
     this.#timer.unref()
   }
 
@@ -280,7 +285,12 @@ export class LruDekCache implements DekCache {
   }
 
   #uncached(m: CachedDek): DataKeyLease {
-    return { ...m, release: () => m.dek.zeroize() }
+    return {
+      ...m,
+      release: () => {
+        m.dek.zeroize()
+      },
+    }
   }
 }
 

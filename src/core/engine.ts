@@ -938,7 +938,9 @@ export class EnvelopeEngine {
             for (const b of out) this.push(b)
             cb()
           },
-          (err: unknown) => cb(fail(err)),
+          (err: unknown) => {
+            cb(fail(err))
+          },
         )
       },
       flush(cb) {
@@ -950,7 +952,9 @@ export class EnvelopeEngine {
             for (const b of out) this.push(b)
             cb()
           },
-          (err: unknown) => cb(fail(err)),
+          (err: unknown) => {
+            cb(fail(err))
+          },
         )
       },
       destroy(err, cb) {
@@ -969,32 +973,36 @@ export class EnvelopeEngine {
     let dec: MessageDecryptor | undefined
     let keyed: Promise<void> | undefined
     const fail = (err: unknown): EngineError => toEngineError(err, 'openStream')
-    const engine = this
-    return new Transform({
-      transform(chunk: Buffer, _encoding, cb) {
+    const stream: Transform = new Transform({
+      transform: (chunk: Buffer, _encoding, cb) => {
         try {
-          if (engine.#closed) throw new EngineError('ENGINE_CLOSED', 'openStream: the engine is closed')
+          if (this.#closed) throw new EngineError('ENGINE_CLOSED', 'openStream: the engine is closed')
           const opts = optionsObject(options)
           dec ??= new MessageDecryptor(openLimits(opts, Number.POSITIVE_INFINITY))
           const d = dec
           const out: Buffer[] = []
           d.push(chunk, out)
           const header = d.readHeader()
-          if (header === undefined) return cb()
-          keyed ??= engine.#openHeader(instance, d, header, opts)
+          if (header === undefined) {
+            cb()
+            return
+          }
+          keyed ??= this.#openHeader(instance, d, header, opts)
           keyed.then(
             () => {
               d.push(Buffer.alloc(0), out)
-              for (const b of out) this.push(b)
+              for (const b of out) stream.push(b)
               cb()
             },
-            (err: unknown) => cb(fail(err)),
+            (err: unknown) => {
+              cb(fail(err))
+            },
           )
         } catch (err) {
           cb(fail(err))
         }
       },
-      flush(cb) {
+      flush: (cb) => {
         try {
           if (dec === undefined) throw new EngineError('MESSAGE_INVALID', 'message: is empty')
           dec.end()
@@ -1003,11 +1011,12 @@ export class EnvelopeEngine {
           cb(fail(err))
         }
       },
-      destroy(err, cb) {
+      destroy: (err, cb) => {
         dec?.destroy()
         cb(err === null ? null : fail(err))
       },
     })
+    return stream
   }
 
   /** The DEK (fresh or cached) and its wrapped form for one message. */
@@ -1026,7 +1035,12 @@ export class EnvelopeEngine {
     const cache = this.#dekCache
     if (cache === undefined || bytes === undefined) {
       const m = await fresh()
-      return { ...m, release: () => m.dek.zeroize() }
+      return {
+        ...m,
+        release: () => {
+          m.dek.zeroize()
+        },
+      }
     }
     if (!Number.isSafeInteger(bytes) || bytes < 0)
       throw invalidField('plaintextLength', 'must be a non-negative integer')

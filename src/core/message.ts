@@ -340,7 +340,10 @@ export class MessageDecryptor {
     }
     const w = pre.readUInt16BE(38)
     if (w === 0 || w > MAX_CIPHERTEXT_BYTES) throw invalid('wrapped DEK length is out of range')
-    if (this.#bufBytes < FIXED_PREFIX + w + 2) return this.#checkHeaderBound(FIXED_PREFIX + w + 2)
+    if (this.#bufBytes < FIXED_PREFIX + w + 2) {
+      this.#checkHeaderBound(FIXED_PREFIX + w + 2)
+      return
+    }
     const c = this.#peek(FIXED_PREFIX + w + 2).readUInt16BE(FIXED_PREFIX + w)
     const total = FIXED_PREFIX + w + 2 + c + COMMITMENT_BYTES + TAG_BYTES
     if (total > this.#limits.maxHeaderBytes) {

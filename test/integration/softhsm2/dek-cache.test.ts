@@ -13,9 +13,7 @@ import { expectCode } from '../../helpers/expect-code.js'
 const I = 'cache'
 const zeroed = (b: Buffer): boolean => b.every((x) => x === 0)
 
-async function setup(
-  options: DekCacheOptions = {},
-): Promise<{
+async function setup(options: DekCacheOptions = {}): Promise<{
   engine: EnvelopeEngine
   c: Counted
   clock: ManualClock
