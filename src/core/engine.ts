@@ -130,6 +130,12 @@ export interface EngineOptions {
    * `createDekCache()` from `envelope-kms/cache` is the lru-cache implementation.
    */
   readonly dekCache?: DekCache
+  /**
+   * AES-GCM operations allowed per root-key version (default 2^32, NIST SP 800-38D §8.3 for random 96-bit
+   * IVs), reserved from the catalog `block` at a time (default 65,536; a process that stops forfeits the
+   * rest of its block, which only errs on the safe side).
+   */
+  readonly usage?: { readonly limit?: number; readonly block?: number }
 }
 
 /** Options of {@link EnvelopeEngine.seal} and {@link EnvelopeEngine.sealStream}. */
@@ -305,6 +311,10 @@ export class EnvelopeEngine {
   readonly #graceMs: number
   readonly #ownsDeps: boolean
   readonly #dekCache: DekCache | undefined
+  readonly #usageLimit: number
+  readonly #usageBlock: number
+  readonly #usage = new Map<string, { remaining: number; used: number }>()
+  readonly #usageInflight = new Map<string, Promise<void>>()
   readonly #cache = new Map<string, CachedKey>()
   readonly #aliasCache = new Map<string, { id: string; expires: number }>()
   readonly #locks = new Map<string, Promise<unknown>>()
@@ -323,6 +333,14 @@ export class EnvelopeEngine {
     this.#graceMs = options.reconcileGraceMs ?? 60_000
     this.#ownsDeps = options.ownsDependencies ?? true
     this.#dekCache = options.dekCache
+    this.#usageLimit = options.usage?.limit ?? 2 ** 32
+    this.#usageBlock = options.usage?.block ?? 65_536
+    if (!(this.#usageLimit >= 1) || !Number.isSafeInteger(this.#usageLimit)) {
+      throw new EngineError('CONFIG_INVALID', 'usage.limit: must be a positive integer')
+    }
+    if (!(this.#usageBlock >= 1) || !Number.isSafeInteger(this.#usageBlock)) {
+      throw new EngineError('CONFIG_INVALID', 'usage.block: must be a positive integer')
+    }
     this.#lastChange = this.#store.changeCounter?.()
   }
 
@@ -1156,6 +1174,30 @@ export class EnvelopeEngine {
     })
   }
 
+  /**
+   * AES-GCM usage of each root-key version: reserved in the catalog (all processes) and used by this process.
+   * @throws EngineError KEY_NOT_FOUND_ERR, KEY_ROOT_REQ_ERR
+   */
+  async usage(
+    instance: string,
+    idOrAlias: string,
+  ): Promise<{ limit: number; versions: { number: number; reserved: number; usedByThisProcess: number }[] }> {
+    return this.#guard('usage', async () => {
+      const k = await this.#resolve(instance, idOrAlias, true)
+      if (k.record.extractable)
+        throw new EngineError('KEY_ROOT_REQ_ERR', 'key: usage is counted for root keys')
+      const versions = []
+      for (const v of [...k.versions.values()].sort((a, b) => a.version - b.version)) {
+        versions.push({
+          number: v.version,
+          reserved: await this.#store.usageReserved(instance, v.keyId, v.version),
+          usedByThisProcess: this.#usage.get(`${instance}\u0000${v.keyId}\u0000${v.version}`)?.used ?? 0,
+        })
+      }
+      return { limit: this.#usageLimit, versions }
+    })
+  }
+
   /** Provider liveness. */
   async health(): Promise<{ ok: boolean; provider: string; detail: string }> {
     if (this.#closed) return { ok: false, provider: this.#provider.name, detail: 'engine closed' }
@@ -1371,9 +1413,56 @@ export class EnvelopeEngine {
   ): Promise<string> {
     this.#checkAborted(opts.signal)
     const len = dek.length
-    return this.#provider
-      .encrypt(v.providerRef, dek, hsmAad(v, len, instance, aad), opts)
-      .then((sealed) => encodeSealed(v, len, sealed))
+    return this.#encrypt(instance, v, dek, hsmAad(v, len, instance, aad), opts).then((sealed) =>
+      encodeSealed(v, len, sealed),
+    )
+  }
+
+  /**
+   * Every AES-GCM encryption under a root-key version goes through here: it counts the invocation against
+   * the version's limit (NIST SP 800-38D §8.3: 2^32 with random 96-bit IVs). Invocations are reserved from
+   * the catalog in blocks, so that processes sharing the catalog never exceed the limit together.
+   */
+  #encrypt(
+    instance: string,
+    v: VersionEntry,
+    dek: SecretBytes,
+    aad: Buffer,
+    opts: CallOptions = {},
+  ): Promise<GcmSealed> {
+    const key = `${instance}\u0000${v.keyId}\u0000${v.version}`
+    const u = this.#usage.get(key)
+    if (u !== undefined && u.remaining > 0) {
+      u.remaining--
+      u.used++
+      return this.#provider.encrypt(v.providerRef, dek, aad, opts)
+    }
+    return this.#reserveUsage(instance, v, key).then(() => this.#encrypt(instance, v, dek, aad, opts))
+  }
+
+  #reserveUsage(instance: string, v: VersionEntry, key: string): Promise<void> {
+    const inflight = this.#usageInflight.get(key)
+    if (inflight !== undefined) return inflight
+    const p = (async () => {
+      const granted = await this.#storeCall(() =>
+        this.#store.reserveUsage(instance, v.keyId, v.version, this.#usageBlock, this.#usageLimit),
+      )
+      if (granted === 0) {
+        throw new EngineError(
+          'KEY_USAGE_LIMIT_ERR',
+          `key: version ${v.version} reached its limit of ${this.#usageLimit} AES-GCM operations; rotate the key`,
+        )
+      }
+      const u = this.#usage.get(key) ?? { remaining: 0, used: 0 }
+      u.remaining += granted
+      this.#usage.set(key, u)
+    })()
+    this.#usageInflight.set(key, p)
+    p.then(
+      () => this.#usageInflight.delete(key),
+      () => this.#usageInflight.delete(key),
+    )
+    return p
   }
 
   /** Decrypts a parsed ciphertext of version `v` in the HSM (no async frame of its own). */
@@ -1398,7 +1487,7 @@ export class EnvelopeEngine {
     const probe = SecretBytes.adopt(Buffer.alloc(16))
     try {
       const aad = Buffer.from('envelope-kms/material-check/v1', 'ascii')
-      const sealed = await this.#provider.encrypt(currentVersion(k).providerRef, probe, aad)
+      const sealed = await this.#encrypt(k.record.instance, currentVersion(k), probe, aad)
       const alg = `aes-${material.length * 8}-gcm` as 'aes-256-gcm'
       const d = createDecipheriv(alg, material.bytes, sealed.iv, { authTagLength: 16 })
       d.setAAD(aad)

@@ -179,6 +179,19 @@ export interface MetadataStore {
    * clears the pending row. Returns false when another writer got there first.
    */
   insertVersion(v: KeyVersionRecord, patch: KeyPatch): Promise<boolean>
+  /**
+   * Reserves up to `block` more AES-GCM invocations of a root-key version, never beyond `limit` in all,
+   * atomically across processes. Returns how many were granted (0 once the limit is reached).
+   */
+  reserveUsage(
+    instance: string,
+    keyId: string,
+    version: number,
+    block: number,
+    limit: number,
+  ): Promise<number>
+  /** Invocations reserved so far for a version (0 when the version does not exist). */
+  usageReserved(instance: string, keyId: string, version: number): Promise<number>
   /** Adopts a version found in the provider (reconciliation); does not change the current version. */
   adoptVersion(v: KeyVersionRecord): Promise<void>
   /** Applies `patch` if the key's state is still `expectState`. Returns false otherwise. */

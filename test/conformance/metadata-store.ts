@@ -182,5 +182,21 @@ export function runMetadataStoreConformance(name: string, open: () => Promise<Me
       await s.removePending('pend', k.id, 9)
       expect((await s.listPending()).some((p) => p.keyId === k.id)).toBe(false)
     })
+
+    it('reserveUsage grants blocks up to the limit, atomically, per version', async () => {
+      const k = keyRecord('usage')
+      await s.insertKey(k, versionOf(k), [])
+      expect(await s.reserveUsage('usage', k.id, 1, 4, 10)).toBe(4)
+      expect(await s.reserveUsage('usage', k.id, 1, 4, 10)).toBe(4)
+      expect(await s.reserveUsage('usage', k.id, 1, 4, 10)).toBe(2)
+      expect(await s.reserveUsage('usage', k.id, 1, 4, 10)).toBe(0)
+      expect(await s.usageReserved('usage', k.id, 1)).toBe(10)
+      expect(await s.reserveUsage('usage', k.id, 2, 4, 10)).toBe(0) // no such version
+      expect(await s.reserveUsage('other', k.id, 1, 4, 10)).toBe(0) // another instance
+      const grants = await Promise.all(
+        Array.from({ length: 20 }, () => s.reserveUsage('usage', k.id, 1, 1, 10)),
+      )
+      expect(grants.every((g) => g === 0)).toBe(true)
+    })
   })
 }

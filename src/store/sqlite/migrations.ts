@@ -79,4 +79,8 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (instance, key_id, version)
   ) STRICT;
   `,
+  // 2: AES-GCM invocations reserved per root-key version (NIST SP 800-38D random-IV limit).
+  `
+  ALTER TABLE key_versions ADD COLUMN gcm_reserved INTEGER NOT NULL DEFAULT 0 CHECK (gcm_reserved >= 0);
+  `,
 ]

@@ -135,6 +135,8 @@ export class SqliteStore implements MetadataStore {
     aliasOwner: Statement<[string, string], string>
     aliasCount: Statement<[string, string], number>
     deleteAlias: Statement<[string, string, string]>
+    usage: Statement<[string, string, number], number>
+    setUsage: Statement<[number, string, string, number]>
   }
   #closed = false
 
@@ -197,6 +199,12 @@ export class SqliteStore implements MetadataStore {
       ).pluck(),
       deleteAlias: p<[string, string, string]>(
         'DELETE FROM aliases WHERE instance = ? AND key_id = ? AND alias = ?',
+      ),
+      usage: p<[string, string, number], number>(
+        'SELECT gcm_reserved FROM key_versions WHERE instance = ? AND key_id = ? AND version = ?',
+      ).pluck(),
+      setUsage: p<[number, string, string, number]>(
+        'UPDATE key_versions SET gcm_reserved = ? WHERE instance = ? AND key_id = ? AND version = ?',
       ),
     }
     const id = db.prepare<[], string>("SELECT v FROM catalog_meta WHERE k = 'catalog_id'").pluck().get()
@@ -339,6 +347,28 @@ export class SqliteStore implements MetadataStore {
       return true
     })
     return tx.immediate()
+  }
+
+  async reserveUsage(
+    instance: string,
+    keyId: string,
+    version: number,
+    block: number,
+    limit: number,
+  ): Promise<number> {
+    const tx = this.#db.transaction((): number => {
+      const before = this.#s.usage.get(instance, keyId, version)
+      if (before === undefined) return 0
+      const after = Math.min(limit, before + block)
+      if (after <= before) return 0
+      this.#s.setUsage.run(after, instance, keyId, version)
+      return after - before
+    })
+    return tx.immediate()
+  }
+
+  async usageReserved(instance: string, keyId: string, version: number): Promise<number> {
+    return this.#s.usage.get(instance, keyId, version) ?? 0
   }
 
   async adoptVersion(v: KeyVersionRecord): Promise<void> {

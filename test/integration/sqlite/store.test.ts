@@ -2,6 +2,7 @@ import { statSync } from 'node:fs'
 import Database from 'better-sqlite3'
 import { describe, expect, it } from 'vitest'
 import { openSqliteStore } from '../../../src/store/sqlite/index.js'
+import { MIGRATIONS } from '../../../src/store/sqlite/migrations.js'
 import { keyRecord, runMetadataStoreConformance, versionOf } from '../../conformance/metadata-store.js'
 import { tempCatalogPath } from '../../helpers/engine.js'
 import { expectCode } from '../../helpers/expect-code.js'
@@ -17,11 +18,32 @@ describe('SQLite catalog', () => {
     expect(statSync(path).mode & 0o777).toBe(0o600)
     const db = new Database(path)
     expect(db.pragma('journal_mode', { simple: true })).toBe('wal')
-    expect(db.pragma('user_version', { simple: true })).toBe(1)
+    expect(db.pragma('user_version', { simple: true })).toBe(MIGRATIONS.length)
     db.close()
     const again = await openSqliteStore({ path })
     expect(again.catalogId).toBe(id)
     await again.close()
+  })
+
+  it('migrates a version-1 catalog forward without losing keys', async () => {
+    const path = tempCatalogPath()
+    const db = new Database(path)
+    db.exec(MIGRATIONS[0] ?? '')
+    db.prepare(
+      "INSERT INTO catalog_meta (k, v) VALUES ('catalog_id', '11111111-1111-4111-8111-111111111111')",
+    ).run()
+    db.pragma('user_version = 1')
+    db.prepare('INSERT INTO instances VALUES (?, ?)').run('old', 1)
+    db.prepare(
+      "INSERT INTO keys (instance, id, name, extractable, imported, state, created_at, updated_at, state_changed_at, current_version) VALUES ('old', 'k1', 'n', 0, 0, 1, 1, 1, 1, 1)",
+    ).run()
+    db.prepare("INSERT INTO key_versions VALUES ('old', 'k1', 1, 'k1', 'ref', 1)").run()
+    db.close()
+    const s = await openSqliteStore({ path })
+    expect(s.catalogId).toBe('11111111-1111-4111-8111-111111111111')
+    expect((await s.getKey('old', 'k1'))?.name).toBe('n')
+    expect(await s.usageReserved('old', 'k1', 1)).toBe(0)
+    await s.close()
   })
 
   it('refuses a catalog whose schema is newer than this build with STORE_ERROR', async () => {
