@@ -73,7 +73,7 @@ describe('usage accounting', () => {
     expect(
       results
         .filter((r) => r.status === 'rejected')
-        .every((r) => (r as PromiseRejectedResult).reason.code === 'KEY_USAGE_LIMIT_ERR'),
+        .every((r) => (r).reason.code === 'KEY_USAGE_LIMIT_ERR'),
     ).toBe(true)
     await t.engine.close()
   })
