@@ -7,8 +7,8 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { SecretBytes, parseCiphertext } from '../../../src/index.js'
-import { newKeyRecord } from '../../../src/core/key-record.js'
+import { parseCiphertext } from '../../../src/index.js'
+import { importKatKey } from '../../helpers/kat.js'
 import { expectCode } from '../../helpers/expect-code.js'
 import { openTestEngine, type TestEngine } from '../../helpers/engine.js'
 import { open, type KatFile } from '../../vectors/ciphertext-v1-reference.js'
@@ -20,52 +20,9 @@ let t: TestEngine
 
 beforeAll(async () => {
   t = await openTestEngine()
-  const now = t.clock.now()
   for (const key of kat.keys) {
     const instances = [...new Set(kat.cases.filter((c) => c.keyId === key.keyId).map((c) => c.instance))]
-    for (const instance of instances) {
-      const versions = Object.keys(key.versions)
-        .map(Number)
-        .sort((a, b) => a - b)
-      const refs: string[] = []
-      for (const v of versions) {
-        refs.push(
-          await t.provider.createVersion({
-            catalogId: t.store.catalogId,
-            keyId: key.keyId,
-            version: v,
-            material: SecretBytes.copyOf(Buffer.from(key.versions[String(v)] ?? '', 'hex')),
-          }),
-        )
-      }
-      const record = newKeyRecord(instance, key.keyId, 'kat', now, { imported: true })
-      await t.store.insertKey(
-        record,
-        {
-          instance,
-          keyId: key.keyId,
-          version: 1,
-          versionId: key.keyId,
-          providerRef: refs[0] ?? '',
-          createdAt: now,
-        },
-        [],
-      )
-      for (let i = 1; i < versions.length; i++) {
-        const ok = await t.store.insertVersion(
-          {
-            instance,
-            keyId: key.keyId,
-            version: versions[i] ?? 0,
-            versionId: `00000000-0000-4000-8000-00000000000${i}`,
-            providerRef: refs[i] ?? '',
-            createdAt: now,
-          },
-          { updatedAt: now, lastRotatedAt: now },
-        )
-        expect(ok).toBe(true)
-      }
-    }
+    for (const instance of instances) await importKatKey(t, key, instance)
   }
 })
 afterAll(async () => {

@@ -71,9 +71,7 @@ describe('usage accounting', () => {
     const results = await Promise.allSettled(Array.from({ length: 150 }, () => t.engine.wrap('u', key.id)))
     expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(100)
     expect(
-      results
-        .filter((r) => r.status === 'rejected')
-        .every((r) => (r).reason.code === 'KEY_USAGE_LIMIT_ERR'),
+      results.filter((r) => r.status === 'rejected').every((r) => r.reason.code === 'KEY_USAGE_LIMIT_ERR'),
     ).toBe(true)
     await t.engine.close()
   })

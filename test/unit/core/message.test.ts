@@ -1,0 +1,89 @@
+import fc from 'fast-check'
+import { describe, expect, it } from 'vitest'
+import {
+  decodeContext,
+  encodeContext,
+  MessageDecryptor,
+  MessageEncryptor,
+} from '../../../src/core/message.js'
+import { EngineError, SecretBytes } from '../../../src/index.js'
+import { expectCodeSync } from '../../helpers/expect-code.js'
+
+const limits = {
+  maxHeaderBytes: 64 * 1024,
+  maxFrameSize: 16 * 1024 * 1024,
+  maxBodySize: Number.POSITIVE_INFINITY,
+}
+
+describe('encryption context encoding', () => {
+  it('is canonical (order-independent) and round-trips', () => {
+    const a = encodeContext({ b: '2', a: '1', ä: 'x' })
+    const b = encodeContext({ ä: 'x', a: '1', b: '2' })
+    expect(a.equals(b)).toBe(true)
+    expect(decodeContext(a)).toEqual({ a: '1', b: '2', ä: 'x' })
+    expect(encodeContext(undefined).equals(encodeContext({}))).toBe(true)
+  })
+
+  it('refuses bad contexts with INVALID_FIELD_ERR and non-canonical bytes with MESSAGE_INVALID', () => {
+    for (const bad of [
+      null,
+      'x',
+      [],
+      { a: 1 },
+      { '': 'empty key' },
+      Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, 'v'])),
+    ]) {
+      expectCodeSync(() => encodeContext(bad), 'INVALID_FIELD_ERR')
+    }
+    const unsorted = Buffer.from([0, 2, 0, 1, 0x62, 0, 0, 0, 1, 0x61, 0, 0])
+    expectCodeSync(() => decodeContext(unsorted), 'MESSAGE_INVALID')
+    expectCodeSync(() => decodeContext(Buffer.from([0, 1, 0, 5, 0x61])), 'MESSAGE_INVALID')
+  })
+})
+
+describe('message decryptor', () => {
+  it('fuzz: arbitrary bytes yield no header, or fail with an EngineError', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 400 }), (bytes) => {
+        const d = new MessageDecryptor(limits)
+        try {
+          d.push(Buffer.from(bytes), [])
+          d.readHeader()
+          d.end()
+        } catch (err) {
+          expect(err).toBeInstanceOf(EngineError)
+        }
+      }),
+      { numRuns: 20_000 },
+    )
+  })
+
+  it('fuzz: mutations of a real message fail typed, or leave the plaintext unchanged', () => {
+    const dek = SecretBytes.copyOf(Buffer.alloc(32, 5))
+    const enc = new MessageEncryptor({ dek, wrapped: Buffer.alloc(86, 1) }, encodeContext({ a: 'b' }), 16)
+    const out: Buffer[] = [enc.header]
+    const plain = Buffer.from('0123456789abcdef0123456789abcdef0123')
+    enc.push(plain, out)
+    enc.finish(out)
+    const msg = Buffer.concat(out)
+    fc.assert(
+      fc.property(fc.nat(msg.length - 1), fc.integer({ min: 1, max: 255 }), (pos, x) => {
+        const m = Buffer.from(msg)
+        m[pos] = (m[pos] as number) ^ x
+        const d = new MessageDecryptor(limits)
+        const got: Buffer[] = []
+        try {
+          d.push(m, got)
+          if (d.readHeader() === undefined) d.end() // a length field grew: the header is now "truncated"
+          d.useDek(dek.bytes)
+          d.push(Buffer.alloc(0), got)
+          d.end()
+          expect(Buffer.concat(got).equals(plain)).toBe(true) // a flip that still authenticates cannot exist
+        } catch (err) {
+          expect(err).toBeInstanceOf(EngineError)
+        }
+      }),
+      { numRuns: 5_000 },
+    )
+  })
+})

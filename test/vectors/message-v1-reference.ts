@@ -1,0 +1,127 @@
+/**
+ * A second, independent implementation of docs/message-format.md (it imports nothing from src/), used to
+ * generate the message known-answer vectors and to open what the engine seals.
+ */
+import { createCipheriv, createDecipheriv, hkdfSync } from 'node:crypto'
+
+const DOMAIN = 'envelope-kms/message/v1'
+
+export function contextBytes(ctx: Record<string, string>): Buffer {
+  const pairs = Object.entries(ctx)
+    .map(([k, v]) => [Buffer.from(k, 'utf8'), Buffer.from(v, 'utf8')] as const)
+    .sort((a, b) => Buffer.compare(a[0], b[0]))
+  const parts: Buffer[] = [u16(pairs.length)]
+  for (const [k, v] of pairs) parts.push(u16(k.length), k, u16(v.length), v)
+  return Buffer.concat(parts)
+}
+
+/** The AAD list under which the message's DEK is wrapped (ciphertext v1). */
+export function dekAad(ctx: Record<string, string>): string[] {
+  const keys = Object.keys(ctx).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)))
+  return [DOMAIN, ...keys.flatMap((k) => [k, ctx[k] ?? ''])]
+}
+
+function u16(n: number): Buffer {
+  const b = Buffer.alloc(2)
+  b.writeUInt16BE(n)
+  return b
+}
+function u32(n: number): Buffer {
+  const b = Buffer.alloc(4)
+  b.writeUInt32BE(n)
+  return b
+}
+
+function keys(dek: Buffer, messageId: Buffer): { dataKey: Buffer; commitment: Buffer } {
+  const info = (label: string): Buffer => Buffer.from(`${DOMAIN}\u0001${label}`, 'utf8')
+  return {
+    dataKey: Buffer.from(hkdfSync('sha256', dek, messageId, info('data-key'), 32)),
+    commitment: Buffer.from(hkdfSync('sha256', dek, messageId, info('commitment'), 32)),
+  }
+}
+
+function frameIv(seq: number): Buffer {
+  return Buffer.concat([Buffer.alloc(8), u32(seq)])
+}
+
+function frameAad(messageId: Buffer, seq: number, type: number, len: number): Buffer {
+  return Buffer.concat([Buffer.from(`${DOMAIN}/frame`, 'utf8'), messageId, u32(seq), Buffer.from([type]), u32(len)])
+}
+
+export interface SealInput {
+  dek: Buffer
+  wrapped: Buffer
+  context: Record<string, string>
+  messageId: Buffer
+  frameSize: number
+  plaintext: Buffer
+}
+
+export function sealRef(m: SealInput): Buffer {
+  const { dataKey, commitment } = keys(m.dek, m.messageId)
+  const ctx = contextBytes(m.context)
+  const head = Buffer.concat([
+    Buffer.from([1, 1]),
+    m.messageId,
+    u32(m.frameSize),
+    u16(m.wrapped.length),
+    m.wrapped,
+    u16(ctx.length),
+    ctx,
+    commitment,
+  ])
+  const hc = createCipheriv('aes-256-gcm', dataKey, Buffer.alloc(12))
+  hc.setAAD(head)
+  hc.final()
+  const parts: Buffer[] = [head, hc.getAuthTag()]
+  // regular frames are full; the final frame holds the rest (0..frameSize bytes)
+  let o = 0
+  let seq = 1
+  while (m.plaintext.length - o > m.frameSize) {
+    parts.push(frame(dataKey, m.messageId, seq++, 0, m.plaintext.subarray(o, o + m.frameSize)))
+    o += m.frameSize
+  }
+  parts.push(frame(dataKey, m.messageId, seq, 1, m.plaintext.subarray(o)))
+  return Buffer.concat(parts)
+}
+
+function frame(key: Buffer, messageId: Buffer, seq: number, type: number, plain: Buffer): Buffer {
+  const c = createCipheriv('aes-256-gcm', key, frameIv(seq))
+  c.setAAD(frameAad(messageId, seq, type, plain.length))
+  const enc = Buffer.concat([c.update(plain), c.final()])
+  return Buffer.concat([u32(seq), Buffer.from([type]), u32(plain.length), enc, c.getAuthTag()])
+}
+
+/** Opens a message with the DEK; throws on any mismatch. */
+export function openRef(dek: Buffer, msg: Buffer): { plaintext: Buffer; wrapped: Buffer; context: Buffer } {
+  if (msg[0] !== 1 || msg[1] !== 1) throw new Error('not a v1 message')
+  const messageId = msg.subarray(2, 34)
+  const frameSize = msg.readUInt32BE(34)
+  const w = msg.readUInt16BE(38)
+  const wrapped = msg.subarray(40, 40 + w)
+  const c = msg.readUInt16BE(40 + w)
+  const context = msg.subarray(42 + w, 42 + w + c)
+  const commitEnd = 42 + w + c + 32
+  const { dataKey, commitment } = keys(dek, messageId)
+  if (!commitment.equals(msg.subarray(42 + w + c, commitEnd))) throw new Error('commitment mismatch')
+  const hd = createDecipheriv('aes-256-gcm', dataKey, Buffer.alloc(12))
+  hd.setAAD(msg.subarray(0, commitEnd))
+  hd.setAuthTag(msg.subarray(commitEnd, commitEnd + 16))
+  hd.final()
+  let o = commitEnd + 16
+  const out: Buffer[] = []
+  for (let seq = 1; ; seq++) {
+    if (msg.readUInt32BE(o) !== seq) throw new Error('sequence')
+    const type = msg[o + 4] as number
+    const len = msg.readUInt32BE(o + 5)
+    if (type === 0 && len !== frameSize) throw new Error('regular frame length')
+    const d = createDecipheriv('aes-256-gcm', dataKey, frameIv(seq))
+    d.setAAD(frameAad(messageId, seq, type, len))
+    d.setAuthTag(msg.subarray(o + 9 + len, o + 9 + len + 16))
+    out.push(Buffer.concat([d.update(msg.subarray(o + 9, o + 9 + len)), d.final()]))
+    o += 9 + len + 16
+    if (type === 1) break
+  }
+  if (o !== msg.length) throw new Error('trailing bytes')
+  return { plaintext: Buffer.concat(out), wrapped, context }
+}
