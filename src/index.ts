@@ -20,6 +20,8 @@ export type {
   ReconcileReport,
   SealOptions,
   OpenOptions,
+  BatchOptions,
+  BatchResult,
 } from './core/engine.js'
 export { DEFAULT_FRAME_SIZE, MESSAGE_FORMAT_V1 } from './core/message.js'
 export type { EncryptionContext } from './core/message.js'
@@ -50,7 +52,9 @@ export type {
   DekCacheStats,
   DataKeyLease,
   CachedDek,
+  BatchRunner,
 } from './core/ports.js'
+export type { BatchTask, BatchItemResult, BatchVersion } from './core/batch.js'
 export { loadConfig, describeConfig } from './config.js'
 export type { EngineConfig, Pkcs11Config } from './config.js'
 export { createEngineFromConfig } from './default-engine.js'

@@ -125,6 +125,18 @@ export function decodeBase64Strict(value: string, field: string, maxBytes: numbe
 }
 
 /**
+ * Decodes a base64 ciphertext string strictly (the checks of {@link parseCiphertext}) without parsing it.
+ * @throws EngineError CIPHERTEXT_INVALID
+ */
+export function parseCiphertextBytes(input: unknown): Buffer {
+  if (typeof input !== 'string') throw invalid('must be a base64 string or bytes')
+  if (input.length === 0) throw invalid('is empty')
+  if (input.length > MAX_CIPHERTEXT_BASE64) throw invalid('is too long')
+  if (!BASE64_RE.test(input)) throw invalid('is not standard base64')
+  return Buffer.from(input, 'base64')
+}
+
+/**
  * Parses a v1 ciphertext given as bytes or base64. Never throws anything but an EngineError.
  * @throws EngineError CIPHERTEXT_INVALID for any malformed input
  */

@@ -13,11 +13,13 @@ import {
   MAX_DEK_BYTES,
   MIN_DEK_BYTES,
   parseCiphertext,
+  parseCiphertextBytes,
   sameKeyId,
   validateAad,
   type ParsedCiphertext,
 } from './ciphertext.js'
-import { EngineError, invalidField, toEngineError } from './errors.js'
+import { EngineError, ERROR_CODES, invalidField, toEngineError, type ErrorCode } from './errors.js'
+import { executeBatch, type BatchItemResult, type BatchTask, type BatchVersion } from './batch.js'
 import {
   assertActionAllowed,
   effectiveState,
@@ -26,6 +28,7 @@ import {
   type KeyStateValue,
 } from './key-state.js'
 import type {
+  BatchRunner,
   CachedDek,
   CallOptions,
   Clock,
@@ -136,7 +139,25 @@ export interface EngineOptions {
    * rest of its block, which only errs on the safe side).
    */
   readonly usage?: { readonly limit?: number; readonly block?: number }
+  /**
+   * Runs wrapMany / unwrapMany / rewrapMany off the event loop (`createWorkerPool()` from
+   * `envelope-kms/pool`); without one, batches run on the event loop, yielding between chunks.
+   */
+  readonly pool?: BatchRunner
 }
+
+/** Options of the batch operations. */
+export interface BatchOptions extends CallOptions {
+  /** AAD shared by every item of the batch. */
+  readonly aad?: readonly string[]
+  /** Called after each chunk with the number of items done and the total. */
+  readonly onProgress?: (done: number, total: number) => void
+  /** Items per task sent to a worker (default 256). */
+  readonly chunkSize?: number
+}
+
+/** One item's outcome in a batch: a failure of one item does not fail the others. */
+export type BatchResult<T> = ({ readonly ok: true } & T) | { readonly ok: false; readonly error: EngineError }
 
 /** Options of {@link EnvelopeEngine.seal} and {@link EnvelopeEngine.sealStream}. */
 export interface SealOptions extends CallOptions {
@@ -315,6 +336,7 @@ export class EnvelopeEngine {
   readonly #usageBlock: number
   readonly #usage = new Map<string, { remaining: number; used: number }>()
   readonly #usageInflight = new Map<string, Promise<void>>()
+  readonly #pool: BatchRunner | undefined
   readonly #cache = new Map<string, CachedKey>()
   readonly #aliasCache = new Map<string, { id: string; expires: number }>()
   readonly #locks = new Map<string, Promise<unknown>>()
@@ -333,6 +355,7 @@ export class EnvelopeEngine {
     this.#graceMs = options.reconcileGraceMs ?? 60_000
     this.#ownsDeps = options.ownsDependencies ?? true
     this.#dekCache = options.dekCache
+    this.#pool = options.pool
     this.#usageLimit = options.usage?.limit ?? 2 ** 32
     this.#usageBlock = options.usage?.block ?? 65_536
     if (!(this.#usageLimit >= 1) || !Number.isSafeInteger(this.#usageLimit)) {
@@ -856,6 +879,225 @@ export class EnvelopeEngine {
     return { k, from, aad, dek } // an owned copy
   }
 
+  // ---------------------------------------------------------------- batches
+
+  /**
+   * Wraps many DEKs under the key's latest version: `items` is a count of DEKs to generate, or the DEKs.
+   * Runs on the worker pool when there is one. Results come in input order; an item fails alone.
+   * @throws EngineError for the whole call: KEY_NOT_FOUND_ERR, KEY_ACTION_INVALID_STATE_ERR, ABORTED, ...
+   */
+  async wrapMany(
+    instance: string,
+    idOrAlias: string,
+    items: number | readonly Uint8Array[],
+    options: BatchOptions = {},
+  ): Promise<
+    BatchResult<{ ciphertext: string; keyVersion: KeyVersionInfo; plaintext: Buffer | undefined }>[]
+  > {
+    return this.#guard('wrapMany', async () => {
+      let inputs: (Uint8Array | EngineError)[]
+      if (typeof items === 'number') {
+        if (!Number.isInteger(items) || items < 0 || items > 10_000_000)
+          throw invalidField('items', 'must be a count 0-10,000,000')
+        inputs = Array.from({ length: items }, () => new Uint8Array(0))
+      } else if (Array.isArray(items)) {
+        inputs = items.map((d: unknown) =>
+          d instanceof Uint8Array && d.length >= MIN_DEK_BYTES && d.length <= MAX_DEK_BYTES
+            ? d
+            : invalidField('plaintext', `must be ${MIN_DEK_BYTES}-${MAX_DEK_BYTES} bytes`),
+        )
+      } else {
+        throw invalidField('items', 'must be a count or an array of DEKs')
+      }
+      const { results, k } = await this.#runBatch('wrap', instance, idOrAlias, inputs, options)
+      const latest = versionInfo(currentVersion(k))
+      return results.map((r) =>
+        r.ok
+          ? {
+              ok: true as const,
+              ciphertext: Buffer.from(r.ciphertext ?? new Uint8Array(0)).toString('base64'),
+              keyVersion: latest,
+              plaintext:
+                r.plaintext === undefined
+                  ? undefined
+                  : Buffer.from(r.plaintext.buffer, r.plaintext.byteOffset, r.plaintext.byteLength),
+            }
+          : { ok: false as const, error: batchError(r) },
+      )
+    })
+  }
+
+  /**
+   * Unwraps many ciphertexts of one key; those under older versions also come back rewrapped.
+   * @throws EngineError for the whole call (key, state, abort); per-item errors are in the results
+   */
+  async unwrapMany(
+    instance: string,
+    idOrAlias: string,
+    ciphertexts: readonly (string | Uint8Array)[],
+    options: BatchOptions = {},
+  ): Promise<
+    BatchResult<{
+      plaintext: Buffer
+      keyVersion: KeyVersionInfo
+      rewrapped: { ciphertext: string; keyVersion: KeyVersionInfo } | undefined
+    }>[]
+  > {
+    return this.#guard('unwrapMany', async () => {
+      const { results, k } = await this.#runBatch(
+        'unwrap',
+        instance,
+        idOrAlias,
+        ciphertextInputs(ciphertexts),
+        options,
+      )
+      const latest = currentVersion(k)
+      return results.map((r) => {
+        if (!r.ok) return { ok: false as const, error: batchError(r) }
+        const p = r.plaintext ?? new Uint8Array(0)
+        return {
+          ok: true as const,
+          plaintext: Buffer.from(p.buffer, p.byteOffset, p.byteLength),
+          keyVersion: versionInfo(k.versions.get(r.fromVersion ?? 0) ?? latest),
+          rewrapped:
+            r.ciphertext === undefined
+              ? undefined
+              : { ciphertext: Buffer.from(r.ciphertext).toString('base64'), keyVersion: versionInfo(latest) },
+        }
+      })
+    })
+  }
+
+  /**
+   * Re-wraps many ciphertexts of one key under its latest version (after a rotation, for a migration).
+   * @throws EngineError for the whole call (key, state, abort); per-item errors are in the results
+   * @example
+   * const results = await engine.rewrapMany('acme', keyId, ciphertexts, { onProgress: (done, total) => bar.update(done / total) })
+   */
+  async rewrapMany(
+    instance: string,
+    idOrAlias: string,
+    ciphertexts: readonly (string | Uint8Array)[],
+    options: BatchOptions = {},
+  ): Promise<
+    BatchResult<{ ciphertext: string; keyVersion: KeyVersionInfo; rewrappedKeyVersion: KeyVersionInfo }>[]
+  > {
+    return this.#guard('rewrapMany', async () => {
+      const { results, k } = await this.#runBatch(
+        'rewrap',
+        instance,
+        idOrAlias,
+        ciphertextInputs(ciphertexts),
+        options,
+      )
+      const latest = currentVersion(k)
+      return results.map((r) =>
+        r.ok
+          ? {
+              ok: true as const,
+              ciphertext: Buffer.from(r.ciphertext ?? new Uint8Array(0)).toString('base64'),
+              keyVersion: versionInfo(k.versions.get(r.fromVersion ?? 0) ?? latest),
+              rewrappedKeyVersion: versionInfo(latest),
+            }
+          : { ok: false as const, error: batchError(r) },
+      )
+    })
+  }
+
+  /** Splits a batch into chunks, accounts their AES-GCM usage, and runs them on the pool (or inline). */
+  async #runBatch(
+    op: BatchTask['op'],
+    instance: string,
+    idOrAlias: string,
+    inputs: readonly (Uint8Array | EngineError)[],
+    options: BatchOptions,
+  ): Promise<{ results: BatchItemResult[]; k: CachedKey }> {
+    options = optionsObject(options)
+    const aad = validateAad(options.aad)
+    const chunkSize = options.chunkSize ?? 256
+    if (!Number.isInteger(chunkSize) || chunkSize < 1 || chunkSize > 100_000)
+      throw invalidField('chunkSize', 'must be an integer 1-100,000')
+    const k = await this.#resolve(instance, idOrAlias, true)
+    this.#assert(op, k.record)
+    const latest = currentVersion(k)
+    const toBatch = (v: VersionEntry): BatchVersion => ({
+      number: v.version,
+      ref: v.providerRef,
+      header: v.header,
+    })
+    const versions = [...k.versions.values()].map(toBatch)
+    const results: (BatchItemResult | undefined)[] = inputs.map((x) =>
+      x instanceof EngineError ? { ok: false, code: x.code, message: x.message } : undefined,
+    )
+    const indices = inputs.flatMap((x, i) => (x instanceof EngineError ? [] : [i]))
+    const chunks: number[][] = []
+    for (let i = 0; i < indices.length; i += chunkSize) chunks.push(indices.slice(i, i + chunkSize))
+    const runner: BatchRunner = this.#pool ?? {
+      threads: 1,
+      run: async (task) => {
+        await new Promise((r) => setImmediate(r)) // yield to the event loop between inline chunks
+        return executeBatch(this.#provider, task)
+      },
+      close: async () => undefined,
+    }
+    let done = inputs.length - indices.length
+    const total = inputs.length
+    const runChunk = async (chunk: number[]): Promise<void> => {
+      const items = chunk.map((i) => inputs[i] as Uint8Array)
+      const fail = (code: ErrorCode, message: string): void => {
+        for (const i of chunk) results[i] = { ok: false, code, message }
+      }
+      try {
+        this.#checkAborted(options.signal)
+        await this.#takeUsage(instance, latest, encryptionsNeeded(op, items, latest.version))
+        const task: BatchTask = { op, instance, aad, versions, latest: toBatch(latest), items }
+        let out: BatchItemResult[]
+        try {
+          out = await runner.run(task, options.signal)
+        } catch (err) {
+          if (!(err instanceof EngineError) || err.code !== 'POOL_WORKER_FAILED') throw err
+          out = await runner.run(task, options.signal) // once more: the pool replaced the worker
+        }
+        out.forEach((r, j) => (results[chunk[j] as number] = r))
+      } catch (err) {
+        const e = toEngineError(err, `${op}Many`)
+        if (e.code === 'ABORTED' || e.code === 'ENGINE_CLOSED') throw e
+        fail(e.code, e.message)
+      }
+      done += chunk.length
+      try {
+        options.onProgress?.(done, total)
+      } catch {
+        /* a failing progress callback does not fail the batch */
+      }
+    }
+    const lanes = Math.max(1, runner.threads * 2)
+    let next = 0
+    await Promise.all(
+      Array.from({ length: Math.min(lanes, chunks.length) }, async () => {
+        while (next < chunks.length) await runChunk(chunks[next++] as number[])
+      }),
+    )
+    return {
+      results: results.map((r) => r ?? { ok: false, code: 'INTERNAL_ERROR', message: 'batch: item not run' }),
+      k,
+    }
+  }
+
+  /** Takes `n` AES-GCM invocations of version `v` from this process's reservation (reserving more as needed). */
+  async #takeUsage(instance: string, v: VersionEntry, n: number): Promise<void> {
+    const key = `${instance}\u0000${v.keyId}\u0000${v.version}`
+    for (;;) {
+      const u = this.#usage.get(key)
+      if (u !== undefined && u.remaining >= n) {
+        u.remaining -= n
+        u.used += n
+        return
+      }
+      await this.#reserveUsage(instance, v, key)
+    }
+  }
+
   // ---------------------------------------------------------------- envelope encryption of data
 
   /**
@@ -1212,6 +1454,7 @@ export class EnvelopeEngine {
     this.#cache.clear()
     this.#aliasCache.clear()
     this.#dekCache?.close()
+    await this.#pool?.close() // before the provider: workers share the process's PKCS#11 library
     if (this.#ownsDeps) {
       await this.#provider.close()
       await this.#store.close()
@@ -1715,6 +1958,34 @@ function versionOf(k: CachedKey, parsed: ParsedCiphertext): VersionEntry {
 /** The HSM AAD for a DEK of `dekLength` bytes under version `v`, using the cached prefix when it fits. */
 function hsmAad(v: VersionEntry, dekLength: number, instance: string, aad: readonly string[]): Buffer {
   return appendAad(dekLength === 32 ? v.aadPrefix32 : hsmAadPrefix(v.header, dekLength, instance), aad)
+}
+
+/** Converts batch ciphertext inputs to bytes; malformed base64 fails per item, like unwrap does. */
+function ciphertextInputs(ciphertexts: readonly (string | Uint8Array)[]): (Uint8Array | EngineError)[] {
+  if (!Array.isArray(ciphertexts)) throw invalidField('ciphertexts', 'must be an array')
+  return ciphertexts.map((c: unknown) => {
+    try {
+      if (c instanceof Uint8Array) return c
+      return parseCiphertextBytes(c)
+    } catch (err) {
+      return toEngineError(err, 'ciphertext')
+    }
+  })
+}
+
+/** AES-GCM encryptions a batch chunk will make: every item, except unwraps already at the latest version. */
+function encryptionsNeeded(op: BatchTask['op'], items: readonly Uint8Array[], latest: number): number {
+  if (op !== 'unwrap') return items.length
+  let n = 0
+  for (const b of items) {
+    if (b.length < 22 || Buffer.from(b.buffer, b.byteOffset, b.byteLength).readUInt32BE(18) !== latest) n++
+  }
+  return n
+}
+
+function batchError(r: { code: string; message: string }): EngineError {
+  const code = (ERROR_CODES as readonly string[]).includes(r.code) ? (r.code as ErrorCode) : 'INTERNAL_ERROR'
+  return new EngineError(code, r.message)
 }
 
 /** Open bounds from options, validated. */

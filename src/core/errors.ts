@@ -60,6 +60,10 @@ export const ERROR_CODES = [
   'PROVIDER_ERROR',
   /** The provider cannot do what was asked (mechanism or feature not supported by the device/profile). */
   'PROVIDER_UNSUPPORTED',
+  /** The worker pool's queue is full; retry later or lower the load. */
+  'POOL_SATURATED',
+  /** A worker thread failed while running a task (it is replaced); retryable. */
+  'POOL_WORKER_FAILED',
   /** The metadata store (catalog) failed. */
   'STORE_ERROR',
   /** The configuration is invalid. */
@@ -88,7 +92,12 @@ export interface EngineErrorOptions {
   readonly target?: ErrorTarget
 }
 
-const RETRYABLE_BY_DEFAULT: ReadonlySet<ErrorCode> = new Set(['PROVIDER_UNAVAILABLE', 'STORE_ERROR'])
+const RETRYABLE_BY_DEFAULT: ReadonlySet<ErrorCode> = new Set([
+  'PROVIDER_UNAVAILABLE',
+  'STORE_ERROR',
+  'POOL_SATURATED',
+  'POOL_WORKER_FAILED',
+])
 
 /**
  * The one error class the engine throws. Messages start with the thing at fault and never carry key

@@ -4,6 +4,7 @@
  */
 import type { KeyStateValue } from './key-state.js'
 import type { SecretBytes } from './secret-bytes.js'
+import type { BatchItemResult, BatchTask } from './batch.js'
 
 /** Per-call options every provider honours. */
 export interface CallOptions {
@@ -267,4 +268,18 @@ export interface DekCache {
   invalidateKey(instance: string, keyId: string): void
   stats(): DekCacheStats
   close(): void
+}
+
+/**
+ * Runs batches off the event loop (src/pool: piscina worker threads, each with its own PKCS#11 sessions).
+ * Without one, the engine runs batches on the event loop, yielding between chunks.
+ */
+export interface BatchRunner {
+  /** Worker threads. */
+  readonly threads: number
+  /**
+   * @throws EngineError POOL_SATURATED (queue full), POOL_WORKER_FAILED (retryable), ABORTED, PROVIDER_UNAVAILABLE
+   */
+  run(task: BatchTask, signal?: AbortSignal): Promise<BatchItemResult[]>
+  close(): Promise<void>
 }

@@ -1,0 +1,125 @@
+/**
+ * Batch wrap / unwrap / rewrap of many DEKs under one key: the part that needs only a provider, so that it
+ * runs the same on the event loop or in a worker thread (src/pool). The engine resolves the key, checks its
+ * state and counts AES-GCM usage before a batch; a batch never touches the catalog.
+ */
+import { EngineError, isEngineError } from './errors.js'
+import {
+  appendAad,
+  encodeGcmCiphertext,
+  hsmAadPrefix,
+  parseCiphertext,
+  sameKeyId,
+  type ParsedCiphertext,
+} from './ciphertext.js'
+import type { RootKeyProvider } from './ports.js'
+import { SecretBytes } from './secret-bytes.js'
+
+/** A root-key version as a batch needs it (plain data: it crosses thread boundaries). */
+export interface BatchVersion {
+  readonly number: number
+  readonly ref: string
+  /** The 22 ciphertext header bytes of this version. */
+  readonly header: Uint8Array
+}
+
+/** One batch. `items` are ciphertexts (unwrap, rewrap) or DEKs to wrap, as bytes. */
+export interface BatchTask {
+  readonly op: 'wrap' | 'unwrap' | 'rewrap'
+  readonly instance: string
+  readonly aad: readonly string[]
+  /** Versions the ciphertexts may name (unwrap, rewrap). */
+  readonly versions: readonly BatchVersion[]
+  /** The version new ciphertexts are made under (wrap, rewrap, and unwrap of older versions). */
+  readonly latest: BatchVersion
+  readonly items: readonly Uint8Array[]
+}
+
+/** Per-item outcome. Errors are per item: one bad ciphertext does not fail its batch. */
+export type BatchItemResult =
+  | {
+      readonly ok: true
+      /** unwrap: the DEK; wrap: the DEK when generated (item was empty). */
+      readonly plaintext?: Uint8Array
+      /** wrap, rewrap, and unwrap of an older version: ciphertext v1 under `latest`. */
+      readonly ciphertext?: Uint8Array
+      /** The version that wrapped the input (unwrap, rewrap). */
+      readonly fromVersion?: number
+    }
+  | { readonly ok: false; readonly code: string; readonly message: string }
+
+/**
+ * Runs a batch against `provider`. An empty item in a wrap batch means "generate a 32-byte DEK".
+ * Never throws for a per-item failure; throws (typed) only when the provider itself is unusable.
+ */
+export async function executeBatch(provider: RootKeyProvider, task: BatchTask): Promise<BatchItemResult[]> {
+  const latestHeader = Buffer.from(task.latest.header)
+  const byNumber = new Map(task.versions.map((v) => [v.number, v]))
+  const prefixes = new Map<string, Buffer>()
+  const aadFor = (header: Buffer, dekLength: number): Buffer => {
+    const k = `${header.toString('hex')}/${dekLength}`
+    let p = prefixes.get(k)
+    if (p === undefined) {
+      p = hsmAadPrefix(header, dekLength, task.instance)
+      prefixes.set(k, p)
+    }
+    return appendAad(p, task.aad)
+  }
+  const seal = async (dek: SecretBytes): Promise<Uint8Array> => {
+    const sealed = await provider.encrypt(task.latest.ref, dek, aadFor(latestHeader, dek.length))
+    if (sealed.encrypted.length !== dek.length || sealed.tag.length !== 16 || sealed.iv.length !== 12) {
+      throw new EngineError('PROVIDER_ERROR', 'provider: AES-GCM output has an unexpected shape')
+    }
+    return encodeGcmCiphertext(latestHeader, sealed.iv, sealed.encrypted, sealed.tag)
+  }
+  const out: BatchItemResult[] = []
+  for (const item of task.items) {
+    let dek: SecretBytes | undefined
+    try {
+      if (task.op === 'wrap') {
+        const generated = item.length === 0
+        dek = generated ? await provider.generateRandom(32) : SecretBytes.copyOf(item)
+        const ciphertext = await seal(dek)
+        out.push(generated ? { ok: true, ciphertext, plaintext: dek.release() } : { ok: true, ciphertext })
+        continue
+      }
+      const parsed: ParsedCiphertext = parseCiphertext(item)
+      if (!sameKeyId(parsed, latestHeader)) {
+        throw new EngineError('CIPHERTEXT_INVALID', 'ciphertext: was not wrapped by this key')
+      }
+      const from = byNumber.get(parsed.keyVersion)
+      if (from === undefined) {
+        throw new EngineError(
+          'KEY_VERSION_NOT_FOUND',
+          `ciphertext: names key version ${parsed.keyVersion}, which this key does not have`,
+        )
+      }
+      dek = await provider.decrypt(
+        from.ref,
+        parsed,
+        aadFor(Buffer.from(from.header), parsed.encrypted.length),
+      )
+      if (dek.length !== parsed.encrypted.length)
+        throw new EngineError('PROVIDER_ERROR', 'provider: unexpected DEK length')
+      const needsNew = task.op === 'rewrap' || from.number !== task.latest.number
+      const ciphertext = needsNew ? await seal(dek) : undefined
+      out.push({
+        ok: true,
+        fromVersion: from.number,
+        ...(ciphertext === undefined ? {} : { ciphertext }),
+        ...(task.op === 'unwrap' ? { plaintext: dek.release() } : {}),
+      })
+    } catch (err) {
+      if (!isEngineError(err) || err.code === 'PROVIDER_UNAVAILABLE' || err.code === 'ABORTED') throw err
+      out.push({ ok: false, code: err.code, message: err.message })
+    } finally {
+      dek?.zeroize()
+    }
+  }
+  return out
+}
+
+/** How many AES-GCM encryptions a batch will make at most (for usage accounting before it runs). */
+export function encryptionsOf(task: Pick<BatchTask, 'op' | 'items'>): number {
+  return task.items.length
+}

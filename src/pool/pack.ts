@@ -1,0 +1,61 @@
+/**
+ * Moves batch results between threads in one transferred buffer, so that no copy of a DEK stays behind in
+ * the worker, and unpacks them into separate buffers on the receiving side (zeroing the transfer buffer).
+ */
+import type { BatchItemResult } from '../core/batch.js'
+
+export interface PackedResults {
+  readonly meta: readonly (
+    | { ok: true; p?: [number, number]; c?: [number, number]; v?: number }
+    | { ok: false; code: string; message: string }
+  )[]
+  readonly data: Uint8Array
+}
+
+export function pack(results: readonly BatchItemResult[]): PackedResults {
+  let size = 0
+  for (const r of results) if (r.ok) size += (r.plaintext?.length ?? 0) + (r.ciphertext?.length ?? 0)
+  const data = new Uint8Array(new ArrayBuffer(size))
+  let o = 0
+  const put = (b: Uint8Array | undefined): [number, number] | undefined => {
+    if (b === undefined) return undefined
+    data.set(b, o)
+    const at: [number, number] = [o, b.length]
+    o += b.length
+    return at
+  }
+  const meta = results.map((r) => {
+    if (!r.ok) return { ok: false as const, code: r.code, message: r.message }
+    const p = put(r.plaintext)
+    r.plaintext?.fill(0)
+    const c = put(r.ciphertext)
+    return {
+      ok: true as const,
+      ...(p === undefined ? {} : { p }),
+      ...(c === undefined ? {} : { c }),
+      ...(r.fromVersion === undefined ? {} : { v: r.fromVersion }),
+    }
+  })
+  return { meta, data }
+}
+
+export function unpack(packed: PackedResults): BatchItemResult[] {
+  const d = packed.data
+  const slice = (at: [number, number] | undefined): Uint8Array | undefined =>
+    at === undefined ? undefined : Uint8Array.prototype.slice.call(d, at[0], at[0] + at[1])
+  const out = packed.meta.map((m): BatchItemResult => {
+    if (!m.ok) return { ok: false, code: m.code, message: m.message }
+    const plaintext = slice(m.p)
+    const ciphertext = slice(m.c)
+    return {
+      ok: true,
+      ...(plaintext === undefined
+        ? {}
+        : { plaintext: Buffer.from(plaintext.buffer, plaintext.byteOffset, plaintext.byteLength) }),
+      ...(ciphertext === undefined ? {} : { ciphertext }),
+      ...(m.v === undefined ? {} : { fromVersion: m.v }),
+    }
+  })
+  d.fill(0)
+  return out
+}

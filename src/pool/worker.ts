@@ -1,0 +1,37 @@
+/**
+ * The only file a worker thread loads. Each worker owns its PKCS#11 provider (its own sessions; it joins
+ * the process's Cryptoki initialisation and login and never calls C_Finalize: RESULTS gotcha 2).
+ */
+import { workerData } from 'node:worker_threads'
+import { move, transferableSymbol, valueSymbol } from 'piscina'
+import { executeBatch, type BatchTask } from '../core/batch.js'
+import { isEngineError } from '../core/errors.js'
+import { createPkcs11Provider, type Pkcs11ProviderOptions } from '../providers/pkcs11/provider.js'
+import { pack, type PackedResults } from './pack.js'
+
+const options = (workerData as { pkcs11: Pkcs11ProviderOptions }).pkcs11
+const provider = createPkcs11Provider(options)
+// A failed start is reported per task (typed), not as an unhandled rejection of the worker.
+provider.catch(() => undefined)
+
+/** A reply that transfers its buffer instead of copying it. */
+class Reply {
+  constructor(readonly value: PackedResults | { fatal: { code: string; message: string } }) {}
+  get [transferableSymbol](): ArrayBufferLike | undefined {
+    return 'data' in this.value ? this.value.data.buffer : undefined
+  }
+  get [valueSymbol](): PackedResults | { fatal: { code: string; message: string } } {
+    return this.value
+  }
+}
+
+export default async function run(task: BatchTask): Promise<unknown> {
+  try {
+    const results = await executeBatch(await provider, task)
+    return move(new Reply(pack(results)) as unknown as ArrayBuffer)
+  } catch (err) {
+    // Errors cross the thread boundary without their code: send it as data.
+    if (isEngineError(err)) return { fatal: { code: err.code, message: err.message } }
+    return { fatal: { code: 'INTERNAL_ERROR', message: 'pool: worker task failed' } }
+  }
+}
