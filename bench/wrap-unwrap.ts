@@ -12,11 +12,10 @@
  * Ratios are the median of per-run ratios (engine and raw measured back to back within each run), which
  * cancels most of this shared VM's drift; min and max over the runs are reported beside them.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { cpus, tmpdir } from 'node:os'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
-import { execFileSync } from 'node:child_process'
-import { Bench } from 'tinybench'
+import { interleaved, pairedRatio, report, settings, type Row, type Task } from './harness.js'
 import { js, rawModule, slotByLabel } from '../test/helpers/raw-pkcs11.js'
 import type * as P11 from 'pkcs11js'
 import { createEngine, loadConfig, type EnvelopeEngine } from '../dist/index.js'
@@ -24,10 +23,6 @@ import { buildHsmAad, encodeHeader, Mechanism } from '../dist/core/ciphertext.js
 import { createPkcs11Provider } from '../dist/providers/pkcs11/index.js'
 import { openSqliteStore, type SqliteStore } from '../dist/store/sqlite/index.js'
 
-const SMOKE = process.env['BENCH_SMOKE'] === '1'
-const RUNS = SMOKE ? 1 : Number(process.env['BENCH_RUNS'] ?? 15)
-const TIME_MS = SMOKE ? 40 : Number(process.env['BENCH_TIME_MS'] ?? 200)
-const WARMUP_MS = SMOKE ? 10 : Number(process.env['BENCH_WARMUP_MS'] ?? 50)
 process.env['SOFTHSM2_CONF'] ??= resolve('softhsm2.conf')
 
 const config = loadConfig()
@@ -105,7 +100,6 @@ const rawCopyCt = rawWrap(copyHandle)
 const tokenCt = (await token.engine.wrap('bench', token.keyId)).ciphertext
 const copyCt = (await copy.engine.wrap('bench', copy.keyId)).ciphertext
 
-type Task = [name: string, fn: () => unknown, async: boolean]
 const tasks: Task[] = [
   ['raw pkcs11js wrap (token key)', () => rawWrap(tokenHandle), false],
   ['engine.wrap (token key)', () => token.engine.wrap('bench', token.keyId), true],
@@ -116,88 +110,21 @@ const tasks: Task[] = [
   ['raw pkcs11js unwrap (session copy)', () => rawUnwrap(copyHandle, rawCopyCt), false],
   ['engine.unwrap (session copy, default)', () => copy.engine.unwrap('bench', copy.keyId, copyCt), true],
 ]
-
-const per = tasks.map((): number[] => [])
-const lat = tasks.map(() => ({ p50: 0, p99: 0 }))
-for (let r = 0; r < RUNS; r++) {
-  for (const [i, [name, fn, isAsync]] of tasks.entries()) {
-    const bench = new Bench({
-      time: TIME_MS,
-      warmupTime: WARMUP_MS,
-      warmup: true,
-      iterations: 16,
-      throws: true,
-    })
-    bench.add(name, fn, { async: isAsync })
-    if (isAsync) await bench.run()
-    else bench.runSync()
-    const t = bench.tasks[0]
-    const res = t?.result
-    if (res === undefined || res.state !== 'completed') throw new Error(`${name}: did not complete`)
-    per[i]?.push(1000 / res.period)
-    lat[i] = { p50: res.latency.p50 * 1000, p99: res.latency.p99 * 1000 }
-  }
-}
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b)
-  const n = s.length
-  return n % 2 === 1 ? (s[(n - 1) / 2] ?? 0) : ((s[n / 2 - 1] ?? 0) + (s[n / 2] ?? 0)) / 2
-}
-const rows = tasks.map(([name], i) => ({
-  name,
-  opsPerSec: Math.round(median(per[i] ?? [])),
-  runs: (per[i] ?? []).map((x) => Math.round(x)),
-  p50_us: Number(lat[i]?.p50.toFixed(1)),
-  p99_us: Number(lat[i]?.p99.toFixed(1)),
-}))
-/** Median (and range) over runs of engine ops/s divided by raw ops/s measured in the same run. */
-const ratio = (engineIdx: number, rawIdx: number): { median: number; min: number; max: number } => {
-  const e = per[engineIdx] ?? []
-  const r = per[rawIdx] ?? []
-  const xs = e.map((v, i) => v / (r[i] ?? 1))
-  const round = (x: number): number => Number(x.toFixed(3))
-  return { median: round(median(xs)), min: round(Math.min(...xs)), max: round(Math.max(...xs)) }
-}
-const ratios = {
-  'engine/raw wrap (token key)': ratio(1, 0),
-  'engine/raw unwrap (token key)': ratio(3, 2),
-  'engine/raw wrap (session copy)': ratio(5, 4),
-  'engine/raw unwrap (session copy)': ratio(7, 6),
-  'engine default (session copy) / raw token key, wrap': ratio(5, 0),
-  'engine default (session copy) / raw token key, unwrap': ratio(7, 2),
-}
-
-let softhsm = 'unknown'
-try {
-  softhsm = execFileSync('softhsm2-util', ['--version'], { encoding: 'utf8' }).trim()
-} catch {
-  /* not on PATH */
-}
-const result = {
-  benchmark: 'wrap-unwrap',
-  date: new Date().toISOString(),
-  smoke: SMOKE,
-  machine: { node: process.version, cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', softhsm },
-  settings: { runs: RUNS, timeMs: TIME_MS, warmupMs: WARMUP_MS, dekBytes: 32, aadBytes: rawAad.length },
+const S = settings({ runs: 15, timeMs: 200, warmupMs: 50 })
+const rows = await interleaved(tasks, S)
+const r = (i: number): Row => rows[i] as Row
+report('wrap-unwrap', `wrap/unwrap of a 32-byte DEK, ${S.runs} interleaved run(s) of ${S.timeMs} ms`, {
+  settings: { ...S, dekBytes: 32, aadBytes: rawAad.length },
   rows,
-  ratios,
-}
-
-console.log(
-  `\nwrap/unwrap of a 32-byte DEK, ${RUNS} interleaved run(s) of ${TIME_MS} ms, node ${process.version}, ${cpus().length} CPUs`,
-)
-console.table(
-  rows.map((r) => ({ task: r.name, 'ops/s (median)': r.opsPerSec, 'p50 µs': r.p50_us, 'p99 µs': r.p99_us })),
-)
-console.table(
-  Object.entries(ratios).map(([k, v]) => ({ ratio: k, median: v.median, min: v.min, max: v.max })),
-)
-
-mkdirSync('bench/results', { recursive: true })
-const file = join('bench/results', SMOKE ? 'wrap-unwrap.smoke.json' : 'wrap-unwrap.json')
-writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`)
-console.log(`wrote ${file}`)
+  ratios: {
+    'engine/raw wrap (token key)': pairedRatio(r(1), r(0)),
+    'engine/raw unwrap (token key)': pairedRatio(r(3), r(2)),
+    'engine/raw wrap (session copy)': pairedRatio(r(5), r(4)),
+    'engine/raw unwrap (session copy)': pairedRatio(r(7), r(6)),
+    'engine default (session copy) / raw token key, wrap': pairedRatio(r(5), r(0)),
+    'engine default (session copy) / raw token key, unwrap': pairedRatio(r(7), r(2)),
+  },
+})
 
 p11.C_DestroyObject(session, copyHandle)
 p11.C_CloseSession(session)

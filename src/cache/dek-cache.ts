@@ -41,6 +41,7 @@ export interface DekCacheOptions {
 interface UnwrapEntry {
   readonly instance: string
   readonly keyId: string
+  readonly version: number
   readonly dek: SecretBytes
   readonly expires: number
 }
@@ -114,24 +115,33 @@ export class LruDekCache implements DekCache {
     this.#timer.unref()
   }
 
+  peek(instance: string, keyId: string, cacheKey: string): { dek: SecretBytes; version: number } | undefined {
+    const cache = this.#unwrap
+    if (cache === undefined || this.#closed) return undefined
+    const key = `${instance}\u0000${keyId}\u0000${cacheKey}`
+    const hit = cache.get(key)
+    if (hit === undefined) return undefined
+    if (hit.expires <= this.#clock.now()) {
+      cache.delete(key)
+      return undefined
+    }
+    this.#s.unwrapHits++
+    return { dek: SecretBytes.copyOf(hit.dek.bytes), version: hit.version }
+  }
+
   async unwrap(
     instance: string,
     keyId: string,
     cacheKey: string,
+    version: number,
     load: () => Promise<SecretBytes>,
   ): Promise<SecretBytes> {
     const cache = this.#unwrap
     if (cache === undefined || this.#closed) return load()
     const key = `${instance}\u0000${keyId}\u0000${cacheKey}`
     for (;;) {
-      const hit = cache.get(key)
-      if (hit !== undefined) {
-        if (hit.expires > this.#clock.now()) {
-          this.#s.unwrapHits++
-          return SecretBytes.copyOf(hit.dek.bytes)
-        }
-        cache.delete(key)
-      }
+      const hit = this.peek(instance, keyId, cacheKey)
+      if (hit !== undefined) return hit.dek
       const inflight = this.#unwrapInflight.get(key)
       if (inflight !== undefined) {
         const dek = await inflight.catch(() => undefined)
@@ -150,7 +160,7 @@ export class LruDekCache implements DekCache {
         const dek = await p
         const copy = SecretBytes.copyOf(dek.bytes)
         if (this.#closed) dek.zeroize()
-        else cache.set(key, { instance, keyId, dek, expires: this.#clock.now() + this.#ttl })
+        else cache.set(key, { instance, keyId, version, dek, expires: this.#clock.now() + this.#ttl })
         return copy
       } finally {
         this.#unwrapInflight.delete(key)

@@ -45,10 +45,10 @@ import { systemClock } from './ports.js'
 import { SecretBytes } from './secret-bytes.js'
 import { Transform } from 'node:stream'
 import {
-  dekAadForContext,
   encodeContext,
   MessageDecryptor,
   MessageEncryptor,
+  type EncodedContext,
   type EncryptionContext,
   type MessageHeader,
   type OpenLimits,
@@ -862,18 +862,29 @@ export class EnvelopeEngine {
     idOrAlias: string,
     ciphertext: string | Uint8Array,
     options: UnwrapOptions,
+    parsedAlready?: ParsedCiphertext,
   ): Promise<{ k: CachedKey; from: VersionEntry; aad: readonly string[]; dek: SecretBytes }> {
     const now = this.#clock.now()
     const aad = validateAad(options.aad)
-    const parsed = parseCiphertext(ciphertext)
     const k = this.#cached(instance, idOrAlias, now) ?? (await this.#resolve(instance, idOrAlias))
     this.#assert(action, k.record, now)
-    const from = versionOf(k, parsed)
     const cache = this.#dekCache
-    if (cache === undefined)
+    if (cache === undefined) {
+      const parsed = parsedAlready ?? parseCiphertext(ciphertext)
+      const from = versionOf(k, parsed)
       return { k, from, aad, dek: await this.#unwrapWith(instance, from, parsed, aad, options) }
-    const cacheKey = `${typeof ciphertext === 'string' ? ciphertext : Buffer.from(ciphertext).toString('base64')}\u0000${JSON.stringify(aad)}`
-    const dek = await cache.unwrap(instance, k.record.id, cacheKey, () =>
+    }
+    // A hit means this exact ciphertext was unwrapped with this AAD by this key of this instance before:
+    // no need to parse it again. The key's state was checked above.
+    const text = typeof ciphertext === 'string' ? ciphertext : Buffer.from(ciphertext).toString('base64')
+    const cacheKey = aad.length === 0 ? text : `${text}\u0000${JSON.stringify(aad)}`
+    const hit = cache.peek(instance, k.record.id, cacheKey)
+    const hitVersion = hit === undefined ? undefined : k.versions.get(hit.version)
+    if (hit !== undefined && hitVersion !== undefined) return { k, from: hitVersion, aad, dek: hit.dek }
+    hit?.dek.zeroize()
+    const parsed = parsedAlready ?? parseCiphertext(ciphertext)
+    const from = versionOf(k, parsed)
+    const dek = await cache.unwrap(instance, k.record.id, cacheKey, from.version, () =>
       this.#unwrapWith(instance, from, parsed, aad, options),
     )
     return { k, from, aad, dek } // an owned copy
@@ -1121,7 +1132,7 @@ export class EnvelopeEngine {
       if (!(data instanceof Uint8Array)) throw invalidField('data', 'must be bytes (Uint8Array or Buffer)')
       const ctx = encodeContext(options.context)
       lease = await this.#sealMaterial(instance, idOrAlias, ctx, data.length, options)
-      const enc = new MessageEncryptor(lease, ctx, options.frameSize)
+      const enc = new MessageEncryptor(lease, ctx.bytes, options.frameSize)
       const out: Buffer[] = [enc.header]
       enc.push(Buffer.from(data.buffer, data.byteOffset, data.byteLength), out)
       enc.finish(out)
@@ -1178,7 +1189,7 @@ export class EnvelopeEngine {
         const ctx = encodeContext(opts.context)
         const lease = await this.#sealMaterial(instance, idOrAlias, ctx, opts.plaintextLength, opts)
         try {
-          state = { enc: new MessageEncryptor(lease, ctx, opts.frameSize), lease }
+          state = { enc: new MessageEncryptor(lease, ctx.bytes, opts.frameSize), lease }
         } catch (err) {
           lease.release()
           throw err
@@ -1283,11 +1294,11 @@ export class EnvelopeEngine {
   async #sealMaterial(
     instance: string,
     idOrAlias: string,
-    ctx: Buffer,
+    ctx: EncodedContext,
     bytes: number | undefined,
     options: CallOptions,
   ): Promise<DataKeyLease> {
-    const aad = dekAadForContext(ctx)
+    const aad = ctx.aad
     const fresh = async (): Promise<CachedDek> => {
       const w = await this.wrap(instance, idOrAlias, { aad, signal: options.signal })
       return { dek: SecretBytes.adopt(w.plaintext as Buffer), wrapped: Buffer.from(w.ciphertext, 'base64') }
@@ -1309,7 +1320,7 @@ export class EnvelopeEngine {
       this.#cached(instance, idOrAlias, this.#clock.now()) ?? (await this.#resolve(instance, idOrAlias))
     this.#assert('wrap', k.record)
     const v = currentVersion(k)
-    const partition = `${k.record.id}\u0000${v.version}\u0000${ctx.toString('base64')}`
+    const partition = `${k.record.id}\u0000${v.version}\u0000${ctx.bytes.toString('base64')}`
     return cache.acquireDataKey(instance, k.record.id, partition, bytes, fresh)
   }
 
@@ -1321,7 +1332,7 @@ export class EnvelopeEngine {
     options: OpenOptions,
   ): Promise<void> {
     const expected = encodeContext(options.context)
-    if (!expected.equals(header.context)) {
+    if (!expected.bytes.equals(header.context)) {
       throw new EngineError(
         'CONTEXT_MISMATCH',
         'context: differs from the context the message was sealed with',
@@ -1330,17 +1341,21 @@ export class EnvelopeEngine {
         },
       )
     }
-    let keyId: string
+    let parsed: ParsedCiphertext
     try {
-      keyId = parseCiphertext(header.wrapped).keyId
+      parsed = parseCiphertext(header.wrapped)
     } catch {
       throw new EngineError('MESSAGE_INVALID', 'message: the wrapped DEK is malformed')
     }
     // Not the public unwrap: a message under an older version needs no rewrapped DEK.
-    const opened = await this.#openDek('unwrap', instance, keyId, header.wrapped, {
-      aad: dekAadForContext(header.context),
-      signal: options.signal,
-    })
+    const opened = await this.#openDek(
+      'unwrap',
+      instance,
+      parsed.keyId,
+      header.wrapped,
+      { aad: expected.aad, signal: options.signal },
+      parsed,
+    )
     try {
       dec.useDek(opened.dek.bytes)
     } finally {

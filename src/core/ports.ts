@@ -246,13 +246,19 @@ export interface DekCacheStats {
  * single-flight: concurrent misses for one entry cause one provider call.
  */
 export interface DekCache {
-  /** The DEK of a wrapped DEK (keyed by instance, key, wrapped bytes and AAD); `load` runs on a miss. */
+  /**
+   * The DEK of a wrapped DEK (keyed by instance, key, wrapped bytes and AAD), as a copy the caller owns;
+   * `load` runs on a miss and `version` (the root-key version that wrapped it) is kept with the entry.
+   */
   unwrap(
     instance: string,
     keyId: string,
     cacheKey: string,
+    version: number,
     load: () => Promise<SecretBytes>,
   ): Promise<SecretBytes>
+  /** A cached DEK (a copy the caller owns) and its version, without loading; undefined on a miss. */
+  peek(instance: string, keyId: string, cacheKey: string): { dek: SecretBytes; version: number } | undefined
   /**
    * A data key for sealing `bytes` more bytes in `partition` (instance + key + context), reused within the
    * cache's age / message / byte bounds; `create` runs when none is usable.

@@ -44,8 +44,10 @@ function frameIv(seq: number): Buffer {
   return Buffer.concat([Buffer.alloc(8), u32(seq)])
 }
 
-function frameAad(messageId: Buffer, seq: number, type: number, len: number): Buffer {
-  return Buffer.concat([Buffer.from(`${DOMAIN}/frame`, 'utf8'), messageId, u32(seq), Buffer.from([type]), u32(len)])
+function frameAad(messageId: Buffer, seq: number, type: number, len: number, header: Buffer): Buffer {
+  const parts = [Buffer.from(`${DOMAIN}/frame`, 'utf8'), messageId, u32(seq), Buffer.from([type]), u32(len)]
+  if (seq === 1) parts.push(header) // the first frame authenticates the whole header
+  return Buffer.concat(parts)
 }
 
 export interface SealInput {
@@ -70,24 +72,21 @@ export function sealRef(m: SealInput): Buffer {
     ctx,
     commitment,
   ])
-  const hc = createCipheriv('aes-256-gcm', dataKey, Buffer.alloc(12))
-  hc.setAAD(head)
-  hc.final()
-  const parts: Buffer[] = [head, hc.getAuthTag()]
+  const parts: Buffer[] = [head]
   // regular frames are full; the final frame holds the rest (0..frameSize bytes)
   let o = 0
   let seq = 1
   while (m.plaintext.length - o > m.frameSize) {
-    parts.push(frame(dataKey, m.messageId, seq++, 0, m.plaintext.subarray(o, o + m.frameSize)))
+    parts.push(frame(dataKey, m.messageId, seq++, 0, m.plaintext.subarray(o, o + m.frameSize), head))
     o += m.frameSize
   }
-  parts.push(frame(dataKey, m.messageId, seq, 1, m.plaintext.subarray(o)))
+  parts.push(frame(dataKey, m.messageId, seq, 1, m.plaintext.subarray(o), head))
   return Buffer.concat(parts)
 }
 
-function frame(key: Buffer, messageId: Buffer, seq: number, type: number, plain: Buffer): Buffer {
+function frame(key: Buffer, messageId: Buffer, seq: number, type: number, plain: Buffer, header: Buffer): Buffer {
   const c = createCipheriv('aes-256-gcm', key, frameIv(seq))
-  c.setAAD(frameAad(messageId, seq, type, plain.length))
+  c.setAAD(frameAad(messageId, seq, type, plain.length, header))
   const enc = Buffer.concat([c.update(plain), c.final()])
   return Buffer.concat([u32(seq), Buffer.from([type]), u32(plain.length), enc, c.getAuthTag()])
 }
@@ -104,11 +103,8 @@ export function openRef(dek: Buffer, msg: Buffer): { plaintext: Buffer; wrapped:
   const commitEnd = 42 + w + c + 32
   const { dataKey, commitment } = keys(dek, messageId)
   if (!commitment.equals(msg.subarray(42 + w + c, commitEnd))) throw new Error('commitment mismatch')
-  const hd = createDecipheriv('aes-256-gcm', dataKey, Buffer.alloc(12))
-  hd.setAAD(msg.subarray(0, commitEnd))
-  hd.setAuthTag(msg.subarray(commitEnd, commitEnd + 16))
-  hd.final()
-  let o = commitEnd + 16
+  const header = msg.subarray(0, commitEnd)
+  let o = commitEnd
   const out: Buffer[] = []
   for (let seq = 1; ; seq++) {
     if (msg.readUInt32BE(o) !== seq) throw new Error('sequence')
@@ -116,7 +112,7 @@ export function openRef(dek: Buffer, msg: Buffer): { plaintext: Buffer; wrapped:
     const len = msg.readUInt32BE(o + 5)
     if (type === 0 && len !== frameSize) throw new Error('regular frame length')
     const d = createDecipheriv('aes-256-gcm', dataKey, frameIv(seq))
-    d.setAAD(frameAad(messageId, seq, type, len))
+    d.setAAD(frameAad(messageId, seq, type, len, header))
     d.setAuthTag(msg.subarray(o + 9 + len, o + 9 + len + 16))
     out.push(Buffer.concat([d.update(msg.subarray(o + 9, o + 9 + len)), d.final()]))
     o += 9 + len + 16

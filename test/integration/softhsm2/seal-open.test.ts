@@ -27,7 +27,7 @@ const ctx = { tenant: 't-42', table: 'orders' }
 function frames(msg: Buffer): { start: number; end: number }[] {
   const w = msg.readUInt16BE(38)
   const c = msg.readUInt16BE(40 + w)
-  let o = 40 + w + 2 + c + 32 + 16
+  let o = 40 + w + 2 + c + 32
   const out = []
   while (o < msg.length) {
     const len = msg.readUInt32BE(o + 5)

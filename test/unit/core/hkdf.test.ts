@@ -6,7 +6,7 @@ import { hkdfSync } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { deriveKeys } from '../../../src/core/message.js'
+import { deriveKeys, hkdfSha256 } from '../../../src/core/message.js'
 
 interface HkdfTest {
   tcId: number
@@ -26,7 +26,7 @@ const groups = (
 ).testGroups
 const cases = groups.flatMap((g) => g.tests)
 
-describe('HKDF-SHA-256', () => {
+describe('HKDF-SHA-256, as the engine implements it (createHmac)', () => {
   it(`passes all ${cases.length} Wycheproof cases: valid ones match, invalid ones are refused`, () => {
     let valid = 0
     let invalid = 0
@@ -60,5 +60,9 @@ describe('HKDF-SHA-256', () => {
     expect(k.dataKey.equals(Buffer.from(hkdfSync('sha256', dek, id, info('data-key'), 32)))).toBe(true)
     expect(k.commitment.equals(Buffer.from(hkdfSync('sha256', dek, id, info('commitment'), 32)))).toBe(true)
     expect(k.dataKey.equals(k.commitment)).toBe(false)
+    // and node:crypto's own HKDF agrees with ours
+    expect(
+      hkdfSha256(dek, id, info('x'), 100).equals(Buffer.from(hkdfSync('sha256', dek, id, info('x'), 100))),
+    ).toBe(true)
   })
 })

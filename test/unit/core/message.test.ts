@@ -19,9 +19,10 @@ describe('encryption context encoding', () => {
   it('is canonical (order-independent) and round-trips', () => {
     const a = encodeContext({ b: '2', a: '1', ä: 'x' })
     const b = encodeContext({ ä: 'x', a: '1', b: '2' })
-    expect(a.equals(b)).toBe(true)
-    expect(decodeContext(a)).toEqual({ a: '1', b: '2', ä: 'x' })
-    expect(encodeContext(undefined).equals(encodeContext({}))).toBe(true)
+    expect(a.bytes.equals(b.bytes)).toBe(true)
+    expect(a.aad).toEqual(['envelope-kms/message/v1', 'a', '1', 'b', '2', 'ä', 'x'])
+    expect(decodeContext(a.bytes)).toEqual({ a: '1', b: '2', ä: 'x' })
+    expect(encodeContext(undefined).bytes.equals(encodeContext({}).bytes)).toBe(true)
   })
 
   it('refuses bad contexts with INVALID_FIELD_ERR and non-canonical bytes with MESSAGE_INVALID', () => {
@@ -60,7 +61,11 @@ describe('message decryptor', () => {
 
   it('fuzz: mutations of a real message fail typed, or leave the plaintext unchanged', () => {
     const dek = SecretBytes.copyOf(Buffer.alloc(32, 5))
-    const enc = new MessageEncryptor({ dek, wrapped: Buffer.alloc(86, 1) }, encodeContext({ a: 'b' }), 16)
+    const enc = new MessageEncryptor(
+      { dek, wrapped: Buffer.alloc(86, 1) },
+      encodeContext({ a: 'b' }).bytes,
+      16,
+    )
     const out: Buffer[] = [enc.header]
     const plain = Buffer.from('0123456789abcdef0123456789abcdef0123')
     enc.push(plain, out)
