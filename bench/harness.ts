@@ -55,7 +55,7 @@ export async function interleaved(tasks: readonly Task[], s: Settings): Promise<
         iterations: 16,
         throws: true,
       })
-      bench.add(name, fn as () => void, { async: isAsync })
+      bench.add(name, fn, { async: isAsync })
       if (isAsync) await bench.run()
       else bench.runSync()
       const res = bench.tasks[0]?.result

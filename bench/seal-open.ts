@@ -13,7 +13,7 @@ import { createRequire } from 'node:module'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
-import { Readable, Writable } from 'node:stream'
+import { Readable, Transform, Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { createEngine, loadConfig, type EnvelopeEngine } from '../dist/index.js'
 import { createDekCache } from '../dist/cache/index.js'
@@ -143,15 +143,20 @@ async function streamSeal(): Promise<number> {
   return TOTAL / 1e6 / ((performance.now() - t) / 1000)
 }
 async function rawGcm(): Promise<number> {
+  // The same stream machinery around one node:crypto cipher: a Transform that encrypts each chunk.
   const t = performance.now()
   const c = createCipheriv('aes-256-gcm', randomBytes(32), randomBytes(12))
   await pipeline(
     source(),
-    async function* (chunks: AsyncIterable<Buffer>) {
-      for await (const chunk of chunks) yield c.update(chunk)
-      c.final()
-      yield c.getAuthTag()
-    },
+    new Transform({
+      transform(chunk: Buffer, _e, cb) {
+        cb(null, c.update(chunk))
+      },
+      flush(cb) {
+        c.final()
+        cb(null, c.getAuthTag())
+      },
+    }),
     sink(),
   )
   return TOTAL / 1e6 / ((performance.now() - t) / 1000)

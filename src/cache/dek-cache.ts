@@ -118,11 +118,12 @@ export class LruDekCache implements DekCache {
   peek(instance: string, keyId: string, cacheKey: string): { dek: SecretBytes; version: number } | undefined {
     const cache = this.#unwrap
     if (cache === undefined || this.#closed) return undefined
-    const key = `${instance}\u0000${keyId}\u0000${cacheKey}`
-    const hit = cache.get(key)
-    if (hit === undefined) return undefined
+    // Keyed by the ciphertext (+ AAD) alone; the entry's instance and key must match, so another instance
+    // presenting the same ciphertext misses.
+    const hit = cache.get(cacheKey)
+    if (hit === undefined || hit.instance !== instance || hit.keyId !== keyId) return undefined
     if (hit.expires <= this.#clock.now()) {
-      cache.delete(key)
+      cache.delete(cacheKey)
       return undefined
     }
     this.#s.unwrapHits++
@@ -138,7 +139,7 @@ export class LruDekCache implements DekCache {
   ): Promise<SecretBytes> {
     const cache = this.#unwrap
     if (cache === undefined || this.#closed) return load()
-    const key = `${instance}\u0000${keyId}\u0000${cacheKey}`
+    const key = `${instance}\u0000${keyId}\u0000${cacheKey}` // single-flight key
     for (;;) {
       const hit = this.peek(instance, keyId, cacheKey)
       if (hit !== undefined) return hit.dek
@@ -160,7 +161,7 @@ export class LruDekCache implements DekCache {
         const dek = await p
         const copy = SecretBytes.copyOf(dek.bytes)
         if (this.#closed) dek.zeroize()
-        else cache.set(key, { instance, keyId, version, dek, expires: this.#clock.now() + this.#ttl })
+        else cache.set(cacheKey, { instance, keyId, version, dek, expires: this.#clock.now() + this.#ttl })
         return copy
       } finally {
         this.#unwrapInflight.delete(key)

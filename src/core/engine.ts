@@ -163,7 +163,7 @@ export type BatchResult<T> = ({ readonly ok: true } & T) | { readonly ok: false;
 export interface SealOptions extends CallOptions {
   /** Encryption context: bound to the message and its wrapped DEK; open must present the same. */
   readonly context?: EncryptionContext
-  /** Plaintext bytes per frame (default 64 KiB). */
+  /** Plaintext bytes per frame (default 256 KiB). */
   readonly frameSize?: number
   /**
    * Streams only: the total plaintext length, when known. With a DEK cache, a stream reuses cached data
@@ -807,7 +807,9 @@ export class EnvelopeEngine {
     let dek: SecretBytes | undefined
     try {
       options = optionsObject(options)
-      const opened = await this.#openDek('unwrap', instance, idOrAlias, ciphertext, options)
+      const opened =
+        this.#openDekCached('unwrap', instance, idOrAlias, ciphertext, options) ??
+        (await this.#openDek('unwrap', instance, idOrAlias, ciphertext, options))
       dek = opened.dek
       const latest = currentVersion(opened.k)
       const rewrapped =
@@ -840,7 +842,9 @@ export class EnvelopeEngine {
     let dek: SecretBytes | undefined
     try {
       options = optionsObject(options)
-      const opened = await this.#openDek('rewrap', instance, idOrAlias, ciphertext, options)
+      const opened =
+        this.#openDekCached('rewrap', instance, idOrAlias, ciphertext, options) ??
+        (await this.#openDek('rewrap', instance, idOrAlias, ciphertext, options))
       dek = opened.dek
       const latest = currentVersion(opened.k)
       return {
@@ -856,6 +860,37 @@ export class EnvelopeEngine {
   }
 
   /** The first half of unwrap and rewrap: parse, resolve, check the state, decrypt the DEK in the HSM. */
+  /**
+   * The first half of unwrap and rewrap from the DEK cache alone, without any await: undefined unless the
+   * key's metadata and this exact (ciphertext, AAD) are both cached. A hit means this ciphertext was
+   * unwrapped with this AAD by this key of this instance before, so it is not parsed again; the key's state
+   * is checked as on every call.
+   */
+  #openDekCached(
+    action: 'unwrap' | 'rewrap',
+    instance: string,
+    idOrAlias: string,
+    ciphertext: string | Uint8Array,
+    options: UnwrapOptions,
+  ): { k: CachedKey; from: VersionEntry; aad: readonly string[]; dek: SecretBytes } | undefined {
+    const cache = this.#dekCache
+    if (cache === undefined || typeof ciphertext !== 'string') return undefined
+    const now = this.#clock.now()
+    const k = this.#cached(instance, idOrAlias, now)
+    if (k === undefined) return undefined
+    const aad = validateAad(options.aad)
+    this.#assert(action, k.record, now)
+    const hit = cache.peek(instance, k.record.id, cacheKeyOf(ciphertext, aad))
+    if (hit === undefined) return undefined
+    const from = k.versions.get(hit.version)
+    if (from === undefined) {
+      hit.dek.zeroize()
+      return undefined
+    }
+    return { k, from, aad, dek: hit.dek }
+  }
+
+  /** The first half of unwrap and rewrap: resolve, check the state, decrypt the DEK (or take it from the cache). */
   async #openDek(
     action: 'unwrap' | 'rewrap',
     instance: string,
@@ -863,6 +898,7 @@ export class EnvelopeEngine {
     ciphertext: string | Uint8Array,
     options: UnwrapOptions,
     parsedAlready?: ParsedCiphertext,
+    givenCacheKey?: string,
   ): Promise<{ k: CachedKey; from: VersionEntry; aad: readonly string[]; dek: SecretBytes }> {
     const now = this.#clock.now()
     const aad = validateAad(options.aad)
@@ -874,10 +910,12 @@ export class EnvelopeEngine {
       const from = versionOf(k, parsed)
       return { k, from, aad, dek: await this.#unwrapWith(instance, from, parsed, aad, options) }
     }
-    // A hit means this exact ciphertext was unwrapped with this AAD by this key of this instance before:
-    // no need to parse it again. The key's state was checked above.
-    const text = typeof ciphertext === 'string' ? ciphertext : Buffer.from(ciphertext).toString('base64')
-    const cacheKey = aad.length === 0 ? text : `${text}\u0000${JSON.stringify(aad)}`
+    const cacheKey =
+      givenCacheKey ??
+      cacheKeyOf(
+        typeof ciphertext === 'string' ? ciphertext : Buffer.from(ciphertext).toString('base64'),
+        aad,
+      )
     const hit = cache.peek(instance, k.record.id, cacheKey)
     const hitVersion = hit === undefined ? undefined : k.versions.get(hit.version)
     if (hit !== undefined && hitVersion !== undefined) return { k, from: hitVersion, aad, dek: hit.dek }
@@ -1320,7 +1358,7 @@ export class EnvelopeEngine {
       this.#cached(instance, idOrAlias, this.#clock.now()) ?? (await this.#resolve(instance, idOrAlias))
     this.#assert('wrap', k.record)
     const v = currentVersion(k)
-    const partition = `${k.record.id}\u0000${v.version}\u0000${ctx.bytes.toString('base64')}`
+    const partition = `${k.record.id}\u0000${v.version}\u0000${ctx.bytes.toString('latin1')}`
     return cache.acquireDataKey(instance, k.record.id, partition, bytes, fresh)
   }
 
@@ -1348,6 +1386,9 @@ export class EnvelopeEngine {
       throw new EngineError('MESSAGE_INVALID', 'message: the wrapped DEK is malformed')
     }
     // Not the public unwrap: a message under an older version needs no rewrapped DEK.
+    // Cache key from the bytes: wrapped DEK and canonical context, both length-delimited ('m:' never starts
+    // a base64 key of the unwrap API).
+    const cacheKey = `m:${header.wrapped.toString('latin1')}\u0000${header.context.toString('latin1')}`
     const opened = await this.#openDek(
       'unwrap',
       instance,
@@ -1355,6 +1396,7 @@ export class EnvelopeEngine {
       header.wrapped,
       { aad: expected.aad, signal: options.signal },
       parsed,
+      cacheKey,
     )
     try {
       dec.useDek(opened.dek.bytes)
@@ -2001,6 +2043,11 @@ function encryptionsNeeded(op: BatchTask['op'], items: readonly Uint8Array[], la
 function batchError(r: { code: string; message: string }): EngineError {
   const code = (ERROR_CODES as readonly string[]).includes(r.code) ? (r.code as ErrorCode) : 'INTERNAL_ERROR'
   return new EngineError(code, r.message)
+}
+
+/** The DEK cache key of a ciphertext (base64) and its AAD; the cache adds the instance and key. */
+function cacheKeyOf(ciphertext: string, aad: readonly string[]): string {
+  return aad.length === 0 ? ciphertext : `${ciphertext}\u0000${JSON.stringify(aad)}`
 }
 
 /** Open bounds from options, validated. */

@@ -2,7 +2,7 @@
  * A second, independent implementation of docs/message-format.md (it imports nothing from src/), used to
  * generate the message known-answer vectors and to open what the engine seals.
  */
-import { createCipheriv, createDecipheriv, hkdfSync } from 'node:crypto'
+import { createCipheriv, createDecipheriv, createHmac } from 'node:crypto'
 
 const DOMAIN = 'envelope-kms/message/v1'
 
@@ -33,11 +33,17 @@ function u32(n: number): Buffer {
 }
 
 function keys(dek: Buffer, messageId: Buffer): { dataKey: Buffer; commitment: Buffer } {
-  const info = (label: string): Buffer => Buffer.from(`${DOMAIN}\u0001${label}`, 'utf8')
+  // HKDF-Expand (RFC 5869) with PRK = DEK, info = label ‖ message id, L = 32.
+  const info = (label: string): Buffer => Buffer.concat([Buffer.from(`${DOMAIN}\u0001${label}`, 'utf8'), messageId])
   return {
-    dataKey: Buffer.from(hkdfSync('sha256', dek, messageId, info('data-key'), 32)),
-    commitment: Buffer.from(hkdfSync('sha256', dek, messageId, info('commitment'), 32)),
+    dataKey: Buffer.from(hkdfExpandOnly(dek, info('data-key'))),
+    commitment: Buffer.from(hkdfExpandOnly(dek, info('commitment'))),
   }
+}
+
+/** HKDF-Expand for one 32-byte block, written out from RFC 5869 §2.3: T(1) = HMAC(PRK, info ‖ 0x01). */
+function hkdfExpandOnly(prk: Buffer, info: Buffer): Buffer {
+  return createHmac('sha256', prk).update(Buffer.concat([info, Buffer.from([1])])).digest()
 }
 
 function frameIv(seq: number): Buffer {
