@@ -38,4 +38,25 @@ describe('examples', () => {
       "asking for a root key's material fails with KEY_NOT_EXTRACTABLE_ERR",
     ])
   })
+
+  it('seal-open: record with context, wrong context refused, 8 MiB stream, cached data keys', async () => {
+    useTestToken()
+    const { main } = await import('../examples/seal-open.js')
+    expect(await main()).toEqual([
+      expect.stringMatching(/^sealed a \d+-byte record into \d+ bytes$/),
+      'open with the same context returns it: true',
+      'open with another context fails with CONTEXT_MISMATCH',
+      '8 MiB streamed through sealStream and openStream intact: true',
+      '10 more seals reused the cached data key: true',
+    ])
+  })
+
+  it('batch-rewrap: rotation then rewrapMany on the worker pool with progress', async () => {
+    useTestToken()
+    const { main } = await import('../examples/batch-rewrap.js')
+    const lines = await main()
+    expect(lines[0]).toBe('wrapped 5000 DEKs under version 1')
+    expect(lines).toContain('progress: 5001/5001')
+    expect(lines.at(-1)).toBe('rewrapped 5000 to version 2; failed: CIPHERTEXT_INVALID')
+  })
 })

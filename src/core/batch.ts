@@ -32,7 +32,8 @@ export interface BatchTask {
   readonly versions: readonly BatchVersion[]
   /** The version new ciphertexts are made under (wrap, rewrap, and unwrap of older versions). */
   readonly latest: BatchVersion
-  readonly items: readonly Uint8Array[]
+  /** DEKs to wrap (empty = generate one), or ciphertexts as bytes or base64 (decoded strictly here). */
+  readonly items: readonly (Uint8Array | string)[]
 }
 
 /** Per-item outcome. Errors are per item: one bad ciphertext does not fail its batch. */
@@ -41,8 +42,8 @@ export type BatchItemResult =
       readonly ok: true
       /** unwrap: the DEK; wrap: the DEK when generated (item was empty). */
       readonly plaintext?: Uint8Array
-      /** wrap, rewrap, and unwrap of an older version: ciphertext v1 under `latest`. */
-      readonly ciphertext?: Uint8Array
+      /** wrap, rewrap, and unwrap of an older version: ciphertext v1 under `latest`, base64. */
+      readonly ciphertext?: string
       /** The version that wrapped the input (unwrap, rewrap). */
       readonly fromVersion?: number
     }
@@ -65,18 +66,19 @@ export async function executeBatch(provider: RootKeyProvider, task: BatchTask): 
     }
     return appendAad(p, task.aad)
   }
-  const seal = async (dek: SecretBytes): Promise<Uint8Array> => {
+  const seal = async (dek: SecretBytes): Promise<string> => {
     const sealed = await provider.encrypt(task.latest.ref, dek, aadFor(latestHeader, dek.length))
     if (sealed.encrypted.length !== dek.length || sealed.tag.length !== 16 || sealed.iv.length !== 12) {
       throw new EngineError('PROVIDER_ERROR', 'provider: AES-GCM output has an unexpected shape')
     }
-    return encodeGcmCiphertext(latestHeader, sealed.iv, sealed.encrypted, sealed.tag)
+    return encodeGcmCiphertext(latestHeader, sealed.iv, sealed.encrypted, sealed.tag).toString('base64')
   }
   const out: BatchItemResult[] = []
   for (const item of task.items) {
     let dek: SecretBytes | undefined
     try {
       if (task.op === 'wrap') {
+        if (typeof item === 'string') throw new EngineError('INVALID_FIELD_ERR', 'plaintext: must be bytes')
         const generated = item.length === 0
         dek = generated ? await provider.generateRandom(32) : SecretBytes.copyOf(item)
         const ciphertext = await seal(dek)

@@ -13,7 +13,6 @@ import {
   MAX_DEK_BYTES,
   MIN_DEK_BYTES,
   parseCiphertext,
-  parseCiphertextBytes,
   sameKeyId,
   validateAad,
   type ParsedCiphertext,
@@ -944,35 +943,31 @@ export class EnvelopeEngine {
     BatchResult<{ ciphertext: string; keyVersion: KeyVersionInfo; plaintext: Buffer | undefined }>[]
   > {
     return this.#guard('wrapMany', async () => {
-      let inputs: (Uint8Array | EngineError)[]
+      let inputs: readonly unknown[]
       if (typeof items === 'number') {
         if (!Number.isInteger(items) || items < 0 || items > 10_000_000)
           throw invalidField('items', 'must be a count 0-10,000,000')
-        inputs = Array.from({ length: items }, () => new Uint8Array(0))
+        const generate = new Uint8Array(0)
+        inputs = Array.from({ length: items }, () => generate)
       } else if (Array.isArray(items)) {
-        inputs = items.map((d: unknown) =>
-          d instanceof Uint8Array && d.length >= MIN_DEK_BYTES && d.length <= MAX_DEK_BYTES
-            ? d
-            : invalidField('plaintext', `must be ${MIN_DEK_BYTES}-${MAX_DEK_BYTES} bytes`),
-        )
+        inputs = items
       } else {
         throw invalidField('items', 'must be a count or an array of DEKs')
       }
-      const { results, k } = await this.#runBatch('wrap', instance, idOrAlias, inputs, options)
-      const latest = versionInfo(currentVersion(k))
-      return results.map((r) =>
-        r.ok
-          ? {
-              ok: true as const,
-              ciphertext: Buffer.from(r.ciphertext ?? new Uint8Array(0)).toString('base64'),
-              keyVersion: latest,
-              plaintext:
-                r.plaintext === undefined
-                  ? undefined
-                  : Buffer.from(r.plaintext.buffer, r.plaintext.byteOffset, r.plaintext.byteLength),
-            }
-          : { ok: false as const, error: batchError(r) },
-      )
+      const check = (d: unknown): Uint8Array | EngineError =>
+        (d instanceof Uint8Array && d.length >= MIN_DEK_BYTES && d.length <= MAX_DEK_BYTES) ||
+        (typeof items === 'number' && d instanceof Uint8Array)
+          ? d
+          : invalidField('plaintext', `must be ${MIN_DEK_BYTES}-${MAX_DEK_BYTES} bytes`)
+      return this.#runBatch('wrap', instance, idOrAlias, inputs, check, options, (r, k) => ({
+        ok: true as const,
+        ciphertext: r.ciphertext ?? '',
+        keyVersion: versionInfo(currentVersion(k)),
+        plaintext:
+          r.plaintext === undefined
+            ? undefined
+            : Buffer.from(r.plaintext.buffer, r.plaintext.byteOffset, r.plaintext.byteLength),
+      }))
     })
   }
 
@@ -992,18 +987,10 @@ export class EnvelopeEngine {
       rewrapped: { ciphertext: string; keyVersion: KeyVersionInfo } | undefined
     }>[]
   > {
-    return this.#guard('unwrapMany', async () => {
-      const { results, k } = await this.#runBatch(
-        'unwrap',
-        instance,
-        idOrAlias,
-        ciphertextInputs(ciphertexts),
-        options,
-      )
-      const latest = currentVersion(k)
-      return results.map((r) => {
-        if (!r.ok) return { ok: false as const, error: batchError(r) }
+    return this.#guard('unwrapMany', async () =>
+      this.#runBatch('unwrap', instance, idOrAlias, arrayOf(ciphertexts), ciphertextItem, options, (r, k) => {
         const p = r.plaintext ?? new Uint8Array(0)
+        const latest = currentVersion(k)
         return {
           ok: true as const,
           plaintext: Buffer.from(p.buffer, p.byteOffset, p.byteLength),
@@ -1011,10 +998,10 @@ export class EnvelopeEngine {
           rewrapped:
             r.ciphertext === undefined
               ? undefined
-              : { ciphertext: Buffer.from(r.ciphertext).toString('base64'), keyVersion: versionInfo(latest) },
+              : { ciphertext: r.ciphertext, keyVersion: versionInfo(latest) },
         }
-      })
-    })
+      }),
+    )
   }
 
   /**
@@ -1031,36 +1018,33 @@ export class EnvelopeEngine {
   ): Promise<
     BatchResult<{ ciphertext: string; keyVersion: KeyVersionInfo; rewrappedKeyVersion: KeyVersionInfo }>[]
   > {
-    return this.#guard('rewrapMany', async () => {
-      const { results, k } = await this.#runBatch(
-        'rewrap',
-        instance,
-        idOrAlias,
-        ciphertextInputs(ciphertexts),
-        options,
-      )
-      const latest = currentVersion(k)
-      return results.map((r) =>
-        r.ok
-          ? {
-              ok: true as const,
-              ciphertext: Buffer.from(r.ciphertext ?? new Uint8Array(0)).toString('base64'),
-              keyVersion: versionInfo(k.versions.get(r.fromVersion ?? 0) ?? latest),
-              rewrappedKeyVersion: versionInfo(latest),
-            }
-          : { ok: false as const, error: batchError(r) },
-      )
-    })
+    return this.#guard('rewrapMany', async () =>
+      this.#runBatch('rewrap', instance, idOrAlias, arrayOf(ciphertexts), ciphertextItem, options, (r, k) => {
+        const latest = currentVersion(k)
+        return {
+          ok: true as const,
+          ciphertext: r.ciphertext ?? '',
+          keyVersion: versionInfo(k.versions.get(r.fromVersion ?? 0) ?? latest),
+          rewrappedKeyVersion: versionInfo(latest),
+        }
+      }),
+    )
   }
 
-  /** Splits a batch into chunks, accounts their AES-GCM usage, and runs them on the pool (or inline). */
-  async #runBatch(
+  /**
+   * Splits a batch into chunks, accounts their AES-GCM usage, runs them on the pool (or inline), and maps
+   * each chunk's results as it completes: no step touches more than one chunk at a time, so the event loop
+   * stays responsive however large the batch.
+   */
+  async #runBatch<T>(
     op: BatchTask['op'],
     instance: string,
     idOrAlias: string,
-    inputs: readonly (Uint8Array | EngineError)[],
+    inputs: readonly unknown[],
+    check: (input: unknown) => Uint8Array | string | EngineError,
     options: BatchOptions,
-  ): Promise<{ results: BatchItemResult[]; k: CachedKey }> {
+    map: (r: Extract<BatchItemResult, { ok: true }>, k: CachedKey) => T,
+  ): Promise<(T | { ok: false; error: EngineError })[]> {
     options = optionsObject(options)
     const aad = validateAad(options.aad)
     const chunkSize = options.chunkSize ?? 256
@@ -1075,12 +1059,10 @@ export class EnvelopeEngine {
       header: v.header,
     })
     const versions = [...k.versions.values()].map(toBatch)
-    const results: (BatchItemResult | undefined)[] = inputs.map((x) =>
-      x instanceof EngineError ? { ok: false, code: x.code, message: x.message } : undefined,
-    )
-    const indices = inputs.flatMap((x, i) => (x instanceof EngineError ? [] : [i]))
-    const chunks: number[][] = []
-    for (let i = 0; i < indices.length; i += chunkSize) chunks.push(indices.slice(i, i + chunkSize))
+    const latestBatch = toBatch(latest)
+    const results: (T | { ok: false; error: EngineError })[] = new Array<
+      T | { ok: false; error: EngineError }
+    >(inputs.length)
     const runner: BatchRunner = this.#pool ?? {
       threads: 1,
       run: async (task) => {
@@ -1089,48 +1071,58 @@ export class EnvelopeEngine {
       },
       close: async () => undefined,
     }
-    let done = inputs.length - indices.length
+    let done = 0
     const total = inputs.length
-    const runChunk = async (chunk: number[]): Promise<void> => {
-      const items = chunk.map((i) => inputs[i] as Uint8Array)
-      const fail = (code: ErrorCode, message: string): void => {
-        for (const i of chunk) results[i] = { ok: false, code, message }
+    const runChunk = async (start: number): Promise<void> => {
+      const end = Math.min(start + chunkSize, total)
+      const items: (Uint8Array | string)[] = []
+      const at: number[] = []
+      for (let i = start; i < end; i++) {
+        const x = check(inputs[i])
+        if (x instanceof EngineError) results[i] = { ok: false, error: x }
+        else {
+          items.push(x)
+          at.push(i)
+        }
       }
       try {
-        this.#checkAborted(options.signal)
-        await this.#takeUsage(instance, latest, encryptionsNeeded(op, items, latest.version))
-        const task: BatchTask = { op, instance, aad, versions, latest: toBatch(latest), items }
-        let out: BatchItemResult[]
-        try {
-          out = await runner.run(task, options.signal)
-        } catch (err) {
-          if (!(err instanceof EngineError) || err.code !== 'POOL_WORKER_FAILED') throw err
-          out = await runner.run(task, options.signal) // once more: the pool replaced the worker
+        if (items.length > 0) {
+          this.#checkAborted(options.signal)
+          await this.#takeUsage(instance, latest, encryptionsNeeded(op, items, latest.version))
+          const task: BatchTask = { op, instance, aad, versions, latest: latestBatch, items }
+          let out: BatchItemResult[]
+          try {
+            out = await runner.run(task, options.signal)
+          } catch (err) {
+            if (!(err instanceof EngineError) || err.code !== 'POOL_WORKER_FAILED') throw err
+            out = await runner.run(task, options.signal) // once more: the pool replaced the worker
+          }
+          out.forEach((r, j) => {
+            results[at[j] as number] = r.ok ? map(r, k) : { ok: false, error: batchError(r) }
+          })
         }
-        out.forEach((r, j) => (results[chunk[j] as number] = r))
       } catch (err) {
         const e = toEngineError(err, `${op}Many`)
         if (e.code === 'ABORTED' || e.code === 'ENGINE_CLOSED') throw e
-        fail(e.code, e.message)
+        for (const i of at) results[i] = { ok: false, error: e }
       }
-      done += chunk.length
+      done += end - start
       try {
         options.onProgress?.(done, total)
       } catch {
         /* a failing progress callback does not fail the batch */
       }
     }
+    const starts: number[] = []
+    for (let i = 0; i < total; i += chunkSize) starts.push(i)
     const lanes = Math.max(1, runner.threads * 2)
     let next = 0
     await Promise.all(
-      Array.from({ length: Math.min(lanes, chunks.length) }, async () => {
-        while (next < chunks.length) await runChunk(chunks[next++] as number[])
+      Array.from({ length: Math.min(lanes, starts.length) }, async () => {
+        while (next < starts.length) await runChunk(starts[next++] as number)
       }),
     )
-    return {
-      results: results.map((r) => r ?? { ok: false, code: 'INTERNAL_ERROR', message: 'batch: item not run' }),
-      k,
-    }
+    return results
   }
 
   /** Takes `n` AES-GCM invocations of version `v` from this process's reservation (reserving more as needed). */
@@ -2017,26 +2009,39 @@ function hsmAad(v: VersionEntry, dekLength: number, instance: string, aad: reado
   return appendAad(dekLength === 32 ? v.aadPrefix32 : hsmAadPrefix(v.header, dekLength, instance), aad)
 }
 
-/** Converts batch ciphertext inputs to bytes; malformed base64 fails per item, like unwrap does. */
-function ciphertextInputs(ciphertexts: readonly (string | Uint8Array)[]): (Uint8Array | EngineError)[] {
-  if (!Array.isArray(ciphertexts)) throw invalidField('ciphertexts', 'must be an array')
-  return ciphertexts.map((c: unknown) => {
-    try {
-      if (c instanceof Uint8Array) return c
-      return parseCiphertextBytes(c)
-    } catch (err) {
-      return toEngineError(err, 'ciphertext')
-    }
+function arrayOf<T>(items: readonly T[]): readonly T[] {
+  if (!Array.isArray(items)) throw invalidField('ciphertexts', 'must be an array')
+  return items
+}
+
+/** A batch ciphertext as the task takes it: base64 strings are decoded (strictly) where the batch runs. */
+function ciphertextItem(c: unknown): Uint8Array | string | EngineError {
+  if (c instanceof Uint8Array || typeof c === 'string') return c
+  return new EngineError('CIPHERTEXT_INVALID', 'ciphertext: must be a base64 string or bytes', {
+    target: { type: 'field', name: 'ciphertext' },
   })
 }
 
+/** The key version a ciphertext names (bytes 18..21), read without parsing the rest; NaN if unreadable. */
+function versionNamed(item: Uint8Array | string): number {
+  if (typeof item === 'string') {
+    const head = Buffer.from(item.slice(24, 32), 'base64') // base64 chars 24..31 are bytes 18..23
+    return head.length >= 4 ? head.readUInt32BE(0) : Number.NaN
+  }
+  return item.byteLength >= 22
+    ? Buffer.from(item.buffer, item.byteOffset, item.byteLength).readUInt32BE(18)
+    : Number.NaN
+}
+
 /** AES-GCM encryptions a batch chunk will make: every item, except unwraps already at the latest version. */
-function encryptionsNeeded(op: BatchTask['op'], items: readonly Uint8Array[], latest: number): number {
+function encryptionsNeeded(
+  op: BatchTask['op'],
+  items: readonly (Uint8Array | string)[],
+  latest: number,
+): number {
   if (op !== 'unwrap') return items.length
   let n = 0
-  for (const b of items) {
-    if (b.length < 22 || Buffer.from(b.buffer, b.byteOffset, b.byteLength).readUInt32BE(18) !== latest) n++
-  }
+  for (const item of items) if (versionNamed(item) !== latest) n++
   return n
 }
 

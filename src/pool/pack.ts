@@ -6,15 +6,14 @@ import type { BatchItemResult } from '../core/batch.js'
 
 export interface PackedResults {
   readonly meta: readonly (
-    | { ok: true; p?: [number, number]; c?: [number, number]; v?: number }
-    | { ok: false; code: string; message: string }
+    { ok: true; p?: [number, number]; c?: string; v?: number } | { ok: false; code: string; message: string }
   )[]
   readonly data: Uint8Array
 }
 
 export function pack(results: readonly BatchItemResult[]): PackedResults {
   let size = 0
-  for (const r of results) if (r.ok) size += (r.plaintext?.length ?? 0) + (r.ciphertext?.length ?? 0)
+  for (const r of results) if (r.ok) size += r.plaintext?.length ?? 0
   const data = new Uint8Array(new ArrayBuffer(size))
   let o = 0
   const put = (b: Uint8Array | undefined): [number, number] | undefined => {
@@ -28,7 +27,7 @@ export function pack(results: readonly BatchItemResult[]): PackedResults {
     if (!r.ok) return { ok: false as const, code: r.code, message: r.message }
     const p = put(r.plaintext)
     r.plaintext?.fill(0)
-    const c = put(r.ciphertext)
+    const c = r.ciphertext
     return {
       ok: true as const,
       ...(p === undefined ? {} : { p }),
@@ -46,7 +45,7 @@ export function unpack(packed: PackedResults): BatchItemResult[] {
   const out = packed.meta.map((m): BatchItemResult => {
     if (!m.ok) return { ok: false, code: m.code, message: m.message }
     const plaintext = slice(m.p)
-    const ciphertext = slice(m.c)
+    const ciphertext = m.c
     return {
       ok: true,
       ...(plaintext === undefined

@@ -59,6 +59,12 @@ describe('public API under arbitrary input', () => {
       'wrap',
       'unwrap',
       'rewrap',
+      'wrapMany',
+      'unwrapMany',
+      'rewrapMany',
+      'seal',
+      'open',
+      'usage',
     ]
     await fc.assert(
       fc.asyncProperty(

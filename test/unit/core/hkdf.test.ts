@@ -55,15 +55,21 @@ describe('HKDF-SHA-256, as the engine implements it (createHmac)', () => {
   it('the message format derives its data key and commitment as HKDF-Expand(PRK = DEK, label ‖ message id)', () => {
     const dek = Buffer.alloc(32, 7)
     const id = Buffer.alloc(32, 9)
-    const info = (l: string): Buffer => Buffer.concat([Buffer.from(`envelope-kms/message/v1\u0001${l}`, 'utf8'), id])
+    const info = (l: string): Buffer =>
+      Buffer.concat([Buffer.from(`envelope-kms/message/v1\u0001${l}`, 'utf8'), id])
     // node:crypto's HKDF always extracts first; HKDF-Expand alone equals our general HKDF's expand step, which
     // Wycheproof checked above, with PRK = DEK: T(1) = HMAC(DEK, info ‖ 0x01).
-    const expand = (i: Buffer): Buffer => createHmac('sha256', dek).update(Buffer.concat([i, Buffer.from([1])])).digest()
+    const expand = (i: Buffer): Buffer =>
+      createHmac('sha256', dek)
+        .update(Buffer.concat([i, Buffer.from([1])]))
+        .digest()
     const k = deriveKeys(dek, id)
     expect(k.dataKey.equals(expand(info('data-key')))).toBe(true)
     expect(k.commitment.equals(expand(info('commitment')))).toBe(true)
     expect(k.dataKey.equals(k.commitment)).toBe(false)
     // and our general HKDF agrees with node:crypto's
-    expect(hkdfSha256(dek, id, info('x'), 100).equals(Buffer.from(hkdfSync('sha256', dek, id, info('x'), 100)))).toBe(true)
+    expect(
+      hkdfSha256(dek, id, info('x'), 100).equals(Buffer.from(hkdfSync('sha256', dek, id, info('x'), 100))),
+    ).toBe(true)
   })
 })
