@@ -185,7 +185,7 @@ if (existsSync(labSrc)) {
 const ratioTo = (ours: unknown, theirs: unknown): number | string =>
   typeof ours === 'number' && typeof theirs === 'number' ? Number((ours / theirs).toFixed(3)) : 'n/a'
 const r = results as Record<string, Record<string, unknown>>
-const cs = c as Record<string, unknown>
+const cs = c
 report('batch', `unwrapMany / rewrapMany of ${N.toLocaleString('en')} ciphertexts, ${RUNS} run(s)`, {
   settings: { n: N, runs: RUNS, poolThreads: 2 },
   rows: [],

@@ -2010,7 +2010,7 @@ function hsmAad(v: VersionEntry, dekLength: number, instance: string, aad: reado
 }
 
 function arrayOf<T>(items: readonly T[]): readonly T[] {
-  if (!Array.isArray(items)) throw invalidField('ciphertexts', 'must be an array')
+  if (!Array.isArray(items as unknown)) throw invalidField('ciphertexts', 'must be an array')
   return items
 }
 
