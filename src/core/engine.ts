@@ -2010,7 +2010,8 @@ function hsmAad(v: VersionEntry, dekLength: number, instance: string, aad: reado
 }
 
 function arrayOf<T>(items: readonly T[]): readonly T[] {
-  if (!Array.isArray(items as unknown)) throw invalidField('ciphertexts', 'must be an array')
+  const value: unknown = items
+  if (!Array.isArray(value)) throw invalidField('ciphertexts', 'must be an array')
   return items
 }
 
