@@ -28,6 +28,8 @@ class Reply {
 export default async function run(task: BatchTask): Promise<unknown> {
   try {
     const results = await executeBatch(await provider, task)
+    // The task's byte items are this thread's copies (caller DEKs for wrap): wipe them.
+    for (const item of task.items) if (typeof item !== 'string') item.fill(0)
     return move(new Reply(pack(results)) as unknown as ArrayBuffer)
   } catch (err) {
     // Errors cross the thread boundary without their code: send it as data.
