@@ -204,6 +204,13 @@ class ParsedV1 implements ParsedCiphertext {
   }
 }
 
+/** The key id a v1 ciphertext names, read without parsing the rest; undefined when it is not v1. */
+export function keyIdOf(b: Buffer): string | undefined {
+  return b.length >= HEADER_BYTES && b[0] === CIPHERTEXT_FORMAT_V1
+    ? bytesToUuid(b.subarray(2, 18))
+    : undefined
+}
+
 /** True when `parsed` names the same key id as the header `keyHeader`. */
 export function sameKeyId(parsed: ParsedCiphertext, keyHeader: Buffer): boolean {
   return parsed.header.compare(keyHeader, 2, 18, 2, 18) === 0

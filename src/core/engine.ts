@@ -12,6 +12,7 @@ import {
   Mechanism,
   MAX_DEK_BYTES,
   MIN_DEK_BYTES,
+  keyIdOf,
   parseCiphertext,
   sameKeyId,
   validateAad,
@@ -1371,12 +1372,8 @@ export class EnvelopeEngine {
         },
       )
     }
-    let parsed: ParsedCiphertext
-    try {
-      parsed = parseCiphertext(header.wrapped)
-    } catch {
-      throw new EngineError('MESSAGE_INVALID', 'message: the wrapped DEK is malformed')
-    }
+    const keyId = keyIdOf(header.wrapped) // parsed in full only on a cache miss
+    if (keyId === undefined) throw new EngineError('MESSAGE_INVALID', 'message: the wrapped DEK is malformed')
     // Not the public unwrap: a message under an older version needs no rewrapped DEK.
     // Cache key from the bytes: wrapped DEK and canonical context, both length-delimited ('m:' never starts
     // a base64 key of the unwrap API).
@@ -1384,10 +1381,10 @@ export class EnvelopeEngine {
     const opened = await this.#openDek(
       'unwrap',
       instance,
-      parsed.keyId,
+      keyId,
       header.wrapped,
       { aad: expected.aad, signal: options.signal },
-      parsed,
+      undefined,
       cacheKey,
     )
     try {

@@ -80,33 +80,36 @@ export function encodeContext(context: unknown): EncodedContext {
       target: { type: 'field', name: 'context' },
     })
   }
-  const pairs: [Buffer, Buffer, string, string][] = []
   let len = 2
+  let ascii = true
   for (const [k, v] of entries) {
     if (typeof v !== 'string' || k.length === 0) {
       throw new EngineError('INVALID_FIELD_ERR', 'context: keys must be non-empty and values strings', {
         target: { type: 'field', name: 'context' },
       })
     }
-    const kb = Buffer.from(k, 'utf8')
-    const vb = Buffer.from(v, 'utf8')
-    len += 4 + kb.length + vb.length
-    pairs.push([kb, vb, k, v])
+    const kl = Buffer.byteLength(k, 'utf8')
+    if (kl !== k.length) ascii = false
+    len += 4 + kl + Buffer.byteLength(v, 'utf8')
   }
   if (len > MAX_CONTEXT_BYTES) {
     throw new EngineError('INVALID_FIELD_ERR', `context: at most ${MAX_CONTEXT_BYTES} bytes encoded`, {
       target: { type: 'field', name: 'context' },
     })
   }
-  pairs.sort((a, b) => Buffer.compare(a[0], b[0]))
+  // Canonical order is by key bytes; for ASCII keys the string order is the same and needs no encoding.
+  const byBytes = (a: [string, unknown], b: [string, unknown]): number =>
+    Buffer.compare(Buffer.from(a[0]), Buffer.from(b[0]))
+  entries.sort(ascii ? (a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0) : byBytes)
   const out = Buffer.allocUnsafe(len)
   const aad = [DOMAIN]
-  let o = out.writeUInt16BE(pairs.length, 0)
-  for (const [kb, vb, k, v] of pairs) {
-    o = out.writeUInt16BE(kb.length, o)
-    o += kb.copy(out, o)
-    o = out.writeUInt16BE(vb.length, o)
-    o += vb.copy(out, o)
+  let o = out.writeUInt16BE(entries.length, 0)
+  for (const [k, value] of entries) {
+    const v = value as string
+    const kl = out.write(k, o + 2, 'utf8')
+    o = out.writeUInt16BE(kl, o) + kl
+    const vl = out.write(v, o + 2, 'utf8')
+    o = out.writeUInt16BE(vl, o) + vl
     aad.push(k, v)
   }
   return { bytes: out, aad }
@@ -237,7 +240,8 @@ export class MessageEncryptor {
   readonly #frameSize: number
   readonly #messageId: Buffer
   readonly #dataKey: Buffer
-  readonly #key: KeyObject
+  /** Made on the second frame: a one-frame message keys its single cipher with the raw bytes (cheaper). */
+  #key: KeyObject | undefined
   #pending: Buffer[] = []
   #pendingBytes = 0
   #seq = 0
@@ -263,7 +267,6 @@ export class MessageEncryptor {
     this.#messageId = messageId
     const { dataKey, commitment } = deriveKeys(material.dek.bytes, messageId)
     this.#dataKey = dataKey
-    this.#key = createSecretKey(dataKey)
     const w = material.wrapped
     const head = Buffer.allocUnsafe(FIXED_PREFIX + w.length + 2 + context.length + COMMITMENT_BYTES)
     let o = head.writeUInt8(MESSAGE_FORMAT_V1, 0)
@@ -334,7 +337,8 @@ export class MessageEncryptor {
     head.writeUInt32BE(seq, 0)
     head.writeUInt8(type, 4)
     head.writeUInt32BE(plain.length, 5)
-    const c = createCipheriv('aes-256-gcm', this.#key, frameIv(seq), { authTagLength: TAG_BYTES })
+    const key = seq === 1 ? this.#dataKey : (this.#key ??= createSecretKey(this.#dataKey))
+    const c = createCipheriv('aes-256-gcm', key, frameIv(seq), { authTagLength: TAG_BYTES })
     c.setAAD(frameAad(this.#messageId, seq, type, plain.length, this.header))
     out.push(head)
     if (plain.length > 0) out.push(c.update(plain))
@@ -451,7 +455,6 @@ export class MessageDecryptor {
       throw authFailed('key commitment does not match')
     }
     this.#dataKey = dataKey
-    this.#key = createSecretKey(dataKey)
   }
 
   /** Bytes in; authenticated plaintext out. Call {@link readHeader}/{@link useDek} first. */
@@ -482,7 +485,7 @@ export class MessageDecryptor {
 
   #frames(out: Buffer[]): void {
     const h = this.#header as MessageHeader
-    const key = this.#key as KeyObject
+    const dataKey = this.#dataKey as Buffer
     while (!this.#finished && this.#bufBytes >= FRAME_HEADER) {
       const fh = this.#peek(FRAME_HEADER)
       const seq = fh.readUInt32BE(0)
@@ -500,6 +503,8 @@ export class MessageDecryptor {
       this.#take(FRAME_HEADER)
       const enc = len > 0 ? this.#take(len) : Buffer.alloc(0)
       const tag = this.#take(TAG_BYTES)
+      // A one-frame message keys its single decipher with the raw bytes; longer ones make a KeyObject once.
+      const key = seq === 1 ? dataKey : (this.#key ??= createSecretKey(dataKey))
       const d = createDecipheriv('aes-256-gcm', key, frameIv(seq), { authTagLength: TAG_BYTES })
       d.setAAD(frameAad(h.messageId, seq, type, len, h.bytes))
       d.setAuthTag(tag)
