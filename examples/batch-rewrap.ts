@@ -6,13 +6,10 @@
  */
 import { createEngineFromConfig, loadConfig } from '../src/index.js'
 import { createWorkerPool } from '../src/pool/index.js'
+import { printer, runIfMain } from './support.js'
 
 export async function main(): Promise<string[]> {
-  const out: string[] = []
-  const log = (line: string): void => {
-    out.push(line)
-    console.log(line)
-  }
+  const { out, log } = printer()
   const config = loadConfig()
   const pool = createWorkerPool({ pkcs11: config.pkcs11, threads: 2 })
   const engine = await createEngineFromConfig(config, { pool })
@@ -45,9 +42,4 @@ export async function main(): Promise<string[]> {
   return out
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
-  main().catch((err: unknown) => {
-    console.error(err)
-    process.exitCode = 1
-  })
-}
+runIfMain(import.meta.url, main)

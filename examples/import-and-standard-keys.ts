@@ -7,13 +7,10 @@
  */
 import { randomBytes } from 'node:crypto'
 import { createEngineFromConfig, isEngineError } from '../src/index.js'
+import { printer, runIfMain } from './support.js'
 
 export async function main(): Promise<string[]> {
-  const out: string[] = []
-  const log = (line: string): void => {
-    out.push(line)
-    console.log(line)
-  }
+  const { out, log } = printer()
   const engine = await createEngineFromConfig()
   try {
     const instance = 'byok-example'
@@ -45,9 +42,4 @@ export async function main(): Promise<string[]> {
   return out
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
-  main().catch((err: unknown) => {
-    console.error(err)
-    process.exitCode = 1
-  })
-}
+runIfMain(import.meta.url, main)

@@ -5,13 +5,10 @@
  *   npm start            (runs this on the project's SoftHSM2 token and data/catalog.sqlite)
  */
 import { createEngineFromConfig } from '../src/index.js'
+import { printer, runIfMain } from './support.js'
 
 export async function main(): Promise<string[]> {
-  const out: string[] = []
-  const log = (line: string): void => {
-    out.push(line)
-    console.log(line)
-  }
+  const { out, log } = printer()
   const engine = await createEngineFromConfig()
   try {
     const instance = 'quickstart'
@@ -56,9 +53,4 @@ export async function main(): Promise<string[]> {
   return out
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
-  main().catch((err: unknown) => {
-    console.error(err)
-    process.exitCode = 1
-  })
-}
+runIfMain(import.meta.url, main)

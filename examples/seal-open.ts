@@ -9,13 +9,10 @@ import { Readable, Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { createDekCache } from '../src/cache/index.js'
 import { createEngineFromConfig, isEngineError } from '../src/index.js'
+import { printer, runIfMain } from './support.js'
 
 export async function main(): Promise<string[]> {
-  const out: string[] = []
-  const log = (line: string): void => {
-    out.push(line)
-    console.log(line)
-  }
+  const { out, log } = printer()
   const dekCache = createDekCache({ dataKeys: { maxAgeMs: 60_000, maxMessages: 1000 } })
   const engine = await createEngineFromConfig(undefined, { dekCache })
   try {
@@ -70,9 +67,4 @@ export async function main(): Promise<string[]> {
   return out
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
-  main().catch((err: unknown) => {
-    console.error(err)
-    process.exitCode = 1
-  })
-}
+runIfMain(import.meta.url, main)

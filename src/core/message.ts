@@ -226,6 +226,60 @@ function newMessageId(): Buffer {
   return id
 }
 
+/**
+ * Byte chunks queued in arrival order. take/peek return views when the bytes lie in one chunk and copy only
+ * when they span chunks, so streams never re-buffer more than they must.
+ */
+class ChunkQueue {
+  #chunks: Buffer[] = []
+  #bytes = 0
+
+  get bytes(): number {
+    return this.#bytes
+  }
+
+  push(b: Buffer): void {
+    this.#chunks.push(b)
+    this.#bytes += b.length
+  }
+
+  clear(): void {
+    this.#chunks = []
+    this.#bytes = 0
+  }
+
+  /** The first `n` queued bytes (n <= bytes), without consuming them. */
+  peek(n: number): Buffer {
+    const first = this.#chunks[0] as Buffer
+    return first.length >= n ? first : Buffer.concat(this.#chunks, n)
+  }
+
+  /** Removes and returns the first `n` queued bytes (n <= bytes). */
+  take(n: number): Buffer {
+    if (n === 0) return Buffer.alloc(0)
+    const first = this.#chunks[0] as Buffer
+    let r: Buffer
+    if (first.length >= n) {
+      r = first.subarray(0, n)
+      if (first.length === n) this.#chunks.shift()
+      else this.#chunks[0] = first.subarray(n)
+    } else {
+      r = Buffer.allocUnsafe(n)
+      let o = 0
+      while (o < n) {
+        const b = this.#chunks[0] as Buffer
+        const k = Math.min(b.length, n - o)
+        b.copy(r, o, 0, k)
+        o += k
+        if (k === b.length) this.#chunks.shift()
+        else this.#chunks[0] = b.subarray(k)
+      }
+    }
+    this.#bytes -= n
+    return r
+  }
+}
+
 /** What the encryptor needs from the engine: the DEK and its wrapped form. */
 export interface SealMaterial {
   readonly dek: SecretBytes
@@ -242,8 +296,7 @@ export class MessageEncryptor {
   readonly #dataKey: Buffer
   /** Made on the second frame: a one-frame message keys its single cipher with the raw bytes (cheaper). */
   #key: KeyObject | undefined
-  #pending: Buffer[] = []
-  #pendingBytes = 0
+  readonly #pending = new ChunkQueue()
   #seq = 0
   #done = false
   readonly header: Buffer
@@ -287,14 +340,14 @@ export class MessageEncryptor {
     if (this.#done) throw new EngineError('INTERNAL_ERROR', 'message: push after finish')
     if (data.length === 0) return
     this.#pending.push(data)
-    this.#pendingBytes += data.length
-    while (this.#pendingBytes > this.#frameSize) this.#emit(this.#take(this.#frameSize), FRAME_REGULAR, out)
+    while (this.#pending.bytes > this.#frameSize)
+      this.#emit(this.#pending.take(this.#frameSize), FRAME_REGULAR, out)
   }
 
   /** Emits the final frame (0..frameSize bytes) and wipes the data key. */
   finish(out: Buffer[]): void {
     if (this.#done) return
-    this.#emit(this.#take(this.#pendingBytes), FRAME_FINAL, out)
+    this.#emit(this.#pending.take(this.#pending.bytes), FRAME_FINAL, out)
     this.#done = true
     this.#dataKey.fill(0)
   }
@@ -303,31 +356,7 @@ export class MessageEncryptor {
   destroy(): void {
     this.#done = true
     this.#dataKey.fill(0)
-    this.#pending = []
-  }
-
-  #take(n: number): Buffer {
-    if (n === 0) return Buffer.alloc(0)
-    const first = this.#pending[0] as Buffer
-    let frame: Buffer
-    if (first.length >= n) {
-      frame = first.subarray(0, n)
-      if (first.length === n) this.#pending.shift()
-      else this.#pending[0] = first.subarray(n)
-    } else {
-      frame = Buffer.allocUnsafe(n)
-      let o = 0
-      while (o < n) {
-        const b = this.#pending[0] as Buffer
-        const k = Math.min(b.length, n - o)
-        b.copy(frame, o, 0, k)
-        o += k
-        if (k === b.length) this.#pending.shift()
-        else this.#pending[0] = b.subarray(k)
-      }
-    }
-    this.#pendingBytes -= n
-    return frame
+    this.#pending.clear()
   }
 
   #emit(plain: Buffer, type: number, out: Buffer[]): void {
@@ -372,8 +401,7 @@ export interface OpenLimits {
  */
 export class MessageDecryptor {
   readonly #limits: OpenLimits
-  #buf: Buffer[] = []
-  #bufBytes = 0
+  readonly #buf = new ChunkQueue()
   #header: MessageHeader | undefined
   #dataKey: Buffer | undefined
   #key: KeyObject | undefined
@@ -396,8 +424,8 @@ export class MessageDecryptor {
   /** Parses the header once enough bytes arrived; undefined while more are needed. */
   readHeader(): MessageHeader | undefined {
     if (this.#header !== undefined) return this.#header
-    if (this.#bufBytes < FIXED_PREFIX) return undefined
-    const pre = this.#peek(FIXED_PREFIX)
+    if (this.#buf.bytes < FIXED_PREFIX) return undefined
+    const pre = this.#buf.peek(FIXED_PREFIX)
     if (pre[0] !== MESSAGE_FORMAT_V1) throw invalid(`format version ${String(pre[0])} is not supported`)
     if (pre[1] !== ALG_AES256GCM_HKDF_SHA256_COMMIT)
       throw invalid(`algorithm ${String(pre[1])} is not supported`)
@@ -408,17 +436,17 @@ export class MessageDecryptor {
     }
     const w = pre.readUInt16BE(38)
     if (w === 0 || w > MAX_CIPHERTEXT_BYTES) throw invalid('wrapped DEK length is out of range')
-    if (this.#bufBytes < FIXED_PREFIX + w + 2) {
+    if (this.#buf.bytes < FIXED_PREFIX + w + 2) {
       this.#checkHeaderBound(FIXED_PREFIX + w + 2)
       return
     }
-    const c = this.#peek(FIXED_PREFIX + w + 2).readUInt16BE(FIXED_PREFIX + w)
+    const c = this.#buf.peek(FIXED_PREFIX + w + 2).readUInt16BE(FIXED_PREFIX + w)
     const total = FIXED_PREFIX + w + 2 + c + COMMITMENT_BYTES
     if (total > this.#limits.maxHeaderBytes) {
       throw new EngineError('MESSAGE_TOO_LARGE', `message: header of ${total} bytes exceeds maxHeaderBytes`)
     }
-    if (this.#bufBytes < total) return undefined
-    const h = this.#take(total)
+    if (this.#buf.bytes < total) return undefined
+    const h = this.#buf.take(total)
     const ctxStart = FIXED_PREFIX + w + 2
     // Not decoded here: the engine compares these bytes with the canonical encoding of the caller's context.
     const context = h.subarray(ctxStart, ctxStart + c)
@@ -462,7 +490,6 @@ export class MessageDecryptor {
     if (data.length > 0) {
       if (this.#finished) throw invalid('has trailing bytes after the final frame')
       this.#buf.push(data)
-      this.#bufBytes += data.length
     }
     if (this.#dataKey === undefined) return
     this.#frames(out)
@@ -472,7 +499,7 @@ export class MessageDecryptor {
   end(): void {
     if (this.#header === undefined) throw invalid('is truncated (no complete header)')
     if (!this.#finished) throw invalid('is truncated (no final frame)')
-    if (this.#bufBytes > 0) throw invalid('has trailing bytes after the final frame')
+    if (this.#buf.bytes > 0) throw invalid('has trailing bytes after the final frame')
   }
 
   /** Wipes the data key. */
@@ -480,14 +507,14 @@ export class MessageDecryptor {
     this.#dataKey?.fill(0)
     this.#dataKey = undefined
     this.#key = undefined
-    this.#buf = []
+    this.#buf.clear()
   }
 
   #frames(out: Buffer[]): void {
     const h = this.#header as MessageHeader
     const dataKey = this.#dataKey as Buffer
-    while (!this.#finished && this.#bufBytes >= FRAME_HEADER) {
-      const fh = this.#peek(FRAME_HEADER)
+    while (!this.#finished && this.#buf.bytes >= FRAME_HEADER) {
+      const fh = this.#buf.peek(FRAME_HEADER)
       const seq = fh.readUInt32BE(0)
       const type = fh[4]
       const len = fh.readUInt32BE(5)
@@ -499,10 +526,10 @@ export class MessageDecryptor {
       if (this.#body + len > this.#limits.maxBodySize) {
         throw new EngineError('MESSAGE_TOO_LARGE', 'message: body exceeds maxBodySize')
       }
-      if (this.#bufBytes < FRAME_HEADER + len + TAG_BYTES) return
-      this.#take(FRAME_HEADER)
-      const enc = len > 0 ? this.#take(len) : Buffer.alloc(0)
-      const tag = this.#take(TAG_BYTES)
+      if (this.#buf.bytes < FRAME_HEADER + len + TAG_BYTES) return
+      this.#buf.take(FRAME_HEADER)
+      const enc = len > 0 ? this.#buf.take(len) : Buffer.alloc(0)
+      const tag = this.#buf.take(TAG_BYTES)
       // A one-frame message keys its single decipher with the raw bytes; longer ones make a KeyObject once.
       const key = seq === 1 ? dataKey : (this.#key ??= createSecretKey(dataKey))
       const d = createDecipheriv('aes-256-gcm', key, frameIv(seq), { authTagLength: TAG_BYTES })
@@ -523,38 +550,8 @@ export class MessageDecryptor {
         this.#dataKey?.fill(0)
         this.#dataKey = undefined
         this.#key = undefined
-        if (this.#bufBytes > 0) throw invalid('has trailing bytes after the final frame')
+        if (this.#buf.bytes > 0) throw invalid('has trailing bytes after the final frame')
       }
     }
-  }
-
-  /** The first `n` buffered bytes (n <= buffered), copied only when they span chunks. */
-  #peek(n: number): Buffer {
-    const first = this.#buf[0] as Buffer
-    if (first.length >= n) return first
-    return Buffer.concat(this.#buf, n)
-  }
-
-  #take(n: number): Buffer {
-    const first = this.#buf[0] as Buffer
-    let r: Buffer
-    if (first.length >= n) {
-      r = first.subarray(0, n)
-      if (first.length === n) this.#buf.shift()
-      else this.#buf[0] = first.subarray(n)
-    } else {
-      r = Buffer.allocUnsafe(n)
-      let o = 0
-      while (o < n) {
-        const b = this.#buf[0] as Buffer
-        const k = Math.min(b.length, n - o)
-        b.copy(r, o, 0, k)
-        o += k
-        if (k === b.length) this.#buf.shift()
-        else this.#buf[0] = b.subarray(k)
-      }
-    }
-    this.#bufBytes -= n
-    return r
   }
 }
