@@ -4,13 +4,14 @@
  *
  *   npx tsx examples/batch-rewrap.ts
  */
-import { createEngineFromConfig, loadConfig } from '../src/index.js'
+import { createEngineFromConfig, defaultSoftHsmConf, loadConfig } from '../src/index.js'
 import { createWorkerPool } from '../src/pool/index.js'
 import { printer, runIfMain } from './support.js'
 
 export async function main(): Promise<string[]> {
   const { out, log } = printer()
   const config = loadConfig()
+  defaultSoftHsmConf(config) // SoftHSM2 reads its config once, when the pool initialises the library
   const pool = createWorkerPool({ pkcs11: config.pkcs11, threads: 2 })
   const engine = await createEngineFromConfig(config, { pool })
   try {

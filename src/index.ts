@@ -55,7 +55,7 @@ export type {
   BatchRunner,
 } from './core/ports.js'
 export type { BatchTask, BatchItemResult, BatchVersion } from './core/batch.js'
-export { loadConfig, describeConfig } from './config.js'
+export { loadConfig, describeConfig, defaultSoftHsmConf } from './config.js'
 export type { EngineConfig, Pkcs11Config } from './config.js'
 export { createEngineFromConfig } from './default-engine.js'
 export type { DefaultEngineOptions } from './default-engine.js'

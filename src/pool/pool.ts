@@ -10,6 +10,7 @@ import { Piscina } from 'piscina'
 import type { BatchItemResult, BatchTask } from '../core/batch.js'
 import { EngineError, type ErrorCode, ERROR_CODES } from '../core/errors.js'
 import type { BatchRunner } from '../core/ports.js'
+import { acquireModule, releaseModule, type ModuleEntry } from '../providers/pkcs11/module.js'
 import type { Pkcs11ProviderOptions } from '../providers/pkcs11/provider.js'
 import { unpack, type PackedResults } from './pack.js'
 
@@ -47,6 +48,7 @@ export class WorkerPool implements BatchRunner {
   readonly threads: number
   readonly #piscina: Piscina
   readonly #limit: number
+  readonly #module: ModuleEntry
   #pending = 0
   #closed = false
 
@@ -66,6 +68,11 @@ export class WorkerPool implements BatchRunner {
     }
     this.threads = threads
     this.#limit = threads + maxQueue
+    // The main thread initialises the PKCS#11 library before any worker starts, and keeps it initialised
+    // until every worker is gone: concurrent C_Initialize calls from several threads race inside the
+    // library (SoftHSM2 sets up its mutexes in C_Initialize), and a C_Finalize while workers run would pull
+    // the library out from under them (RESULTS gotcha 2). Workers then only join (ALREADY_INITIALIZED).
+    this.#module = acquireModule(options.pkcs11.module)
     const { filename, execArgv } = workerFile()
     this.#piscina = new Piscina({
       filename,
@@ -115,7 +122,11 @@ export class WorkerPool implements BatchRunner {
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
-    await this.#piscina.destroy()
+    try {
+      await this.#piscina.destroy()
+    } finally {
+      releaseModule(this.#module)
+    }
   }
 }
 

@@ -179,4 +179,24 @@ describe('worker pool', () => {
     expect(out.filter((r) => !r.ok).every((r) => !r.ok && r.error.code === 'KEY_USAGE_LIMIT_ERR')).toBe(true)
     await engine.close()
   })
+
+  it('pools start and stop repeatedly next to engines without racing the library initialisation', async () => {
+    // The pool initialises PKCS#11 on the main thread before its workers start, and keeps it until they are
+    // gone: workers never race C_Initialize, and C_Finalize never runs under them.
+    for (let i = 0; i < 6; i++) {
+      const p = pool(2)
+      const { engine } = await engineWith(p)
+      const keyId = (await engine.createKey(I, { name: `cycle-${i}` })).id
+      const w = await engine.wrapMany(I, keyId, 64, { chunkSize: 8 })
+      const u = await engine.unwrapMany(
+        I,
+        keyId,
+        w.map((r) => (r.ok ? r.ciphertext : '')),
+        { chunkSize: 8 },
+      )
+      expect(u.every((r) => r.ok)).toBe(true)
+      if (i % 2 === 0) await p.workers[1]?.terminate() // a worker dying right before shutdown
+      await engine.close()
+    }
+  })
 })
