@@ -7,6 +7,7 @@ export default defineConfig({
     // C_Initialize/C_Finalize cycle (worker threads would share one library; RESULTS gotcha 2).
     pool: 'forks',
     globalSetup: ['test/global-setup.ts'],
+    setupFiles: ['test/per-file-token.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     reporters: process.env['CI'] ? ['default', 'json'] : ['default'],

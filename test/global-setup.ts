@@ -1,40 +1,25 @@
 /**
- * Creates a throwaway SoftHSM2 token for the test run (its own config and token directory under the OS
- * temp dir), so tests never touch the developer's token. Every test process inherits the environment.
+ * Test-run set-up: a temporary folder and the PINs. Each test file then gets SoftHSM2 tokens of its own
+ * (test/per-file-token.ts), so tests never touch the developer's token, and test files running in parallel
+ * processes never share a token directory (one of them deletes a token on purpose).
  */
 import { execFileSync } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import { randomBytes } from 'node:crypto'
 
 export default function setup(): () => void {
+  // Pool workers run the compiled worker (see src/pool/pool.ts): build dist/ from the current sources first.
+  execFileSync(process.execPath, [resolve('node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json'], {
+    stdio: 'inherit',
+  })
+  process.env['EKMS_POOL_WORKER_FILE'] = resolve('dist/pool/worker.js')
   const dir = mkdtempSync(join(tmpdir(), 'ekms-test-'))
-  const tokens = join(dir, 'tokens')
-  execFileSync('mkdir', ['-p', tokens])
-  const conf = join(dir, 'softhsm2.conf')
-  writeFileSync(
-    conf,
-    `directories.tokendir = ${tokens}/\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\nslots.mechanisms = ALL\nlibrary.reset_on_fork = false\n`,
-  )
-  const pin = randomBytes(8).toString('hex')
-  const soPin = randomBytes(8).toString('hex')
-  const env = { ...process.env, SOFTHSM2_CONF: conf }
-  for (const label of ['ekms-test', 'ekms-test-2']) {
-    execFileSync(
-      'softhsm2-util',
-      ['--init-token', '--free', '--label', label, '--so-pin', soPin, '--pin', pin],
-      {
-        env,
-        stdio: 'ignore',
-      },
-    )
-  }
-  process.env['SOFTHSM2_CONF'] = conf
   process.env['EKMS_TEST_DIR'] = dir
   process.env['EKMS_TEST_TOKEN'] = 'ekms-test'
   process.env['EKMS_TEST_TOKEN_2'] = 'ekms-test-2'
-  process.env['EKMS_TEST_PIN'] = pin
-  process.env['EKMS_TEST_SO_PIN'] = soPin
+  process.env['EKMS_TEST_PIN'] = randomBytes(8).toString('hex')
+  process.env['EKMS_TEST_SO_PIN'] = randomBytes(8).toString('hex')
   return () => rmSync(dir, { recursive: true, force: true })
 }

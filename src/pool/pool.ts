@@ -33,9 +33,13 @@ export interface WorkerPoolOptions {
 }
 
 function workerFile(): { filename: string; execArgv: string[] } {
+  // EKMS_POOL_WORKER_FILE names a compiled worker (the test suite builds dist/ and uses it: TypeScript loaders
+  // in worker threads run esbuild machinery that does not survive a worker being terminated mid-load).
+  const given = process.env['EKMS_POOL_WORKER_FILE']
+  if (given !== undefined && given !== '') return { filename: given, execArgv: [] }
   const here = fileURLToPath(import.meta.url)
   if (here.endsWith('.ts')) {
-    // Running from source (tests, tsx): the worker needs the same TypeScript loader.
+    // Running from source (tsx): the worker needs the same TypeScript loader.
     return { filename: here.replace(/pool\.ts$/, 'worker.ts'), execArgv: ['--import', 'tsx'] }
   }
   return { filename: here.replace(/pool\.js$/, 'worker.js'), execArgv: [] }
