@@ -120,8 +120,3 @@ export async function executeBatch(provider: RootKeyProvider, task: BatchTask): 
   }
   return out
 }
-
-/** How many AES-GCM encryptions a batch will make at most (for usage accounting before it runs). */
-export function encryptionsOf(task: Pick<BatchTask, 'op' | 'items'>): number {
-  return task.items.length
-}

@@ -114,29 +114,6 @@ function invalid(reason: string): EngineError {
 const BASE64_RE = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/
 
 /**
- * Decodes strict standard base64 (padding required, no whitespace).
- * @throws EngineError INVALID_FIELD_ERR naming `field`
- */
-export function decodeBase64Strict(value: string, field: string, maxBytes: number): Buffer {
-  if (value.length > Math.ceil(maxBytes / 3) * 4)
-    throw invalidField(field, `must be at most ${maxBytes} bytes`)
-  if (!BASE64_RE.test(value)) throw invalidField(field, 'must be standard base64 with padding')
-  return Buffer.from(value, 'base64')
-}
-
-/**
- * Decodes a base64 ciphertext string strictly (the checks of {@link parseCiphertext}) without parsing it.
- * @throws EngineError CIPHERTEXT_INVALID
- */
-export function parseCiphertextBytes(input: unknown): Buffer {
-  if (typeof input !== 'string') throw invalid('must be a base64 string or bytes')
-  if (input.length === 0) throw invalid('is empty')
-  if (input.length > MAX_CIPHERTEXT_BASE64) throw invalid('is too long')
-  if (!BASE64_RE.test(input)) throw invalid('is not standard base64')
-  return Buffer.from(input, 'base64')
-}
-
-/**
  * Parses a v1 ciphertext given as bytes or base64. Never throws anything but an EngineError.
  * @throws EngineError CIPHERTEXT_INVALID for any malformed input
  */
@@ -214,11 +191,6 @@ export function keyIdOf(b: Buffer): string | undefined {
 /** True when `parsed` names the same key id as the header `keyHeader`. */
 export function sameKeyId(parsed: ParsedCiphertext, keyHeader: Buffer): boolean {
   return parsed.header.compare(keyHeader, 2, 18, 2, 18) === 0
-}
-
-/** The 22 header bytes of a parsed ciphertext (part of the AAD). */
-export function headerOf(p: ParsedCiphertext): Buffer {
-  return p.header
 }
 
 /**

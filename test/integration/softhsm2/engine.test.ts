@@ -315,13 +315,13 @@ describe('instances', () => {
     const w = await t.engine.wrap(A, key.id)
     const parsed = parseCiphertext(w.ciphertext)
     const ref = (await t.store.listVersions(A, key.id))[0]?.providerRef ?? ''
-    const { buildHsmAad, headerOf } = await import('../../../src/core/ciphertext.js')
+    const { buildHsmAad } = await import('../../../src/core/ciphertext.js')
     await expectCode(
-      t.provider.decrypt(ref, parsed, buildHsmAad(headerOf(parsed), parsed.encrypted.length, B, [])),
+      t.provider.decrypt(ref, parsed, buildHsmAad(parsed.header, parsed.encrypted.length, B, [])),
       'UNWRAP_AAD_MISMATCH',
     )
     expect(
-      (await t.provider.decrypt(ref, parsed, buildHsmAad(headerOf(parsed), parsed.encrypted.length, A, [])))
+      (await t.provider.decrypt(ref, parsed, buildHsmAad(parsed.header, parsed.encrypted.length, A, [])))
         .length,
     ).toBe(32)
   })
