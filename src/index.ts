@@ -22,7 +22,12 @@ export type {
   OpenOptions,
   BatchOptions,
   BatchResult,
+  KeyPoliciesInput,
+  KeyPolicyInfo,
+  KeyRingInfo,
 } from './core/engine.js'
+export { parseSearch, parseFilter, parseSort, parseStateList } from './core/key-query.js'
+export type { KeySearch, KeyFilter, KeyQueryItem } from './core/key-query.js'
 export { DEFAULT_FRAME_SIZE, MESSAGE_FORMAT_V1 } from './core/message.js'
 export type { EncryptionContext } from './core/message.js'
 export { EngineError, ERROR_CODES, isEngineError } from './core/errors.js'
@@ -48,6 +53,9 @@ export type {
   CreateVersionRequest,
   KeyRecord,
   KeyVersionRecord,
+  KeyRingRecord,
+  KeyPolicyRecord,
+  KeyPolicyType,
   DekCache,
   DekCacheStats,
   DataKeyLease,

@@ -36,6 +36,8 @@ import type {
   DekCache,
   GcmSealed,
   KeyPatch,
+  KeyPolicyRecord,
+  KeyPolicyType,
   KeyRecord,
   KeyVersionRecord,
   MetadataStore,
@@ -54,6 +56,15 @@ import {
   type OpenLimits,
 } from './message.js'
 import { newKeyRecord } from './key-record.js'
+import {
+  lookupTarget,
+  matchesSearch,
+  parseFilter,
+  parseSearch,
+  parseSort,
+  type KeyFilter,
+  type KeySearch,
+} from './key-query.js'
 import {
   isUuid,
   validateActor,
@@ -92,6 +103,10 @@ export interface LifecyclePolicy {
   readonly maxAliasesPerKey: number
   /** Metadata kept after deletion before the automatic purge date (90 days). */
   readonly purgeScheduledAfterMs: number
+  /** Key rings per instance besides `default` (Key Protect gives no number; 100). */
+  readonly maxKeyRingsPerInstance: number
+  /** Keys a search, filter or custom sort may look at (Key Protect: 5000). */
+  readonly maxSearchSpace: number
 }
 
 export const KEY_PROTECT_LIFECYCLE: LifecyclePolicy = {
@@ -102,6 +117,8 @@ export const KEY_PROTECT_LIFECYCLE: LifecyclePolicy = {
   minRotationIntervalMs: HOUR,
   maxAliasesPerKey: 5,
   purgeScheduledAfterMs: 90 * DAY,
+  maxKeyRingsPerInstance: 100,
+  maxSearchSpace: 5000,
 }
 
 /** Options of {@link createEngine}. Wiring is explicit: the caller builds the provider and the store. */
@@ -221,6 +238,36 @@ export interface KeyInfo {
   readonly purgeAllowed: boolean
   readonly purgeAllowedFrom: Date | undefined
   readonly purgeScheduledOn: Date | undefined
+  /** The key's rotation policy, when one was set. */
+  readonly rotation: { readonly enabled: boolean; readonly intervalMonth: number | undefined } | undefined
+  readonly dualAuthDelete: { readonly enabled: boolean }
+}
+
+/** Key-level policies as given by a caller (Key Protect `rotation`, `dualAuthDelete`). */
+export interface KeyPoliciesInput {
+  /** Automatic rotation every `intervalMonth` × 30 days (1–12); needed when enabled. */
+  readonly rotation?: { readonly enabled: boolean; readonly intervalMonth?: number | undefined }
+  /** Stored now; enforced (two-person delete) with the dual-authorization endpoints. Cannot be turned off. */
+  readonly dualAuthDelete?: { readonly enabled: boolean }
+}
+
+/** One key-level policy with its bookkeeping. */
+export interface KeyPolicyInfo {
+  readonly type: KeyPolicyType
+  readonly id: string
+  readonly enabled: boolean
+  readonly intervalMonth: number | undefined
+  readonly createdAt: Date
+  readonly createdBy: string | undefined
+  readonly updatedAt: Date
+  readonly updatedBy: string | undefined
+}
+
+/** A key ring; `default` exists in every instance and has no dates. */
+export interface KeyRingInfo {
+  readonly id: string
+  readonly createdAt: Date | undefined
+  readonly createdBy: string | undefined
 }
 
 export interface CreateKeyOptions {
@@ -234,6 +281,10 @@ export interface CreateKeyOptions {
   readonly tags?: readonly string[]
   readonly expirationDate?: Date
   readonly createdBy?: string
+  /** The key ring to create the key in (default `default`); it must exist. */
+  readonly keyRingId?: string
+  /** Key-level policies set in the same transaction as the key (root keys only). */
+  readonly policies?: KeyPoliciesInput
 }
 
 export interface WrapOptions extends CallOptions {
@@ -275,6 +326,12 @@ export interface RewrapResult {
 export interface ListKeysOptions {
   readonly limit?: number
   readonly offset?: number
+  /** Key Protect search: `[not:][exact:][alias:|name:][escape:]term` (spec digest §4.11). */
+  readonly search?: string
+  /** Key Protect filter: space-separated `prop=value` terms, e.g. `lastRotateDate=none state=1,2`. */
+  readonly filter?: string
+  /** Key Protect sort: comma list of fields, `-` for descending (default: creation order). */
+  readonly sort?: string
   /** Default: 0,1,2,3 (deleted keys are listed only when 5 is asked for). */
   readonly states?: readonly KeyStateValue[]
   readonly extractable?: boolean
@@ -311,6 +368,7 @@ interface CachedKey {
   readonly record: KeyRecord
   readonly versions: ReadonlyMap<number, VersionEntry>
   readonly aliases: readonly string[]
+  readonly policies: readonly KeyPolicyRecord[]
   readonly expires: number
 }
 
@@ -390,7 +448,7 @@ export class EnvelopeEngine {
       const extractable = options.extractable ?? false
       if (typeof extractable !== 'boolean') throw invalidField('extractable', 'must be a boolean')
       const aliases = this.#validateAliasList(options.aliases)
-      const keyRingId = 'default' // key rings arrive with the Key Protect HTTP API
+      const keyRingId = options.keyRingId === undefined ? 'default' : validateKeyRingId(options.keyRingId)
       const expirationDate = validateDate(options.expirationDate, 'expirationDate')
       const createdBy = validateActor(options.createdBy, 'createdBy')
       const now = this.#clock.now()
@@ -406,6 +464,19 @@ export class EnvelopeEngine {
         }
       }
       const id = randomUUID()
+      const policies =
+        options.policies === undefined
+          ? []
+          : this.#policyRecords(instance, id, [], optionsObject(options.policies), createdBy, now)
+      if (policies.length > 0 && extractable) {
+        throw new EngineError(
+          'KEY_INVALID_STATE_ERR',
+          'policies: apply only to root keys (extractable=false)',
+        )
+      }
+      if (keyRingId !== 'default' && (await this.#store.getKeyRing(instance, keyRingId)) === undefined) {
+        throw new EngineError('KEY_RING_NOT_FOUND_ERR', `keyRingID: "${keyRingId}" does not exist`)
+      }
       const base = newKeyRecord(instance, id, name, now, {
         description,
         tags,
@@ -421,7 +492,12 @@ export class EnvelopeEngine {
           material = this.#rootMaterial(options.payload)
         }
         try {
-          await this.#createRootKey({ ...base, imported: material !== undefined }, material, aliases)
+          await this.#createRootKey(
+            { ...base, imported: material !== undefined },
+            material,
+            aliases,
+            policies,
+          )
         } finally {
           material?.zeroize()
         }
@@ -465,33 +541,97 @@ export class EnvelopeEngine {
   }
 
   /**
-   * Lists an instance's keys, ordered by creation time then id (stable paging); never returns material.
-   * @throws EngineError INVALID_FIELD_ERR
+   * Lists an instance's keys, ordered by creation time then id (stable paging) unless `sort` says
+   * otherwise; never returns material. `search`, `filter` and `sort` follow Key Protect (spec digest §4.11)
+   * and look at most at `maxSearchSpace` keys (after the state, kind and ring selection).
+   * @throws EngineError INVALID_FIELD_ERR, KEY_SEARCH_TOO_BROAD
    */
   async listKeys(
     instance: string,
     options: ListKeysOptions = {},
-  ): Promise<{ keys: KeyInfo[]; total: number }> {
+  ): Promise<{ keys: KeyInfo[]; total: number; incompleteSearch?: boolean }> {
     return this.#guard('listKeys', async () => {
       validateInstance(instance)
       options = optionsObject(options)
       const { limit, offset } = validatePaging(options.limit, options.offset)
-      const states = validateStates(options.states)
+      const search = optionalString(options.search, 'search', parseSearch)
+      const filter = optionalString(options.filter, 'filter', parseFilter)
+      const sort = optionalString(options.sort, 'sort', parseSort)
+      if (filter?.hasState === true && options.states !== undefined) {
+        throw invalidField('state', 'give state either as a parameter or inside filter, not both')
+      }
+      if (filter?.hasExtractable === true && options.extractable !== undefined) {
+        throw invalidField('extractable', 'give extractable either as a parameter or inside filter, not both')
+      }
+      const states = filter?.hasState === true ? [...KEY_STATES_ALL] : validateStates(options.states)
       if (options.extractable !== undefined && typeof options.extractable !== 'boolean') {
         throw invalidField('extractable', 'must be a boolean')
       }
       const keyRingId = options.keyRingId === undefined ? undefined : validateKeyRingId(options.keyRingId)
-      const { keys, total } = await this.#store.listKeys(instance, {
-        limit,
-        offset,
-        states,
-        extractable: options.extractable,
-        keyRingId,
-      })
-      const out: KeyInfo[] = []
-      for (const r of keys) out.push(this.#info(await this.#load(instance, r.id, true)))
-      return { keys: out, total }
+      const base = { states, extractable: options.extractable, keyRingId }
+      if (search === undefined && filter === undefined && sort === undefined) {
+        const { keys, total } = await this.#store.listKeys(instance, { ...base, limit, offset })
+        const out: KeyInfo[] = []
+        for (const r of keys) out.push(this.#info(await this.#load(instance, r.id, true)))
+        return { keys: out, total }
+      }
+      return this.#queryKeys(instance, base, { search, filter, sort }, limit, offset)
     })
+  }
+
+  async #queryKeys(
+    instance: string,
+    base: { states: KeyStateValue[]; extractable: boolean | undefined; keyRingId: string | undefined },
+    q: {
+      search: KeySearch | undefined
+      filter: KeyFilter | undefined
+      sort: ((a: KeyInfo, b: KeyInfo) => number) | undefined
+    },
+    limit: number,
+    offset: number,
+  ): Promise<{ keys: KeyInfo[]; total: number; incompleteSearch?: boolean }> {
+    const max = this.#life.maxSearchSpace
+    const { keys: rows } = await this.#store.listKeys(instance, { ...base, limit: max + 1, offset: 0 })
+    const target = q.search === undefined ? undefined : lookupTarget(q.search)
+    let first: KeyInfo | undefined
+    if (target !== undefined) {
+      const id =
+        target.kind === 'id' ? target.value : await this.#store.getKeyIdByAlias(instance, target.value)
+      const r = id === undefined ? undefined : await this.#store.getKey(instance, id)
+      if (r !== undefined && !r.internal) {
+        const info = this.#info(await this.#load(instance, r.id, true))
+        const inScope =
+          base.states.includes(info.state) &&
+          (base.extractable === undefined || base.extractable === info.extractable) &&
+          (base.keyRingId === undefined || base.keyRingId === info.keyRingId) &&
+          (q.filter === undefined || q.filter.predicates.every((f) => f(info)))
+        if (inScope) first = info
+      }
+    }
+    if (rows.length > max) {
+      if (first !== undefined) return { keys: [first], total: 1, incompleteSearch: true }
+      throw new EngineError(
+        'KEY_SEARCH_TOO_BROAD',
+        `search: more than ${max} keys to look at; narrow it with state, extractable or a key ring`,
+        { target: { type: 'param', name: q.search !== undefined ? 'search' : 'filter' } },
+      )
+    }
+    let infos: KeyInfo[] = []
+    for (const r of rows) infos.push(this.#info(await this.#load(instance, r.id, true)))
+    if (q.filter !== undefined) {
+      const preds = q.filter.predicates
+      infos = infos.filter((k) => base.states.includes(k.state) && preds.every((f) => f(k)))
+    }
+    if (q.search !== undefined) {
+      const s = q.search
+      infos = infos.filter((k) => matchesSearch(k, s))
+    }
+    if (q.sort !== undefined) infos.sort(q.sort)
+    if (first !== undefined) {
+      const id = first.id
+      infos = [first, ...infos.filter((k) => k.id !== id)]
+    }
+    return { keys: infos.slice(offset, offset + limit), total: infos.length }
   }
 
   /**
@@ -719,6 +859,242 @@ export class EnvelopeEngine {
         await this.#storeCall(() => this.#store.deleteKeyRows(instance, r.id))
         this.#invalidate(instance, r.id)
       })
+    })
+  }
+
+  // ---------------------------------------------------------------- policies and key rings
+
+  /**
+   * A root key's policies (rotation, dualAuthDelete), optionally of one type.
+   * @throws EngineError KEY_NOT_FOUND_ERR
+   */
+  async getKeyPolicies(instance: string, idOrAlias: string, type?: KeyPolicyType): Promise<KeyPolicyInfo[]> {
+    return this.#guard('getKeyPolicies', async () => {
+      if (type !== undefined && type !== 'rotation' && type !== 'dualAuthDelete') {
+        throw invalidField('policy', 'must be rotation or dualAuthDelete')
+      }
+      const k = await this.#resolve(instance, idOrAlias, true)
+      return k.policies.filter((p) => type === undefined || p.type === type).map(policyInfo)
+    })
+  }
+
+  /**
+   * Sets key-level policies of a root key in state 1. A dualAuthDelete policy, once enabled, stays enabled.
+   * @throws EngineError KEY_INVALID_STATE_ERR, KEY_DELETED_ERR, INVALID_FIELD_ERR
+   */
+  async setKeyPolicies(
+    instance: string,
+    idOrAlias: string,
+    policies: KeyPoliciesInput,
+    options: { updatedBy?: string } = {},
+  ): Promise<KeyPolicyInfo[]> {
+    return this.#guard('setKeyPolicies', async () => {
+      const input = optionsObject(policies)
+      const actor = validateActor(optionsObject(options).updatedBy, 'updatedBy')
+      const k0 = await this.#resolve(instance, idOrAlias, true)
+      return this.#withKeyLock(instance, k0.record.id, async () => {
+        const k = await this.#load(instance, k0.record.id, true)
+        const state = this.#state(k.record)
+        if (state === KeyState.DESTROYED) throw new EngineError('KEY_DELETED_ERR', 'key: is deleted')
+        if (k.record.extractable || state !== KeyState.ACTIVE) {
+          throw new EngineError(
+            'KEY_INVALID_STATE_ERR',
+            'key: policies need a root key (extractable=false) in the Active (1) state',
+          )
+        }
+        const now = this.#clock.now()
+        const records = this.#policyRecords(instance, k.record.id, k.policies, input, actor, now)
+        if (records.length === 0) throw invalidField('policies', 'give rotation and/or dualAuthDelete')
+        for (const p of records) await this.#storeCall(() => this.#store.putKeyPolicy(p))
+        this.#invalidate(instance, k.record.id)
+        const fresh = await this.#load(instance, k.record.id, true)
+        const types = new Set(records.map((p) => p.type))
+        return fresh.policies.filter((p) => types.has(p.type)).map(policyInfo)
+      })
+    })
+  }
+
+  #policyRecords(
+    instance: string,
+    keyId: string,
+    existing: readonly KeyPolicyRecord[],
+    input: KeyPoliciesInput,
+    actor: string | undefined,
+    now: number,
+  ): KeyPolicyRecord[] {
+    const out: KeyPolicyRecord[] = []
+    const base = (type: KeyPolicyType): Omit<KeyPolicyRecord, 'enabled' | 'intervalMonth'> => {
+      const prev = existing.find((p) => p.type === type)
+      return {
+        instance,
+        keyId,
+        type,
+        policyId: prev?.policyId ?? randomUUID(),
+        createdAt: prev?.createdAt ?? now,
+        createdBy: prev === undefined ? actor : prev.createdBy,
+        updatedAt: now,
+        updatedBy: actor,
+      }
+    }
+    if (input.rotation !== undefined) {
+      const r = optionsObject(input.rotation)
+      if (typeof r.enabled !== 'boolean') throw invalidField('rotation.enabled', 'must be a boolean')
+      const prev = existing.find((p) => p.type === 'rotation')
+      let interval = r.intervalMonth ?? prev?.intervalMonth
+      if (r.intervalMonth !== undefined) {
+        if (!Number.isInteger(r.intervalMonth) || r.intervalMonth < 1 || r.intervalMonth > 12) {
+          throw invalidField('rotation.interval_month', 'must be an integer from 1 to 12')
+        }
+        interval = r.intervalMonth
+      }
+      if (r.enabled && interval === undefined) {
+        throw new EngineError(
+          'MISSING_FIELD_ERR',
+          'rotation.interval_month: is required to enable rotation',
+          {
+            target: { type: 'field', name: 'interval_month' },
+          },
+        )
+      }
+      out.push({ ...base('rotation'), enabled: r.enabled, intervalMonth: interval })
+    }
+    if (input.dualAuthDelete !== undefined) {
+      const d = optionsObject(input.dualAuthDelete)
+      if (typeof d.enabled !== 'boolean') throw invalidField('dualAuthDelete.enabled', 'must be a boolean')
+      const prev = existing.find((p) => p.type === 'dualAuthDelete')
+      if (prev?.enabled === true && !d.enabled) {
+        throw invalidField('dualAuthDelete.enabled', 'cannot be turned off once enabled')
+      }
+      out.push({ ...base('dualAuthDelete'), enabled: d.enabled, intervalMonth: undefined })
+    }
+    return out
+  }
+
+  /**
+   * Rotates every root key whose rotation policy is due: `intervalMonth` × 30 days after its last rotation
+   * (or creation). A key overdue by several intervals (the engine was down) rotates once. Imported keys
+   * need new material and are reported, not rotated; keys not in state 1 or 3 are skipped.
+   */
+  async rotateDueKeys(): Promise<{
+    rotated: string[]
+    skipped: string[]
+    failed: { id: string; code: ErrorCode }[]
+  }> {
+    return this.#guard('rotateDueKeys', async () => {
+      const now = this.#clock.now()
+      const rotated: string[] = []
+      const skipped: string[] = []
+      const failed: { id: string; code: ErrorCode }[] = []
+      for (const p of await this.#storeCall(() => this.#store.listEnabledRotationPolicies())) {
+        if (p.intervalMonth === undefined) continue
+        const r = await this.#store.getKey(p.instance, p.keyId)
+        if (r === undefined || r.extractable) continue
+        const last = r.lastRotatedAt ?? r.createdAt
+        if (now - last < p.intervalMonth * 30 * DAY) continue
+        const state = effectiveState(r.state, r.expirationDate, now)
+        if (r.imported || (state !== KeyState.ACTIVE && state !== KeyState.DEACTIVATED)) {
+          skipped.push(r.id)
+          continue
+        }
+        try {
+          await this.rotate(p.instance, r.id)
+          rotated.push(r.id)
+        } catch (err) {
+          failed.push({ id: r.id, code: toEngineError(err, 'rotateDueKeys').code })
+        }
+      }
+      return { rotated, skipped, failed }
+    })
+  }
+
+  /**
+   * Moves a key to another key ring. `expectedRing`, when given, must be the key's current ring.
+   * @throws EngineError KEY_NOT_FOUND_ERR, KEY_RING_NOT_FOUND_ERR, KEY_DELETED_ERR, INVALID_FIELD_ERR
+   */
+  async moveKey(
+    instance: string,
+    idOrAlias: string,
+    keyRingId: string,
+    options: { expectedRing?: string } = {},
+  ): Promise<KeyInfo> {
+    return this.#guard('moveKey', async () => {
+      const to = validateKeyRingId(keyRingId)
+      const expected = optionsObject(options).expectedRing
+      const k0 = await this.#resolve(instance, idOrAlias, true)
+      return this.#withKeyLock(instance, k0.record.id, async () => {
+        const r = (await this.#load(instance, k0.record.id, true)).record
+        if (r.state === KeyState.DESTROYED) throw new EngineError('KEY_DELETED_ERR', 'key: is deleted')
+        if (expected !== undefined && expected !== r.keyRingId) {
+          throw new EngineError('KEY_NOT_FOUND_ERR', 'key: not found in the given key ring')
+        }
+        if (to !== r.keyRingId) {
+          const ok = await this.#storeCall(() =>
+            this.#store.moveKey(instance, r.id, r.keyRingId, to, this.#clock.now()),
+          )
+          this.#invalidate(instance, r.id)
+          if (!ok) {
+            throw new EngineError('KEY_ACTION_INVALID_STATE_ERR', 'key: moved concurrently; retry', {
+              retryable: true,
+            })
+          }
+        }
+        return this.#info(await this.#load(instance, r.id, true))
+      })
+    })
+  }
+
+  /**
+   * Creates a key ring. `default` is reserved.
+   * @throws EngineError INVALID_FIELD_ERR, KEY_RING_RESOURCE_QUOTA_ERR
+   */
+  async createKeyRing(
+    instance: string,
+    id: string,
+    options: { createdBy?: string } = {},
+  ): Promise<{ created: boolean }> {
+    return this.#guard('createKeyRing', async () => {
+      validateInstance(instance)
+      const ring = validateKeyRingId(id)
+      if (ring === 'default') throw invalidField('keyRingID', '"default" is reserved')
+      const createdBy = validateActor(optionsObject(options).createdBy, 'createdBy')
+      const res = await this.#storeCall(() =>
+        this.#store.createKeyRing(
+          { instance, id: ring, createdAt: this.#clock.now(), createdBy },
+          this.#life.maxKeyRingsPerInstance,
+        ),
+      )
+      return { created: res === 'created' }
+    })
+  }
+
+  /** The instance's key rings, `default` first. */
+  async listKeyRings(instance: string): Promise<KeyRingInfo[]> {
+    return this.#guard('listKeyRings', async () => {
+      validateInstance(instance)
+      const rings = await this.#storeCall(() => this.#store.listKeyRings(instance))
+      return [
+        { id: 'default', createdAt: undefined, createdBy: undefined },
+        ...rings.map((r) => ({ id: r.id, createdAt: new Date(r.createdAt), createdBy: r.createdBy })),
+      ]
+    })
+  }
+
+  /**
+   * Deletes an empty key ring; with `force`, a ring whose keys are all deleted (they move to `default`).
+   * @throws EngineError KEY_RING_NOT_FOUND_ERR, KEY_RING_NOT_EMPTY_ERR, KEY_RING_KEYS_NOT_DELETED_ERR, INVALID_FIELD_ERR
+   */
+  async deleteKeyRing(instance: string, id: string, options: { force?: boolean } = {}): Promise<void> {
+    return this.#guard('deleteKeyRing', async () => {
+      validateInstance(instance)
+      const ring = validateKeyRingId(id)
+      if (ring === 'default') throw invalidField('keyRingID', '"default" cannot be deleted')
+      const force = optionsObject(options).force ?? false
+      if (typeof force !== 'boolean') throw invalidField('force', 'must be a boolean')
+      const ok = await this.#storeCall(() =>
+        this.#store.deleteKeyRing(instance, ring, force, this.#clock.now()),
+      )
+      if (!ok) throw new EngineError('KEY_RING_NOT_FOUND_ERR', `keyRingID: "${ring}" does not exist`)
+      this.#cache.clear()
     })
   }
 
@@ -1600,6 +1976,7 @@ export class EnvelopeEngine {
     record: KeyRecord,
     material: SecretBytes | undefined,
     aliases: readonly string[],
+    policies: readonly KeyPolicyRecord[] = [],
   ): Promise<void> {
     const ref = await this.#createProviderObject(record.instance, record.id, 1, material)
     const v: KeyVersionRecord = {
@@ -1611,7 +1988,7 @@ export class EnvelopeEngine {
       createdAt: record.createdAt,
     }
     try {
-      await this.#storeCall(() => this.#store.insertKey(record, v, aliases))
+      await this.#storeCall(() => this.#store.insertKey(record, v, aliases, policies))
     } catch (err) {
       await this.#discardProviderObject(record.instance, record.id, 1, ref)
       throw err
@@ -1928,13 +2305,15 @@ export class EnvelopeEngine {
       })
     }
     const aliases = await this.#store.listAliases(instance, id)
-    const entry: CachedKey = { record, versions, aliases, expires: now + this.#ttl }
+    const policies = record.extractable ? [] : await this.#store.listKeyPolicies(instance, id)
+    const entry: CachedKey = { record, versions, aliases, policies, expires: now + this.#ttl }
     if (this.#ttl > 0) this.#cache.set(ck, entry)
     return entry
   }
 
   #info(k: CachedKey): KeyInfo {
     const r = k.record
+    const rotation = k.policies.find((p) => p.type === 'rotation')
     const v = currentVersion(k)
     const deleted = r.state === KeyState.DESTROYED
     const now = this.#clock.now()
@@ -1972,6 +2351,11 @@ export class EnvelopeEngine {
       purgeScheduledOn: date(
         deletedAt === undefined ? undefined : deletedAt + this.#life.purgeScheduledAfterMs,
       ),
+      rotation:
+        rotation === undefined
+          ? undefined
+          : { enabled: rotation.enabled, intervalMonth: rotation.intervalMonth },
+      dualAuthDelete: { enabled: k.policies.some((p) => p.type === 'dualAuthDelete' && p.enabled) },
     }
   }
 }
@@ -2099,4 +2483,25 @@ export async function createEngine(options: EngineOptions): Promise<EnvelopeEngi
   const engine = new EnvelopeEngine(options)
   if (options.reconcileOnStart ?? true) await engine.reconcile()
   return engine
+}
+
+const KEY_STATES_ALL: readonly KeyStateValue[] = [0, 1, 2, 3, 5]
+
+function optionalString<T>(v: unknown, field: string, parse: (s: string) => T): T | undefined {
+  if (v === undefined) return undefined
+  if (typeof v !== 'string') throw invalidField(field, 'must be a string')
+  return parse(v)
+}
+
+function policyInfo(p: KeyPolicyRecord): KeyPolicyInfo {
+  return {
+    type: p.type,
+    id: p.policyId,
+    enabled: p.enabled,
+    intervalMonth: p.intervalMonth,
+    createdAt: new Date(p.createdAt),
+    createdBy: p.createdBy,
+    updatedAt: new Date(p.updatedAt),
+    updatedBy: p.updatedBy,
+  }
 }

@@ -25,6 +25,16 @@ export const ERROR_CODES = [
   'ALIAS_NOT_FOUND_ERR',
   /** The key ring does not exist. */
   'KEY_RING_NOT_FOUND_ERR',
+  /** The key ring still holds keys (in any state); delete them first, or force when all are deleted. */
+  'KEY_RING_NOT_EMPTY_ERR',
+  /** A forced key-ring delete found keys that are not deleted (state 5). */
+  'KEY_RING_KEYS_NOT_DELETED_ERR',
+  /** The instance has reached its key-ring quota. */
+  'KEY_RING_RESOURCE_QUOTA_ERR',
+  /** Policies and registrations need a root key in the Active (1) state. */
+  'KEY_INVALID_STATE_ERR',
+  /** A key search would cover more keys than the search limit; narrow it by state, type or key ring. */
+  'KEY_SEARCH_TOO_BROAD',
   /** A caller-supplied field or argument is invalid; `target` names it. */
   'INVALID_FIELD_ERR',
   /** A required field or argument is missing; `target` names it. */

@@ -130,6 +130,32 @@ export interface PendingVersion {
   readonly startedAt: number
 }
 
+/** A key ring (Key Protect). The `default` ring exists in every instance and has no row. */
+export interface KeyRingRecord {
+  readonly instance: string
+  readonly id: string
+  readonly createdAt: number
+  readonly createdBy: string | undefined
+}
+
+/** Key policy types (Key Protect key-level policies). */
+export type KeyPolicyType = 'rotation' | 'dualAuthDelete'
+
+/** One key-level policy. `intervalMonth` only for rotation (a month is 30 days). */
+export interface KeyPolicyRecord {
+  readonly instance: string
+  readonly keyId: string
+  readonly type: KeyPolicyType
+  /** Stable id of the policy (Key Protect returns it with its CRN). */
+  readonly policyId: string
+  readonly enabled: boolean
+  readonly intervalMonth: number | undefined
+  readonly createdAt: number
+  readonly createdBy: string | undefined
+  readonly updatedAt: number
+  readonly updatedBy: string | undefined
+}
+
 export interface ListKeysQuery {
   readonly limit: number
   readonly offset: number
@@ -171,10 +197,16 @@ export interface MetadataStore {
   removePending(instance: string, keyId: string, version: number): Promise<void>
   listPending(): Promise<PendingVersion[]>
   /**
-   * Inserts a key with its first version and aliases, and clears the pending row, in one transaction.
-   * @throws EngineError KEY_ALIAS_NOT_UNIQUE_ERR
+   * Inserts a key with its first version, aliases and policies, and clears the pending row, in one
+   * transaction. The key's ring must exist (`default` always does).
+   * @throws EngineError KEY_ALIAS_NOT_UNIQUE_ERR, KEY_RING_NOT_FOUND_ERR
    */
-  insertKey(key: KeyRecord, version: KeyVersionRecord, aliases: readonly string[]): Promise<void>
+  insertKey(
+    key: KeyRecord,
+    version: KeyVersionRecord,
+    aliases: readonly string[],
+    policies?: readonly KeyPolicyRecord[],
+  ): Promise<void>
   /**
    * Inserts version `v.version` if the key's current version is still `v.version - 1`, sets it current and
    * clears the pending row. Returns false when another writer got there first.
@@ -207,6 +239,31 @@ export interface MetadataStore {
     maxPerKey: number,
   ): Promise<'created' | 'exists'>
   removeAlias(instance: string, keyId: string, alias: string): Promise<boolean>
+  /**
+   * Creates a key ring unless the instance already has `max` rings.
+   * @throws EngineError KEY_RING_RESOURCE_QUOTA_ERR
+   */
+  createKeyRing(ring: KeyRingRecord, max: number): Promise<'created' | 'exists'>
+  getKeyRing(instance: string, id: string): Promise<KeyRingRecord | undefined>
+  /** The instance's rings (without `default`), oldest first. */
+  listKeyRings(instance: string): Promise<KeyRingRecord[]>
+  /**
+   * Deletes an empty ring; with `force`, a ring whose keys are all deleted (state 5), moving them to
+   * `default`. Returns false when the ring does not exist.
+   * @throws EngineError KEY_RING_NOT_EMPTY_ERR, KEY_RING_KEYS_NOT_DELETED_ERR
+   */
+  deleteKeyRing(instance: string, id: string, force: boolean, now: number): Promise<boolean>
+  /**
+   * Moves a key to ring `to` if it is still in ring `from` and `to` exists. Returns false when the key
+   * moved concurrently.
+   * @throws EngineError KEY_RING_NOT_FOUND_ERR
+   */
+  moveKey(instance: string, id: string, from: string, to: string, now: number): Promise<boolean>
+  /** Inserts or replaces a key policy (the first `policyId`, `createdAt` and `createdBy` are kept). */
+  putKeyPolicy(p: KeyPolicyRecord): Promise<void>
+  listKeyPolicies(instance: string, keyId: string): Promise<KeyPolicyRecord[]>
+  /** Every enabled rotation policy of every instance (for the rotation scheduler). */
+  listEnabledRotationPolicies(): Promise<KeyPolicyRecord[]>
   close(): Promise<void>
 }
 

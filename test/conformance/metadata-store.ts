@@ -198,5 +198,92 @@ export function runMetadataStoreConformance(name: string, open: () => Promise<Me
       )
       expect(grants.every((g) => g === 0)).toBe(true)
     })
+
+    it('key rings: quota, listing per instance, delete rules, moving keys, ring checked on insert', async () => {
+      const I = 'rings'
+      expect(await s.createKeyRing({ instance: I, id: 'r1', createdAt: 5, createdBy: 'al' }, 2)).toBe(
+        'created',
+      )
+      expect(await s.createKeyRing({ instance: I, id: 'r1', createdAt: 6, createdBy: 'al' }, 2)).toBe(
+        'exists',
+      )
+      expect(await s.createKeyRing({ instance: I, id: 'r2', createdAt: 7, createdBy: undefined }, 2)).toBe(
+        'created',
+      )
+      await expectCode(
+        s.createKeyRing({ instance: I, id: 'r3', createdAt: 8, createdBy: undefined }, 2),
+        'KEY_RING_RESOURCE_QUOTA_ERR',
+      )
+      expect((await s.listKeyRings(I)).map((r) => r.id)).toEqual(['r1', 'r2'])
+      expect(await s.getKeyRing(I, 'r1')).toEqual({ instance: I, id: 'r1', createdAt: 5, createdBy: 'al' })
+      expect(await s.listKeyRings('rings-other')).toEqual([])
+      const lost = keyRecord('rings-other', { keyRingId: 'r1' })
+      await expectCode(s.insertKey(lost, versionOf(lost), []), 'KEY_RING_NOT_FOUND_ERR')
+      expect(await s.getKey('rings-other', lost.id)).toBeUndefined()
+      const k = keyRecord(I, { keyRingId: 'r1' })
+      await s.insertKey(k, versionOf(k), [])
+      await expectCode(s.deleteKeyRing(I, 'r1', false, 9), 'KEY_RING_NOT_EMPTY_ERR')
+      await expectCode(s.deleteKeyRing(I, 'r1', true, 9), 'KEY_RING_KEYS_NOT_DELETED_ERR')
+      expect(await s.moveKey(I, k.id, 'default', 'r2', 10)).toBe(false) // not in default
+      expect(await s.moveKey(I, k.id, 'r1', 'r2', 10)).toBe(true)
+      await expectCode(s.moveKey(I, k.id, 'r2', 'nope', 11), 'KEY_RING_NOT_FOUND_ERR')
+      expect(await s.deleteKeyRing(I, 'r1', false, 12)).toBe(true)
+      expect(await s.deleteKeyRing(I, 'r1', false, 12)).toBe(false)
+      await s.updateKey(I, k.id, 1, { state: 5, deletedAt: 13 })
+      expect(await s.deleteKeyRing(I, 'r2', true, 14)).toBe(true)
+      expect((await s.getKey(I, k.id))?.keyRingId).toBe('default')
+    })
+
+    it('key policies: insert with the key, upsert keeping id and creation, listing enabled rotations', async () => {
+      const I = 'policies'
+      const k = keyRecord(I)
+      const base = { instance: I, keyId: k.id, createdAt: 1, createdBy: 'a', updatedAt: 1, updatedBy: 'a' }
+      await s.insertKey(
+        k,
+        versionOf(k),
+        [],
+        [{ ...base, type: 'rotation', policyId: 'p-rot', enabled: true, intervalMonth: 2 }],
+      )
+      expect(await s.listKeyPolicies(I, k.id)).toEqual([
+        { ...base, type: 'rotation', policyId: 'p-rot', enabled: true, intervalMonth: 2 },
+      ])
+      await s.putKeyPolicy({
+        ...base,
+        type: 'rotation',
+        policyId: 'ignored',
+        enabled: false,
+        intervalMonth: 4,
+        createdAt: 99,
+        createdBy: 'z',
+        updatedAt: 50,
+        updatedBy: 'b',
+      })
+      await s.putKeyPolicy({
+        ...base,
+        type: 'dualAuthDelete',
+        policyId: 'p-da',
+        enabled: true,
+        intervalMonth: undefined,
+      })
+      const got = await s.listKeyPolicies(I, k.id)
+      expect(got).toEqual([
+        { ...base, type: 'dualAuthDelete', policyId: 'p-da', enabled: true, intervalMonth: undefined },
+        {
+          ...base,
+          type: 'rotation',
+          policyId: 'p-rot',
+          enabled: false,
+          intervalMonth: 4,
+          updatedAt: 50,
+          updatedBy: 'b',
+        },
+      ])
+      expect((await s.listEnabledRotationPolicies()).some((p) => p.keyId === k.id)).toBe(false)
+      await s.putKeyPolicy({ ...base, type: 'rotation', policyId: 'x', enabled: true, intervalMonth: 1 })
+      expect((await s.listEnabledRotationPolicies()).filter((p) => p.keyId === k.id)).toHaveLength(1)
+      expect(await s.listKeyPolicies('policies-other', k.id)).toEqual([])
+      await s.deleteKeyRows(I, k.id)
+      expect(await s.listKeyPolicies(I, k.id)).toEqual([])
+    })
   })
 }

@@ -83,4 +83,22 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE key_versions ADD COLUMN gcm_reserved INTEGER NOT NULL DEFAULT 0 CHECK (gcm_reserved >= 0);
   `,
+  // 3: key-level policies (rotation, dualAuthDelete).
+  `
+  CREATE TABLE key_policies (
+    instance       TEXT NOT NULL,
+    key_id         TEXT NOT NULL,
+    type           TEXT NOT NULL CHECK (type IN ('rotation', 'dualAuthDelete')),
+    policy_id      TEXT NOT NULL,
+    enabled        INTEGER NOT NULL CHECK (enabled IN (0, 1)),
+    interval_month INTEGER CHECK (interval_month BETWEEN 1 AND 12),
+    created_at     INTEGER NOT NULL,
+    created_by     TEXT,
+    updated_at     INTEGER NOT NULL,
+    updated_by     TEXT,
+    PRIMARY KEY (instance, key_id, type),
+    FOREIGN KEY (instance, key_id) REFERENCES keys(instance, id) ON DELETE CASCADE
+  ) STRICT;
+  CREATE INDEX key_policies_rotation ON key_policies(type, enabled) WHERE type = 'rotation' AND enabled = 1;
+  `,
 ]

@@ -9,7 +9,9 @@ import { EngineError } from '../../core/errors.js'
 import type { KeyStateValue } from '../../core/key-state.js'
 import type {
   KeyPatch,
+  KeyPolicyRecord,
   KeyRecord,
+  KeyRingRecord,
   KeyVersionRecord,
   ListKeysQuery,
   MetadataStore,
@@ -23,6 +25,45 @@ export interface SqliteStoreOptions {
   readonly path: string
   /** How long a writer waits for a lock held by another process (default 5000 ms). */
   readonly busyTimeoutMs?: number
+}
+
+interface RingRow {
+  instance: string
+  id: string
+  created_at: number
+  created_by: string | null
+}
+
+function toRing(r: RingRow): KeyRingRecord {
+  return { instance: r.instance, id: r.id, createdAt: r.created_at, createdBy: r.created_by ?? undefined }
+}
+
+interface PolicyRow {
+  instance: string
+  key_id: string
+  type: 'rotation' | 'dualAuthDelete'
+  policy_id: string
+  enabled: number
+  interval_month: number | null
+  created_at: number
+  created_by: string | null
+  updated_at: number
+  updated_by: string | null
+}
+
+function toPolicy(r: PolicyRow): KeyPolicyRecord {
+  return {
+    instance: r.instance,
+    keyId: r.key_id,
+    type: r.type,
+    policyId: r.policy_id,
+    enabled: r.enabled === 1,
+    intervalMonth: r.interval_month ?? undefined,
+    createdAt: r.created_at,
+    createdBy: r.created_by ?? undefined,
+    updatedAt: r.updated_at,
+    updatedBy: r.updated_by ?? undefined,
+  }
 }
 
 interface KeyRow {
@@ -137,6 +178,18 @@ export class SqliteStore implements MetadataStore {
     deleteAlias: Statement<[string, string, string]>
     usage: Statement<[string, string, number], number>
     setUsage: Statement<[number, string, string, number]>
+    getRing: Statement<[string, string], RingRow>
+    rings: Statement<[string], RingRow>
+    ringCount: Statement<[string], number>
+    insertRing: Statement<[string, string, number, string | null]>
+    deleteRing: Statement<[string, string]>
+    ringKeys: Statement<[string, string], number>
+    ringLiveKeys: Statement<[string, string], number>
+    moveRingKeys: Statement<[number, string, string]>
+    moveKey: Statement<[string, number, string, string, string]>
+    putPolicy: Statement<Record<string, unknown>>
+    policies: Statement<[string, string], PolicyRow>
+    rotationPolicies: Statement<[], PolicyRow>
   }
   #closed = false
 
@@ -205,6 +258,39 @@ export class SqliteStore implements MetadataStore {
       ).pluck(),
       setUsage: p<[number, string, string, number]>(
         'UPDATE key_versions SET gcm_reserved = ? WHERE instance = ? AND key_id = ? AND version = ?',
+      ),
+      getRing: p<[string, string], RingRow>('SELECT * FROM key_rings WHERE instance = ? AND id = ?'),
+      rings: p<[string], RingRow>('SELECT * FROM key_rings WHERE instance = ? ORDER BY created_at, id'),
+      ringCount: p<[string], number>('SELECT count(*) FROM key_rings WHERE instance = ?').pluck(),
+      insertRing: p<[string, string, number, string | null]>(
+        'INSERT INTO key_rings (instance, id, created_at, created_by) VALUES (?, ?, ?, ?)',
+      ),
+      deleteRing: p<[string, string]>('DELETE FROM key_rings WHERE instance = ? AND id = ?'),
+      ringKeys: p<[string, string], number>(
+        'SELECT count(*) FROM keys WHERE instance = ? AND key_ring_id = ? AND internal = 0',
+      ).pluck(),
+      ringLiveKeys: p<[string, string], number>(
+        'SELECT count(*) FROM keys WHERE instance = ? AND key_ring_id = ? AND internal = 0 AND state <> 5',
+      ).pluck(),
+      moveRingKeys: p<[number, string, string]>(
+        "UPDATE keys SET key_ring_id = 'default', updated_at = ? WHERE instance = ? AND key_ring_id = ?",
+      ),
+      moveKey: p<[string, number, string, string, string]>(
+        'UPDATE keys SET key_ring_id = ?, updated_at = ? WHERE instance = ? AND id = ? AND key_ring_id = ?',
+      ),
+      putPolicy: p<Record<string, unknown>>(
+        `INSERT INTO key_policies (instance, key_id, type, policy_id, enabled, interval_month, created_at, created_by,
+          updated_at, updated_by)
+        VALUES (@instance, @key_id, @type, @policy_id, @enabled, @interval_month, @created_at, @created_by,
+          @updated_at, @updated_by)
+        ON CONFLICT (instance, key_id, type) DO UPDATE SET enabled = excluded.enabled,
+          interval_month = excluded.interval_month, updated_at = excluded.updated_at, updated_by = excluded.updated_by`,
+      ),
+      policies: p<[string, string], PolicyRow>(
+        'SELECT * FROM key_policies WHERE instance = ? AND key_id = ? ORDER BY type',
+      ),
+      rotationPolicies: p<[], PolicyRow>(
+        "SELECT * FROM key_policies WHERE type = 'rotation' AND enabled = 1 ORDER BY instance, key_id",
       ),
     }
     const id = db.prepare<[], string>("SELECT v FROM catalog_meta WHERE k = 'catalog_id'").pluck().get()
@@ -277,9 +363,17 @@ export class SqliteStore implements MetadataStore {
     return this.#s.listPending.all()
   }
 
-  async insertKey(key: KeyRecord, version: KeyVersionRecord, aliases: readonly string[]): Promise<void> {
+  async insertKey(
+    key: KeyRecord,
+    version: KeyVersionRecord,
+    aliases: readonly string[],
+    policies: readonly KeyPolicyRecord[] = [],
+  ): Promise<void> {
     const tx = this.#db.transaction(() => {
       this.#s.insertInstance.run(key.instance, key.createdAt)
+      if (key.keyRingId !== 'default' && this.#s.getRing.get(key.instance, key.keyRingId) === undefined) {
+        throw new EngineError('KEY_RING_NOT_FOUND_ERR', `keyRingID: "${key.keyRingId}" does not exist`)
+      }
       this.#s.insertKey.run({
         instance: key.instance,
         id: key.id,
@@ -325,6 +419,7 @@ export class SqliteStore implements MetadataStore {
           throw err
         }
       }
+      for (const p of policies) this.#putPolicy(p)
       this.#s.removePending.run(key.instance, key.id, version.version)
     })
     tx.immediate()
@@ -427,6 +522,98 @@ export class SqliteStore implements MetadataStore {
 
   async removeAlias(instance: string, keyId: string, alias: string): Promise<boolean> {
     return this.#s.deleteAlias.run(instance, keyId, alias).changes === 1
+  }
+
+  async createKeyRing(ring: KeyRingRecord, max: number): Promise<'created' | 'exists'> {
+    const tx = this.#db.transaction((): 'created' | 'exists' => {
+      if (this.#s.getRing.get(ring.instance, ring.id) !== undefined) return 'exists'
+      if ((this.#s.ringCount.get(ring.instance) ?? 0) >= max) {
+        throw new EngineError(
+          'KEY_RING_RESOURCE_QUOTA_ERR',
+          `keyRing: an instance has at most ${max} key rings besides default`,
+        )
+      }
+      this.#s.insertInstance.run(ring.instance, ring.createdAt)
+      this.#s.insertRing.run(ring.instance, ring.id, ring.createdAt, ring.createdBy ?? null)
+      return 'created'
+    })
+    return tx.immediate()
+  }
+
+  async getKeyRing(instance: string, id: string): Promise<KeyRingRecord | undefined> {
+    const r = this.#s.getRing.get(instance, id)
+    return r === undefined ? undefined : toRing(r)
+  }
+
+  async listKeyRings(instance: string): Promise<KeyRingRecord[]> {
+    return this.#s.rings.all(instance).map(toRing)
+  }
+
+  async deleteKeyRing(instance: string, id: string, force: boolean, now: number): Promise<boolean> {
+    const tx = this.#db.transaction((): boolean => {
+      if (this.#s.getRing.get(instance, id) === undefined) return false
+      const all = this.#s.ringKeys.get(instance, id) ?? 0
+      if (all > 0) {
+        if (!force) {
+          throw new EngineError(
+            'KEY_RING_NOT_EMPTY_ERR',
+            `keyRing: "${id}" holds ${all} key(s); delete them, or force when all are deleted`,
+          )
+        }
+        const live = this.#s.ringLiveKeys.get(instance, id) ?? 0
+        if (live > 0) {
+          throw new EngineError(
+            'KEY_RING_KEYS_NOT_DELETED_ERR',
+            `keyRing: "${id}" holds ${live} key(s) that are not deleted`,
+          )
+        }
+        this.#s.moveRingKeys.run(now, instance, id)
+      }
+      this.#s.deleteRing.run(instance, id)
+      return true
+    })
+    return tx.immediate()
+  }
+
+  async moveKey(instance: string, id: string, from: string, to: string, now: number): Promise<boolean> {
+    const tx = this.#db.transaction((): boolean => {
+      if (to !== 'default' && this.#s.getRing.get(instance, to) === undefined) {
+        throw new EngineError('KEY_RING_NOT_FOUND_ERR', `keyRingID: "${to}" does not exist`)
+      }
+      return this.#s.moveKey.run(to, now, instance, id, from).changes === 1
+    })
+    return tx.immediate()
+  }
+
+  async putKeyPolicy(p: KeyPolicyRecord): Promise<void> {
+    this.#db
+      .transaction(() => {
+        this.#putPolicy(p)
+      })
+      .immediate()
+  }
+
+  #putPolicy(p: KeyPolicyRecord): void {
+    this.#s.putPolicy.run({
+      instance: p.instance,
+      key_id: p.keyId,
+      type: p.type,
+      policy_id: p.policyId,
+      enabled: p.enabled ? 1 : 0,
+      interval_month: p.intervalMonth ?? null,
+      created_at: p.createdAt,
+      created_by: p.createdBy ?? null,
+      updated_at: p.updatedAt,
+      updated_by: p.updatedBy ?? null,
+    })
+  }
+
+  async listKeyPolicies(instance: string, keyId: string): Promise<KeyPolicyRecord[]> {
+    return this.#s.policies.all(instance, keyId).map(toPolicy)
+  }
+
+  async listEnabledRotationPolicies(): Promise<KeyPolicyRecord[]> {
+    return this.#s.rotationPolicies.all().map(toPolicy)
   }
 
   async close(): Promise<void> {
