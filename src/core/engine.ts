@@ -1863,10 +1863,22 @@ export class EnvelopeEngine {
   }
 
   /** Provider liveness. */
-  async health(): Promise<{ ok: boolean; provider: string; detail: string }> {
-    if (this.#closed) return { ok: false, provider: this.#provider.name, detail: 'engine closed' }
+  async health(): Promise<{ ok: boolean; provider: string; detail: string; store: boolean }> {
+    if (this.#closed)
+      return { ok: false, provider: this.#provider.name, detail: 'engine closed', store: false }
     const h = await this.#provider.health()
-    return { ok: h.ok, provider: this.#provider.name, detail: h.detail }
+    let store = true
+    try {
+      await this.#store.ping()
+    } catch {
+      store = false
+    }
+    return {
+      ok: h.ok && store,
+      provider: this.#provider.name,
+      detail: store ? h.detail : `${h.detail}; catalog unavailable`,
+      store,
+    }
   }
 
   /** Closes the engine (and, unless `ownsDependencies: false`, its provider and store). Idempotent. */

@@ -264,6 +264,8 @@ export interface MetadataStore {
   listKeyPolicies(instance: string, keyId: string): Promise<KeyPolicyRecord[]>
   /** Every enabled rotation policy of every instance (for the rotation scheduler). */
   listEnabledRotationPolicies(): Promise<KeyPolicyRecord[]>
+  /** Cheap liveness probe of the catalog (one read). */
+  ping(): Promise<void>
   close(): Promise<void>
 }
 

@@ -616,6 +616,11 @@ export class SqliteStore implements MetadataStore {
     return this.#s.rotationPolicies.all().map(toPolicy)
   }
 
+  async ping(): Promise<void> {
+    if (this.#closed) throw new EngineError('STORE_ERROR', 'catalog: is closed')
+    this.#s.dataVersion.get()
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true

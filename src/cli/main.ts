@@ -1,0 +1,137 @@
+#!/usr/bin/env node
+/**
+ * `envelope-kms` command line.
+ *
+ *   envelope-kms serve        serve the HTTP APIs (configuration: src/config.ts and src/http/config.ts)
+ *   envelope-kms rotate-due   run one automatic-rotation pass and print what it did
+ */
+import { randomBytes } from 'node:crypto'
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs'
+import { dirname, resolve } from 'node:path'
+import { pino } from 'pino'
+import { loadConfig } from '../config.js'
+import { createEngineFromConfig } from '../default-engine.js'
+import { EngineError, isEngineError } from '../core/errors.js'
+import { startRotationScheduler } from '../core/rotation-scheduler.js'
+import { createHttpApp } from '../http/app.js'
+import { pinoAuditSink } from '../http/audit.js'
+import { createAuthenticator, type AuthConfig } from '../http/auth.js'
+import { loadHttpConfig } from '../http/config.js'
+import { startServer } from '../http/server.js'
+
+const log = pino({ base: { log: 'server' }, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination(2))
+
+const USAGE = `usage: envelope-kms <command>
+
+commands:
+  serve        serve the Key Protect v2 API (EKMS_HTTP_*, EKMS_AUTH_FILE, EKMS_PKCS11_*, EKMS_CATALOG)
+  rotate-due   run one automatic-rotation pass (keys whose rotation policy is due)
+  help         this text
+`
+
+/** Without an auth file, loopback only: a random development API key in a 0600 file next to the catalog. */
+function devAuth(catalogPath: string, host: string): AuthConfig {
+  if (host !== '127.0.0.1' && host !== '::1' && host !== 'localhost') {
+    throw new EngineError(
+      'CONFIG_INVALID',
+      'EKMS_AUTH_FILE: is required when serving on a non-loopback address',
+    )
+  }
+  const key = randomBytes(32).toString('base64url')
+  const file = resolve(dirname(resolve(catalogPath)), 'dev-api-key')
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 })
+  writeFileSync(file, `${key}\n`, { mode: 0o600 })
+  chmodSync(file, 0o600)
+  log.warn({ file }, 'no EKMS_AUTH_FILE: generated a development API key (all instances, all actions)')
+  return { apiKeys: [{ key, subject: 'dev', instances: '*', actions: ['*'] }] }
+}
+
+async function serveCommand(): Promise<void> {
+  const config = loadConfig()
+  const http = loadHttpConfig()
+  const auth = createAuthenticator(http.auth ?? devAuth(config.catalog.path, http.listen.host ?? '127.0.0.1'))
+  const engine = await createEngineFromConfig(config)
+  const audit = pinoAuditSink(http.auditLog === '-' ? undefined : http.auditLog)
+  const app = createHttpApp({
+    engine,
+    auth,
+    audit,
+    bodyLimitBytes: http.bodyLimitBytes,
+    rateLimit: { requests: http.rateLimitPerSecond, windowMs: 1000 },
+    wire: { region: http.region, account: http.account },
+    onServerError: (err, correlationId) => {
+      log.error(
+        {
+          correlationId,
+          code: isEngineError(err) ? err.code : 'INTERNAL_ERROR',
+          message: (err as Error).message,
+        },
+        'request failed',
+      )
+    },
+  })
+  let server
+  try {
+    server = await startServer(app, http.listen)
+  } catch (err) {
+    await engine.close()
+    throw err
+  }
+  const scheduler = startRotationScheduler(engine, {
+    intervalMs: http.rotationIntervalMs,
+    onPass: (r) => {
+      if (r.rotated.length + r.failed.length > 0) log.info(r, 'automatic rotation pass')
+    },
+    onError: (err) => {
+      log.error({ code: err.code, message: err.message }, 'automatic rotation pass failed')
+    },
+  })
+  log.info({ url: server.url, provider: engine.providerName }, 'listening')
+  let stopping = false
+  const stop = (signal: string): void => {
+    if (stopping) return
+    stopping = true
+    log.info({ signal }, 'shutting down: draining in-flight requests')
+    void (async () => {
+      await server.close()
+      await scheduler.stop()
+      await engine.close()
+      audit.logger.flush()
+      log.info('stopped')
+      process.exitCode = 0
+    })()
+  }
+  process.once('SIGTERM', () => {
+    stop('SIGTERM')
+  })
+  process.once('SIGINT', () => {
+    stop('SIGINT')
+  })
+}
+
+async function rotateDueCommand(): Promise<void> {
+  const engine = await createEngineFromConfig(loadConfig())
+  try {
+    process.stdout.write(`${JSON.stringify(await engine.rotateDueKeys())}\n`)
+  } finally {
+    await engine.close()
+  }
+}
+
+async function main(argv: readonly string[]): Promise<void> {
+  const cmd = argv[0]
+  if (cmd === 'serve') return serveCommand()
+  if (cmd === 'rotate-due') return rotateDueCommand()
+  if (cmd === 'help' || cmd === '--help' || cmd === undefined) {
+    process.stdout.write(USAGE)
+    return
+  }
+  process.stderr.write(`envelope-kms: unknown command "${cmd}"\n${USAGE}`)
+  process.exitCode = 2
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  const e = err instanceof EngineError ? err : undefined
+  process.stderr.write(`envelope-kms: ${e === undefined ? String(err) : `${e.code}: ${e.message}`}\n`)
+  process.exitCode = 1
+})

@@ -1,0 +1,52 @@
+/**
+ * Runs {@link EnvelopeEngine.rotateDueKeys} at start (catching up on rotations missed while the process
+ * was down) and then every `intervalMs`. One pass at a time; a failing pass is reported, never thrown.
+ */
+import type { EnvelopeEngine } from './engine.js'
+import { toEngineError, type EngineError } from './errors.js'
+
+export interface RotationSchedulerOptions {
+  /** Time between passes (default one hour). */
+  readonly intervalMs?: number
+  /** Called after each pass with what it did. */
+  readonly onPass?: (r: Awaited<ReturnType<EnvelopeEngine['rotateDueKeys']>>) => void
+  readonly onError?: (err: EngineError) => void
+}
+
+export interface RotationScheduler {
+  /** Resolves when the current pass (if any) is done; no pass starts afterwards. */
+  stop(): Promise<void>
+  /** Runs one pass now (waits for a running one first). */
+  runNow(): Promise<void>
+}
+
+export function startRotationScheduler(
+  engine: EnvelopeEngine,
+  options: RotationSchedulerOptions = {},
+): RotationScheduler {
+  const intervalMs = options.intervalMs ?? 3_600_000
+  let stopped = false
+  let running: Promise<void> = Promise.resolve()
+  const pass = (): Promise<void> => {
+    running = running.then(async () => {
+      if (stopped) return
+      try {
+        options.onPass?.(await engine.rotateDueKeys())
+      } catch (err) {
+        options.onError?.(toEngineError(err, 'rotation scheduler'))
+      }
+    })
+    return running
+  }
+  void pass()
+  const timer = setInterval(() => void pass(), intervalMs)
+  timer.unref()
+  return {
+    async stop() {
+      stopped = true
+      clearInterval(timer)
+      await running
+    },
+    runNow: pass,
+  }
+}

@@ -1,0 +1,113 @@
+/**
+ * The HTTP adapter: one Hono app with `/health`, `/ready`, `/openapi.json` and the API families
+ * (Key Protect v2 under `/api/v2`). Thin by design: see DESIGN.md.
+ */
+import { OpenAPIHono } from '@hono/zod-openapi'
+import { bodyLimit } from 'hono/body-limit'
+import type { EnvelopeEngine } from '../core/engine.js'
+import { type AuditSink, nullAuditSink } from './audit.js'
+import type { Authenticator } from './auth.js'
+import { correlationIdOf, mountKeyProtect } from './keyprotect/app.js'
+import { errorBody, type WireOptions } from './keyprotect/wire.js'
+import { FixedWindowLimiter, type RateLimitConfig } from './rate-limit.js'
+
+export interface HttpAppOptions {
+  readonly engine: EnvelopeEngine
+  readonly auth: Authenticator
+  /** Largest accepted request body in bytes (default 64 KiB); larger bodies get 413. */
+  readonly bodyLimitBytes?: number
+  /** Per-instance, per-endpoint rate limit (default 10,000 requests per second). */
+  readonly rateLimit?: RateLimitConfig
+  readonly audit?: AuditSink
+  /** Region and account printed in Key Protect CRNs (default `local`, `envelope-kms`). */
+  readonly wire?: Partial<WireOptions>
+  readonly now?: () => number
+  readonly onServerError?: (err: unknown, correlationId: string) => void
+}
+
+export interface HttpApp {
+  readonly app: OpenAPIHono
+  /** Requests being served now (graceful shutdown waits for 0). */
+  inFlight(): number
+}
+
+/** Builds the HTTP app over an open engine. */
+export function createHttpApp(o: HttpAppOptions): HttpApp {
+  const app = new OpenAPIHono()
+  let inFlight = 0
+  const limitBytes = o.bodyLimitBytes ?? 64 * 1024
+
+  app.use('*', async (c, next) => {
+    inFlight++
+    const correlationId = correlationIdOf(c.req.header('correlation-id'))
+    c.set('correlationId' as never, correlationId as never)
+    try {
+      await next()
+    } finally {
+      inFlight--
+      c.header('Correlation-Id', correlationId)
+    }
+  })
+  app.use(
+    '/api/*',
+    bodyLimit({
+      maxSize: limitBytes,
+      onError: (c) =>
+        c.newResponse(
+          JSON.stringify(
+            errorBody(413, 'BODY_TOO_LARGE_ERR', `The request body exceeds ${limitBytes} bytes.`, 'Request'),
+          ),
+          413,
+          { 'content-type': 'application/json' },
+        ),
+    }),
+  )
+
+  app.get('/health', (c) => c.json({ status: 'ok' }))
+  app.get('/ready', async (c) => {
+    const h = await o.engine.health()
+    return c.json(
+      { status: h.ok ? 'ready' : 'unavailable', provider: h.provider, store: h.store ? 'ok' : 'unavailable' },
+      h.ok ? 200 : 503,
+    )
+  })
+
+  mountKeyProtect(app, {
+    engine: o.engine,
+    auth: o.auth,
+    limiter: new FixedWindowLimiter(o.rateLimit ?? { requests: 10_000, windowMs: 1000 }),
+    audit: o.audit ?? nullAuditSink,
+    wire: { region: o.wire?.region ?? 'local', account: o.wire?.account ?? 'envelope-kms' },
+    ...(o.now === undefined ? {} : { now: o.now }),
+    ...(o.onServerError === undefined ? {} : { onServerError: o.onServerError }),
+  })
+
+  app.doc31('/openapi.json', {
+    openapi: '3.1.0',
+    info: {
+      title: 'envelope-kms',
+      version: '0.2.0',
+      description:
+        'IBM Key Protect v2 compatible API over envelope-kms (keys, key actions, policies, aliases, key rings).',
+    },
+  })
+
+  app.notFound((c) =>
+    c.newResponse(JSON.stringify(errorBody(404, 'NOT_FOUND_ERR', 'No such endpoint.', 'Request')), 404, {
+      'content-type': 'application/json',
+    }),
+  )
+  app.onError((err, c) => {
+    const id = (c.get('correlationId' as never) as string | undefined) ?? 'unknown'
+    o.onServerError?.(err, id)
+    return c.newResponse(
+      JSON.stringify(errorBody(500, 'INTERNAL_SERVER_ERR', 'internal error', 'Request')),
+      500,
+      {
+        'content-type': 'application/json',
+      },
+    )
+  })
+
+  return { app, inFlight: () => inFlight }
+}

@@ -1,0 +1,80 @@
+/**
+ * Configuration of `envelope-kms serve`, from environment variables (validated at startup).
+ *
+ * | variable | meaning | default |
+ * |---|---|---|
+ * | EKMS_HTTP_HOST | address to bind | `127.0.0.1` |
+ * | EKMS_HTTP_PORT | port | `8080` (`8443` with TLS) |
+ * | EKMS_HTTP_TLS_CERT / EKMS_HTTP_TLS_KEY | PEM files; both or neither | none (plain HTTP, loopback only) |
+ * | EKMS_HTTP_ALLOW_PLAINTEXT | `1`: allow plain HTTP on a non-loopback address | off |
+ * | EKMS_HTTP_BODY_LIMIT | largest request body, bytes | `65536` |
+ * | EKMS_HTTP_RATE_LIMIT | requests per second per instance and endpoint (`0` = off) | `10000` |
+ * | EKMS_AUTH_FILE | JSON {@link AuthConfig}: API keys and/or JWT settings | none: a development API key is generated (loopback only) |
+ * | EKMS_AUDIT_LOG | audit JSON-lines file, or `-` for stdout | `-` |
+ * | EKMS_ROTATION_INTERVAL_MS | time between automatic-rotation passes | `3600000` |
+ * | EKMS_REGION / EKMS_ACCOUNT | printed in CRNs | `local` / `envelope-kms` |
+ */
+import { readFileSync } from 'node:fs'
+import { EngineError } from '../core/errors.js'
+import type { AuthConfig } from './auth.js'
+import type { ListenOptions } from './server.js'
+
+export interface HttpConfig {
+  readonly listen: ListenOptions
+  readonly bodyLimitBytes: number
+  readonly rateLimitPerSecond: number
+  /** Undefined: no auth file given. */
+  readonly auth: AuthConfig | undefined
+  readonly auditLog: string
+  readonly rotationIntervalMs: number
+  readonly region: string
+  readonly account: string
+}
+
+function intVar(env: NodeJS.ProcessEnv, name: string, dflt: number, min: number, max: number): number {
+  const raw = env[name]
+  if (raw === undefined || raw === '') return dflt
+  const n = Number(raw)
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new EngineError('CONFIG_INVALID', `${name}: must be an integer from ${min} to ${max}`)
+  }
+  return n
+}
+
+export function loadHttpConfig(env: NodeJS.ProcessEnv = process.env): HttpConfig {
+  const cert = env['EKMS_HTTP_TLS_CERT']
+  const key = env['EKMS_HTTP_TLS_KEY']
+  if ((cert === undefined) !== (key === undefined)) {
+    throw new EngineError('CONFIG_INVALID', 'EKMS_HTTP_TLS_CERT / EKMS_HTTP_TLS_KEY: give both or neither')
+  }
+  let auth: AuthConfig | undefined
+  const authFile = env['EKMS_AUTH_FILE']
+  if (authFile !== undefined && authFile !== '') {
+    try {
+      auth = JSON.parse(readFileSync(authFile, 'utf8')) as AuthConfig
+    } catch (err) {
+      throw new EngineError('CONFIG_INVALID', `EKMS_AUTH_FILE: ${authFile} is not a readable JSON file`, {
+        cause: err,
+      })
+    }
+    if (typeof auth !== 'object' || auth === null) {
+      throw new EngineError('CONFIG_INVALID', 'EKMS_AUTH_FILE: must hold an object')
+    }
+  }
+  const port = env['EKMS_HTTP_PORT']
+  return {
+    listen: {
+      host: env['EKMS_HTTP_HOST'] ?? '127.0.0.1',
+      ...(port === undefined || port === '' ? {} : { port: intVar(env, 'EKMS_HTTP_PORT', 8080, 0, 65535) }),
+      ...(cert === undefined || key === undefined ? {} : { tls: { certFile: cert, keyFile: key } }),
+      allowPlaintext: env['EKMS_HTTP_ALLOW_PLAINTEXT'] === '1',
+    },
+    bodyLimitBytes: intVar(env, 'EKMS_HTTP_BODY_LIMIT', 65_536, 1024, 64 * 1024 * 1024),
+    rateLimitPerSecond: intVar(env, 'EKMS_HTTP_RATE_LIMIT', 10_000, 0, 1_000_000_000),
+    auth,
+    auditLog: env['EKMS_AUDIT_LOG'] ?? '-',
+    rotationIntervalMs: intVar(env, 'EKMS_ROTATION_INTERVAL_MS', 3_600_000, 1000, 2 ** 31 - 1),
+    region: env['EKMS_REGION'] ?? 'local',
+    account: env['EKMS_ACCOUNT'] ?? 'envelope-kms',
+  }
+}
