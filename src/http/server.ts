@@ -63,7 +63,7 @@ export async function startServer(http: HttpApp, listen: ListenOptions = {}): Pr
         ...(tlsOptions === undefined ? {} : { createServer: createHttpsServer, serverOptions: tlsOptions }),
       },
       () => {
-        resolve(s as Server)
+        resolve(s)
       },
     ) as Server
     s.once('error', (err) => {

@@ -12,7 +12,7 @@ const Aad = z.array(z.string().max(4096)).max(126).openapi({ description: 'Addit
 
 const Metadata = z
   .object({ collectionType: z.string().optional(), collectionTotal: z.number().optional() })
-  .passthrough()
+  .loose()
   .optional()
 
 /** A collection envelope around `resource` (one or more items). */
@@ -33,7 +33,7 @@ export const KeyCreateResource = z
     description: z.string().optional(),
     extractable: z.boolean().optional(),
     payload: Base64.optional(),
-    expirationDate: z.string().datetime({ offset: true }).optional(),
+    expirationDate: z.iso.datetime({ offset: true }).optional(),
     aliases: z.array(z.string()).optional(),
     tags: z.array(z.string()).optional(),
     ...SecureImport,

@@ -1,0 +1,226 @@
+/**
+ * The server itself: TLS, plain HTTP refused off loopback, graceful shutdown that drains in-flight
+ * requests, `envelope-kms serve` as a real process (dev API key, SIGTERM), and automatic rotation from a
+ * rotation policy set over HTTP.
+ */
+import { execFileSync, spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { request as httpRequest } from 'node:http'
+import { request as httpsRequest } from 'node:https'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { startRotationScheduler } from '../../../src/core/rotation-scheduler.js'
+import { createHttpApp } from '../../../src/http/app.js'
+import { createAuthenticator } from '../../../src/http/auth.js'
+import { startServer } from '../../../src/http/server.js'
+import { expectCode } from '../../helpers/expect-code.js'
+import { env, tempCatalogPath } from '../../helpers/engine.js'
+import { ADMIN_KEY, INSTANCE_A, kp, startTestServer, TEST_AUTH, type TestServer } from '../../helpers/http.js'
+
+const DAY = 86_400_000
+let s: TestServer
+beforeAll(async () => {
+  s = await startTestServer()
+})
+afterAll(async () => {
+  await s.close()
+})
+
+describe('listening', () => {
+  it('serves HTTPS with the configured certificate', async () => {
+    const dir = env('EKMS_TEST_FILE_DIR')
+    const cert = join(dir, 'cert.pem')
+    const key = join(dir, 'key.pem')
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+        '-keyout',
+        key,
+        '-out',
+        cert,
+      ],
+      { stdio: 'ignore' },
+    )
+    const app = createHttpApp({ engine: s.t.engine, auth: createAuthenticator(TEST_AUTH) })
+    const tls = await startServer(app, { host: '127.0.0.1', port: 0, tls: { certFile: cert, keyFile: key } })
+    try {
+      expect(tls.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/)
+      const body = await new Promise<string>((resolve, reject) => {
+        const req = httpsRequest(
+          `${tls.url}/api/v2/key_rings`,
+          {
+            ca: readFileSync(cert),
+            headers: { authorization: `Bearer ${ADMIN_KEY}`, 'bluemix-instance': INSTANCE_A },
+          },
+          (res) => {
+            let b = ''
+            res.on('data', (c: Buffer) => (b += c.toString()))
+            res.on('end', () => resolve(`${res.statusCode} ${b}`))
+          },
+        )
+        req.on('error', reject)
+        req.end()
+      })
+      expect(body).toMatch(/^200 .*"id":"default"/)
+    } finally {
+      await tls.close()
+    }
+  })
+
+  it('refuses plain HTTP on a non-loopback address unless asked, and unreadable TLS files', async () => {
+    const app = createHttpApp({ engine: s.t.engine, auth: createAuthenticator(TEST_AUTH) })
+    await expectCode(startServer(app, { host: '0.0.0.0', port: 0 }), 'CONFIG_INVALID')
+    await expectCode(
+      startServer(app, {
+        host: '127.0.0.1',
+        port: 0,
+        tls: { certFile: '/nonexistent', keyFile: '/nonexistent' },
+      }),
+      'CONFIG_INVALID',
+    )
+    const open = await startServer(app, { host: '0.0.0.0', port: 0, allowPlaintext: true })
+    await open.close()
+  })
+
+  it('graceful shutdown: an in-flight request completes, new connections are refused', async () => {
+    const app = createHttpApp({ engine: s.t.engine, auth: createAuthenticator(TEST_AUTH) })
+    const srv = await startServer(app, { host: '127.0.0.1', port: 0 })
+    const body = JSON.stringify({ resources: [{ name: 'created-while-closing' }] })
+    // Send the headers and half the body, start closing, then send the rest.
+    const done = new Promise<{ status: number; text: string }>((resolve, reject) => {
+      const req = httpRequest(
+        `${srv.url}/api/v2/keys`,
+        {
+          method: 'POST',
+          headers: {
+            authorization: `Bearer ${ADMIN_KEY}`,
+            'bluemix-instance': INSTANCE_A,
+            'content-type': 'application/json',
+            'content-length': Buffer.byteLength(body),
+          },
+        },
+        (res) => {
+          let t = ''
+          res.on('data', (c: Buffer) => (t += c.toString()))
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, text: t }))
+        },
+      )
+      req.on('error', reject)
+      req.write(body.slice(0, 10))
+      setTimeout(() => req.end(body.slice(10)), 300)
+    })
+    await new Promise((r) => setTimeout(r, 100))
+    expect(app.inFlight()).toBe(1)
+    const closing = srv.close(5000)
+    await new Promise((r) => setTimeout(r, 50))
+    await expect(fetch(`${srv.url}/health`)).rejects.toThrow()
+    const res = await done
+    expect(res.status).toBe(201)
+    expect(JSON.parse(res.text).resources[0].name).toBe('created-while-closing')
+    await closing
+  })
+})
+
+describe('envelope-kms serve (a real process)', () => {
+  it('starts with a generated dev API key, serves the SDK-facing API, and stops cleanly on SIGTERM', async () => {
+    const catalog = tempCatalogPath()
+    const child = spawn(process.execPath, ['dist/cli/main.js', 'serve'], {
+      env: {
+        ...process.env,
+        EKMS_PKCS11_TOKEN_LABEL: env('EKMS_TEST_TOKEN'),
+        EKMS_PKCS11_PIN: env('EKMS_TEST_PIN'),
+        EKMS_CATALOG: catalog,
+        EKMS_HTTP_PORT: '0',
+        EKMS_AUDIT_LOG: join(env('EKMS_TEST_FILE_DIR'), 'audit.log'),
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let stderr = ''
+    const url = await new Promise<string>((resolve, reject) => {
+      child.stderr.on('data', (c: Buffer) => {
+        stderr += c.toString()
+        const m = /"url":"(http:\/\/[^"]+)"/.exec(stderr)
+        if (m?.[1] !== undefined) resolve(m[1])
+      })
+      child.on('exit', (code) => reject(new Error(`serve exited ${code}: ${stderr}`)))
+    })
+    try {
+      const key = readFileSync(join(catalog, '..', 'dev-api-key'), 'utf8').trim()
+      expect(stderr).not.toContain(key)
+      const headers = { authorization: `Bearer ${key}`, 'bluemix-instance': 'cli-instance' }
+      expect((await fetch(`${url}/ready`)).status).toBe(200)
+      const created = await fetch(`${url}/api/v2/keys`, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify({ resources: [{ name: 'from-cli' }] }),
+      })
+      expect(created.status).toBe(201)
+      expect(
+        (
+          await fetch(`${url}/api/v2/keys`, {
+            headers: { ...headers, authorization: 'Bearer wrong-key-wrong-key' },
+          })
+        ).status,
+      ).toBe(401)
+    } finally {
+      child.kill('SIGTERM')
+    }
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve))
+    expect(code).toBe(0)
+    expect(stderr).toContain('"msg":"stopped"')
+    const audit = readFileSync(join(env('EKMS_TEST_FILE_DIR'), 'audit.log'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
+    expect(audit.map((e) => `${e.event} ${e.status}`)).toEqual([
+      'kms.secrets.create 201',
+      'kms.secrets.list 401',
+    ])
+  })
+})
+
+describe('automatic rotation', () => {
+  it('a rotation policy set over HTTP rotates the key when due, with one catch-up after downtime', async () => {
+    const key = (await kp(s, 'POST', '/keys', { body: { resources: [{ name: 'auto-rotated' }] } })).json
+      .resources[0]
+    const put = await kp(s, 'PUT', `/keys/${key.id}/policies?policy=rotation`, {
+      body: {
+        resources: [
+          { type: 'application/vnd.ibm.kms.policy+json', rotation: { enabled: true, interval_month: 1 } },
+        ],
+      },
+    })
+    expect(put.status).toBe(200)
+    const passes: string[][] = []
+    const sched = startRotationScheduler(s.t.engine, {
+      intervalMs: 3_600_000,
+      onPass: (r) => passes.push(r.rotated),
+    })
+    try {
+      await sched.runNow()
+      expect(passes.flat()).not.toContain(key.id)
+      s.t.clock.advance(75 * DAY) // "down" for two and a half intervals
+      await sched.runNow()
+      expect(passes.flat().filter((id) => id === key.id)).toHaveLength(1)
+      const versions = await kp(s, 'GET', `/keys/${key.id}/versions`)
+      expect(versions.json.metadata.collectionTotal).toBe(2)
+      const meta = await kp(s, 'GET', `/keys/${key.id}/metadata`)
+      expect(meta.json.resources[0].lastRotateDate).toBeDefined()
+    } finally {
+      await sched.stop()
+    }
+  })
+})
