@@ -59,4 +59,16 @@ describe('examples', () => {
     expect(lines).toContain('progress: 5001/5001')
     expect(lines.at(-1)).toBe('rewrapped 5000 to version 2; failed: CIPHERTEXT_INVALID')
   })
+
+  it('keyprotect-http: the official IBM SDK against the served Key Protect API', async () => {
+    useTestToken()
+    const { main } = await import('../examples/keyprotect-http.js')
+    expect(await main()).toEqual([
+      expect.stringMatching(/^SDK created root key [0-9a-f-]{36} over HTTP \(status 201\)$/),
+      'wrapped a generated DEK: 32 bytes',
+      'after rotate, unwrap returns the same DEK (true) and a ciphertext rewrapped under the new version (true)',
+      'rotation policy: every 3 months',
+      'another instance is refused with HTTP 401',
+    ])
+  })
 })

@@ -96,7 +96,11 @@ async function serveCommand(): Promise<void> {
       await server.close()
       await scheduler.stop()
       await engine.close()
-      audit.logger.flush()
+      await new Promise<void>((resolve) => {
+        audit.logger.flush(() => {
+          resolve()
+        })
+      })
       log.info('stopped')
       process.exitCode = 0
     })()

@@ -3,7 +3,6 @@
  * (Key Protect v2 under `/api/v2`). Thin by design: see DESIGN.md.
  */
 import { OpenAPIHono } from '@hono/zod-openapi'
-import { bodyLimit } from 'hono/body-limit'
 import type { EnvelopeEngine } from '../core/engine.js'
 import { type AuditSink, nullAuditSink } from './audit.js'
 import type { Authenticator } from './auth.js'
@@ -41,27 +40,14 @@ export function createHttpApp(o: HttpAppOptions): HttpApp {
     inFlight++
     const correlationId = correlationIdOf(c.req.header('correlation-id'))
     c.set('correlationId' as never, correlationId as never)
+    // Set before the handler builds its response, so that the response is not rebuilt to add it.
+    c.header('Correlation-Id', correlationId)
     try {
       await next()
     } finally {
       inFlight--
-      c.header('Correlation-Id', correlationId)
     }
   })
-  app.use(
-    '/api/*',
-    bodyLimit({
-      maxSize: limitBytes,
-      onError: (c) =>
-        c.newResponse(
-          JSON.stringify(
-            errorBody(413, 'BODY_TOO_LARGE_ERR', `The request body exceeds ${limitBytes} bytes.`, 'Request'),
-          ),
-          413,
-          { 'content-type': 'application/json' },
-        ),
-    }),
-  )
 
   app.get('/health', (c) => c.json({ status: 'ok' }))
   app.get('/ready', async (c) => {
@@ -75,6 +61,7 @@ export function createHttpApp(o: HttpAppOptions): HttpApp {
   mountKeyProtect(app, {
     engine: o.engine,
     auth: o.auth,
+    bodyLimitBytes: limitBytes,
     limiter: new FixedWindowLimiter(o.rateLimit ?? { requests: 10_000, windowMs: 1000 }),
     audit: o.audit ?? nullAuditSink,
     wire: { region: o.wire?.region ?? 'local', account: o.wire?.account ?? 'envelope-kms' },

@@ -3,6 +3,7 @@
  * typed error to the wire (spec digest shared/spec/key-protect-v2.md). No business rule lives here.
  */
 import { randomUUID } from 'node:crypto'
+import type { IncomingMessage } from 'node:http'
 import { createRoute, type OpenAPIHono, type z } from '@hono/zod-openapi'
 import type { Context } from 'hono'
 import type { EnvelopeEngine, KeyInfo, KeyPoliciesInput } from '../../core/engine.js'
@@ -31,6 +32,8 @@ import {
 export interface KeyProtectOptions {
   readonly engine: EnvelopeEngine
   readonly auth: Authenticator
+  /** Largest accepted request body in bytes; larger bodies get 413 BODY_TOO_LARGE_ERR. */
+  readonly bodyLimitBytes: number
   readonly limiter: FixedWindowLimiter
   readonly audit: AuditSink
   /** Region and account printed in CRNs. */
@@ -917,7 +920,7 @@ function register(app: OpenAPIHono, def: RouteDef, o: KeyProtectOptions, now: ()
       const query = validate(def.query, c.req.query(), 'param') as Record<string, string>
       let body: unknown
       if (def.body !== undefined) {
-        const text = await c.req.text()
+        const text = await readBody(c, o.bodyLimitBytes)
         if (text.trim().length > 0) {
           let parsed: unknown
           try {
@@ -980,6 +983,33 @@ function register(app: OpenAPIHono, def: RouteDef, o: KeyProtectOptions, now: ()
       })
     }
   }
+}
+
+/**
+ * The request body as text, refused past `limit` bytes (by Content-Length up front, or while reading).
+ * Reads Node's IncomingMessage directly when served by @hono/node-server (no web-stream conversion).
+ */
+async function readBody(c: Context, limit: number): Promise<string> {
+  const tooLarge = (): HttpProblem =>
+    new HttpProblem(413, 'BODY_TOO_LARGE_ERR', `The request body exceeds ${limit} bytes.`)
+  const declared = Number(c.req.header('content-length') ?? Number.NaN)
+  if (declared > limit) throw tooLarge()
+  const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming
+  if (incoming === undefined) {
+    const buf = Buffer.from(await c.req.arrayBuffer())
+    if (buf.length > limit) throw tooLarge()
+    return buf.toString('utf8')
+  }
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of incoming as AsyncIterable<Buffer>) {
+    size += chunk.length
+    if (size > limit) throw tooLarge()
+    chunks.push(chunk)
+  }
+  return chunks.length === 1
+    ? (chunks[0] ?? Buffer.alloc(0)).toString('utf8')
+    : Buffer.concat(chunks).toString('utf8')
 }
 
 /** Any error → its wire form. Unknown errors are internal (their detail stays in the server log). */

@@ -1,0 +1,123 @@
+/**
+ * Key Protect API over HTTP on loopback: `POST /api/v2/keys/{id}/actions/wrap` and `/unwrap` against a bare
+ * Hono hello-world route served the same way (@hono/node-server, its own process), driven by autocannon
+ * from this process, rounds interleaved (hello, wrap, unwrap) so that drift hits all three alike.
+ *
+ *   npm run bench                  # 5 rounds × 5 s per target; writes bench/results/http.json
+ *   BENCH_SMOKE=1 npm run bench    # 1 round × 1 s
+ *
+ * Knobs: BENCH_HTTP_ROUNDS (5), BENCH_HTTP_SECONDS (5), BENCH_HTTP_CONNECTIONS (16).
+ * The engine server runs with authentication (API key), audit logging to a file, rate limiting off and
+ * no DEK cache: every wrap and unwrap is a SoftHSM2 call.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import autocannon from 'autocannon'
+import { median, report, SMOKE, type Row } from './harness.js'
+
+const rounds = SMOKE ? 1 : Number(process.env['BENCH_HTTP_ROUNDS'] ?? 5)
+const seconds = SMOKE ? 1 : Number(process.env['BENCH_HTTP_SECONDS'] ?? 5)
+const connections = Number(process.env['BENCH_HTTP_CONNECTIONS'] ?? 16)
+
+interface Started {
+  child: ChildProcess
+  info: { url: string; keyId?: string; ciphertext?: string; apiKey?: string }
+}
+
+async function start(mode: 'engine' | 'hello'): Promise<Started> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'bench/http-server.ts', mode], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  const info = await new Promise<Started['info']>((resolve, reject) => {
+    let out = ''
+    child.stdout?.on('data', (c: Buffer) => {
+      out += c.toString()
+      const line = out.split('\n')[0]
+      if (out.includes('\n') && line !== undefined) resolve(JSON.parse(line) as Started['info'])
+    })
+    child.once('exit', (code) => {
+      reject(new Error(`bench server (${mode}) exited with ${code}`))
+    })
+  })
+  return { child, info }
+}
+
+async function stop(s: Started): Promise<void> {
+  const exited = new Promise((r) => s.child.once('exit', r))
+  s.child.kill('SIGTERM')
+  await exited
+}
+
+const hello = await start('hello')
+const engine = await start('engine')
+try {
+  const { url, keyId, ciphertext, apiKey } = engine.info
+  const headers = {
+    authorization: `Bearer ${apiKey ?? ''}`,
+    'bluemix-instance': 'bench',
+    'content-type': 'application/json',
+  }
+  const targets = [
+    {
+      name: 'hello world (bare Hono)',
+      url: `${hello.info.url}/hello`,
+      headers: { 'content-type': 'application/json' },
+      body: '{}',
+    },
+    {
+      name: 'POST …/actions/wrap (generated DEK)',
+      url: `${url}/api/v2/keys/${keyId ?? ''}/actions/wrap`,
+      headers,
+      body: '{}',
+    },
+    {
+      name: 'POST …/actions/unwrap',
+      url: `${url}/api/v2/keys/${keyId ?? ''}/actions/unwrap`,
+      headers,
+      body: JSON.stringify({ ciphertext }),
+    },
+  ]
+  const per = targets.map((): { rps: number; p50: number; p99: number }[] => [])
+  for (let r = 0; r < rounds; r++) {
+    for (const [i, t] of targets.entries()) {
+      const res = await autocannon({
+        url: t.url,
+        method: 'POST',
+        headers: t.headers,
+        body: t.body,
+        connections,
+        duration: seconds,
+      })
+      if (res.non2xx > 0 || res.errors > 0) {
+        throw new Error(`${t.name}: ${res.non2xx} non-2xx responses, ${res.errors} errors`)
+      }
+      per[i]?.push({ rps: res.requests.average, p50: res.latency.p50, p99: res.latency.p99 })
+    }
+  }
+  const rows: Row[] = targets.map((t, i) => {
+    const xs = per[i] ?? []
+    return {
+      name: t.name,
+      opsPerSec: Math.round(median(xs.map((x) => x.rps))),
+      runs: xs.map((x) => Math.round(x.rps)),
+      p50_us: median(xs.map((x) => x.p50)) * 1000,
+      p99_us: median(xs.map((x) => x.p99)) * 1000,
+    }
+  })
+  const ratio = (i: number): { median: number; min: number; max: number } => {
+    const xs = (per[i] ?? []).map((x, r) => x.rps / (per[0]?.[r]?.rps ?? Number.NaN))
+    const round = (x: number): number => Number(x.toFixed(3))
+    return { median: round(median(xs)), min: round(Math.min(...xs)), max: round(Math.max(...xs)) }
+  }
+  report(
+    'http',
+    `Key Protect API over HTTP (autocannon, ${connections} connections, ${rounds} × ${seconds} s)`,
+    {
+      settings: { rounds, seconds, connections },
+      rows,
+      ratios: { 'wrap / hello world': ratio(1), 'unwrap / hello world': ratio(2) },
+    },
+  )
+} finally {
+  await stop(engine)
+  await stop(hello)
+}
