@@ -103,6 +103,8 @@ export interface LifecyclePolicy {
   readonly maxAliasesPerKey: number
   /** Metadata kept after deletion before the automatic purge date (90 days). */
   readonly purgeScheduledAfterMs: number
+  /** How long a setKeyForDeletion authorisation stays valid (7 days, IBM's product documentation). */
+  readonly dualAuthWindowMs: number
   /** Key rings per instance besides `default` (Key Protect gives no number; 100). */
   readonly maxKeyRingsPerInstance: number
   /** Keys a search, filter or custom sort may look at (Key Protect: 5000). */
@@ -118,6 +120,7 @@ export const KEY_PROTECT_LIFECYCLE: LifecyclePolicy = {
   maxAliasesPerKey: 5,
   purgeScheduledAfterMs: 90 * DAY,
   maxKeyRingsPerInstance: 100,
+  dualAuthWindowMs: 7 * DAY,
   maxSearchSpace: 5000,
 }
 
@@ -240,7 +243,12 @@ export interface KeyInfo {
   readonly purgeScheduledOn: Date | undefined
   /** The key's rotation policy, when one was set. */
   readonly rotation: { readonly enabled: boolean; readonly intervalMonth: number | undefined } | undefined
-  readonly dualAuthDelete: { readonly enabled: boolean }
+  /** Dual authorization of deletes: `keySetForDeletion` once a first user authorised it, until `authExpiration`. */
+  readonly dualAuthDelete: {
+    readonly enabled: boolean
+    readonly keySetForDeletion: boolean | undefined
+    readonly authExpiration: Date | undefined
+  }
 }
 
 /** Key-level policies as given by a caller (Key Protect `rotation`, `dualAuthDelete`). */
@@ -777,13 +785,97 @@ export class EnvelopeEngine {
     } catch (err) {
       throw toEngineError(err, 'deleteKey')
     }
-    return this.#transition(instance, idOrAlias, 'delete', (_r, now) => ({
-      state: KeyState.DESTROYED,
-      stateChangedAt: now,
-      updatedAt: now,
-      deletedAt: now,
-      deletedBy,
-    }))
+    let dualAuth = false
+    const info = await this.#transition(instance, idOrAlias, 'delete', (_r, now, k) => {
+      const d = dualAuthInfo(k.policies, now)
+      if (d.enabled) {
+        dualAuth = true
+        const by = k.policies.find((p) => p.type === 'dualAuthDelete')?.authBy
+        if (d.keySetForDeletion !== true || by === undefined) {
+          throw new EngineError(
+            'AUTHORIZATIONS_NOT_MET',
+            'key: has dual authorization for deletes; another user must set it for deletion first',
+          )
+        }
+        if (deletedBy === undefined || deletedBy === by) {
+          throw new EngineError(
+            'AUTHORIZATIONS_NOT_MET',
+            'key: the user who set it for deletion cannot also delete it (dual authorization)',
+          )
+        }
+      }
+      return { state: KeyState.DESTROYED, stateChangedAt: now, updatedAt: now, deletedAt: now, deletedBy }
+    })
+    if (dualAuth) {
+      await this.#storeCall(() => this.#store.setDeletionAuth(instance, info.id, undefined, undefined))
+      this.#invalidate(instance, info.id)
+      return this.getKey(instance, info.id)
+    }
+    return info
+  }
+
+  /**
+   * First authorisation of a two-person delete: a key with an enabled dualAuthDelete policy can then be
+   * deleted by another user within `dualAuthWindowMs` (7 days).
+   * @throws EngineError NOT_DUAL_AUTH_ERR, KEY_DELETED_ERR, KEY_NOT_FOUND_ERR, MISSING_FIELD_ERR
+   */
+  async setKeyForDeletion(
+    instance: string,
+    idOrAlias: string,
+    options: { by?: string } = {},
+  ): Promise<KeyInfo> {
+    return this.#deletionAuth('setKeyForDeletion', instance, idOrAlias, optionsObject(options).by, true)
+  }
+
+  /**
+   * Withdraws a setKeyForDeletion authorisation.
+   * @throws EngineError NOT_DUAL_AUTH_ERR, KEY_DELETED_ERR, KEY_NOT_FOUND_ERR
+   */
+  async unsetKeyForDeletion(
+    instance: string,
+    idOrAlias: string,
+    options: { by?: string } = {},
+  ): Promise<KeyInfo> {
+    return this.#deletionAuth('unsetKeyForDeletion', instance, idOrAlias, optionsObject(options).by, false)
+  }
+
+  async #deletionAuth(
+    op: string,
+    instance: string,
+    idOrAlias: string,
+    byRaw: unknown,
+    set: boolean,
+  ): Promise<KeyInfo> {
+    return this.#guard(op, async () => {
+      const by = validateActor(byRaw, 'by')
+      if (set && by === undefined) {
+        throw new EngineError('MISSING_FIELD_ERR', 'by: the authorising user is required', {
+          target: { type: 'field', name: 'by' },
+        })
+      }
+      const k0 = await this.#resolve(instance, idOrAlias, true)
+      return this.#withKeyLock(instance, k0.record.id, async () => {
+        const k = await this.#load(instance, k0.record.id, true)
+        if (k.record.state === KeyState.DESTROYED) throw new EngineError('KEY_DELETED_ERR', 'key: is deleted')
+        const now = this.#clock.now()
+        if (!dualAuthInfo(k.policies, now).enabled) {
+          throw new EngineError(
+            'NOT_DUAL_AUTH_ERR',
+            'key: is not dual-auth enabled and cannot be set for deletion',
+          )
+        }
+        await this.#storeCall(() =>
+          this.#store.setDeletionAuth(
+            instance,
+            k.record.id,
+            set ? by : undefined,
+            set ? now + this.#life.dualAuthWindowMs : undefined,
+          ),
+        )
+        this.#invalidate(instance, k.record.id)
+        return this.#info(await this.#load(instance, k.record.id, true))
+      })
+    })
   }
 
   /**
@@ -2186,15 +2278,16 @@ export class EnvelopeEngine {
     instance: string,
     idOrAlias: string,
     action: KeyAction,
-    patchFor: (r: KeyRecord, now: number) => KeyPatch,
+    patchFor: (r: KeyRecord, now: number, k: CachedKey) => KeyPatch,
   ): Promise<KeyInfo> {
     return this.#guard(action, async () => {
       const k0 = await this.#resolve(instance, idOrAlias, true)
       return this.#withKeyLock(instance, k0.record.id, async () => {
-        const r = (await this.#load(instance, k0.record.id, true)).record
+        const k = await this.#load(instance, k0.record.id, true)
+        const r = k.record
         this.#assert(action, r)
         const now = this.#clock.now()
-        const patch = patchFor(r, now)
+        const patch = patchFor(r, now, k)
         const ok = await this.#storeCall(() => this.#store.updateKey(instance, r.id, r.state, patch))
         this.#invalidate(instance, r.id)
         if (!ok) {
@@ -2367,7 +2460,7 @@ export class EnvelopeEngine {
         rotation === undefined
           ? undefined
           : { enabled: rotation.enabled, intervalMonth: rotation.intervalMonth },
-      dualAuthDelete: { enabled: k.policies.some((p) => p.type === 'dualAuthDelete' && p.enabled) },
+      dualAuthDelete: dualAuthInfo(k.policies, now),
     }
   }
 }
@@ -2515,5 +2608,16 @@ function policyInfo(p: KeyPolicyRecord): KeyPolicyInfo {
     createdBy: p.createdBy,
     updatedAt: new Date(p.updatedAt),
     updatedBy: p.updatedBy,
+  }
+}
+
+function dualAuthInfo(policies: readonly KeyPolicyRecord[], now: number): KeyInfo['dualAuthDelete'] {
+  const p = policies.find((x) => x.type === 'dualAuthDelete')
+  if (p?.enabled !== true) return { enabled: false, keySetForDeletion: undefined, authExpiration: undefined }
+  const valid = p.authBy !== undefined && p.authExpiresAt !== undefined && p.authExpiresAt > now
+  return {
+    enabled: true,
+    keySetForDeletion: valid,
+    authExpiration: valid && p.authExpiresAt !== undefined ? new Date(p.authExpiresAt) : undefined,
   }
 }

@@ -35,6 +35,10 @@ export const ERROR_CODES = [
   'KEY_INVALID_STATE_ERR',
   /** A key search would cover more keys than the search limit; narrow it by state, type or key ring. */
   'KEY_SEARCH_TOO_BROAD',
+  /** The key has no enabled dualAuthDelete policy, so it cannot be set (or unset) for deletion. */
+  'NOT_DUAL_AUTH_ERR',
+  /** Dual authorization: the delete needs a valid setKeyForDeletion by another user first. */
+  'AUTHORIZATIONS_NOT_MET',
   /** A caller-supplied field or argument is invalid; `target` names it. */
   'INVALID_FIELD_ERR',
   /** A required field or argument is missing; `target` names it. */

@@ -154,6 +154,9 @@ export interface KeyPolicyRecord {
   readonly createdBy: string | undefined
   readonly updatedAt: number
   readonly updatedBy: string | undefined
+  /** dualAuthDelete: who set the key for deletion (setKeyForDeletion), until when. */
+  readonly authBy?: string | undefined
+  readonly authExpiresAt?: number | undefined
 }
 
 export interface ListKeysQuery {
@@ -259,8 +262,21 @@ export interface MetadataStore {
    * @throws EngineError KEY_RING_NOT_FOUND_ERR
    */
   moveKey(instance: string, id: string, from: string, to: string, now: number): Promise<boolean>
-  /** Inserts or replaces a key policy (the first `policyId`, `createdAt` and `createdBy` are kept). */
+  /**
+   * Inserts or replaces a key policy (the first `policyId`, `createdAt` and `createdBy` are kept; the
+   * deletion authorisation is left as it is).
+   */
   putKeyPolicy(p: KeyPolicyRecord): Promise<void>
+  /**
+   * Sets (or, with `by` undefined, clears) the deletion authorisation of a key's dualAuthDelete policy.
+   * Returns false when the key has no such policy.
+   */
+  setDeletionAuth(
+    instance: string,
+    keyId: string,
+    by: string | undefined,
+    expiresAt: number | undefined,
+  ): Promise<boolean>
   listKeyPolicies(instance: string, keyId: string): Promise<KeyPolicyRecord[]>
   /** Every enabled rotation policy of every instance (for the rotation scheduler). */
   listEnabledRotationPolicies(): Promise<KeyPolicyRecord[]>

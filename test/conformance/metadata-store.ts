@@ -279,6 +279,27 @@ export function runMetadataStoreConformance(name: string, open: () => Promise<Me
         },
       ])
       expect((await s.listEnabledRotationPolicies()).some((p) => p.keyId === k.id)).toBe(false)
+      expect(await s.setDeletionAuth(I, k.id, 'carol', 777)).toBe(true)
+      expect((await s.listKeyPolicies(I, k.id)).find((p) => p.type === 'dualAuthDelete')).toMatchObject({
+        authBy: 'carol',
+        authExpiresAt: 777,
+      })
+      await s.putKeyPolicy({
+        ...base,
+        type: 'dualAuthDelete',
+        policyId: 'p-da',
+        enabled: true,
+        intervalMonth: undefined,
+      })
+      expect((await s.listKeyPolicies(I, k.id)).find((p) => p.type === 'dualAuthDelete')?.authBy).toBe(
+        'carol',
+      )
+      expect(await s.setDeletionAuth(I, k.id, undefined, 999)).toBe(true)
+      expect((await s.listKeyPolicies(I, k.id)).find((p) => p.type === 'dualAuthDelete')).toMatchObject({
+        authBy: undefined,
+        authExpiresAt: undefined,
+      })
+      expect(await s.setDeletionAuth(I, 'no-such-key', 'carol', 1)).toBe(false)
       await s.putKeyPolicy({ ...base, type: 'rotation', policyId: 'x', enabled: true, intervalMonth: 1 })
       expect((await s.listEnabledRotationPolicies()).filter((p) => p.keyId === k.id)).toHaveLength(1)
       expect(await s.listKeyPolicies('policies-other', k.id)).toEqual([])

@@ -585,6 +585,28 @@ export function mountKeyProtect(app: OpenAPIHono, o: KeyProtectOptions): void {
         return empty(r.c, 204)
       },
     },
+    ...(['setKeyForDeletion', 'unsetKeyForDeletion'] as const).map((action): RouteDef => ({
+      method: 'post',
+      path: `/keys/{id}/actions/${action}`,
+      iam: `kms.secrets.${action.toLowerCase()}`,
+      what: action === 'setKeyForDeletion' ? 'Set key for deletion' : 'Unset key for deletion',
+      summary:
+        action === 'setKeyForDeletion'
+          ? 'First authorisation of a dual-auth delete'
+          : 'Withdraw a dual-auth delete authorisation',
+      params: S.IdParam,
+      query: S.EmptyQuery,
+      responses: { 204: { description: 'Done' } },
+      handler: async (r) => {
+        await checkRing(r, r.param('id'))
+        const k =
+          action === 'setKeyForDeletion'
+            ? await engine.setKeyForDeletion(r.instance, r.param('id'), { by: r.principal.subject })
+            : await engine.unsetKeyForDeletion(r.instance, r.param('id'), { by: r.principal.subject })
+        r.keyId = k.id
+        return empty(r.c, 204)
+      },
+    })),
     ...(['enable', 'disable'] as const).map((action): RouteDef => ({
       method: 'post',
       path: `/keys/{id}/actions/${action}`,

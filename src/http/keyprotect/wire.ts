@@ -45,6 +45,8 @@ const ENGINE_TO_WIRE: Readonly<Record<ErrorCode, { status: number; code: WireCod
   KEY_RING_RESOURCE_QUOTA_ERR: { status: 409, code: 'KEY_RING_RESOURCE_QUOTA_ERR' },
   KEY_INVALID_STATE_ERR: { status: 422, code: 'KEY_INVALID_STATE_ERR' },
   KEY_SEARCH_TOO_BROAD: { status: 400, code: 'KEY_SEARCH_TOO_BROAD' },
+  NOT_DUAL_AUTH_ERR: { status: 409, code: 'NOT_DUAL_AUTH_ERR' },
+  AUTHORIZATIONS_NOT_MET: { status: 409, code: 'AUTHORIZATIONS_NOT_MET' },
   INVALID_FIELD_ERR: { status: 400, code: 'INVALID_FIELD_ERR' },
   MISSING_FIELD_ERR: { status: 400, code: 'MISSING_FIELD_ERR' },
   // A foreign, corrupt or wrong-AAD ciphertext: Key Protect's 422 (spec digest §4.4).
@@ -177,7 +179,13 @@ export function keyResource(o: WireOptions, k: KeyInfo, payload?: Buffer): Recor
     keyVersion: k.deleted
       ? { id: k.keyVersion.id }
       : { id: k.keyVersion.id, creationDate: rfc3339(k.keyVersion.createdAt) },
-    dualAuthDelete: { enabled: k.dualAuthDelete.enabled },
+    dualAuthDelete: {
+      enabled: k.dualAuthDelete.enabled,
+      ...(k.dualAuthDelete.enabled ? { keySetForDeletion: k.dualAuthDelete.keySetForDeletion === true } : {}),
+      ...(k.dualAuthDelete.authExpiration === undefined
+        ? {}
+        : { authExpiration: rfc3339(k.dualAuthDelete.authExpiration) }),
+    },
     ...(k.rotation === undefined
       ? {}
       : {

@@ -96,6 +96,9 @@ export const MIGRATIONS: readonly string[] = [
     created_by     TEXT,
     updated_at     INTEGER NOT NULL,
     updated_by     TEXT,
+    -- dualAuthDelete only: the first authorisation of a two-person delete (setKeyForDeletion)
+    auth_by        TEXT,
+    auth_expires_at INTEGER,
     PRIMARY KEY (instance, key_id, type),
     FOREIGN KEY (instance, key_id) REFERENCES keys(instance, id) ON DELETE CASCADE
   ) STRICT;

@@ -49,6 +49,8 @@ interface PolicyRow {
   created_by: string | null
   updated_at: number
   updated_by: string | null
+  auth_by: string | null
+  auth_expires_at: number | null
 }
 
 function toPolicy(r: PolicyRow): KeyPolicyRecord {
@@ -63,6 +65,8 @@ function toPolicy(r: PolicyRow): KeyPolicyRecord {
     createdBy: r.created_by ?? undefined,
     updatedAt: r.updated_at,
     updatedBy: r.updated_by ?? undefined,
+    authBy: r.auth_by ?? undefined,
+    authExpiresAt: r.auth_expires_at ?? undefined,
   }
 }
 
@@ -190,6 +194,7 @@ export class SqliteStore implements MetadataStore {
     putPolicy: Statement<Record<string, unknown>>
     policies: Statement<[string, string], PolicyRow>
     rotationPolicies: Statement<[], PolicyRow>
+    setAuth: Statement<[string | null, number | null, string, string]>
   }
   #closed = false
 
@@ -288,6 +293,9 @@ export class SqliteStore implements MetadataStore {
       ),
       policies: p<[string, string], PolicyRow>(
         'SELECT * FROM key_policies WHERE instance = ? AND key_id = ? ORDER BY type',
+      ),
+      setAuth: p<[string | null, number | null, string, string]>(
+        "UPDATE key_policies SET auth_by = ?, auth_expires_at = ? WHERE instance = ? AND key_id = ? AND type = 'dualAuthDelete'",
       ),
       rotationPolicies: p<[], PolicyRow>(
         "SELECT * FROM key_policies WHERE type = 'rotation' AND enabled = 1 ORDER BY instance, key_id",
@@ -606,6 +614,18 @@ export class SqliteStore implements MetadataStore {
       updated_at: p.updatedAt,
       updated_by: p.updatedBy ?? null,
     })
+  }
+
+  async setDeletionAuth(
+    instance: string,
+    keyId: string,
+    by: string | undefined,
+    expiresAt: number | undefined,
+  ): Promise<boolean> {
+    return (
+      this.#s.setAuth.run(by ?? null, by === undefined ? null : (expiresAt ?? null), instance, keyId)
+        .changes === 1
+    )
   }
 
   async listKeyPolicies(instance: string, keyId: string): Promise<KeyPolicyRecord[]> {

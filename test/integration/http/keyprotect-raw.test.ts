@@ -181,6 +181,29 @@ describe('request validation', () => {
     expect(await keyCount()).toBe(before)
   })
 
+  it('an oversized chunked body (no Content-Length) is 413 too', async () => {
+    const before = await keyCount()
+    const chunk = new TextEncoder().encode('x'.repeat(4096))
+    let sent = 0
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (sent === 0)
+          controller.enqueue(new TextEncoder().encode('{"resources":[{"name":"big","description":"'))
+        if (sent++ < 8) controller.enqueue(chunk)
+        else controller.close()
+      },
+    })
+    const res = await fetch(`${s.url}/api/v2/keys`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ADMIN_KEY}`, 'bluemix-instance': INSTANCE_A },
+      body,
+      duplex: 'half',
+    })
+    expect(res.status).toBe(413)
+    expectEnvelope(await res.json(), 413, 'BODY_TOO_LARGE_ERR')
+    expect(await keyCount()).toBe(before)
+  })
+
   it('unknown routes are 404 in the same envelope; the correlation id is echoed (or made)', async () => {
     const r = await kp(s, 'GET', '/nothing-here', {
       headers: { 'correlation-id': '11111111-2222-4333-8444-555555555555' },

@@ -5,7 +5,7 @@
  */
 import { createRequire } from 'node:module'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { ADMIN_KEY, INSTANCE_A, startTestServer, type TestServer } from '../../helpers/http.js'
+import { ADMIN_KEY, INSTANCE_A, startTestServer, TENANT_A_KEY, type TestServer } from '../../helpers/http.js'
 
 const require = createRequire(import.meta.url)
 // The SDK is CommonJS without ESM entry points.
@@ -324,7 +324,52 @@ describe('Key Protect SDK: policies, aliases, key rings', () => {
     expect(rotationOnly.result.resources).toHaveLength(1)
     const meta = (await kp['getKeyMetadata']!({ ...inst, id: key.id })).result.resources[0]
     expect(meta.rotation).toEqual({ enabled: true, interval_month: 3 })
-    expect(meta.dualAuthDelete).toEqual({ enabled: true })
+    expect(meta.dualAuthDelete).toEqual({ enabled: true, keySetForDeletion: false })
+  })
+
+  it('dual-auth delete: set for deletion by one user, deleted by another; unset withdraws', async () => {
+    const alice = new KeyProtectV2({
+      authenticator: new BearerTokenAuthenticator({ bearerToken: TENANT_A_KEY }),
+      serviceUrl: s.url,
+    })
+    const created = await kp['createKey']!({ ...inst, body: { resources: [{ name: 'sdk-dual' }] } })
+    const id = created.result.resources[0].id
+    await kp['putPolicy']!({
+      ...inst,
+      id,
+      policy: 'dualAuthDelete',
+      setKeyPoliciesOneOf: {
+        resources: [{ type: 'application/vnd.ibm.kms.policy+json', dualAuthDelete: { enabled: true } }],
+      },
+    })
+    expect(await sdkError(kp['deleteKey']!({ ...inst, id }))).toEqual({
+      status: 409,
+      code: 'AUTHORIZATIONS_NOT_MET',
+    })
+    expect((await kp['setKeyForDeletion']!({ ...inst, id })).status).toBe(204)
+    const meta = (await kp['getKeyMetadata']!({ ...inst, id })).result.resources[0]
+    expect(meta.dualAuthDelete).toMatchObject({
+      enabled: true,
+      keySetForDeletion: true,
+      authExpiration: expect.any(String),
+    })
+    expect(await sdkError(kp['deleteKey']!({ ...inst, id }))).toEqual({
+      status: 409,
+      code: 'AUTHORIZATIONS_NOT_MET',
+    })
+    expect((await alice['unsetKeyForDeletion']!({ ...inst, id })).status).toBe(204)
+    expect(await sdkError(alice['deleteKey']!({ ...inst, id }))).toEqual({
+      status: 409,
+      code: 'AUTHORIZATIONS_NOT_MET',
+    })
+    await kp['setKeyForDeletion']!({ ...inst, id })
+    expect((await alice['deleteKey']!({ ...inst, id })).status).toBe(204)
+    const plain = (await kp['createKey']!({ ...inst, body: { resources: [{ name: 'sdk-not-dual' }] } }))
+      .result.resources[0].id
+    expect(await sdkError(kp['setKeyForDeletion']!({ ...inst, id: plain }))).toEqual({
+      status: 409,
+      code: 'NOT_DUAL_AUTH_ERR',
+    })
   })
 
   it('creates and deletes aliases, and resolves an alias wherever an id is accepted', async () => {

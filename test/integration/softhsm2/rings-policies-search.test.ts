@@ -82,7 +82,11 @@ describe('key policies', () => {
     ])
     const info = await t.engine.getKey(A, k.id)
     expect(info.rotation).toEqual({ enabled: true, intervalMonth: 3 })
-    expect(info.dualAuthDelete).toEqual({ enabled: true })
+    expect(info.dualAuthDelete).toEqual({
+      enabled: true,
+      keySetForDeletion: false,
+      authExpiration: undefined,
+    })
     const rot = await t.engine.getKeyPolicies(A, k.id, 'rotation')
     expect(rot).toHaveLength(1)
     const again = await t.engine.setKeyPolicies(A, k.id, { rotation: { enabled: false } })
@@ -137,6 +141,37 @@ describe('key policies', () => {
     const before = (await t.engine.listKeys(A, { search: 'exact:bad-overrides', states: [0, 1, 2, 3, 5] }))
       .total
     expect(before).toBe(0)
+  })
+})
+
+describe('dual authorization of deletes', () => {
+  it('needs a setKeyForDeletion by another user, valid for 7 days; unset withdraws it', async () => {
+    const k = await t.engine.createKey(A, {
+      name: 'dual-auth',
+      policies: { dualAuthDelete: { enabled: true } },
+    })
+    expect(k.dualAuthDelete).toEqual({ enabled: true, keySetForDeletion: false, authExpiration: undefined })
+    await expectCode(t.engine.deleteKey(A, k.id, { deletedBy: 'alice' }), 'AUTHORIZATIONS_NOT_MET')
+    await expectCode(t.engine.setKeyForDeletion(A, k.id), 'MISSING_FIELD_ERR')
+    const set = await t.engine.setKeyForDeletion(A, k.id, { by: 'alice' })
+    expect(set.dualAuthDelete.keySetForDeletion).toBe(true)
+    expect(set.dualAuthDelete.authExpiration?.getTime()).toBe(t.clock.now() + 7 * DAY)
+    await expectCode(t.engine.deleteKey(A, k.id, { deletedBy: 'alice' }), 'AUTHORIZATIONS_NOT_MET')
+    await expectCode(t.engine.deleteKey(A, k.id), 'AUTHORIZATIONS_NOT_MET')
+    await t.engine.unsetKeyForDeletion(A, k.id, { by: 'bob' })
+    await expectCode(t.engine.deleteKey(A, k.id, { deletedBy: 'bob' }), 'AUTHORIZATIONS_NOT_MET')
+    await t.engine.setKeyForDeletion(A, k.id, { by: 'alice' })
+    t.clock.advance(7 * DAY + 1)
+    expect((await t.engine.getKey(A, k.id)).dualAuthDelete.keySetForDeletion).toBe(false)
+    await expectCode(t.engine.deleteKey(A, k.id, { deletedBy: 'bob' }), 'AUTHORIZATIONS_NOT_MET')
+    await t.engine.setKeyForDeletion(A, k.id, { by: 'alice' })
+    const deleted = await t.engine.deleteKey(A, k.id, { deletedBy: 'bob' })
+    expect(deleted.state).toBe(KeyState.DESTROYED)
+    expect(deleted.dualAuthDelete.keySetForDeletion).toBe(false)
+    await expectCode(t.engine.setKeyForDeletion(A, k.id, { by: 'alice' }), 'KEY_DELETED_ERR')
+    const plain = await t.engine.createKey(A, { name: 'no-dual-auth' })
+    await expectCode(t.engine.setKeyForDeletion(A, plain.id, { by: 'alice' }), 'NOT_DUAL_AUTH_ERR')
+    await expectCode(t.engine.unsetKeyForDeletion(A, plain.id, { by: 'alice' }), 'NOT_DUAL_AUTH_ERR')
   })
 })
 
