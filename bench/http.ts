@@ -76,6 +76,17 @@ try {
       body: JSON.stringify({ ciphertext }),
     },
   ]
+  // Warm-up (JIT, session pools, connection set-up), not measured.
+  for (const t of targets) {
+    await autocannon({
+      url: t.url,
+      method: 'POST',
+      headers: t.headers,
+      body: t.body,
+      connections,
+      amount: SMOKE ? 500 : 5000,
+    })
+  }
   const per = targets.map((): { rps: number; p50: number; p99: number }[] => [])
   for (let r = 0; r < rounds; r++) {
     for (const [i, t] of targets.entries()) {

@@ -87,9 +87,15 @@ interface RouteDef {
   readonly handler: (r: Req) => Promise<Response>
 }
 
+/** The request's correlation id (set by the app's first middleware). */
+const cid = (c: Context): string => (c.get('correlationId' as never) as string | undefined) ?? ''
+// Plain header objects keep @hono/node-server on its fast path (no WHATWG Headers per response).
 const json = (c: Context, status: number, body: unknown): Response =>
-  c.newResponse(JSON.stringify(body), status as 200, { 'content-type': 'application/json' })
-const empty = (c: Context, status: 201 | 204): Response => c.body(null, status)
+  c.newResponse(JSON.stringify(body), status as 200, {
+    'content-type': 'application/json',
+    'correlation-id': cid(c),
+  })
+const empty = (c: Context, status: 201 | 204): Response => c.body(null, status, { 'correlation-id': cid(c) })
 
 function b64(s: string): Buffer {
   return Buffer.from(s, 'base64')
@@ -226,7 +232,7 @@ export function mountKeyProtect(app: OpenAPIHono, o: KeyProtectOptions): void {
           ...(q['filter'] === undefined ? {} : { filter: q['filter'] }),
           ...(r.keyRing === undefined ? {} : { keyRingId: r.keyRing }),
         })
-        return r.c.body(null, 200, { 'Key-Total': String(res.total) })
+        return r.c.body(null, 200, { 'key-total': String(res.total), 'correlation-id': cid(r.c) })
       },
     },
     {
@@ -909,7 +915,7 @@ function register(app: OpenAPIHono, def: RouteDef, o: KeyProtectOptions, now: ()
   const limiterRoute = `${def.method.toUpperCase()} ${def.path}`
 
   return async (c) => {
-    const correlationId = c.get('correlationId' as never) as string
+    const correlationId = cid(c)
     let principal: Principal | undefined
     let instance: string | undefined
     let req: Req | undefined
