@@ -93,7 +93,7 @@ export function runRootKeyProviderConformance(name: string, open: () => Promise<
           if (n >= 16) expect(sealed.gcm.encrypted.equals(pt)).toBe(false) // shorter ones may match by chance
         } else {
           expect(sealed.blob.length).toBeGreaterThan(n)
-          expect(sealed.blob.includes(pt)).toBe(false)
+          if (n >= 16) expect(sealed.blob.includes(pt)).toBe(false)
         }
         const out = await dec(ref, sealed)
         expect(out.bytes.equals(pt)).toBe(true)

@@ -95,7 +95,11 @@ export function createSdkKmsClient(c: KmsClientConfig): KmsCalls {
     ...(c.endpoint === undefined ? {} : { endpoint: c.endpoint }),
     ...(c.credentials === undefined ? {} : { credentials: c.credentials }),
     maxAttempts: 1,
-    requestHandler: { connectionTimeout: c.connectTimeoutMs, requestTimeout: c.requestTimeoutMs },
+    requestHandler: {
+      connectionTimeout: c.connectTimeoutMs,
+      requestTimeout: c.requestTimeoutMs,
+      throwOnRequestTimeout: true,
+    },
   })
   const h = (o: KmsCallOptions | undefined): { abortSignal?: AbortSignal } =>
     o?.abortSignal === undefined ? {} : { abortSignal: o.abortSignal }
