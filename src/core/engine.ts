@@ -2254,8 +2254,10 @@ export class EnvelopeEngine {
     sourceAad: unknown,
     destAad: unknown = sourceAad,
   ): Promise<RewrapResult> {
-    const reencrypt = this.#provider.reencryptOpaque
-    if (reencrypt === undefined) throw new EngineError('INTERNAL_ERROR', 'provider: cannot re-encrypt')
+    const provider = this.#provider
+    if (provider.reencryptOpaque === undefined) {
+      throw new EngineError('INTERNAL_ERROR', 'provider: cannot re-encrypt')
+    }
     const now = this.#clock.now()
     const fromAad = validateAad(sourceAad)
     const toAad = validateAad(destAad)
@@ -2278,8 +2280,7 @@ export class EnvelopeEngine {
     this.#assert('wrap', dest.record, now)
     const latest = currentVersion(dest)
     this.#checkAborted(opts.signal)
-    const blob = await reencrypt.call(
-      this.#provider,
+    const blob = await provider.reencryptOpaque(
       {
         ref: from.providerRef,
         blob: parsed.encrypted,
@@ -2956,7 +2957,6 @@ function policyInfo(p: KeyPolicyRecord): KeyPolicyInfo {
 /** Key/value tags per key (AWS KMS: 50). */
 const MAX_TAG_PAIRS = 50
 const ALIAS_NAME_RE = /^[A-Za-z0-9/_-]{1,256}$/
-// eslint-disable-next-line no-control-regex
 const TAG_CONTROL_RE = /[\u0000-\u001f\u007f]/
 
 /** An alias name: 1–256 characters `[A-Za-z0-9/_-]`. */

@@ -132,9 +132,10 @@ export function runRootKeyProviderConformance(name: string, open: () => Promise<
         const g = { iv: Buffer.alloc(12), encrypted: Buffer.alloc(32), tag: Buffer.alloc(16) }
         await expectCode(p.decrypt(ref, g, aad), 'PROVIDER_UNSUPPORTED')
       } else {
-        expect(p.encryptOpaque).toBeUndefined()
-        expect(p.decryptOpaque).toBeUndefined()
-        expect(p.reencryptOpaque).toBeUndefined()
+        const methods = p as unknown as Record<string, unknown>
+        expect(
+          ['encryptOpaque', 'decryptOpaque', 'reencryptOpaque'].filter((m) => methods[m] !== undefined),
+        ).toEqual([])
       }
     })
 

@@ -100,7 +100,7 @@ function onlyValue(v: unknown, allowed: readonly string[], field: string): void 
   if (v !== undefined && v !== null && !allowed.includes(v as string)) {
     throw new AwsError(
       'UnsupportedOperationException',
-      `${field} ${String(v)} is not supported by this endpoint`,
+      `${field} ${JSON.stringify(v)} is not supported by this endpoint`,
     )
   }
 }
@@ -158,7 +158,7 @@ async function dataKey(c: OpContext, b: Json, withPlaintext: boolean): Promise<J
       KeyId: keyArn(c, keyId),
     }
   } catch (err) {
-    return stateError(c, keyId, err)
+    return await stateError(c, keyId, err)
   } finally {
     plaintext?.fill(0)
   }
@@ -269,7 +269,7 @@ const OPERATIONS: Readonly<Record<string, Handler>> = {
         EncryptionAlgorithm: 'SYMMETRIC_DEFAULT',
       }
     } catch (err) {
-      return stateError(c, keyId, err)
+      return await stateError(c, keyId, err)
     } finally {
       plaintext.fill(0)
     }
@@ -301,7 +301,7 @@ const OPERATIONS: Readonly<Record<string, Handler>> = {
         u.plaintext.fill(0)
       }
     } catch (err) {
-      return stateError(c, blobKey, err)
+      return await stateError(c, blobKey, err)
     }
   },
 
@@ -334,10 +334,12 @@ const OPERATIONS: Readonly<Record<string, Handler>> = {
         DestinationEncryptionAlgorithm: 'SYMMETRIC_DEFAULT',
       }
     } catch (err) {
-      await stateError(c, blobKey, err).catch(async (e: unknown) =>
-        e === err ? stateError(c, dest, err) : Promise.reject(e),
-      )
-      throw err
+      try {
+        await stateError(c, blobKey, err)
+      } catch (e) {
+        if (e !== err) throw e
+      }
+      return await stateError(c, dest, err)
     }
   },
 
@@ -420,7 +422,7 @@ const OPERATIONS: Readonly<Record<string, Handler>> = {
     try {
       await c.engine.rotate(c.instance, id)
     } catch (err) {
-      return stateError(c, id, err)
+      return await stateError(c, id, err)
     }
     return { KeyId: keyArn(c, id) }
   },

@@ -116,7 +116,8 @@ export async function verifySigV4(
   if (amzDate === undefined || d === null) {
     throw new SigV4Error('IncompleteSignatureException', 'X-Amz-Date header is missing or malformed')
   }
-  const signingDate = new Date(Date.UTC(+d[1]!, +d[2]! - 1, +d[3]!, +d[4]!, +d[5]!, +d[6]!))
+  const [y, mo, da, h, mi, se] = d.slice(1).map(Number) as [number, number, number, number, number, number]
+  const signingDate = new Date(Date.UTC(y, mo - 1, da, h, mi, se))
   if (amzDate.slice(0, 8) !== scopeDate) {
     throw new SigV4Error('InvalidSignatureException', 'Credential date does not match X-Amz-Date')
   }
@@ -160,7 +161,7 @@ export async function verifySigV4(
     }),
     { signingDate, signableHeaders: new Set(signed) },
   )
-  const expected = /Signature=([0-9a-f]{64})$/.exec(String(out.headers['authorization'] ?? ''))?.[1] ?? ''
+  const expected = /Signature=([0-9a-f]{64})$/.exec(out.headers['authorization'] ?? '')?.[1] ?? ''
   const a = Buffer.from(expected, 'hex')
   const b = Buffer.from(signature, 'hex')
   if (a.length !== 32 || b.length !== 32 || !timingSafeEqual(a, b)) {

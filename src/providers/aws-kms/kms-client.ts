@@ -116,6 +116,8 @@ export function createSdkKmsClient(c: KmsClientConfig): KmsCalls {
     scheduleKeyDeletion: (i, o) => client.send(new ScheduleKeyDeletionCommand(i), h(o)),
     describeKey: (i, o) => client.send(new DescribeKeyCommand(i), h(o)),
     listKeys: (i, o) => client.send(new ListKeysCommand(i), h(o)),
-    destroy: () => client.destroy(),
+    destroy: () => {
+      client.destroy()
+    },
   }
 }

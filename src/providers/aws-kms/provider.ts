@@ -114,7 +114,7 @@ export class AwsKmsProvider implements RootKeyProvider {
   #closed = false
 
   constructor(options: AwsKmsProviderOptions) {
-    if (!Array.isArray(options.regions) || options.regions.length === 0) {
+    if (options.regions.length === 0) {
       throw new EngineError('CONFIG_INVALID', 'aws-kms: regions must list at least the primary region')
     }
     const factory = options.clientFactory ?? createSdkKmsClient
@@ -191,13 +191,13 @@ export class AwsKmsProvider implements RootKeyProvider {
     }
   }
 
-  encrypt(_ref: string, _plaintext: SecretBytes, _aad: Buffer, _opts?: CallOptions): Promise<GcmSealed> {
+  encrypt(): Promise<GcmSealed> {
     return Promise.reject(
       new EngineError('PROVIDER_UNSUPPORTED', 'aws-kms: ciphertexts are KMS blobs; use encryptOpaque'),
     )
   }
 
-  decrypt(_ref: string, _sealed: GcmSealed, _aad: Buffer, _opts?: CallOptions): Promise<SecretBytes> {
+  decrypt(): Promise<SecretBytes> {
     return Promise.reject(
       new EngineError('PROVIDER_UNSUPPORTED', 'aws-kms: ciphertexts are KMS blobs; use decryptOpaque'),
     )
@@ -341,7 +341,10 @@ export class AwsKmsProvider implements RootKeyProvider {
     const now = Date.now()
     const order = this.#regions
       .map((r, i) => ({ ...r, i }))
-      .sort((a, b) => Number(this.#downUntil[a.i]! > now) - Number(this.#downUntil[b.i]! > now) || a.i - b.i)
+      .sort(
+        (a, b) =>
+          Number((this.#downUntil[a.i] ?? 0) > now) - Number((this.#downUntil[b.i] ?? 0) > now) || a.i - b.i,
+      )
     let last: EngineError | undefined
     for (const r of order) {
       const regional = ref === undefined ? '' : arnInRegion(ref, r.region)
