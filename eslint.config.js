@@ -59,6 +59,22 @@ export default tseslint.config(
     },
   },
   {
+    files: ['src/http/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['**/providers/**', '**/store/**', '**/pool/**', 'pkcs11js', 'better-sqlite3'],
+              message: 'http only translates: it calls the engine and imports no provider or store',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
     files: ['test/**/*.ts', 'bench/**/*.ts', 'examples/**/*.ts', 'vitest.config.ts'],
     rules: {
       '@typescript-eslint/no-non-null-assertion': 'off',

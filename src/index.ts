@@ -25,6 +25,8 @@ export type {
   KeyPoliciesInput,
   KeyPolicyInfo,
   KeyRingInfo,
+  AliasNameInfo,
+  ReencryptResult,
 } from './core/engine.js'
 export { parseSearch, parseFilter, parseSort, parseStateList } from './core/key-query.js'
 export type { KeySearch, KeyFilter, KeyQueryItem } from './core/key-query.js'
@@ -61,6 +63,10 @@ export type {
   DataKeyLease,
   CachedDek,
   BatchRunner,
+  AliasNameRecord,
+  TagPair,
+  DeletionScheduleRecord,
+  MetadataStoreNamesAndSchedules,
 } from './core/ports.js'
 export type { BatchTask, BatchItemResult, BatchVersion } from './core/batch.js'
 export { loadConfig, describeConfig, defaultSoftHsmConf } from './config.js'

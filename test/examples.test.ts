@@ -71,4 +71,17 @@ describe('examples', () => {
       'another instance is refused with HTTP 401',
     ])
   })
+
+  it('aws-kms: the AWS SDK against the endpoint, interop with the engine API, an engine on the AWS KMS provider', async () => {
+    useTestToken()
+    const { main } = await import('../examples/aws-kms.js')
+    expect(await main()).toEqual([
+      expect.stringMatching(
+        /^AWS SDK created key Enabled with ARN arn:aws:kms:eu-central-1:\d{12}:key\/<id>$/,
+      ),
+      'AWS SDK Encrypt then Decrypt: hello',
+      'the engine API unwraps the AWS ciphertext too: hello',
+      'engine on the AWS KMS provider (aws-kms): wrap then unwrap returns the DEK: true',
+    ])
+  })
 })

@@ -7,6 +7,7 @@ import { EngineError, isEngineError } from './errors.js'
 import {
   appendAad,
   encodeGcmCiphertext,
+  encodeOpaqueCiphertext,
   hsmAadPrefix,
   parseCiphertext,
   sameKeyId,
@@ -66,7 +67,16 @@ export async function executeBatch(provider: RootKeyProvider, task: BatchTask): 
     }
     return appendAad(p, task.aad)
   }
+  const opaque = provider.capabilities.ciphertext === 'opaque'
   const seal = async (dek: SecretBytes): Promise<string> => {
+    if (opaque && provider.encryptOpaque !== undefined) {
+      const aad = aadFor(latestHeader, dek.length)
+      return encodeOpaqueCiphertext(
+        latestHeader,
+        dek.length,
+        await provider.encryptOpaque(task.latest.ref, dek, aad),
+      ).toString('base64')
+    }
     const sealed = await provider.encrypt(task.latest.ref, dek, aadFor(latestHeader, dek.length))
     if (sealed.encrypted.length !== dek.length || sealed.tag.length !== 16 || sealed.iv.length !== 12) {
       throw new EngineError('PROVIDER_ERROR', 'provider: AES-GCM output has an unexpected shape')
@@ -96,12 +106,15 @@ export async function executeBatch(provider: RootKeyProvider, task: BatchTask): 
           `ciphertext: names key version ${parsed.keyVersion}, which this key does not have`,
         )
       }
-      dek = await provider.decrypt(
-        from.ref,
-        parsed,
-        aadFor(Buffer.from(from.header), parsed.encrypted.length),
-      )
-      if (dek.length !== parsed.encrypted.length)
+      if (parsed.mechanism !== latestHeader[1]) {
+        throw new EngineError('CIPHERTEXT_INVALID', 'ciphertext: mechanism is not the one of this provider')
+      }
+      const aad = aadFor(Buffer.from(from.header), parsed.dekLength)
+      dek =
+        opaque && provider.decryptOpaque !== undefined
+          ? await provider.decryptOpaque(from.ref, parsed.encrypted, aad)
+          : await provider.decrypt(from.ref, parsed, aad)
+      if (dek.length !== parsed.dekLength)
         throw new EngineError('PROVIDER_ERROR', 'provider: unexpected DEK length')
       const needsNew = task.op === 'rewrap' || from.number !== task.latest.number
       const ciphertext = needsNew ? await seal(dek) : undefined

@@ -12,12 +12,20 @@ export const CIPHERTEXT_FORMAT_V1 = 0x01
 export const Mechanism = {
   /** AES-GCM through C_Encrypt/C_Decrypt, 96-bit IV, 128-bit tag, AAD bound (see docs). */
   AES_GCM: 0x01,
+  /**
+   * A provider-opaque blob (an AWS KMS `CiphertextBlob`): the provider encrypted the DEK itself and binds the
+   * AAD (as a KMS encryption context); the engine stores the blob as it came.
+   */
+  OPAQUE: 0x10,
 } as const
 export type MechanismId = (typeof Mechanism)[keyof typeof Mechanism]
 
 /** GCM parameters fixed by mechanism 0x01. */
 export const GCM_IV_BYTES = 12
 export const GCM_TAG_BYTES = 16
+
+/** Largest provider-opaque blob accepted (AWS KMS ciphertext blobs are at most 6144 bytes). */
+export const MAX_OPAQUE_BLOB_BYTES = 6144
 
 /** Precondition bounds for DEKs handed to wrap. */
 export const MIN_DEK_BYTES = 1
@@ -31,8 +39,12 @@ export const MAX_AAD_BYTES = 16 * 1024
 
 const HEADER_BYTES = 22 // version(1) mechanism(1) keyId(16) keyVersion(4)
 const DOMAIN = Buffer.from('envelope-kms/dek/v1', 'ascii')
-/** Largest v1 ciphertext: header + IV length + IV + tag length + DEK length + DEK + tag. */
-export const MAX_CIPHERTEXT_BYTES = HEADER_BYTES + 1 + GCM_IV_BYTES + 1 + 2 + MAX_DEK_BYTES + GCM_TAG_BYTES
+/** Largest v1 GCM ciphertext: header + IV length + IV + tag length + DEK length + DEK + tag. */
+const MAX_GCM_CIPHERTEXT_BYTES = HEADER_BYTES + 1 + GCM_IV_BYTES + 1 + 2 + MAX_DEK_BYTES + GCM_TAG_BYTES
+/** Largest v1 opaque ciphertext: header + DEK length + blob length + blob. */
+const MAX_OPAQUE_CIPHERTEXT_BYTES = HEADER_BYTES + 2 + 2 + MAX_OPAQUE_BLOB_BYTES
+/** Largest v1 ciphertext of any mechanism. */
+export const MAX_CIPHERTEXT_BYTES = Math.max(MAX_GCM_CIPHERTEXT_BYTES, MAX_OPAQUE_CIPHERTEXT_BYTES)
 const MAX_CIPHERTEXT_BASE64 = Math.ceil(MAX_CIPHERTEXT_BYTES / 3) * 4
 
 /** A parsed v1 ciphertext. */
@@ -45,10 +57,17 @@ export interface ParsedCiphertext {
   readonly keyVersion: number
   /** The 22 header bytes as read (format version, mechanism, key id, key version). */
   readonly header: Buffer
+  /** Mechanism 0x01: the GCM IV. Empty for mechanism 0x10. */
   readonly iv: Buffer
-  /** The encrypted DEK (same length as the DEK); the tag follows it directly in the input. */
+  /**
+   * Mechanism 0x01: the encrypted DEK (same length as the DEK); the tag follows it directly in the input.
+   * Mechanism 0x10: the provider's opaque blob.
+   */
   readonly encrypted: Buffer
+  /** Mechanism 0x01: the GCM tag. Empty for mechanism 0x10. */
   readonly tag: Buffer
+  /** Length of the wrapped DEK in bytes. */
+  readonly dekLength: number
 }
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
@@ -76,6 +95,23 @@ export function encodeHeader(mechanism: MechanismId, keyId: string, keyVersion: 
   uuidToBytes(keyId).copy(h, 2)
   h.writeUInt32BE(keyVersion, 18)
   return h
+}
+
+/** Serialises a v1 provider-opaque ciphertext (mechanism 0x10): header, DEK length, blob length, blob. */
+export function encodeOpaqueCiphertext(header: Buffer, dekLength: number, blob: Uint8Array): Buffer {
+  /* Precondition: a DEK and a blob within bounds. */
+  if (dekLength < MIN_DEK_BYTES || dekLength > MAX_DEK_BYTES) {
+    throw new EngineError('INTERNAL_ERROR', 'ciphertext: DEK of unexpected length')
+  }
+  if (blob.length < 1 || blob.length > MAX_OPAQUE_BLOB_BYTES) {
+    throw new EngineError('PROVIDER_ERROR', 'provider: ciphertext blob of unexpected length')
+  }
+  const out = Buffer.allocUnsafe(HEADER_BYTES + 4 + blob.length)
+  let o = header.copy(out, 0)
+  o = out.writeUInt16BE(dekLength, o)
+  o = out.writeUInt16BE(blob.length, o)
+  out.set(blob, o)
+  return out
 }
 
 /** Serialises a v1 AES-GCM ciphertext: header, IV, tag length, DEK length, encrypted DEK, tag. */
@@ -134,10 +170,31 @@ export function parseCiphertext(input: Uint8Array | string): ParsedCiphertext {
   const version = b[0]
   if (version !== CIPHERTEXT_FORMAT_V1) throw invalid(`format version ${String(version)} is not supported`)
   const mechanism = b[1]
-  if (mechanism !== Mechanism.AES_GCM) throw invalid(`mechanism ${String(mechanism)} is not supported`)
+  if (mechanism !== Mechanism.AES_GCM && mechanism !== Mechanism.OPAQUE)
+    throw invalid(`mechanism ${String(mechanism)} is not supported`)
   const keyVersion = b.readUInt32BE(18)
   if (keyVersion === 0) throw invalid('key version 0 does not exist')
   let o = HEADER_BYTES
+  if (mechanism === Mechanism.OPAQUE) {
+    if (b.length < o + 4) throw invalid('is truncated')
+    const dekLen = b.readUInt16BE(o)
+    const blobLen = b.readUInt16BE(o + 2)
+    o += 4
+    if (dekLen < MIN_DEK_BYTES || dekLen > MAX_DEK_BYTES) throw invalid('DEK length is out of range')
+    if (blobLen < 1 || blobLen > MAX_OPAQUE_BLOB_BYTES) throw invalid('blob length is out of range')
+    if (b.length !== o + blobLen)
+      throw invalid(b.length < o + blobLen ? 'is truncated' : 'has trailing bytes')
+    const empty = b.subarray(0, 0)
+    return new ParsedV1(
+      mechanism,
+      keyVersion,
+      b.subarray(0, HEADER_BYTES),
+      empty,
+      b.subarray(o),
+      empty,
+      dekLen,
+    )
+  }
   const ivLen = b[o++]
   if (ivLen !== GCM_IV_BYTES) throw invalid('IV length is not 12')
   if (b.length < o + ivLen + 3) throw invalid('is truncated')
@@ -152,7 +209,7 @@ export function parseCiphertext(input: Uint8Array | string): ParsedCiphertext {
     throw invalid(b.length < o + encLen + tagLen ? 'is truncated' : 'has trailing bytes')
   const encrypted = b.subarray(o, o + encLen)
   const tag = b.subarray(o + encLen)
-  return new ParsedV1(mechanism, keyVersion, b.subarray(0, HEADER_BYTES), iv, encrypted, tag)
+  return new ParsedV1(mechanism, keyVersion, b.subarray(0, HEADER_BYTES), iv, encrypted, tag, encLen)
 }
 
 /** A parsed v1 ciphertext; the key id string is built only when asked for (the engine compares bytes). */
@@ -165,6 +222,7 @@ class ParsedV1 implements ParsedCiphertext {
     readonly iv: Buffer,
     readonly encrypted: Buffer,
     readonly tag: Buffer,
+    readonly dekLength: number,
   ) {}
 
   get keyId(): string {

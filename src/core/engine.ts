@@ -6,6 +6,7 @@ import { randomUUID, createDecipheriv } from 'node:crypto'
 import {
   appendAad,
   encodeGcmCiphertext,
+  encodeOpaqueCiphertext,
   hsmAadPrefix,
   encodeHeader,
   GENERATED_DEK_BYTES,
@@ -42,6 +43,7 @@ import type {
   KeyVersionRecord,
   MetadataStore,
   RootKeyProvider,
+  TagPair,
 } from './ports.js'
 import { systemClock } from './ports.js'
 import { SecretBytes } from './secret-bytes.js'
@@ -122,6 +124,23 @@ export const KEY_PROTECT_LIFECYCLE: LifecyclePolicy = {
   maxKeyRingsPerInstance: 100,
   dualAuthWindowMs: 7 * DAY,
   maxSearchSpace: 5000,
+}
+
+/** An alias name (AWS KMS `alias/...`) as the API shows it. */
+export interface AliasNameInfo {
+  readonly name: string
+  readonly keyId: string
+  readonly createdAt: Date
+  readonly updatedAt: Date
+}
+
+/** What {@link EnvelopeEngine.reencrypt} returns. */
+export interface ReencryptResult {
+  readonly ciphertext: string
+  readonly sourceKeyId: string
+  readonly sourceKeyVersion: KeyVersionInfo
+  readonly keyId: string
+  readonly keyVersion: KeyVersionInfo
 }
 
 /** Options of {@link createEngine}. Wiring is explicit: the caller builds the provider and the store. */
@@ -407,6 +426,8 @@ export class EnvelopeEngine {
   readonly #aliasCache = new Map<string, { id: string; expires: number }>()
   readonly #locks = new Map<string, Promise<unknown>>()
   readonly #systemKeyInflight = new Map<string, Promise<KeyRecord>>()
+  /** Mechanism of the ciphertexts this engine writes: 0x01 (GCM providers) or 0x10 (opaque providers). */
+  readonly #mechanism: (typeof Mechanism)[keyof typeof Mechanism]
   #lastChange: number | undefined
   #closed = false
 
@@ -431,6 +452,21 @@ export class EnvelopeEngine {
       throw new EngineError('CONFIG_INVALID', 'usage.block: must be a positive integer')
     }
     this.#lastChange = this.#store.changeCounter?.()
+    const p = this.#provider
+    if (p.capabilities.ciphertext === 'opaque') {
+      if (p.encryptOpaque === undefined || p.decryptOpaque === undefined) {
+        throw new EngineError(
+          'CONFIG_INVALID',
+          `provider: ${p.name} declares opaque ciphertexts without encryptOpaque/decryptOpaque`,
+        )
+      }
+      if (this.#pool !== undefined) {
+        throw new EngineError('CONFIG_INVALID', 'pool: runs PKCS#11 providers only')
+      }
+      this.#mechanism = Mechanism.OPAQUE
+    } else {
+      this.#mechanism = Mechanism.AES_GCM
+    }
   }
 
   /** The provider's name, e.g. `pkcs11:softhsm2`. */
@@ -756,6 +792,8 @@ export class EnvelopeEngine {
    * @throws EngineError KEY_ACTION_INVALID_STATE_ERR, KEY_DELETED_ERR, KEY_ROOT_REQ_ERR
    */
   async enable(instance: string, idOrAlias: string): Promise<KeyInfo> {
+    const pending = await this.#pendingDeletion(instance, idOrAlias)
+    if (pending !== undefined) throw pending
     return this.#transition(instance, idOrAlias, 'enable', (r, now) => {
       if (now - r.stateChangedAt < this.#life.enableCooldownMs) {
         throw new EngineError(
@@ -1310,6 +1348,9 @@ export class EnvelopeEngine {
     let dek: SecretBytes | undefined
     try {
       options = optionsObject(options)
+      if (this.#provider.reencryptOpaque !== undefined && this.#dekCache === undefined) {
+        return await this.#rewrapInProvider(instance, idOrAlias, idOrAlias, ciphertext, options, options.aad)
+      }
       const opened =
         this.#openDekCached('rewrap', instance, idOrAlias, ciphertext, options) ??
         (await this.#openDek('rewrap', instance, idOrAlias, ciphertext, options))
@@ -1987,7 +2028,393 @@ export class EnvelopeEngine {
     }
   }
 
+  // ---------------------------------------------------------------- names, tag pairs, scheduled deletion,
+  // cross-key re-encryption and random bytes (what the AWS KMS API needs; core stays HTTP-agnostic)
+
+  /**
+   * `length` (1–1024) random bytes from the provider's RNG (the HSM's `C_GenerateRandom`, KMS `GenerateRandom`).
+   * @throws EngineError INVALID_FIELD_ERR, PROVIDER_UNAVAILABLE
+   */
+  async generateRandom(length: number, opts: CallOptions = {}): Promise<Buffer> {
+    return this.#guard('generateRandom', async () => {
+      opts = optionsObject(opts)
+      /* Precondition: 1..1024 bytes. */
+      if (typeof length !== 'number' || !Number.isInteger(length) || length < 1 || length > 1024) {
+        throw invalidField('length', 'must be an integer 1-1024')
+      }
+      this.#checkAborted(opts.signal)
+      const r = await this.#provider.generateRandom(length, opts)
+      /* Postcondition: the provider returned exactly `length` bytes. */
+      if (r.length !== length) {
+        r.zeroize()
+        throw new EngineError('PROVIDER_ERROR', 'provider: random output has an unexpected length')
+      }
+      return r.release()
+    })
+  }
+
+  /**
+   * Creates an alias name: a path-like name (`[A-Za-z0-9/_-]`, 1–256 characters; AWS KMS `alias/...`) for a
+   * key, in a namespace of its own (Key Protect aliases are separate). Any state but deleted.
+   * @throws EngineError KEY_ALIAS_NOT_UNIQUE_ERR (name taken), KEY_NOT_FOUND_ERR, KEY_DELETED_ERR, INVALID_FIELD_ERR
+   */
+  async createAliasName(instance: string, name: string, idOrAlias: string): Promise<void> {
+    return this.#guard('createAliasName', async () => {
+      validateAliasName(name)
+      const k = await this.#resolve(instance, idOrAlias, true)
+      if (k.record.state === KeyState.DESTROYED) throw new EngineError('KEY_DELETED_ERR', 'key: is deleted')
+      const ok = await this.#storeCall(() =>
+        this.#store.createAliasName(instance, name, k.record.id, this.#clock.now()),
+      )
+      if (!ok) throw new EngineError('KEY_ALIAS_NOT_UNIQUE_ERR', `alias: "${name}" already exists`)
+    })
+  }
+
+  /**
+   * Points an existing alias name at another key.
+   * @throws EngineError ALIAS_NOT_FOUND_ERR, KEY_NOT_FOUND_ERR, KEY_DELETED_ERR
+   */
+  async updateAliasName(instance: string, name: string, idOrAlias: string): Promise<void> {
+    return this.#guard('updateAliasName', async () => {
+      validateAliasName(name)
+      const k = await this.#resolve(instance, idOrAlias, true)
+      if (k.record.state === KeyState.DESTROYED) throw new EngineError('KEY_DELETED_ERR', 'key: is deleted')
+      const ok = await this.#storeCall(() =>
+        this.#store.updateAliasName(instance, name, k.record.id, this.#clock.now()),
+      )
+      if (!ok) throw new EngineError('ALIAS_NOT_FOUND_ERR', `alias: "${name}" does not exist`)
+    })
+  }
+
+  /** @throws EngineError ALIAS_NOT_FOUND_ERR */
+  async deleteAliasName(instance: string, name: string): Promise<void> {
+    return this.#guard('deleteAliasName', async () => {
+      validateInstance(instance)
+      validateAliasName(name)
+      const ok = await this.#storeCall(() => this.#store.deleteAliasName(instance, name))
+      if (!ok) throw new EngineError('ALIAS_NOT_FOUND_ERR', `alias: "${name}" does not exist`)
+    })
+  }
+
+  /**
+   * The key id an alias name points at.
+   * @throws EngineError ALIAS_NOT_FOUND_ERR
+   */
+  async resolveAliasName(instance: string, name: string): Promise<string> {
+    return this.#guard('resolveAliasName', async () => {
+      validateInstance(instance)
+      validateAliasName(name)
+      const a = await this.#store.getAliasName(instance, name)
+      if (a === undefined) throw new EngineError('ALIAS_NOT_FOUND_ERR', `alias: "${name}" does not exist`)
+      return a.keyId
+    })
+  }
+
+  /**
+   * Alias names of the instance (or of one key) in name order, `limit` (1–1000) after the name `after`.
+   * @throws EngineError INVALID_FIELD_ERR, KEY_NOT_FOUND_ERR (keyId given and unknown)
+   */
+  async listAliasNames(
+    instance: string,
+    options: { keyId?: string; after?: string; limit?: number } = {},
+  ): Promise<{ aliases: AliasNameInfo[]; more: boolean }> {
+    return this.#guard('listAliasNames', async () => {
+      validateInstance(instance)
+      options = optionsObject(options)
+      const limit = options.limit ?? 100
+      if (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1 || limit > 1000) {
+        throw invalidField('limit', 'must be an integer 1-1000')
+      }
+      if (options.after !== undefined) validateAliasName(options.after, 'after')
+      const keyId =
+        options.keyId === undefined
+          ? undefined
+          : (await this.#resolve(instance, options.keyId, true)).record.id
+      const rows = await this.#store.listAliasNames(instance, {
+        keyId,
+        after: options.after,
+        limit: limit + 1,
+      })
+      return {
+        aliases: rows.slice(0, limit).map((r) => ({
+          name: r.name,
+          keyId: r.keyId,
+          createdAt: new Date(r.createdAt),
+          updatedAt: new Date(r.updatedAt),
+        })),
+        more: rows.length > limit,
+      }
+    })
+  }
+
+  /**
+   * Adds or replaces key/value tags of a key (at most 50 per key; keys 1–128, values 0–256 characters).
+   * Separate from Key Protect's string `tags`.
+   * @throws EngineError TAG_QUOTA_ERR, INVALID_FIELD_ERR, KEY_NOT_FOUND_ERR, KEY_DELETED_ERR
+   */
+  async tagKey(instance: string, idOrAlias: string, tags: readonly TagPair[]): Promise<void> {
+    return this.#guard('tagKey', async () => {
+      const pairs = validateTagPairs(tags)
+      const k = await this.#resolve(instance, idOrAlias, true)
+      if (k.record.state === KeyState.DESTROYED) throw new EngineError('KEY_DELETED_ERR', 'key: is deleted')
+      await this.#storeCall(() => this.#store.putTagPairs(instance, k.record.id, pairs, MAX_TAG_PAIRS))
+    })
+  }
+
+  /** Removes key/value tags by key (absent ones are ignored). */
+  async untagKey(instance: string, idOrAlias: string, keys: readonly string[]): Promise<void> {
+    return this.#guard('untagKey', async () => {
+      if (!Array.isArray(keys) || keys.some((t) => typeof t !== 'string' || t.length < 1 || t.length > 128)) {
+        throw invalidField('tagKeys', 'must be an array of 1-128 character strings')
+      }
+      const k = await this.#resolve(instance, idOrAlias, true)
+      if (k.record.state === KeyState.DESTROYED) throw new EngineError('KEY_DELETED_ERR', 'key: is deleted')
+      await this.#storeCall(() => this.#store.removeTagPairs(instance, k.record.id, keys))
+    })
+  }
+
+  /** A key's key/value tags in key order. @throws EngineError KEY_NOT_FOUND_ERR */
+  async listKeyTags(instance: string, idOrAlias: string): Promise<TagPair[]> {
+    return this.#guard('listKeyTags', async () => {
+      const k = await this.#resolve(instance, idOrAlias, true)
+      return this.#store.listTagPairs(instance, k.record.id)
+    })
+  }
+
+  /**
+   * Schedules a root key's deletion `pendingWindowDays` (7–30, default 30) days from now (AWS KMS
+   * `ScheduleKeyDeletion`): the key is suspended (state 2) at once, so nothing can wrap or unwrap with it,
+   * and {@link enable} is refused until {@link cancelKeyDeletion}. {@link runScheduledDeletions} destroys it
+   * once the date has passed.
+   * @throws EngineError KEY_ACTION_INVALID_STATE_ERR (not in state 1 or 2, or already scheduled), KEY_DELETED_ERR
+   */
+  async scheduleKeyDeletion(
+    instance: string,
+    idOrAlias: string,
+    options: { pendingWindowDays?: number } = {},
+  ): Promise<{ deletionDate: Date }> {
+    return this.#guard('scheduleKeyDeletion', async () => {
+      options = optionsObject(options)
+      const days = options.pendingWindowDays ?? 30
+      if (typeof days !== 'number' || !Number.isInteger(days) || days < 7 || days > 30) {
+        throw invalidField('pendingWindowDays', 'must be an integer 7-30')
+      }
+      const k0 = await this.#resolve(instance, idOrAlias, true)
+      return this.#withKeyLock(instance, k0.record.id, async () => {
+        const r = (await this.#load(instance, k0.record.id, true)).record
+        if (r.state === KeyState.DESTROYED) throw new EngineError('KEY_DELETED_ERR', 'key: is deleted')
+        if (r.extractable) throw new EngineError('KEY_ROOT_REQ_ERR', 'key: is a standard key')
+        if (r.state !== KeyState.ACTIVE && r.state !== KeyState.SUSPENDED) {
+          throw new EngineError(
+            'KEY_ACTION_INVALID_STATE_ERR',
+            `key: cannot schedule deletion in state ${r.state}`,
+          )
+        }
+        if ((await this.#store.getDeletionSchedule(instance, r.id)) !== undefined) {
+          throw new EngineError('KEY_ACTION_INVALID_STATE_ERR', 'key: is already pending deletion')
+        }
+        const now = this.#clock.now()
+        const deletionDate = now + days * DAY
+        const patch: KeyPatch =
+          r.state === KeyState.SUSPENDED
+            ? { updatedAt: now }
+            : { state: KeyState.SUSPENDED, stateChangedAt: now, updatedAt: now }
+        const ok = await this.#storeCall(() =>
+          this.#store.scheduleDeletion(instance, r.id, r.state, patch, deletionDate),
+        )
+        this.#invalidate(instance, r.id)
+        if (!ok) {
+          throw new EngineError('KEY_ACTION_INVALID_STATE_ERR', 'key: state changed concurrently', {
+            retryable: true,
+          })
+        }
+        return { deletionDate: new Date(deletionDate) }
+      })
+    })
+  }
+
+  /**
+   * Cancels a scheduled deletion; the key stays suspended (state 2) until {@link enable}.
+   * @throws EngineError KEY_ACTION_INVALID_STATE_ERR (not pending deletion), KEY_NOT_FOUND_ERR
+   */
+  async cancelKeyDeletion(instance: string, idOrAlias: string): Promise<void> {
+    return this.#guard('cancelKeyDeletion', async () => {
+      const k0 = await this.#resolve(instance, idOrAlias, true)
+      await this.#withKeyLock(instance, k0.record.id, async () => {
+        const ok = await this.#storeCall(() => this.#store.cancelDeletion(instance, k0.record.id))
+        this.#invalidate(instance, k0.record.id)
+        if (!ok) throw new EngineError('KEY_ACTION_INVALID_STATE_ERR', 'key: is not pending deletion')
+      })
+    })
+  }
+
+  /** When a key is scheduled to be deleted; undefined when it is not. @throws EngineError KEY_NOT_FOUND_ERR */
+  async getKeyDeletionDate(instance: string, idOrAlias: string): Promise<Date | undefined> {
+    return this.#guard('getKeyDeletionDate', async () => {
+      const k = await this.#resolve(instance, idOrAlias, true)
+      const s = await this.#store.getDeletionSchedule(instance, k.record.id)
+      return s === undefined ? undefined : new Date(s.deletionDate)
+    })
+  }
+
+  /**
+   * Destroys every key whose scheduled deletion date has passed: its provider objects, then its catalog
+   * rows (irreversible, like {@link purgeKey}). Run it periodically; returns what it destroyed.
+   */
+  async runScheduledDeletions(): Promise<{ destroyed: { instance: string; keyId: string }[] }> {
+    return this.#guard('runScheduledDeletions', async () => {
+      const destroyed: { instance: string; keyId: string }[] = []
+      for (const due of await this.#store.listDueDeletions(this.#clock.now())) {
+        await this.#withKeyLock(due.instance, due.keyId, async () => {
+          const still = await this.#store.getDeletionSchedule(due.instance, due.keyId)
+          if (still === undefined || still.deletionDate > this.#clock.now()) return
+          const k = await this.#load(due.instance, due.keyId, true)
+          for (const v of k.versions.values()) await this.#provider.destroyVersion(v.providerRef)
+          await this.#storeCall(() => this.#store.deleteKeyRows(due.instance, due.keyId))
+          this.#invalidate(due.instance, due.keyId)
+          destroyed.push({ instance: due.instance, keyId: due.keyId })
+        })
+      }
+      return { destroyed }
+    })
+  }
+
+  /**
+   * Moves a ciphertext from its key (`sourceKeyId`, or the key the ciphertext names) to the latest version
+   * of `destinationKeyId`, with another AAD if asked (AWS KMS `ReEncrypt`). The source key must allow
+   * unwrap, the destination wrap. With an opaque provider that can re-encrypt (AWS KMS), the DEK never
+   * enters this process; otherwise it is held only inside this call and zeroed.
+   * @throws EngineError as {@link unwrap} for the source, as {@link wrap} for the destination
+   */
+  async reencrypt(
+    instance: string,
+    ciphertext: string | Uint8Array,
+    options: {
+      sourceKeyId?: string
+      sourceAad?: readonly string[]
+      destinationKeyId: string
+      destinationAad?: readonly string[]
+    } & CallOptions,
+  ): Promise<ReencryptResult> {
+    return this.#guard('reencrypt', async () => {
+      options = optionsObject(options)
+      const parsed = parseCiphertext(ciphertext)
+      const source = options.sourceKeyId ?? parsed.keyId
+      if (this.#provider.reencryptOpaque !== undefined && this.#dekCache === undefined) {
+        const r = await this.#rewrapInProvider(
+          instance,
+          source,
+          options.destinationKeyId,
+          parsed,
+          options,
+          options.sourceAad,
+          options.destinationAad,
+        )
+        const dest = await this.#resolve(instance, options.destinationKeyId)
+        return {
+          ciphertext: r.ciphertext,
+          sourceKeyId: parsed.keyId,
+          sourceKeyVersion: r.keyVersion,
+          keyId: dest.record.id,
+          keyVersion: r.rewrappedKeyVersion,
+        }
+      }
+      let dek: SecretBytes | undefined
+      try {
+        const opened = await this.#openDek(
+          'rewrap',
+          instance,
+          source,
+          ciphertext,
+          { signal: options.signal, ...(options.sourceAad === undefined ? {} : { aad: options.sourceAad }) },
+          parsed,
+        )
+        dek = opened.dek
+        const now = this.#clock.now()
+        const dest = await this.#resolve(instance, options.destinationKeyId)
+        this.#assert('wrap', dest.record, now)
+        const aad = validateAad(options.destinationAad)
+        const latest = currentVersion(dest)
+        return {
+          ciphertext: await this.#wrapWith(instance, latest, dek, aad, options),
+          sourceKeyId: opened.k.record.id,
+          sourceKeyVersion: versionInfo(opened.from),
+          keyId: dest.record.id,
+          keyVersion: versionInfo(latest),
+        }
+      } finally {
+        dek?.zeroize()
+      }
+    })
+  }
+
+  /** Rewrap inside an opaque provider (KMS `ReEncrypt`): from `sourceId`'s version to `destId`'s latest. */
+  async #rewrapInProvider(
+    instance: string,
+    sourceId: string,
+    destId: string,
+    ciphertext: string | Uint8Array | ParsedCiphertext,
+    opts: CallOptions,
+    sourceAad: unknown,
+    destAad: unknown = sourceAad,
+  ): Promise<RewrapResult> {
+    const provider = this.#provider
+    if (provider.reencryptOpaque === undefined) {
+      throw new EngineError('INTERNAL_ERROR', 'provider: cannot re-encrypt')
+    }
+    const now = this.#clock.now()
+    const fromAad = validateAad(sourceAad)
+    const toAad = validateAad(destAad)
+    const k = this.#cached(instance, sourceId, now) ?? (await this.#resolve(instance, sourceId))
+    this.#assert('rewrap', k.record, now)
+    const parsed =
+      typeof ciphertext === 'string' || ciphertext instanceof Uint8Array
+        ? parseCiphertext(ciphertext)
+        : ciphertext
+    const from = versionOf(k, parsed)
+    if (parsed.mechanism !== Mechanism.OPAQUE) {
+      throw new EngineError('CIPHERTEXT_INVALID', 'ciphertext: was not made by this provider', {
+        target: { type: 'field', name: 'ciphertext' },
+      })
+    }
+    const dest =
+      destId === sourceId
+        ? k
+        : (this.#cached(instance, destId, now) ?? (await this.#resolve(instance, destId)))
+    this.#assert('wrap', dest.record, now)
+    const latest = currentVersion(dest)
+    this.#checkAborted(opts.signal)
+    const blob = await provider.reencryptOpaque(
+      {
+        ref: from.providerRef,
+        blob: parsed.encrypted,
+        aad: hsmAad(from, parsed.dekLength, instance, fromAad),
+      },
+      { ref: latest.providerRef, aad: hsmAad(latest, parsed.dekLength, instance, toAad) },
+      opts,
+    )
+    return {
+      ciphertext: encodeOpaqueCiphertext(latest.header, parsed.dekLength, blob).toString('base64'),
+      keyVersion: versionInfo(from),
+      rewrappedKeyVersion: versionInfo(latest),
+    }
+  }
+
   // ---------------------------------------------------------------- internals
+
+  /** A typed error when the key is pending deletion (enable is refused then); undefined otherwise. */
+  async #pendingDeletion(instance: string, idOrAlias: string): Promise<EngineError | undefined> {
+    try {
+      const k = await this.#resolve(instance, idOrAlias, true)
+      if ((await this.#store.getDeletionSchedule(instance, k.record.id)) === undefined) return undefined
+      return new EngineError(
+        'KEY_ACTION_INVALID_STATE_ERR',
+        'key: is pending deletion; cancel the deletion first',
+      )
+    } catch {
+      return undefined // the transition reports the real error
+    }
+  }
 
   async #guard<T>(op: string, fn: () => Promise<T>): Promise<T> {
     if (this.#closed) throw new EngineError('ENGINE_CLOSED', `${op}: the engine is closed`)
@@ -2183,6 +2610,13 @@ export class EnvelopeEngine {
   ): Promise<string> {
     this.#checkAborted(opts.signal)
     const len = dek.length
+    const p = this.#provider
+    if (this.#mechanism === Mechanism.OPAQUE && p.encryptOpaque !== undefined) {
+      // KMS providers bound their own usage; the GCM invocation limit applies to 0x01 only.
+      return p
+        .encryptOpaque(v.providerRef, dek, hsmAad(v, len, instance, aad), opts)
+        .then((blob) => encodeOpaqueCiphertext(v.header, len, blob).toString('base64'))
+    }
     return this.#encrypt(instance, v, dek, hsmAad(v, len, instance, aad), opts).then((sealed) =>
       encodeSealed(v, len, sealed),
     )
@@ -2244,8 +2678,22 @@ export class EnvelopeEngine {
     opts: CallOptions,
   ): Promise<SecretBytes> {
     this.#checkAborted(opts.signal)
-    const sealedAad = hsmAad(v, parsed.encrypted.length, instance, aad)
-    return this.#provider.decrypt(v.providerRef, parsed, sealedAad, opts).then((dek) => checkDek(dek, parsed))
+    /* Precondition: the ciphertext was written by a provider of this engine's kind. */
+    if (parsed.mechanism !== this.#mechanism) {
+      throw new EngineError(
+        'CIPHERTEXT_INVALID',
+        `ciphertext: mechanism ${parsed.mechanism} is not the one of provider ${this.#provider.name}`,
+        { target: { type: 'field', name: 'ciphertext' } },
+      )
+    }
+    const sealedAad = hsmAad(v, parsed.dekLength, instance, aad)
+    const p = this.#provider
+    if (parsed.mechanism === Mechanism.OPAQUE && p.decryptOpaque !== undefined) {
+      return p
+        .decryptOpaque(v.providerRef, parsed.encrypted, sealedAad, opts)
+        .then((dek) => checkDek(dek, parsed))
+    }
+    return p.decrypt(v.providerRef, parsed, sealedAad, opts).then((dek) => checkDek(dek, parsed))
   }
 
   /**
@@ -2394,7 +2842,7 @@ export class EnvelopeEngine {
     const versions = new Map<number, VersionEntry>()
     if (!record.extractable) {
       for (const v of await this.#store.listVersions(instance, id)) {
-        const header = encodeHeader(Mechanism.AES_GCM, id, v.version)
+        const header = encodeHeader(this.#mechanism, id, v.version)
         versions.set(v.version, { ...v, header, aadPrefix32: hsmAadPrefix(header, 32, instance) })
       }
     } else {
@@ -2567,9 +3015,9 @@ function encodeSealed(v: VersionEntry, dekLength: number, sealed: GcmSealed): st
 
 /** Postcondition of a decryption: the DEK is as long as its encryption. */
 function checkDek(dek: SecretBytes, parsed: ParsedCiphertext): SecretBytes {
-  if (dek.length !== parsed.encrypted.length) {
+  if (dek.length !== parsed.dekLength) {
     dek.zeroize()
-    throw new EngineError('PROVIDER_ERROR', 'provider: AES-GCM output has an unexpected length')
+    throw new EngineError('PROVIDER_ERROR', 'provider: decryption output has an unexpected length')
   }
   return dek
 }
@@ -2620,4 +3068,40 @@ function dualAuthInfo(policies: readonly KeyPolicyRecord[], now: number): KeyInf
     keySetForDeletion: valid,
     authExpiration: valid && p.authExpiresAt !== undefined ? new Date(p.authExpiresAt) : undefined,
   }
+}
+
+/** Key/value tags per key (AWS KMS: 50). */
+const MAX_TAG_PAIRS = 50
+const ALIAS_NAME_RE = /^[A-Za-z0-9/_-]{1,256}$/
+const TAG_CONTROL_RE = /[\u0000-\u001f\u007f]/
+
+/** An alias name: 1–256 characters `[A-Za-z0-9/_-]`. */
+function validateAliasName(name: unknown, field = 'aliasName'): string {
+  if (typeof name !== 'string' || !ALIAS_NAME_RE.test(name)) {
+    throw invalidField(field, 'must be 1-256 characters [A-Za-z0-9/_-]')
+  }
+  return name
+}
+
+/** Key/value tags: keys 1–128, values 0–256 printable characters, keys unique, at most 50. */
+function validateTagPairs(tags: unknown): TagPair[] {
+  if (!Array.isArray(tags) || tags.length > MAX_TAG_PAIRS) {
+    throw invalidField('tags', `must be an array of at most ${MAX_TAG_PAIRS} {key, value}`)
+  }
+  const seen = new Set<string>()
+  return tags.map((t: unknown) => {
+    const o = t as { key?: unknown; value?: unknown } | null
+    if (typeof o !== 'object' || o === null || typeof o.key !== 'string' || typeof o.value !== 'string') {
+      throw invalidField('tags', 'each tag must be {key: string, value: string}')
+    }
+    if (o.key.length < 1 || o.key.length > 128 || TAG_CONTROL_RE.test(o.key)) {
+      throw invalidField('tags', 'a tag key must be 1-128 printable characters')
+    }
+    if (o.value.length > 256 || TAG_CONTROL_RE.test(o.value)) {
+      throw invalidField('tags', 'a tag value must be at most 256 printable characters')
+    }
+    if (seen.has(o.key)) throw invalidField('tags', `key "${o.key}" repeats`)
+    seen.add(o.key)
+    return { key: o.key, value: o.value }
+  })
 }

@@ -88,6 +88,12 @@ export const ERROR_CODES = [
   'ABORTED',
   /** A bug: an invariant of the engine did not hold. Report it. */
   'INTERNAL_ERROR',
+  /** A key would have more key/value tags than allowed (50). */
+  'TAG_QUOTA_ERR',
+  /** The provider (a KMS) refused the call for lack of permission (AWS `AccessDeniedException`). */
+  'PROVIDER_ACCESS_DENIED',
+  /** The provider throttled the call and retries did not get through; retry later. */
+  'PROVIDER_THROTTLED',
 ] as const
 
 /** Stable error codes. */
@@ -111,6 +117,7 @@ const RETRYABLE_BY_DEFAULT: ReadonlySet<ErrorCode> = new Set([
   'STORE_ERROR',
   'POOL_SATURATED',
   'POOL_WORKER_FAILED',
+  'PROVIDER_THROTTLED',
 ])
 
 /**

@@ -17,6 +17,13 @@ export interface ProviderCapabilities {
   readonly importMaterial: boolean
   /** Accepted lengths of imported material, in bytes. */
   readonly importLengths: readonly number[]
+  /**
+   * The shape of the provider's ciphertexts. `gcm` (the default when absent): {@link RootKeyProvider.encrypt}
+   * returns AES-GCM parts, stored as ciphertext mechanism 0x01. `opaque`: the provider returns its own blob
+   * ({@link RootKeyProvider.encryptOpaque}, e.g. an AWS KMS `CiphertextBlob`), stored as mechanism 0x10;
+   * its GCM methods refuse with PROVIDER_UNSUPPORTED.
+   */
+  readonly ciphertext?: 'gcm' | 'opaque'
 }
 
 /** The three parts of an AES-GCM encryption. */
@@ -69,6 +76,25 @@ export interface RootKeyProvider {
    * @throws EngineError UNWRAP_AAD_MISMATCH, KEY_VERSION_NOT_FOUND, PROVIDER_UNAVAILABLE, PROVIDER_ERROR
    */
   decrypt(ref: string, sealed: GcmSealed, aad: Buffer, opts?: CallOptions): Promise<SecretBytes>
+  /**
+   * Opaque providers only: encrypts `plaintext` under `ref`, binding `aad`, and returns the provider's blob.
+   * @throws EngineError PROVIDER_UNAVAILABLE, PROVIDER_ERROR, KEY_ACTION_INVALID_STATE_ERR, PROVIDER_ACCESS_DENIED
+   */
+  encryptOpaque?(ref: string, plaintext: SecretBytes, aad: Buffer, opts?: CallOptions): Promise<Buffer>
+  /**
+   * Opaque providers only: decrypts a blob of {@link encryptOpaque}; fails with UNWRAP_AAD_MISMATCH when it
+   * does not authenticate under `ref` with `aad` (another AAD, an altered blob, another key).
+   */
+  decryptOpaque?(ref: string, blob: Buffer, aad: Buffer, opts?: CallOptions): Promise<SecretBytes>
+  /**
+   * Opaque providers that can re-encrypt inside the backend (AWS KMS `ReEncrypt`): the plaintext never
+   * reaches this process. Fails as {@link decryptOpaque} for the source.
+   */
+  reencryptOpaque?(
+    from: { readonly ref: string; readonly blob: Buffer; readonly aad: Buffer },
+    to: { readonly ref: string; readonly aad: Buffer },
+    opts?: CallOptions,
+  ): Promise<Buffer>
   /** `length` random bytes from the provider's RNG (DEK generation). */
   generateRandom(length: number, opts?: CallOptions): Promise<SecretBytes>
   /** Every root-key version object this provider holds that carries the engine's naming scheme. */
@@ -179,7 +205,7 @@ export type KeyPatch = Partial<
  * depend on a read take the expected value and report whether it still held (compare-and-set), so that
  * several engine processes can share one catalog.
  */
-export interface MetadataStore {
+export interface MetadataStore extends MetadataStoreNamesAndSchedules {
   /** Random id of this catalog, fixed at creation; provider objects carry it. */
   readonly catalogId: string
   /**
@@ -283,6 +309,76 @@ export interface MetadataStore {
   /** Cheap liveness probe of the catalog (one read). */
   ping(): Promise<void>
   close(): Promise<void>
+}
+
+/** A path-like alias name (AWS KMS `alias/...`), separate from Key Protect aliases and re-pointable. */
+export interface AliasNameRecord {
+  readonly instance: string
+  readonly name: string
+  readonly keyId: string
+  readonly createdAt: number
+  readonly updatedAt: number
+}
+
+/** A key/value tag (AWS KMS `TagKey`/`TagValue`), separate from Key Protect's string tags. */
+export interface TagPair {
+  readonly key: string
+  readonly value: string
+}
+
+/** A key scheduled for deletion (AWS KMS `ScheduleKeyDeletion`). */
+export interface DeletionScheduleRecord {
+  readonly instance: string
+  readonly keyId: string
+  readonly deletionDate: number
+}
+
+/**
+ * Catalog additions for alias names, tag pairs and scheduled deletion (migration 4). Part of
+ * {@link MetadataStore}; kept in their own interface so the list stays readable.
+ */
+export interface MetadataStoreNamesAndSchedules {
+  /** Creates an alias name. Returns false when the instance already has that name. */
+  createAliasName(instance: string, name: string, keyId: string, now: number): Promise<boolean>
+  /** Points an existing alias name at another key. Returns false when the name does not exist. */
+  updateAliasName(instance: string, name: string, keyId: string, now: number): Promise<boolean>
+  /** Returns false when the name does not exist. */
+  deleteAliasName(instance: string, name: string): Promise<boolean>
+  getAliasName(instance: string, name: string): Promise<AliasNameRecord | undefined>
+  /** Alias names ordered by name, after `after` (exclusive), at most `limit`; only of `keyId` when given. */
+  listAliasNames(
+    instance: string,
+    query: {
+      readonly keyId?: string | undefined
+      readonly after?: string | undefined
+      readonly limit: number
+    },
+  ): Promise<AliasNameRecord[]>
+  /**
+   * Adds or replaces tag pairs of a key, in one transaction.
+   * @throws EngineError TAG_QUOTA_ERR when the key would have more than `max` tags
+   */
+  putTagPairs(instance: string, keyId: string, tags: readonly TagPair[], max: number): Promise<void>
+  /** Removes the tags with these keys (absent ones are ignored). */
+  removeTagPairs(instance: string, keyId: string, keys: readonly string[]): Promise<void>
+  /** A key's tags ordered by key. */
+  listTagPairs(instance: string, keyId: string): Promise<TagPair[]>
+  /**
+   * Applies `patch` if the key's state is still `expectState` and records the deletion date, in one
+   * transaction. Returns false when the state changed.
+   */
+  scheduleDeletion(
+    instance: string,
+    keyId: string,
+    expectState: KeyStateValue,
+    patch: KeyPatch,
+    deletionDate: number,
+  ): Promise<boolean>
+  /** Removes a key's deletion schedule. Returns false when there was none. */
+  cancelDeletion(instance: string, keyId: string): Promise<boolean>
+  getDeletionSchedule(instance: string, keyId: string): Promise<DeletionScheduleRecord | undefined>
+  /** Every schedule whose date is at or before `now`, of every instance. */
+  listDueDeletions(now: number): Promise<DeletionScheduleRecord[]>
 }
 
 /** Time source; tests inject one to move past restore and purge windows. */

@@ -306,5 +306,94 @@ export function runMetadataStoreConformance(name: string, open: () => Promise<Me
       await s.deleteKeyRows(I, k.id)
       expect(await s.listKeyPolicies(I, k.id)).toEqual([])
     })
+
+    it('alias names: unique per instance, re-pointable, listed in name order with paging, per key, gone with the key', async () => {
+      const I = 'alias-names'
+      const a = keyRecord(I)
+      const b = keyRecord(I)
+      await s.insertKey(a, versionOf(a), [])
+      await s.insertKey(b, versionOf(b), [])
+      expect(await s.createAliasName(I, 'alias/one', a.id, 10)).toBe(true)
+      expect(await s.createAliasName(I, 'alias/one', b.id, 11)).toBe(false)
+      expect(await s.createAliasName(I, 'alias/two', a.id, 12)).toBe(true)
+      expect(await s.createAliasName(I, 'alias/three', b.id, 13)).toBe(true)
+      expect(await s.getAliasName(I, 'alias/one')).toEqual({
+        instance: I,
+        name: 'alias/one',
+        keyId: a.id,
+        createdAt: 10,
+        updatedAt: 10,
+      })
+      expect(await s.getAliasName('alias-names-other', 'alias/one')).toBeUndefined()
+      const names = async (q: { keyId?: string; after?: string; limit: number }): Promise<string[]> =>
+        (await s.listAliasNames(I, q)).map((r) => r.name)
+      expect(await names({ limit: 10 })).toEqual(['alias/one', 'alias/three', 'alias/two'])
+      expect(await names({ limit: 1, after: 'alias/one' })).toEqual(['alias/three'])
+      expect(await names({ limit: 10, keyId: a.id })).toEqual(['alias/one', 'alias/two'])
+      expect(await s.updateAliasName(I, 'alias/one', b.id, 20)).toBe(true)
+      expect((await s.getAliasName(I, 'alias/one'))?.keyId).toBe(b.id)
+      expect((await s.getAliasName(I, 'alias/one'))?.updatedAt).toBe(20)
+      expect(await s.updateAliasName(I, 'alias/none', b.id, 20)).toBe(false)
+      expect(await s.deleteAliasName(I, 'alias/two')).toBe(true)
+      expect(await s.deleteAliasName(I, 'alias/two')).toBe(false)
+      await s.deleteKeyRows(I, b.id)
+      expect(await names({ limit: 10 })).toEqual([])
+    })
+
+    it('tag pairs: put replaces by key, quota enforced atomically, removal, per instance, gone with the key', async () => {
+      const I = 'tag-pairs'
+      const k = keyRecord(I)
+      await s.insertKey(k, versionOf(k), [])
+      await s.putTagPairs(
+        I,
+        k.id,
+        [
+          { key: 'b', value: '1' },
+          { key: 'a', value: '' },
+        ],
+        3,
+      )
+      await s.putTagPairs(I, k.id, [{ key: 'b', value: '2' }], 3)
+      expect(await s.listTagPairs(I, k.id)).toEqual([
+        { key: 'a', value: '' },
+        { key: 'b', value: '2' },
+      ])
+      await expectCode(
+        s.putTagPairs(
+          I,
+          k.id,
+          [
+            { key: 'c', value: '3' },
+            { key: 'd', value: '4' },
+          ],
+          3,
+        ),
+        'TAG_QUOTA_ERR',
+      )
+      expect(await s.listTagPairs(I, k.id)).toHaveLength(2) // nothing of the refused call was kept
+      expect(await s.listTagPairs('tag-pairs-other', k.id)).toEqual([])
+      await s.removeTagPairs(I, k.id, ['a', 'zzz'])
+      expect(await s.listTagPairs(I, k.id)).toEqual([{ key: 'b', value: '2' }])
+      await s.deleteKeyRows(I, k.id)
+      expect(await s.listTagPairs(I, k.id)).toEqual([])
+    })
+
+    it('scheduled deletion: state patch and date in one compare-and-set, cancel, due list, gone with the key', async () => {
+      const I = 'deletion-schedule'
+      const k = keyRecord(I)
+      await s.insertKey(k, versionOf(k), [])
+      expect(await s.scheduleDeletion(I, k.id, 2, { state: 2 }, 500)).toBe(false) // state is 1, not 2
+      expect(await s.getDeletionSchedule(I, k.id)).toBeUndefined()
+      expect(await s.scheduleDeletion(I, k.id, 1, { state: 2, updatedAt: 7 }, 500)).toBe(true)
+      expect((await s.getKey(I, k.id))?.state).toBe(2)
+      expect(await s.getDeletionSchedule(I, k.id)).toEqual({ instance: I, keyId: k.id, deletionDate: 500 })
+      expect((await s.listDueDeletions(499)).some((d) => d.keyId === k.id)).toBe(false)
+      expect((await s.listDueDeletions(500)).some((d) => d.keyId === k.id)).toBe(true)
+      expect(await s.cancelDeletion(I, k.id)).toBe(true)
+      expect(await s.cancelDeletion(I, k.id)).toBe(false)
+      expect(await s.scheduleDeletion(I, k.id, 2, {}, 900)).toBe(true)
+      await s.deleteKeyRows(I, k.id)
+      expect(await s.getDeletionSchedule(I, k.id)).toBeUndefined()
+    })
   })
 }

@@ -71,6 +71,10 @@ const ENGINE_TO_WIRE: Readonly<Record<ErrorCode, { status: number; code: WireCod
   ENGINE_CLOSED: { status: 503, code: 'SERVICE_UNAVAILABLE_ERR' },
   ABORTED: { status: 503, code: 'SERVICE_UNAVAILABLE_ERR' },
   INTERNAL_ERROR: { status: 500, code: 'INTERNAL_SERVER_ERR' },
+  TAG_QUOTA_ERR: { status: 400, code: 'INVALID_FIELD_ERR' },
+  // The engine's own provider (e.g. AWS KMS) refused or throttled the engine: a service-side problem.
+  PROVIDER_ACCESS_DENIED: { status: 500, code: 'PROVIDER_ERROR' },
+  PROVIDER_THROTTLED: { status: 503, code: 'PROVIDER_UNAVAILABLE' },
 }
 
 export function wireOf(code: ErrorCode): { status: number; code: WireCode } {

@@ -104,4 +104,35 @@ export const MIGRATIONS: readonly string[] = [
   ) STRICT;
   CREATE INDEX key_policies_rotation ON key_policies(type, enabled) WHERE type = 'rotation' AND enabled = 1;
   `,
+  // 4: alias names (path-like, re-pointable: AWS KMS `alias/...`), key/value tag pairs, scheduled deletion.
+  `
+  CREATE TABLE alias_names (
+    instance   TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    key_id     TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (instance, name),
+    FOREIGN KEY (instance, key_id) REFERENCES keys(instance, id) ON DELETE CASCADE
+  ) STRICT;
+  CREATE INDEX alias_names_by_key ON alias_names(instance, key_id);
+
+  CREATE TABLE key_tag_pairs (
+    instance  TEXT NOT NULL,
+    key_id    TEXT NOT NULL,
+    tag_key   TEXT NOT NULL,
+    tag_value TEXT NOT NULL,
+    PRIMARY KEY (instance, key_id, tag_key),
+    FOREIGN KEY (instance, key_id) REFERENCES keys(instance, id) ON DELETE CASCADE
+  ) STRICT;
+
+  CREATE TABLE key_deletion_schedule (
+    instance      TEXT NOT NULL,
+    key_id        TEXT NOT NULL,
+    deletion_date INTEGER NOT NULL,
+    PRIMARY KEY (instance, key_id),
+    FOREIGN KEY (instance, key_id) REFERENCES keys(instance, id) ON DELETE CASCADE
+  ) STRICT;
+  CREATE INDEX key_deletion_schedule_due ON key_deletion_schedule(deletion_date);
+  `,
 ]

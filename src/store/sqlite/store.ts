@@ -8,6 +8,8 @@ import type { Database as Db, Statement } from 'better-sqlite3'
 import { EngineError } from '../../core/errors.js'
 import type { KeyStateValue } from '../../core/key-state.js'
 import type {
+  AliasNameRecord,
+  DeletionScheduleRecord,
   KeyPatch,
   KeyPolicyRecord,
   KeyRecord,
@@ -16,6 +18,7 @@ import type {
   ListKeysQuery,
   MetadataStore,
   PendingVersion,
+  TagPair,
 } from '../../core/ports.js'
 import { MIGRATIONS } from './migrations.js'
 
@@ -67,6 +70,24 @@ function toPolicy(r: PolicyRow): KeyPolicyRecord {
     updatedBy: r.updated_by ?? undefined,
     authBy: r.auth_by ?? undefined,
     authExpiresAt: r.auth_expires_at ?? undefined,
+  }
+}
+
+interface AliasNameRow {
+  instance: string
+  name: string
+  key_id: string
+  created_at: number
+  updated_at: number
+}
+
+function toAliasName(r: AliasNameRow): AliasNameRecord {
+  return {
+    instance: r.instance,
+    name: r.name,
+    keyId: r.key_id,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
   }
 }
 
@@ -639,6 +660,156 @@ export class SqliteStore implements MetadataStore {
   async ping(): Promise<void> {
     if (this.#closed) throw new EngineError('STORE_ERROR', 'catalog: is closed')
     this.#s.dataVersion.get()
+  }
+
+  // ------------------------------------------------ alias names, tag pairs, scheduled deletion (migration 4)
+
+  async createAliasName(instance: string, name: string, keyId: string, now: number): Promise<boolean> {
+    const res = this.#db
+      .prepare(
+        'INSERT OR IGNORE INTO alias_names (instance, name, key_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?)',
+      )
+      .run(instance, name, keyId, now, now)
+    return res.changes === 1
+  }
+
+  async updateAliasName(instance: string, name: string, keyId: string, now: number): Promise<boolean> {
+    const res = this.#db
+      .prepare('UPDATE alias_names SET key_id = ?, updated_at = ? WHERE instance = ? AND name = ?')
+      .run(keyId, now, instance, name)
+    return res.changes === 1
+  }
+
+  async deleteAliasName(instance: string, name: string): Promise<boolean> {
+    const res = this.#db
+      .prepare('DELETE FROM alias_names WHERE instance = ? AND name = ?')
+      .run(instance, name)
+    return res.changes === 1
+  }
+
+  async getAliasName(instance: string, name: string): Promise<AliasNameRecord | undefined> {
+    const row = this.#db
+      .prepare<[string, string], AliasNameRow>('SELECT * FROM alias_names WHERE instance = ? AND name = ?')
+      .get(instance, name)
+    return row === undefined ? undefined : toAliasName(row)
+  }
+
+  async listAliasNames(
+    instance: string,
+    query: {
+      readonly keyId?: string | undefined
+      readonly after?: string | undefined
+      readonly limit: number
+    },
+  ): Promise<AliasNameRecord[]> {
+    const where = ['instance = ?']
+    const args: unknown[] = [instance]
+    if (query.keyId !== undefined) {
+      where.push('key_id = ?')
+      args.push(query.keyId)
+    }
+    if (query.after !== undefined) {
+      where.push('name > ?')
+      args.push(query.after)
+    }
+    return this.#db
+      .prepare<unknown[], AliasNameRow>(
+        `SELECT * FROM alias_names WHERE ${where.join(' AND ')} ORDER BY name LIMIT ?`,
+      )
+      .all(...args, query.limit)
+      .map(toAliasName)
+  }
+
+  async putTagPairs(instance: string, keyId: string, tags: readonly TagPair[], max: number): Promise<void> {
+    const tx = this.#db.transaction(() => {
+      const put = this.#db.prepare(
+        `INSERT INTO key_tag_pairs (instance, key_id, tag_key, tag_value) VALUES (?, ?, ?, ?)
+         ON CONFLICT (instance, key_id, tag_key) DO UPDATE SET tag_value = excluded.tag_value`,
+      )
+      for (const t of tags) put.run(instance, keyId, t.key, t.value)
+      const n = this.#db
+        .prepare<[string, string], number>(
+          'SELECT count(*) FROM key_tag_pairs WHERE instance = ? AND key_id = ?',
+        )
+        .pluck()
+        .get(instance, keyId)
+      if ((n ?? 0) > max) throw new EngineError('TAG_QUOTA_ERR', `tags: a key has at most ${max} tags`)
+    })
+    tx.immediate()
+  }
+
+  async removeTagPairs(instance: string, keyId: string, keys: readonly string[]): Promise<void> {
+    const tx = this.#db.transaction(() => {
+      const del = this.#db.prepare(
+        'DELETE FROM key_tag_pairs WHERE instance = ? AND key_id = ? AND tag_key = ?',
+      )
+      for (const k of keys) del.run(instance, keyId, k)
+    })
+    tx.immediate()
+  }
+
+  async listTagPairs(instance: string, keyId: string): Promise<TagPair[]> {
+    return this.#db
+      .prepare<[string, string], TagPair>(
+        'SELECT tag_key AS key, tag_value AS value FROM key_tag_pairs WHERE instance = ? AND key_id = ? ORDER BY tag_key',
+      )
+      .all(instance, keyId)
+  }
+
+  async scheduleDeletion(
+    instance: string,
+    keyId: string,
+    expectState: KeyStateValue,
+    patch: KeyPatch,
+    deletionDate: number,
+  ): Promise<boolean> {
+    const tx = this.#db.transaction((): boolean => {
+      const sets: string[] = []
+      const args: unknown[] = []
+      for (const [k, col] of Object.entries(PATCH_COLUMNS) as [keyof KeyPatch, string][]) {
+        if (k in patch) {
+          sets.push(`${col} = ?`)
+          args.push(patch[k] ?? null)
+        }
+      }
+      if (sets.length > 0) {
+        const res = this.#db
+          .prepare(`UPDATE keys SET ${sets.join(', ')} WHERE instance = ? AND id = ? AND state = ?`)
+          .run(...args, instance, keyId, expectState)
+        if (res.changes !== 1) return false
+      }
+      this.#db
+        .prepare(
+          `INSERT INTO key_deletion_schedule (instance, key_id, deletion_date) VALUES (?, ?, ?)
+           ON CONFLICT (instance, key_id) DO UPDATE SET deletion_date = excluded.deletion_date`,
+        )
+        .run(instance, keyId, deletionDate)
+      return true
+    })
+    return tx.immediate()
+  }
+
+  async cancelDeletion(instance: string, keyId: string): Promise<boolean> {
+    const res = this.#db
+      .prepare('DELETE FROM key_deletion_schedule WHERE instance = ? AND key_id = ?')
+      .run(instance, keyId)
+    return res.changes === 1
+  }
+
+  async getDeletionSchedule(instance: string, keyId: string): Promise<DeletionScheduleRecord | undefined> {
+    return this.#db
+      .prepare<[string, string], DeletionScheduleRecord>(
+        'SELECT instance, key_id AS keyId, deletion_date AS deletionDate FROM key_deletion_schedule WHERE instance = ? AND key_id = ?',
+      )
+      .get(instance, keyId)
+  }
+
+  async listDueDeletions(now: number): Promise<DeletionScheduleRecord[]> {
+    return this.#db
+      .prepare<[number], DeletionScheduleRecord>(
+        'SELECT instance, key_id AS keyId, deletion_date AS deletionDate FROM key_deletion_schedule WHERE deletion_date <= ? ORDER BY deletion_date, instance, key_id',
+      )
+      .all(now)
   }
 
   async close(): Promise<void> {

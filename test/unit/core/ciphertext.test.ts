@@ -3,9 +3,11 @@ import { describe, expect, it } from 'vitest'
 import {
   buildHsmAad,
   encodeGcmCiphertext,
+  encodeOpaqueCiphertext,
   encodeHeader,
   Mechanism,
   MAX_CIPHERTEXT_BYTES,
+  MAX_OPAQUE_BLOB_BYTES,
   parseCiphertext,
   validateAad,
 } from '../../../src/core/ciphertext.js'
@@ -40,12 +42,44 @@ describe('ciphertext v1 parser', () => {
       [0, 0xff],
       [1, 0],
       [1, 2],
-      [1, 0x10],
+      [1, 0x11],
     ] as const) {
       const b = sample()
       b[i] = v
       expectCodeSync(() => parseCiphertext(b), 'CIPHERTEXT_INVALID')
     }
+  })
+
+  it('mechanism 0x10 (provider-opaque blob): encodes and parses; every truncation, trailing bytes and out-of-range lengths are CIPHERTEXT_INVALID', () => {
+    const header = encodeHeader(Mechanism.OPAQUE, KEY, 2)
+    const blob = Buffer.alloc(184, 7)
+    const b = encodeOpaqueCiphertext(header, 32, blob)
+    expect(b).toHaveLength(22 + 4 + 184)
+    const p = parseCiphertext(b)
+    expect(p).toMatchObject({ formatVersion: 1, mechanism: 0x10, keyId: KEY, keyVersion: 2, dekLength: 32 })
+    expect(p.encrypted.equals(blob)).toBe(true)
+    expect(p.iv).toHaveLength(0)
+    expect(p.tag).toHaveLength(0)
+    expect(parseCiphertext(b.toString('base64')).encrypted.equals(blob)).toBe(true)
+    for (let n = 0; n < b.length; n++)
+      expectCodeSync(() => parseCiphertext(b.subarray(0, n)), 'CIPHERTEXT_INVALID')
+    expectCodeSync(() => parseCiphertext(Buffer.concat([b, Buffer.from([0])])), 'CIPHERTEXT_INVALID')
+    for (const [dek, len] of [
+      [0, 184],
+      [4097, 184],
+      [32, 0],
+    ] as const) {
+      const bad = Buffer.from(b)
+      bad.writeUInt16BE(dek, 22)
+      bad.writeUInt16BE(len, 24)
+      expectCodeSync(() => parseCiphertext(bad), 'CIPHERTEXT_INVALID')
+    }
+    const big = encodeOpaqueCiphertext(header, 32, Buffer.alloc(MAX_OPAQUE_BLOB_BYTES, 1))
+    expect(parseCiphertext(big).encrypted).toHaveLength(MAX_OPAQUE_BLOB_BYTES)
+    expectCodeSync(
+      () => encodeOpaqueCiphertext(header, 32, Buffer.alloc(MAX_OPAQUE_BLOB_BYTES + 1)),
+      'PROVIDER_ERROR',
+    )
   })
 
   it('rejects key version 0, wrong IV or tag lengths, DEK lengths 0 and over 4096', () => {

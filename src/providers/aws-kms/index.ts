@@ -1,0 +1,5 @@
+/** AWS KMS root-key provider (subpath export `envelope-kms/providers/aws-kms`). Loads `@aws-sdk/client-kms`. */
+export { createAwsKmsProvider, AwsKmsProvider, arnInRegion } from './provider.js'
+export type { AwsKmsProviderOptions, AwsKmsRegion } from './provider.js'
+export type { KmsCalls, KmsClientConfig, KmsCallOptions } from './kms-client.js'
+export { createSdkKmsClient } from './kms-client.js'
