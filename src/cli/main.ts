@@ -17,7 +17,8 @@ import { createHttpApp } from '../http/app.js'
 import { pinoAuditSink } from '../http/audit.js'
 import { createAuthenticator, type AuthConfig } from '../http/auth.js'
 import { loadHttpConfig } from '../http/config.js'
-import { startServer } from '../http/server.js'
+import { startServer, type RunningServer } from '../http/server.js'
+import { servableAwsKms } from '../http/awskms/servable.js'
 
 const log = pino({ base: { log: 'server' }, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination(2))
 
@@ -70,30 +71,54 @@ async function serveCommand(): Promise<void> {
       )
     },
   })
-  let server
+  const servers: RunningServer[] = []
   try {
-    server = await startServer(app, http.listen)
+    servers.push(await startServer(app, http.listen))
+    if (http.awsKms !== undefined) {
+      const aws = servableAwsKms({
+        engine,
+        credentials: http.awsKms.credentials,
+        region: http.awsKms.region,
+        maxBodyBytes: http.bodyLimitBytes,
+        logger: log,
+      })
+      servers.push(await startServer(aws, { ...http.listen, port: http.awsKms.port }))
+    }
   } catch (err) {
+    for (const s of servers) await s.close()
     await engine.close()
     throw err
   }
+  const [server, awsServer] = servers
+  if (server === undefined) throw new EngineError('INTERNAL_ERROR', 'serve: no server started')
   const scheduler = startRotationScheduler(engine, {
     intervalMs: http.rotationIntervalMs,
+    scheduledDeletions: true,
     onPass: (r) => {
       if (r.rotated.length + r.failed.length > 0) log.info(r, 'automatic rotation pass')
+    },
+    onDeletions: (r) => {
+      if (r.destroyed.length > 0) log.info({ destroyed: r.destroyed.length }, 'scheduled deletions done')
     },
     onError: (err) => {
       log.error({ code: err.code, message: err.message }, 'automatic rotation pass failed')
     },
   })
-  log.info({ url: server.url, provider: engine.providerName }, 'listening')
+  log.info(
+    {
+      url: server.url,
+      ...(awsServer === undefined ? {} : { awsKmsUrl: awsServer.url }),
+      provider: engine.providerName,
+    },
+    'listening',
+  )
   let stopping = false
   const stop = (signal: string): void => {
     if (stopping) return
     stopping = true
     log.info({ signal }, 'shutting down: draining in-flight requests')
     void (async () => {
-      await server.close()
+      await Promise.all(servers.map((s) => s.close()))
       await scheduler.stop()
       await engine.close()
       await new Promise<void>((resolve) => {

@@ -1,6 +1,7 @@
 /**
- * Runs {@link EnvelopeEngine.rotateDueKeys} at start (catching up on rotations missed while the process
- * was down) and then every `intervalMs`. One pass at a time; a failing pass is reported, never thrown.
+ * Runs {@link EnvelopeEngine.rotateDueKeys} (and, when asked, {@link EnvelopeEngine.runScheduledDeletions})
+ * at start, catching up on work missed while the process was down, and then every `intervalMs`. One pass at
+ * a time; a failing pass is reported, never thrown.
  */
 import type { EnvelopeEngine } from './engine.js'
 import { toEngineError, type EngineError } from './errors.js'
@@ -11,6 +12,9 @@ export interface RotationSchedulerOptions {
   /** Called after each pass with what it did. */
   readonly onPass?: (r: Awaited<ReturnType<EnvelopeEngine['rotateDueKeys']>>) => void
   readonly onError?: (err: EngineError) => void
+  /** Also destroy keys whose scheduled deletion date passed (AWS KMS `ScheduleKeyDeletion`). */
+  readonly scheduledDeletions?: boolean
+  readonly onDeletions?: (r: Awaited<ReturnType<EnvelopeEngine['runScheduledDeletions']>>) => void
 }
 
 export interface RotationScheduler {
@@ -34,6 +38,13 @@ export function startRotationScheduler(
         options.onPass?.(await engine.rotateDueKeys())
       } catch (err) {
         options.onError?.(toEngineError(err, 'rotation scheduler'))
+      }
+      if (options.scheduledDeletions === true) {
+        try {
+          options.onDeletions?.(await engine.runScheduledDeletions())
+        } catch (err) {
+          options.onError?.(toEngineError(err, 'scheduled deletions'))
+        }
       }
     })
     return running

@@ -13,10 +13,14 @@
  * | EKMS_AUDIT_LOG | audit JSON-lines file, or `-` for stdout | `-` |
  * | EKMS_ROTATION_INTERVAL_MS | time between automatic-rotation passes | `3600000` |
  * | EKMS_REGION / EKMS_ACCOUNT | printed in CRNs | `local` / `envelope-kms` |
+ * | EKMS_AWSKMS_CREDENTIALS_FILE | JSON `[{accessKeyId, secretAccessKey, instance, accountId?}]`: serve the AWS-KMS-compatible API | none (not served) |
+ * | EKMS_AWSKMS_PORT | its port (same host and TLS settings as above) | `4599` |
+ * | EKMS_AWSKMS_REGION | the region it answers for | `us-east-1` |
  */
 import { readFileSync } from 'node:fs'
 import { EngineError } from '../core/errors.js'
 import type { AuthConfig } from './auth.js'
+import type { AwsKmsCredential } from './awskms/sigv4.js'
 import type { ListenOptions } from './server.js'
 
 export interface HttpConfig {
@@ -29,6 +33,9 @@ export interface HttpConfig {
   readonly rotationIntervalMs: number
   readonly region: string
   readonly account: string
+  /** The AWS-KMS-compatible listener; undefined when no credentials file is configured. */
+  readonly awsKms:
+    { readonly port: number; readonly region: string; readonly credentials: AwsKmsCredential[] } | undefined
 }
 
 function intVar(env: NodeJS.ProcessEnv, name: string, dflt: number, min: number, max: number): number {
@@ -61,8 +68,46 @@ export function loadHttpConfig(env: NodeJS.ProcessEnv = process.env): HttpConfig
       throw new EngineError('CONFIG_INVALID', 'EKMS_AUTH_FILE: must hold an object')
     }
   }
+  let awsKms: HttpConfig['awsKms']
+  const awsFile = env['EKMS_AWSKMS_CREDENTIALS_FILE']
+  if (awsFile !== undefined && awsFile !== '') {
+    let credentials: unknown
+    try {
+      credentials = JSON.parse(readFileSync(awsFile, 'utf8'))
+    } catch (err) {
+      throw new EngineError(
+        'CONFIG_INVALID',
+        `EKMS_AWSKMS_CREDENTIALS_FILE: ${awsFile} is not a readable JSON file`,
+        {
+          cause: err,
+        },
+      )
+    }
+    const ok =
+      Array.isArray(credentials) &&
+      credentials.every(
+        (c: unknown) =>
+          typeof c === 'object' &&
+          c !== null &&
+          typeof (c as Record<string, unknown>)['accessKeyId'] === 'string' &&
+          typeof (c as Record<string, unknown>)['secretAccessKey'] === 'string' &&
+          typeof (c as Record<string, unknown>)['instance'] === 'string',
+      )
+    if (!ok) {
+      throw new EngineError(
+        'CONFIG_INVALID',
+        'EKMS_AWSKMS_CREDENTIALS_FILE: must hold [{accessKeyId, secretAccessKey, instance, accountId?}]',
+      )
+    }
+    awsKms = {
+      port: intVar(env, 'EKMS_AWSKMS_PORT', 4599, 0, 65535),
+      region: env['EKMS_AWSKMS_REGION'] ?? 'us-east-1',
+      credentials: credentials as AwsKmsCredential[],
+    }
+  }
   const port = env['EKMS_HTTP_PORT']
   return {
+    awsKms,
     listen: {
       host: env['EKMS_HTTP_HOST'] ?? '127.0.0.1',
       ...(port === undefined || port === '' ? {} : { port: intVar(env, 'EKMS_HTTP_PORT', 8080, 0, 65535) }),

@@ -8,7 +8,17 @@ import type { AddressInfo } from 'node:net'
 import type { Server } from 'node:http'
 import { serve } from '@hono/node-server'
 import { EngineError } from '../core/errors.js'
-import type { HttpApp } from './app.js'
+/** What {@link startServer} serves: a fetch handler and a count of requests in flight (for draining). */
+export interface Servable {
+  // Hono's fetch, with the Node bindings @hono/node-server passes as `env`.
+  readonly app: {
+    readonly fetch: (
+      request: Request,
+      env: { incoming: unknown; outgoing: unknown },
+    ) => Response | Promise<Response>
+  }
+  inFlight(): number
+}
 
 export interface ListenOptions {
   /** Address to bind (default 127.0.0.1). */
@@ -35,7 +45,7 @@ const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost'])
  * Starts serving `http` on `listen`.
  * @throws EngineError CONFIG_INVALID (plain HTTP on a public address, unreadable TLS files)
  */
-export async function startServer(http: HttpApp, listen: ListenOptions = {}): Promise<RunningServer> {
+export async function startServer(http: Servable, listen: ListenOptions = {}): Promise<RunningServer> {
   const host = listen.host ?? '127.0.0.1'
   if (listen.tls === undefined && !LOOPBACK.has(host) && listen.allowPlaintext !== true) {
     throw new EngineError(

@@ -4,7 +4,8 @@
  * rotation policy set over HTTP.
  */
 import { execFileSync, spawn } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { CreateKeyCommand, DecryptCommand, EncryptCommand, KMSClient } from '@aws-sdk/client-kms'
 import { request as httpRequest } from 'node:http'
 import { request as httpsRequest } from 'node:https'
 import { join } from 'node:path'
@@ -135,8 +136,17 @@ describe('listening', () => {
 })
 
 describe('envelope-kms serve (a real process)', () => {
-  it('starts with a generated dev API key, serves the SDK-facing API, and stops cleanly on SIGTERM', async () => {
+  it('starts with a generated dev API key, serves Key Protect and AWS KMS, and stops cleanly on SIGTERM', async () => {
     const catalog = tempCatalogPath()
+    const awsCreds = join(env('EKMS_TEST_FILE_DIR'), 'aws-credentials.json')
+    const secret = 'serve-test-secret-access-key-0123456789'
+    writeFileSync(
+      awsCreds,
+      JSON.stringify([
+        { accessKeyId: 'AKIASERVETEST0000001', secretAccessKey: secret, instance: 'cli-instance' },
+      ]),
+      { mode: 0o600 },
+    )
     const child = spawn(process.execPath, ['dist/cli/main.js', 'serve'], {
       env: {
         ...process.env,
@@ -144,16 +154,19 @@ describe('envelope-kms serve (a real process)', () => {
         EKMS_PKCS11_PIN: env('EKMS_TEST_PIN'),
         EKMS_CATALOG: catalog,
         EKMS_HTTP_PORT: '0',
+        EKMS_AWSKMS_PORT: '0',
+        EKMS_AWSKMS_CREDENTIALS_FILE: awsCreds,
+        EKMS_AWSKMS_REGION: 'eu-west-3',
         EKMS_AUDIT_LOG: join(env('EKMS_TEST_FILE_DIR'), 'audit.log'),
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     })
     let stderr = ''
-    const url = await new Promise<string>((resolve, reject) => {
+    const [url, awsUrl] = await new Promise<[string, string]>((resolve, reject) => {
       child.stderr.on('data', (c: Buffer) => {
         stderr += c.toString()
-        const m = /"url":"(http:\/\/[^"]+)"/.exec(stderr)
-        if (m?.[1] !== undefined) resolve(m[1])
+        const m = /"url":"(http:\/\/[^"]+)","awsKmsUrl":"(http:\/\/[^"]+)"/.exec(stderr)
+        if (m?.[1] !== undefined && m[2] !== undefined) resolve([m[1], m[2]])
       })
       child.on('exit', (code) => reject(new Error(`serve exited ${code}: ${stderr}`)))
     })
