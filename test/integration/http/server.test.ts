@@ -188,6 +188,31 @@ describe('envelope-kms serve (a real process)', () => {
           })
         ).status,
       ).toBe(401)
+      // The AWS SDK on the second listener: same engine, same tenant.
+      const kms = new KMSClient({
+        region: 'eu-west-3',
+        endpoint: awsUrl,
+        credentials: { accessKeyId: 'AKIASERVETEST0000001', secretAccessKey: secret },
+        maxAttempts: 1,
+      })
+      try {
+        const k = await kms.send(new CreateKeyCommand({ Description: 'from the AWS SDK' }))
+        const enc = await kms.send(
+          new EncryptCommand({
+            KeyId: k.KeyMetadata?.KeyId,
+            Plaintext: Buffer.from('over serve'),
+            EncryptionContext: { a: 'b' },
+          }),
+        )
+        const dec = await kms.send(
+          new DecryptCommand({ CiphertextBlob: enc.CiphertextBlob, EncryptionContext: { a: 'b' } }),
+        )
+        expect(Buffer.from(dec.Plaintext ?? new Uint8Array()).toString()).toBe('over serve')
+        const listed = await fetch(`${url}/api/v2/keys`, { headers })
+        expect(((await listed.json()) as any).resources.map((r: any) => r.id)).toContain(k.KeyMetadata?.KeyId)
+      } finally {
+        kms.destroy()
+      }
     } finally {
       child.kill('SIGTERM')
     }
@@ -201,6 +226,7 @@ describe('envelope-kms serve (a real process)', () => {
     expect(audit.map((e) => `${e.event} ${e.status}`)).toEqual([
       'kms.secrets.create 201',
       'kms.secrets.list 401',
+      'kms.secrets.list 200',
     ])
   })
 })
