@@ -20,12 +20,13 @@ const connections = Number(process.env['BENCH_HTTP_CONNECTIONS'] ?? 16)
 
 interface Started {
   child: ChildProcess
-  info: { url: string; keyId?: string; ciphertext?: string; apiKey?: string }
+  info: { url: string; bareUrl?: string; keyId?: string; ciphertext?: string; apiKey?: string }
 }
 
-async function start(mode: 'engine' | 'hello'): Promise<Started> {
+async function start(mode: 'engine' | 'hello', env: Record<string, string> = {}): Promise<Started> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'bench/http-server.ts', mode], {
     stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, ...env },
   })
   const info = await new Promise<Started['info']>((resolve, reject) => {
     let out = ''
@@ -49,6 +50,7 @@ async function stop(s: Started): Promise<void> {
 
 const hello = await start('hello')
 const engine = await start('engine')
+const cached = await start('engine', { EKMS_DEK_CACHE: 'on' })
 try {
   const { url, keyId, ciphertext, apiKey } = engine.info
   const headers = {
@@ -74,6 +76,18 @@ try {
       url: `${url}/api/v2/keys/${keyId ?? ''}/actions/unwrap`,
       headers,
       body: JSON.stringify({ ciphertext }),
+    },
+    {
+      name: 'bare Hono route + engine.unwrap (no auth/validation/audit)',
+      url: `${engine.info.bareUrl ?? ''}/unwrap`,
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ ciphertext }),
+    },
+    {
+      name: 'POST …/actions/unwrap, EKMS_DEK_CACHE=on (cache hits)',
+      url: `${cached.info.url}/api/v2/keys/${cached.info.keyId ?? ''}/actions/unwrap`,
+      headers: { ...headers, authorization: `Bearer ${cached.info.apiKey ?? ''}` },
+      body: JSON.stringify({ ciphertext: cached.info.ciphertext }),
     },
   ]
   // Warm-up (JIT, session pools, connection set-up), not measured.
@@ -125,10 +139,16 @@ try {
     {
       settings: { rounds, seconds, connections },
       rows,
-      ratios: { 'wrap / hello world': ratio(1), 'unwrap / hello world': ratio(2) },
+      ratios: {
+        'wrap / hello world': ratio(1),
+        'unwrap / hello world': ratio(2),
+        'bare route + engine.unwrap / hello world (ceiling with an HSM call)': ratio(3),
+        'unwrap with DEK cache / hello world': ratio(4),
+      },
     },
   )
 } finally {
+  await stop(cached)
   await stop(engine)
   await stop(hello)
 }

@@ -121,11 +121,7 @@ async function serveCommand(): Promise<void> {
       await Promise.all(servers.map((s) => s.close()))
       await scheduler.stop()
       await engine.close()
-      await new Promise<void>((resolve) => {
-        audit.logger.flush(() => {
-          resolve()
-        })
-      })
+      audit.close()
       log.info('stopped')
       process.exitCode = 0
     })()

@@ -3,9 +3,11 @@
  * (Key Protect v2 under `/api/v2`). Thin by design: see DESIGN.md.
  */
 import { OpenAPIHono } from '@hono/zod-openapi'
+import type { Context } from 'hono'
 import type { EnvelopeEngine } from '../core/engine.js'
 import { type AuditSink, nullAuditSink } from './audit.js'
 import type { Authenticator } from './auth.js'
+import { header } from './headers.js'
 import { correlationIdOf, mountKeyProtect } from './keyprotect/app.js'
 import { errorBody, type WireOptions } from './keyprotect/wire.js'
 import { FixedWindowLimiter, type RateLimitConfig } from './rate-limit.js'
@@ -33,21 +35,9 @@ export interface HttpApp {
 /** Builds the HTTP app over an open engine. */
 export function createHttpApp(o: HttpAppOptions): HttpApp {
   const app = new OpenAPIHono()
-  let inFlight = 0
+  // Counted by the routes themselves (a catch-all middleware would add a compose step to every request).
+  const inFlight = { n: 0 }
   const limitBytes = o.bodyLimitBytes ?? 64 * 1024
-
-  app.use('*', async (c, next) => {
-    inFlight++
-    const correlationId = correlationIdOf(c.req.header('correlation-id'))
-    // Responses add it to their own plain header object (a Hono `c.header()` would make every response
-    // build a WHATWG Headers object, a measurable cost per request).
-    c.set('correlationId' as never, correlationId as never)
-    try {
-      await next()
-    } finally {
-      inFlight--
-    }
-  })
 
   app.get('/health', (c) => c.json({ status: 'ok' }))
   app.get('/ready', async (c) => {
@@ -62,6 +52,7 @@ export function createHttpApp(o: HttpAppOptions): HttpApp {
     engine: o.engine,
     auth: o.auth,
     bodyLimitBytes: limitBytes,
+    inFlight,
     limiter: new FixedWindowLimiter(o.rateLimit ?? { requests: 10_000, windowMs: 1000 }),
     audit: o.audit ?? nullAuditSink,
     wire: { region: o.wire?.region ?? 'local', account: o.wire?.account ?? 'envelope-kms' },
@@ -79,8 +70,7 @@ export function createHttpApp(o: HttpAppOptions): HttpApp {
     },
   })
 
-  const cid = (c: { get: (k: never) => unknown }): string =>
-    (c.get('correlationId' as never) as string | undefined) ?? ''
+  const cid = (c: Context): string => correlationIdOf(header(c, 'correlation-id'))
   app.notFound((c) =>
     c.newResponse(JSON.stringify(errorBody(404, 'NOT_FOUND_ERR', 'No such endpoint.', 'Request')), 404, {
       'content-type': 'application/json',
@@ -88,7 +78,7 @@ export function createHttpApp(o: HttpAppOptions): HttpApp {
     }),
   )
   app.onError((err, c) => {
-    const id = (c.get('correlationId' as never) as string | undefined) ?? 'unknown'
+    const id = cid(c)
     o.onServerError?.(err, id)
     return c.newResponse(
       JSON.stringify(errorBody(500, 'INTERNAL_SERVER_ERR', 'internal error', 'Request')),
@@ -99,5 +89,5 @@ export function createHttpApp(o: HttpAppOptions): HttpApp {
     )
   })
 
-  return { app, inFlight: () => inFlight }
+  return { app, inFlight: () => inFlight.n }
 }

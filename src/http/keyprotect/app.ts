@@ -10,6 +10,7 @@ import type { EnvelopeEngine, KeyInfo, KeyPoliciesInput } from '../../core/engin
 import { EngineError, isEngineError } from '../../core/errors.js'
 import { parseStateList } from '../../core/key-query.js'
 import { allowed, AuthError, type Authenticator, type Principal } from '../auth.js'
+import { header } from '../headers.js'
 import type { AuditSink } from '../audit.js'
 import type { FixedWindowLimiter } from '../rate-limit.js'
 import * as S from './schemas.js'
@@ -34,6 +35,8 @@ export interface KeyProtectOptions {
   readonly auth: Authenticator
   /** Largest accepted request body in bytes; larger bodies get 413 BODY_TOO_LARGE_ERR. */
   readonly bodyLimitBytes: number
+  /** Requests being served, for graceful draining (shared with the app). */
+  readonly inFlight?: { n: number }
   readonly limiter: FixedWindowLimiter
   readonly audit: AuditSink
   /** Region and account printed in CRNs. */
@@ -89,13 +92,15 @@ interface RouteDef {
 
 /** The request's correlation id (set by the app's first middleware). */
 const cid = (c: Context): string => (c.get('correlationId' as never) as string | undefined) ?? ''
-// Plain header objects keep @hono/node-server on its fast path (no WHATWG Headers per response).
+// Responses are built directly with plain header objects: @hono/node-server then writes them on its fast
+// path, while `c.newResponse` with more than one header builds a WHATWG Headers object per response.
 const json = (c: Context, status: number, body: unknown): Response =>
-  c.newResponse(JSON.stringify(body), status as 200, {
-    'content-type': 'application/json',
-    'correlation-id': cid(c),
+  new Response(JSON.stringify(body), {
+    status,
+    headers: { 'content-type': 'application/json', 'correlation-id': cid(c) },
   })
-const empty = (c: Context, status: 201 | 204): Response => c.body(null, status, { 'correlation-id': cid(c) })
+const empty = (c: Context, status: 201 | 204): Response =>
+  new Response(null, { status, headers: { 'correlation-id': cid(c) } })
 
 function b64(s: string): Buffer {
   return Buffer.from(s, 'base64')
@@ -118,10 +123,16 @@ function int(v: string | undefined, name: string, min: number, max: number, dflt
 }
 
 /** Rewrites object keys to the schema's spelling, case-insensitively (the Go client sends `KeyRingID`). */
+const lowerNames = new WeakMap<object, Map<string, string>>()
+
 function normalizeKeys(v: unknown, schema: z.ZodType): unknown {
   const shape = (schema as { shape?: Record<string, z.ZodType> }).shape
   if (shape === undefined || typeof v !== 'object' || v === null || Array.isArray(v)) return v
-  const byLower = new Map(Object.keys(shape).map((k) => [k.toLowerCase(), k]))
+  let byLower = lowerNames.get(shape)
+  if (byLower === undefined) {
+    byLower = new Map(Object.keys(shape).map((k) => [k.toLowerCase(), k]))
+    lowerNames.set(shape, byLower)
+  }
   const out: Record<string, unknown> = {}
   for (const [k, val] of Object.entries(v)) {
     const name = byLower.get(k.toLowerCase()) ?? k
@@ -232,7 +243,10 @@ export function mountKeyProtect(app: OpenAPIHono, o: KeyProtectOptions): void {
           ...(q['filter'] === undefined ? {} : { filter: q['filter'] }),
           ...(r.keyRing === undefined ? {} : { keyRingId: r.keyRing }),
         })
-        return r.c.body(null, 200, { 'key-total': String(res.total), 'correlation-id': cid(r.c) })
+        return new Response(null, {
+          status: 200,
+          headers: { 'key-total': String(res.total), 'correlation-id': cid(r.c) },
+        })
       },
     },
     {
@@ -915,7 +929,10 @@ function register(app: OpenAPIHono, def: RouteDef, o: KeyProtectOptions, now: ()
   const limiterRoute = `${def.method.toUpperCase()} ${def.path}`
 
   return async (c) => {
-    const correlationId = cid(c)
+    const correlationId = correlationIdOf(header(c, 'correlation-id'))
+    c.set('correlationId' as never, correlationId as never)
+    const counter = o.inFlight
+    if (counter !== undefined) counter.n++
     let principal: Principal | undefined
     let instance: string | undefined
     let req: Req | undefined
@@ -923,12 +940,12 @@ function register(app: OpenAPIHono, def: RouteDef, o: KeyProtectOptions, now: ()
     let reason: string | undefined
     try {
       try {
-        principal = await o.auth.authenticate(c.req.header('authorization'))
+        principal = await o.auth.authenticate(header(c, 'authorization'))
       } catch (err) {
         if (err instanceof AuthError) throw new HttpProblem(401, 'UNAUTHORIZED_ERR', err.message)
         throw err
       }
-      instance = c.req.header('bluemix-instance')
+      instance = header(c, 'bluemix-instance')
       if (instance === undefined || instance.length === 0) {
         throw new HttpProblem(400, 'MISSING_FIELD_ERR', "The header 'bluemix-instance' is required.", {
           type: 'header',
@@ -945,7 +962,11 @@ function register(app: OpenAPIHono, def: RouteDef, o: KeyProtectOptions, now: ()
           'Retry-After': String(o.limiter.retryAfterSec(rlKey, t)),
         })
       }
-      const query = validate(def.query, c.req.query(), 'param') as Record<string, string>
+      // Most calls have no query string: skip parsing it.
+      const query = (c.req.url.includes('?') ? validate(def.query, c.req.query(), 'param') : {}) as Record<
+        string,
+        string
+      >
       let body: unknown
       if (def.body !== undefined) {
         const text = await readBody(c, o.bodyLimitBytes)
@@ -964,8 +985,8 @@ function register(app: OpenAPIHono, def: RouteDef, o: KeyProtectOptions, now: ()
           })
         }
       }
-      const preferRaw = c.req.header('prefer')?.trim().toLowerCase()
-      const keyRing = c.req.header('x-kms-key-ring')
+      const preferRaw = header(c, 'prefer')?.trim().toLowerCase()
+      const keyRing = header(c, 'x-kms-key-ring')
       req = {
         c,
         instance,
@@ -987,16 +1008,12 @@ function register(app: OpenAPIHono, def: RouteDef, o: KeyProtectOptions, now: ()
       if (p.status >= 500) o.onServerError?.(err, correlationId)
       status = p.status
       reason = p.code
-      const res = c.newResponse(
-        JSON.stringify(errorBody(p.status, p.code, p.message, def.what, p.target)),
-        p.status as 400,
-        {
-          'content-type': 'application/json',
-          ...p.headers,
-        },
-      )
-      return res
+      return new Response(JSON.stringify(errorBody(p.status, p.code, p.message, def.what, p.target)), {
+        status: p.status,
+        headers: { 'content-type': 'application/json', 'correlation-id': correlationId, ...p.headers },
+      })
     } finally {
+      if (counter !== undefined) counter.n--
       o.audit.record({
         event,
         outcome: status < 400 ? 'success' : 'failure',
@@ -1020,7 +1037,7 @@ function register(app: OpenAPIHono, def: RouteDef, o: KeyProtectOptions, now: ()
 async function readBody(c: Context, limit: number): Promise<string> {
   const tooLarge = (): HttpProblem =>
     new HttpProblem(413, 'BODY_TOO_LARGE_ERR', `The request body exceeds ${limit} bytes.`)
-  const declared = Number(c.req.header('content-length') ?? Number.NaN)
+  const declared = Number(header(c, 'content-length') ?? Number.NaN)
   if (declared > limit) throw tooLarge()
   const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming
   if (incoming === undefined) {

@@ -213,6 +213,21 @@ describe('request validation', () => {
     expect(r.headers.get('correlation-id')).toBe('11111111-2222-4333-8444-555555555555')
     const made = await kp(s, 'GET', '/keys')
     expect(made.headers.get('correlation-id')).toMatch(/^[0-9a-f-]{36}$/)
+    for (const [method, path, token] of [
+      ['GET', '/keys/5c8f3a3e-9a0b-4f6e-8e44-000000000000', ADMIN_KEY],
+      ['POST', `/keys/${rootId}/actions/unwrap`, ADMIN_KEY],
+      ['GET', '/keys', 'not-a-known-token-at-all'],
+    ] as const) {
+      const r = await kp(s, method, path, {
+        token,
+        ...(method === 'POST' ? { body: { ciphertext: 'AAAA' } } : {}),
+        headers: { 'correlation-id': '22222222-3333-4444-8555-666666666666' },
+      })
+      expect(r.status, `${method} ${path}`).toBeGreaterThanOrEqual(400)
+      expect(r.headers.get('correlation-id'), `${method} ${path}`).toBe(
+        '22222222-3333-4444-8555-666666666666',
+      )
+    }
   })
 
   it('nothing crashes the server: a burst of garbage leaves it serving', async () => {
