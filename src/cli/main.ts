@@ -52,7 +52,7 @@ async function serveCommand(): Promise<void> {
   const http = loadHttpConfig()
   const auth = createAuthenticator(http.auth ?? devAuth(config.catalog.path, http.listen.host ?? '127.0.0.1'))
   const engine = await createEngineFromConfig(config)
-  const audit = pinoAuditSink(http.auditLog === '-' ? undefined : http.auditLog)
+  const audit = pinoAuditSink(http.auditLog === '-' ? undefined : http.auditLog, http.auditSync ? 0 : 65_536)
   const app = createHttpApp({
     engine,
     auth,

@@ -11,6 +11,7 @@
  * | EKMS_HTTP_RATE_LIMIT | requests per second per instance and endpoint (`0` = off) | `10000` |
  * | EKMS_AUTH_FILE | JSON {@link AuthConfig}: API keys and/or JWT settings | none: a development API key is generated (loopback only) |
  * | EKMS_AUDIT_LOG | audit JSON-lines file, or `-` for stdout | `-` |
+ * | EKMS_AUDIT_SYNC | `1`: write every audit line before answering (default: batches of 64 KiB or 200 ms) | off |
  * | EKMS_ROTATION_INTERVAL_MS | time between automatic-rotation passes | `3600000` |
  * | EKMS_REGION / EKMS_ACCOUNT | printed in CRNs | `local` / `envelope-kms` |
  * | EKMS_AWSKMS_CREDENTIALS_FILE | JSON `[{accessKeyId, secretAccessKey, instance, accountId?}]`: serve the AWS-KMS-compatible API | none (not served) |
@@ -30,6 +31,8 @@ export interface HttpConfig {
   /** Undefined: no auth file given. */
   readonly auth: AuthConfig | undefined
   readonly auditLog: string
+  /** Write each audit line synchronously (no batching). */
+  readonly auditSync: boolean
   readonly rotationIntervalMs: number
   readonly region: string
   readonly account: string
@@ -118,6 +121,7 @@ export function loadHttpConfig(env: NodeJS.ProcessEnv = process.env): HttpConfig
     rateLimitPerSecond: intVar(env, 'EKMS_HTTP_RATE_LIMIT', 10_000, 0, 1_000_000_000),
     auth,
     auditLog: env['EKMS_AUDIT_LOG'] ?? '-',
+    auditSync: env['EKMS_AUDIT_SYNC'] === '1',
     rotationIntervalMs: intVar(env, 'EKMS_ROTATION_INTERVAL_MS', 3_600_000, 1000, 2 ** 31 - 1),
     region: env['EKMS_REGION'] ?? 'local',
     account: env['EKMS_ACCOUNT'] ?? 'envelope-kms',
