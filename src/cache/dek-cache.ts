@@ -7,7 +7,7 @@
  */
 import { LRUCache } from 'lru-cache'
 import { EngineError } from '../core/errors.js'
-import type { CachedDek, Clock, DataKeyLease, DekCache, DekCacheStats } from '../core/ports.js'
+import type { CachedDek, Clock, DataKeyLease, DekCache, DekCacheStats, DekMemo } from '../core/ports.js'
 import { SecretBytes } from '../core/secret-bytes.js'
 
 /** Options of {@link createDekCache}. `false` turns a part off. */
@@ -44,9 +44,11 @@ interface UnwrapEntry {
   readonly version: number
   readonly dek: SecretBytes
   readonly expires: number
+  readonly memo: DekMemo
 }
 
 interface DataKeyEntry extends CachedDek {
+  readonly memo: DekMemo
   readonly instance: string
   readonly keyId: string
   readonly createdAt: number
@@ -115,7 +117,11 @@ export class LruDekCache implements DekCache {
     this.#timer.unref()
   }
 
-  peek(instance: string, keyId: string, cacheKey: string): { dek: SecretBytes; version: number } | undefined {
+  peek(
+    instance: string,
+    keyId: string,
+    cacheKey: string,
+  ): { dek: SecretBytes; version: number; memo: DekMemo } | undefined {
     const cache = this.#unwrap
     if (cache === undefined || this.#closed) return undefined
     // Keyed by the ciphertext (+ AAD) alone; the entry's instance and key must match, so another instance
@@ -127,7 +133,7 @@ export class LruDekCache implements DekCache {
       return undefined
     }
     this.#s.unwrapHits++
-    return { dek: SecretBytes.copyOf(hit.dek.bytes), version: hit.version }
+    return { dek: SecretBytes.copyOf(hit.dek.bytes), version: hit.version, memo: hit.memo }
   }
 
   async unwrap(
@@ -161,7 +167,15 @@ export class LruDekCache implements DekCache {
         const dek = await p
         const copy = SecretBytes.copyOf(dek.bytes)
         if (this.#closed) dek.zeroize()
-        else cache.set(cacheKey, { instance, keyId, version, dek, expires: this.#clock.now() + this.#ttl })
+        else
+          cache.set(cacheKey, {
+            instance,
+            keyId,
+            version,
+            dek,
+            expires: this.#clock.now() + this.#ttl,
+            memo: {},
+          })
         return copy
       } finally {
         this.#unwrapInflight.delete(key)
@@ -201,6 +215,7 @@ export class LruDekCache implements DekCache {
         const m = await create()
         const entry: DataKeyEntry = {
           ...m,
+          memo: {},
           instance,
           keyId,
           createdAt: this.#clock.now(),
@@ -281,6 +296,7 @@ export class LruDekCache implements DekCache {
     return {
       dek: e.dek,
       wrapped: e.wrapped,
+      memo: e.memo,
       release: () => {
         if (released) return
         released = true

@@ -34,6 +34,7 @@ import type {
   Clock,
   DataKeyLease,
   DekCache,
+  DekMemo,
   GcmSealed,
   KeyPatch,
   KeyRecord,
@@ -899,7 +900,13 @@ export class EnvelopeEngine {
     options: UnwrapOptions,
     parsedAlready?: ParsedCiphertext,
     givenCacheKey?: string,
-  ): Promise<{ k: CachedKey; from: VersionEntry; aad: readonly string[]; dek: SecretBytes }> {
+  ): Promise<{
+    k: CachedKey
+    from: VersionEntry
+    aad: readonly string[]
+    dek: SecretBytes
+    memo?: DekMemo | undefined
+  }> {
     const now = this.#clock.now()
     const aad = validateAad(options.aad)
     const k = this.#cached(instance, idOrAlias, now) ?? (await this.#resolve(instance, idOrAlias))
@@ -918,7 +925,8 @@ export class EnvelopeEngine {
       )
     const hit = cache.peek(instance, k.record.id, cacheKey)
     const hitVersion = hit === undefined ? undefined : k.versions.get(hit.version)
-    if (hit !== undefined && hitVersion !== undefined) return { k, from: hitVersion, aad, dek: hit.dek }
+    if (hit !== undefined && hitVersion !== undefined)
+      return { k, from: hitVersion, aad, dek: hit.dek, memo: hit.memo }
     hit?.dek.zeroize()
     const parsed = parsedAlready ?? parseCiphertext(ciphertext)
     const from = versionOf(k, parsed)
@@ -1388,7 +1396,7 @@ export class EnvelopeEngine {
       cacheKey,
     )
     try {
-      dec.useDek(opened.dek.bytes)
+      dec.useDek(opened.dek.bytes, opened.memo)
     } finally {
       opened.dek.zeroize()
     }

@@ -14,6 +14,7 @@ import {
 } from 'node:crypto'
 import { EngineError } from './errors.js'
 import { MAX_CIPHERTEXT_BYTES } from './ciphertext.js'
+import type { DekMemo } from './ports.js'
 import type { SecretBytes } from './secret-bytes.js'
 
 export const MESSAGE_FORMAT_V1 = 0x01
@@ -180,15 +181,28 @@ function hkdfExpand(prk: Uint8Array, info: readonly Uint8Array[], length: number
 }
 
 /**
- * The per-message data key and commitment: HKDF-SHA-256-Expand with the DEK as the pseudorandom key and
- * label ‖ message id as the info (RFC 5869 §3.3: the extract step may be skipped when the input is already a
- * uniformly random key, as a 32-byte DEK from the HSM's RNG is). Each output is one HMAC-SHA-256 block.
+ * The per-message data key: HKDF-SHA-256-Expand with the DEK as the pseudorandom key and label ‖ message id
+ * as the info (RFC 5869 §3.3: the extract step may be skipped when the input is already a uniformly random
+ * key, as a 32-byte DEK from the HSM's RNG is). One HMAC-SHA-256 block. It must stay per message: frame IVs
+ * are sequence numbers, and a cached DEK seals up to `maxMessages` messages.
  */
-export function deriveKeys(dek: Buffer, messageId: Buffer): { dataKey: Buffer; commitment: Buffer } {
-  return {
-    dataKey: hkdfExpand(dek, [INFO_DATA_KEY, messageId], 32),
-    commitment: hkdfExpand(dek, [INFO_COMMITMENT, messageId], 32),
-  }
+export function deriveDataKey(dek: Buffer, messageId: Buffer): Buffer {
+  return hkdfExpand(dek, [INFO_DATA_KEY, messageId], 32)
+}
+
+/**
+ * The key commitment of a DEK: HKDF-SHA-256-Expand(PRK = DEK, info = label), one HMAC-SHA-256 block. It
+ * depends on the DEK alone (not the message id), so a cached DEK computes it once ({@link DekMemo}); a
+ * different DEK gives a different commitment unless HMAC-SHA-256 collides, which is what commitment needs.
+ */
+export function deriveCommitment(dek: Buffer): Buffer {
+  return hkdfExpand(dek, [INFO_COMMITMENT], 32)
+}
+
+/** The commitment of `dek`, from `memo` when it holds one (and stored there when it did not). */
+function commitmentOf(dek: Buffer, memo: DekMemo | undefined): Buffer {
+  if (memo === undefined) return deriveCommitment(dek)
+  return (memo.commitment ??= deriveCommitment(dek))
 }
 
 function frameIv(seq: number): Buffer {
@@ -280,10 +294,11 @@ class ChunkQueue {
   }
 }
 
-/** What the encryptor needs from the engine: the DEK and its wrapped form. */
+/** What the encryptor needs from the engine: the DEK, its wrapped form and (cached DEKs) its memo. */
 export interface SealMaterial {
   readonly dek: SecretBytes
   readonly wrapped: Buffer
+  readonly memo?: DekMemo
 }
 
 /**
@@ -318,8 +333,9 @@ export class MessageEncryptor {
     }
     this.#frameSize = frameSize
     this.#messageId = messageId
-    const { dataKey, commitment } = deriveKeys(material.dek.bytes, messageId)
-    this.#dataKey = dataKey
+    const dek = material.dek.bytes
+    this.#dataKey = deriveDataKey(dek, messageId)
+    const commitment = commitmentOf(dek, material.memo)
     const w = material.wrapped
     const head = Buffer.allocUnsafe(FIXED_PREFIX + w.length + 2 + context.length + COMMITMENT_BYTES)
     let o = head.writeUInt8(MESSAGE_FORMAT_V1, 0)
@@ -331,7 +347,6 @@ export class MessageEncryptor {
     o = head.writeUInt16BE(context.length, o)
     o += context.copy(head, o)
     commitment.copy(head, o)
-    commitment.fill(0)
     this.header = head
   }
 
@@ -469,20 +484,17 @@ export class MessageDecryptor {
   }
 
   /**
-   * Checks the key commitment with the DEK; after this, frames can be read. The rest of the header is
-   * authenticated by the first frame's tag (its AAD carries the whole header), before any plaintext.
+   * Checks the key commitment with the DEK (`memo`: the cached DEK's, see {@link DekMemo}); after this,
+   * frames can be read. The rest of the header is authenticated by the first frame's tag (its AAD carries
+   * the whole header), before any plaintext.
    */
-  useDek(dek: Buffer): void {
+  useDek(dek: Buffer, memo?: DekMemo): void {
     const h = this.#header
     if (h === undefined) throw new EngineError('INTERNAL_ERROR', 'message: DEK before header')
-    const { dataKey, commitment } = deriveKeys(dek, h.messageId)
-    const ok = timingSafeEqual(commitment, h.commitment)
-    commitment.fill(0)
-    if (!ok) {
-      dataKey.fill(0)
+    if (!timingSafeEqual(commitmentOf(dek, memo), h.commitment)) {
       throw authFailed('key commitment does not match')
     }
-    this.#dataKey = dataKey
+    this.#dataKey = deriveDataKey(dek, h.messageId)
   }
 
   /** Bytes in; authenticated plaintext out. Call {@link readHeader}/{@link useDek} first. */

@@ -221,6 +221,17 @@ export const systemClock: Clock = { now: () => Date.now() }
 export interface CachedDek {
   readonly dek: SecretBytes
   readonly wrapped: Buffer
+  /** Public values derived from `dek`, shared by every message sealed under this cached data key. */
+  readonly memo?: DekMemo
+}
+
+/**
+ * Public values derived from one DEK (a sealed message's key commitment), kept beside a cached DEK so that
+ * they are computed once per DEK instead of once per message. Only the holder of that DEK fills it. Not
+ * secret (the commitment is in every message header): dropped with the entry, not zeroed.
+ */
+export interface DekMemo {
+  commitment?: Buffer
 }
 
 /** A data key lent to one seal; {@link DataKeyLease.release} when the message is done. */
@@ -257,8 +268,15 @@ export interface DekCache {
     version: number,
     load: () => Promise<SecretBytes>,
   ): Promise<SecretBytes>
-  /** A cached DEK (a copy the caller owns) and its version, without loading; undefined on a miss. */
-  peek(instance: string, keyId: string, cacheKey: string): { dek: SecretBytes; version: number } | undefined
+  /**
+   * A cached DEK (a copy the caller owns), its version and the entry's {@link DekMemo}, without loading;
+   * undefined on a miss.
+   */
+  peek(
+    instance: string,
+    keyId: string,
+    cacheKey: string,
+  ): { dek: SecretBytes; version: number; memo?: DekMemo } | undefined
   /**
    * A data key for sealing `bytes` more bytes in `partition` (instance + key + context), reused within the
    * cache's age / message / byte bounds; `create` runs when none is usable.
