@@ -122,6 +122,25 @@ export class LruDekCache implements DekCache {
     keyId: string,
     cacheKey: string,
   ): { dek: SecretBytes; version: number; memo: DekMemo } | undefined {
+    const hit = this.#hit(instance, keyId, cacheKey)
+    if (hit === undefined) return undefined
+    this.#s.unwrapHits++
+    return { dek: SecretBytes.copyOf(hit.dek.bytes), version: hit.version, memo: hit.memo }
+  }
+
+  peekWith<R>(
+    instance: string,
+    keyId: string,
+    cacheKey: string,
+    use: (dek: Buffer, version: number, memo: DekMemo) => R,
+  ): R | undefined {
+    const hit = this.#hit(instance, keyId, cacheKey)
+    if (hit === undefined) return undefined
+    this.#s.unwrapHits++
+    return use(hit.dek.bytes, hit.version, hit.memo)
+  }
+
+  #hit(instance: string, keyId: string, cacheKey: string): UnwrapEntry | undefined {
     const cache = this.#unwrap
     if (cache === undefined || this.#closed) return undefined
     // Keyed by the ciphertext (+ AAD) alone; the entry's instance and key must match, so another instance
@@ -132,8 +151,7 @@ export class LruDekCache implements DekCache {
       cache.delete(cacheKey)
       return undefined
     }
-    this.#s.unwrapHits++
-    return { dek: SecretBytes.copyOf(hit.dek.bytes), version: hit.version, memo: hit.memo }
+    return hit
   }
 
   async unwrap(
@@ -233,6 +251,15 @@ export class LruDekCache implements DekCache {
         resolveInflight()
       }
     }
+  }
+
+  tryAcquireDataKey(instance: string, partition: string, bytes: number): DataKeyLease | undefined {
+    const cache = this.#data
+    if (cache === undefined || this.#closed || bytes > this.#maxBytes) return undefined
+    const e = cache.get(`${instance}\u0000${partition}`)
+    if (e === undefined || !this.#usable(e, bytes)) return undefined
+    this.#s.dataKeyHits++
+    return this.#lease(e, bytes)
   }
 
   invalidateKey(instance: string, keyId: string): void {

@@ -1195,12 +1195,11 @@ export class EnvelopeEngine {
       options = optionsObject(options)
       if (!(data instanceof Uint8Array)) throw invalidField('data', 'must be bytes (Uint8Array or Buffer)')
       const ctx = encodeContext(options.context)
-      lease = await this.#sealMaterial(instance, idOrAlias, ctx, data.length, options)
+      lease =
+        this.#cachedSealMaterial(instance, idOrAlias, ctx, data.length) ??
+        (await this.#sealMaterial(instance, idOrAlias, ctx, data.length, options))
       const enc = new MessageEncryptor(lease, ctx.bytes, options.frameSize)
-      const out: Buffer[] = [enc.header]
-      enc.push(Buffer.from(data.buffer, data.byteOffset, data.byteLength), out)
-      enc.finish(out)
-      return Buffer.concat(out)
+      return enc.sealAll(Buffer.from(data.buffer, data.byteOffset, data.byteLength))
     } catch (err) {
       throw toEngineError(err, 'seal')
     } finally {
@@ -1226,7 +1225,8 @@ export class EnvelopeEngine {
       const header = dec.readHeader()
       if (header === undefined)
         throw new EngineError('MESSAGE_INVALID', 'message: is truncated (no complete header)')
-      await this.#openHeader(instance, dec, header, options)
+      if (!this.#openHeaderCached(instance, dec, header, options))
+        await this.#openHeader(instance, dec, header, options)
       dec.push(Buffer.alloc(0), out)
       dec.end()
       return out.length === 1 ? (out[0] as Buffer) : Buffer.concat(out)
@@ -1383,9 +1383,26 @@ export class EnvelopeEngine {
     const k =
       this.#cached(instance, idOrAlias, this.#clock.now()) ?? (await this.#resolve(instance, idOrAlias))
     this.#assert('wrap', k.record)
-    const v = currentVersion(k)
-    const partition = `${k.record.id}\u0000${v.version}\u0000${ctx.bytes.toString('latin1')}`
+    const partition = partitionOf(k, ctx)
     return cache.acquireDataKey(instance, k.record.id, partition, bytes, fresh)
+  }
+
+  /**
+   * {@link #sealMaterial} without any await, when both the key's metadata and a usable data key are cached;
+   * undefined otherwise. The key's state is checked as on every seal.
+   */
+  #cachedSealMaterial(
+    instance: string,
+    idOrAlias: string,
+    ctx: EncodedContext,
+    bytes: number,
+  ): DataKeyLease | undefined {
+    const cache = this.#dekCache
+    if (cache?.tryAcquireDataKey === undefined) return undefined
+    const k = this.#cached(instance, idOrAlias, this.#clock.now())
+    if (k === undefined) return undefined
+    this.#assert('wrap', k.record)
+    return cache.tryAcquireDataKey(instance, partitionOf(k, ctx), bytes)
   }
 
   /** Checks the context, unwraps the message's DEK (through the cache when there is one) and keys `dec`. */
@@ -1395,22 +1412,11 @@ export class EnvelopeEngine {
     header: MessageHeader,
     options: OpenOptions,
   ): Promise<void> {
-    const expected = encodeContext(options.context)
-    if (!expected.bytes.equals(header.context)) {
-      throw new EngineError(
-        'CONTEXT_MISMATCH',
-        'context: differs from the context the message was sealed with',
-        {
-          target: { type: 'field', name: 'context' },
-        },
-      )
-    }
+    const expected = expectedContext(header, options)
     const keyId = keyIdOf(header.wrapped) // parsed in full only on a cache miss
     if (keyId === undefined) throw new EngineError('MESSAGE_INVALID', 'message: the wrapped DEK is malformed')
     // Not the public unwrap: a message under an older version needs no rewrapped DEK.
-    // Cache key from the bytes: wrapped DEK and canonical context, both length-delimited ('m:' never starts
-    // a base64 key of the unwrap API).
-    const cacheKey = `m:${header.wrapped.toString('latin1')}\u0000${header.context.toString('latin1')}`
+    const cacheKey = messageCacheKey(header, expected)
     const opened = await this.#openDek(
       'unwrap',
       instance,
@@ -1425,6 +1431,35 @@ export class EnvelopeEngine {
     } finally {
       opened.dek.zeroize()
     }
+  }
+
+  /**
+   * {@link #openHeader} without any await, when the key's metadata and the message's DEK are both cached:
+   * true when `dec` was keyed, false when the caller must take the full path. The context and the key's
+   * state are checked as on every open, and the key commitment as on every message.
+   */
+  #openHeaderCached(
+    instance: string,
+    dec: MessageDecryptor,
+    header: MessageHeader,
+    options: OpenOptions,
+  ): boolean {
+    const cache = this.#dekCache
+    if (cache?.peekWith === undefined) return false
+    const expected = expectedContext(header, options)
+    const keyId = keyIdOf(header.wrapped)
+    if (keyId === undefined) return false
+    const now = this.#clock.now()
+    const k = this.#cached(instance, keyId, now)
+    if (k === undefined) return false
+    this.#assert('unwrap', k.record, now)
+    // The DEK is used in place, within this synchronous call: no copy to make and wipe.
+    const keyed = cache.peekWith(instance, k.record.id, messageCacheKey(header, expected), (dek, v, memo) => {
+      if (!k.versions.has(v)) return false
+      dec.useDek(dek, memo)
+      return true
+    })
+    return keyed === true
   }
 
   // ---------------------------------------------------------------- operations
@@ -1893,13 +1928,15 @@ export class EnvelopeEngine {
   #cached(instance: string, idOrAlias: string, now: number): CachedKey | undefined {
     // A hit proves the instance string was validated when the entry was filled; only its type is checked.
     if (typeof instance !== 'string' || typeof idOrAlias !== 'string') return undefined
-    let id = idOrAlias
-    if (!LOWER_UUID_RE.test(id)) {
-      if (!isUuid(id)) return undefined
-      id = id.toLowerCase()
+    // Entries are keyed by lower-case key ids only, and an alias is never a UUID: a key present as given
+    // needs no pattern check.
+    let key = `${instance}\u0000${idOrAlias}`
+    if (!this.#cache.has(key) && !LOWER_UUID_RE.test(idOrAlias)) {
+      if (!isUuid(idOrAlias)) return undefined
+      key = `${instance}\u0000${idOrAlias.toLowerCase()}`
     }
     this.#syncWithStore(now)
-    const hit = this.#cache.get(`${instance}\u0000${id}`)
+    const hit = this.#cache.get(key)
     if (hit === undefined || hit.expires <= now || hit.record.internal) return undefined
     return hit
   }
@@ -2116,6 +2153,37 @@ function checkDek(dek: SecretBytes, parsed: ParsedCiphertext): SecretBytes {
     throw new EngineError('PROVIDER_ERROR', 'provider: AES-GCM output has an unexpected length')
   }
   return dek
+}
+
+/** The data-key cache partition of a seal: key, latest version and canonical context. */
+function partitionOf(k: CachedKey, ctx: EncodedContext): string {
+  return `${k.record.id}\u0000${currentVersion(k).version}\u0000${ctx.key}`
+}
+
+/**
+ * The caller's context, which must equal the message's (checked before any HSM call).
+ * @throws EngineError CONTEXT_MISMATCH, INVALID_FIELD_ERR
+ */
+function expectedContext(header: MessageHeader, options: OpenOptions): EncodedContext {
+  const expected = encodeContext(options.context)
+  if (!expected.bytes.equals(header.context)) {
+    throw new EngineError(
+      'CONTEXT_MISMATCH',
+      'context: differs from the context the message was sealed with',
+      {
+        target: { type: 'field', name: 'context' },
+      },
+    )
+  }
+  return expected
+}
+
+/**
+ * DEK-cache key of a message: wrapped DEK and canonical context, both length-delimited ('m:' never starts a
+ * base64 key of the unwrap API). `expected` has the header's context bytes (checked by expectedContext).
+ */
+function messageCacheKey(header: MessageHeader, expected: EncodedContext): string {
+  return `m:${header.wrapped.toString('latin1')}\u0000${expected.key}`
 }
 
 /** A DEK from a batch result as a Buffer (it usually is one already: no second view). */

@@ -288,6 +288,22 @@ export interface DekCache {
     bytes: number,
     create: () => Promise<CachedDek>,
   ): Promise<DataKeyLease>
+  /**
+   * Runs `use` synchronously on a cached DEK's own bytes (no copy; `use` must not keep them), its version
+   * and memo, and returns what `use` returns; undefined on a miss (and `use` does not run).
+   */
+  peekWith?<R>(
+    instance: string,
+    keyId: string,
+    cacheKey: string,
+    use: (dek: Buffer, version: number, memo: DekMemo) => R,
+  ): R | undefined
+  /**
+   * A usable cached data key for sealing `bytes` more bytes in `partition`, leased at once, or undefined
+   * (none cached, or past its bounds: {@link acquireDataKey} then replaces it). Synchronous, so that a seal
+   * under a cached data key needs no await.
+   */
+  tryAcquireDataKey?(instance: string, partition: string, bytes: number): DataKeyLease | undefined
   /** Drops (and zeroes) every entry of a root key: on rotate, disable, delete. */
   invalidateKey(instance: string, keyId: string): void
   stats(): DekCacheStats

@@ -93,6 +93,26 @@ describe('DEK cache', () => {
     await engine.close()
   })
 
+  it('seal and open under a cached data key and DEK check the key state on every hit, and another instance misses', async () => {
+    const { engine, c, keyId, clock, cache } = await setup()
+    const ctx = { context: { t: '1' } }
+    const sealed = await engine.seal(I, keyId, Buffer.from('abc'), ctx)
+    expect((await engine.open(I, sealed, ctx)).toString()).toBe('abc')
+    expect((await engine.seal(I, keyId, Buffer.from('def'), ctx)).length).toBeGreaterThan(0) // cached data key
+    expect((await engine.open(I, sealed, ctx)).toString()).toBe('abc') // cached DEK
+    expect(cache.stats()).toMatchObject({ dataKeyHits: 1, unwrapHits: 1 })
+    const calls = { encrypt: c.calls.encrypt, decrypt: c.calls.decrypt }
+    await expectCode(engine.open('cache-other', sealed, ctx), 'KEY_NOT_FOUND_ERR')
+    await engine.disable(I, keyId)
+    await expectCode(engine.seal(I, keyId, Buffer.from('x'), ctx), 'KEY_ACTION_INVALID_STATE_ERR')
+    await expectCode(engine.open(I, sealed, ctx), 'KEY_ACTION_INVALID_STATE_ERR')
+    expect({ encrypt: c.calls.encrypt, decrypt: c.calls.decrypt }).toEqual(calls)
+    clock.advance(30_000)
+    await engine.enable(I, keyId)
+    expect((await engine.open(I, sealed, ctx)).toString()).toBe('abc')
+    await engine.close()
+  })
+
   it('concurrent misses for one entry cause one provider call (single-flight)', async () => {
     const { engine, c, keyId } = await setup()
     const sealed = await engine.seal(I, keyId, Buffer.from('x'), { context: { k: 'v' } })

@@ -94,6 +94,22 @@ describe('message decryptor', () => {
     expectCodeSync(() => header(msg).useDek(other, {}), 'MESSAGE_AUTH_FAILED')
   })
 
+  it('sealAll gives the same bytes as push + finish, for one frame and for several', () => {
+    const dek = SecretBytes.copyOf(Buffer.alloc(32, 3))
+    const id = Buffer.alloc(32, 4)
+    const ctx = encodeContext({ k: 'v' }).bytes
+    for (const n of [0, 1, 15, 16, 17, 40]) {
+      const plain = Buffer.alloc(n, 0x5a)
+      const a = new MessageEncryptor({ dek, wrapped: Buffer.alloc(86, 1) }, ctx, 16, id)
+      const out: Buffer[] = [a.header]
+      a.push(plain, out)
+      a.finish(out)
+      const b = new MessageEncryptor({ dek, wrapped: Buffer.alloc(86, 1) }, ctx, 16, id)
+      expect(b.sealAll(plain).equals(Buffer.concat(out)), `${n} bytes`).toBe(true)
+      expectCodeSync(() => b.sealAll(plain), 'INTERNAL_ERROR')
+    }
+  })
+
   it('fuzz: mutations of a real message fail typed, or leave the plaintext unchanged', () => {
     const dek = SecretBytes.copyOf(Buffer.alloc(32, 5))
     const enc = new MessageEncryptor(
