@@ -1097,6 +1097,7 @@ export class EnvelopeEngine {
     const results: (T | { ok: false; error: EngineError })[] = new Array<
       T | { ok: false; error: EngineError }
     >(inputs.length)
+    if (op !== 'unwrap') await this.#reserveAhead(instance, latest, inputs.length)
     const runner: BatchRunner = this.#pool ?? {
       threads: 1,
       run: async (task) => {
@@ -1157,6 +1158,24 @@ export class EnvelopeEngine {
       }),
     )
     return results
+  }
+
+  /**
+   * Reserves, in one catalog transaction, the whole blocks that `n` more AES-GCM invocations of version `v`
+   * will need beyond what this process holds. A batch calls it once before its first chunk: each reservation
+   * is a synchronous, durable (fsync'ed) SQLite commit on the event loop (2 ms typical, 14 ms seen), and a
+   * 100k rewrap used to make two of them mid-batch. At the limit it reserves what is left; the chunks then
+   * fail their items past the limit as before.
+   */
+  async #reserveAhead(instance: string, v: VersionEntry, n: number): Promise<void> {
+    const key = `${instance}\u0000${v.keyId}\u0000${v.version}`
+    const missing = n - (this.#usage.get(key)?.remaining ?? 0)
+    if (missing <= 0) return
+    try {
+      await this.#reserveUsage(instance, v, key, Math.ceil(missing / this.#usageBlock) * this.#usageBlock)
+    } catch (err) {
+      if (!(err instanceof EngineError) || err.code !== 'KEY_USAGE_LIMIT_ERR') throw err
+    }
   }
 
   /** Takes `n` AES-GCM invocations of version `v` from this process's reservation (reserving more as needed). */
@@ -1797,12 +1816,12 @@ export class EnvelopeEngine {
     return this.#reserveUsage(instance, v, key).then(() => this.#encrypt(instance, v, dek, aad, opts))
   }
 
-  #reserveUsage(instance: string, v: VersionEntry, key: string): Promise<void> {
+  #reserveUsage(instance: string, v: VersionEntry, key: string, block = this.#usageBlock): Promise<void> {
     const inflight = this.#usageInflight.get(key)
     if (inflight !== undefined) return inflight
     const p = (async () => {
       const granted = await this.#storeCall(() =>
-        this.#store.reserveUsage(instance, v.keyId, v.version, this.#usageBlock, this.#usageLimit),
+        this.#store.reserveUsage(instance, v.keyId, v.version, block, this.#usageLimit),
       )
       if (granted === 0) {
         throw new EngineError(
