@@ -7,7 +7,7 @@
  */
 import { LRUCache } from 'lru-cache'
 import { EngineError } from '../core/errors.js'
-import type { CachedDek, Clock, DataKeyLease, DekCache, DekCacheStats } from '../core/ports.js'
+import type { CachedDek, Clock, DataKeyLease, DekCache, DekCacheStats, DekMemo } from '../core/ports.js'
 import { SecretBytes } from '../core/secret-bytes.js'
 
 /** Options of {@link createDekCache}. `false` turns a part off. */
@@ -44,9 +44,11 @@ interface UnwrapEntry {
   readonly version: number
   readonly dek: SecretBytes
   readonly expires: number
+  readonly memo: DekMemo
 }
 
 interface DataKeyEntry extends CachedDek {
+  readonly memo: DekMemo
   readonly instance: string
   readonly keyId: string
   readonly createdAt: number
@@ -115,7 +117,30 @@ export class LruDekCache implements DekCache {
     this.#timer.unref()
   }
 
-  peek(instance: string, keyId: string, cacheKey: string): { dek: SecretBytes; version: number } | undefined {
+  peek(
+    instance: string,
+    keyId: string,
+    cacheKey: string,
+  ): { dek: SecretBytes; version: number; memo: DekMemo } | undefined {
+    const hit = this.#hit(instance, keyId, cacheKey)
+    if (hit === undefined) return undefined
+    this.#s.unwrapHits++
+    return { dek: SecretBytes.copyOf(hit.dek.bytes), version: hit.version, memo: hit.memo }
+  }
+
+  peekWith<R>(
+    instance: string,
+    keyId: string,
+    cacheKey: string,
+    use: (dek: Buffer, version: number, memo: DekMemo) => R,
+  ): R | undefined {
+    const hit = this.#hit(instance, keyId, cacheKey)
+    if (hit === undefined) return undefined
+    this.#s.unwrapHits++
+    return use(hit.dek.bytes, hit.version, hit.memo)
+  }
+
+  #hit(instance: string, keyId: string, cacheKey: string): UnwrapEntry | undefined {
     const cache = this.#unwrap
     if (cache === undefined || this.#closed) return undefined
     // Keyed by the ciphertext (+ AAD) alone; the entry's instance and key must match, so another instance
@@ -126,8 +151,7 @@ export class LruDekCache implements DekCache {
       cache.delete(cacheKey)
       return undefined
     }
-    this.#s.unwrapHits++
-    return { dek: SecretBytes.copyOf(hit.dek.bytes), version: hit.version }
+    return hit
   }
 
   async unwrap(
@@ -161,7 +185,15 @@ export class LruDekCache implements DekCache {
         const dek = await p
         const copy = SecretBytes.copyOf(dek.bytes)
         if (this.#closed) dek.zeroize()
-        else cache.set(cacheKey, { instance, keyId, version, dek, expires: this.#clock.now() + this.#ttl })
+        else
+          cache.set(cacheKey, {
+            instance,
+            keyId,
+            version,
+            dek,
+            expires: this.#clock.now() + this.#ttl,
+            memo: {},
+          })
         return copy
       } finally {
         this.#unwrapInflight.delete(key)
@@ -201,6 +233,7 @@ export class LruDekCache implements DekCache {
         const m = await create()
         const entry: DataKeyEntry = {
           ...m,
+          memo: {},
           instance,
           keyId,
           createdAt: this.#clock.now(),
@@ -218,6 +251,15 @@ export class LruDekCache implements DekCache {
         resolveInflight()
       }
     }
+  }
+
+  tryAcquireDataKey(instance: string, partition: string, bytes: number): DataKeyLease | undefined {
+    const cache = this.#data
+    if (cache === undefined || this.#closed || bytes > this.#maxBytes) return undefined
+    const e = cache.get(`${instance}\u0000${partition}`)
+    if (e === undefined || !this.#usable(e, bytes)) return undefined
+    this.#s.dataKeyHits++
+    return this.#lease(e, bytes)
   }
 
   invalidateKey(instance: string, keyId: string): void {
@@ -281,6 +323,7 @@ export class LruDekCache implements DekCache {
     return {
       dek: e.dek,
       wrapped: e.wrapped,
+      memo: e.memo,
       release: () => {
         if (released) return
         released = true

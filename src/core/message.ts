@@ -14,6 +14,7 @@ import {
 } from 'node:crypto'
 import { EngineError } from './errors.js'
 import { MAX_CIPHERTEXT_BYTES } from './ciphertext.js'
+import type { DekMemo } from './ports.js'
 import type { SecretBytes } from './secret-bytes.js'
 
 export const MESSAGE_FORMAT_V1 = 0x01
@@ -58,13 +59,29 @@ export interface EncodedContext {
   /** u16 count, then per pair (sorted by key bytes) u16 key length, key, u16 value length, value (UTF-8). */
   readonly bytes: Buffer
   /** `["envelope-kms/message/v1", k1, v1, k2, v2, ...]` in the same order. */
-  readonly aad: string[]
+  readonly aad: readonly string[]
+  /** `bytes` as a latin1 string (one character per byte), for cache keys. */
+  readonly key: string
 }
 
-const EMPTY_CONTEXT: EncodedContext = { bytes: Buffer.from([0, 0]), aad: [DOMAIN] }
+const EMPTY_CONTEXT: EncodedContext = Object.freeze({
+  bytes: Buffer.from([0, 0]),
+  aad: Object.freeze([DOMAIN]),
+  key: '\u0000\u0000',
+})
 
 /**
- * Validates a context and returns its canonical encodings (see {@link EncodedContext}).
+ * Recently encoded contexts by their entries (services seal and open under a handful of contexts): a hit
+ * skips the sort, the UTF-8 encoding and two allocations. Bounded; emptied when full. The key is the
+ * entries, length-prefixed, in the object's own order, so equal keys mean equal entries and an equal
+ * encoding; only valid contexts are stored.
+ */
+const encoded = new Map<string, EncodedContext>()
+const MAX_ENCODED = 256
+
+/**
+ * Validates a context and returns its canonical encodings (see {@link EncodedContext}); the result may be
+ * shared between calls and must not be modified.
  * @throws EngineError INVALID_FIELD_ERR
  */
 export function encodeContext(context: unknown): EncodedContext {
@@ -75,6 +92,25 @@ export function encodeContext(context: unknown): EncodedContext {
     })
   }
   const entries = Object.entries(context as Record<string, unknown>)
+  let memoKey = ''
+  for (const [k, v] of entries) {
+    if (typeof v !== 'string') {
+      memoKey = ''
+      break
+    }
+    memoKey += `${k.length}:${k}${v.length}:${v}`
+  }
+  const hit = memoKey === '' ? undefined : encoded.get(memoKey)
+  if (hit !== undefined) return hit
+  const result = encodeEntries(entries)
+  if (memoKey !== '') {
+    if (encoded.size >= MAX_ENCODED) encoded.clear()
+    encoded.set(memoKey, result)
+  }
+  return result
+}
+
+function encodeEntries(entries: [string, unknown][]): EncodedContext {
   if (entries.length > MAX_CONTEXT_PAIRS) {
     throw new EngineError('INVALID_FIELD_ERR', `context: at most ${MAX_CONTEXT_PAIRS} pairs`, {
       target: { type: 'field', name: 'context' },
@@ -112,7 +148,7 @@ export function encodeContext(context: unknown): EncodedContext {
     o = out.writeUInt16BE(vl, o) + vl
     aad.push(k, v)
   }
-  return { bytes: out, aad }
+  return Object.freeze({ bytes: out, aad: Object.freeze(aad), key: out.toString('latin1') })
 }
 
 /** Decodes canonical context bytes (as stored in a header) back into an object. */
@@ -180,21 +216,38 @@ function hkdfExpand(prk: Uint8Array, info: readonly Uint8Array[], length: number
 }
 
 /**
- * The per-message data key and commitment: HKDF-SHA-256-Expand with the DEK as the pseudorandom key and
- * label ‖ message id as the info (RFC 5869 §3.3: the extract step may be skipped when the input is already a
- * uniformly random key, as a 32-byte DEK from the HSM's RNG is). Each output is one HMAC-SHA-256 block.
+ * The per-message data key: HKDF-SHA-256-Expand with the DEK as the pseudorandom key and label ‖ message id
+ * as the info (RFC 5869 §3.3: the extract step may be skipped when the input is already a uniformly random
+ * key, as a 32-byte DEK from the HSM's RNG is). One HMAC-SHA-256 block. It must stay per message: frame IVs
+ * are sequence numbers, and a cached DEK seals up to `maxMessages` messages.
  */
-export function deriveKeys(dek: Buffer, messageId: Buffer): { dataKey: Buffer; commitment: Buffer } {
-  return {
-    dataKey: hkdfExpand(dek, [INFO_DATA_KEY, messageId], 32),
-    commitment: hkdfExpand(dek, [INFO_COMMITMENT, messageId], 32),
-  }
+export function deriveDataKey(dek: Buffer, messageId: Buffer): Buffer {
+  return hkdfExpand(dek, [INFO_DATA_KEY, messageId], 32)
 }
 
+/**
+ * The key commitment of a DEK: HKDF-SHA-256-Expand(PRK = DEK, info = label), one HMAC-SHA-256 block. It
+ * depends on the DEK alone (not the message id), so a cached DEK computes it once ({@link DekMemo}); a
+ * different DEK gives a different commitment unless HMAC-SHA-256 collides, which is what commitment needs.
+ */
+export function deriveCommitment(dek: Buffer): Buffer {
+  return hkdfExpand(dek, [INFO_COMMITMENT], 32)
+}
+
+/** The commitment of `dek`, from `memo` when it holds one (and stored there when it did not). */
+function commitmentOf(dek: Buffer, memo: DekMemo | undefined): Buffer {
+  if (memo === undefined) return deriveCommitment(dek)
+  return (memo.commitment ??= deriveCommitment(dek))
+}
+
+const IV = Buffer.alloc(12)
+/**
+ * The IV of frame `seq`: 8 zero bytes ‖ u32 seq, in a scratch buffer that createCipheriv/createDecipheriv
+ * copy at once (pass the result straight to them; it changes with the next call).
+ */
 function frameIv(seq: number): Buffer {
-  const iv = Buffer.alloc(12)
-  iv.writeUInt32BE(seq, 8)
-  return iv
+  IV.writeUInt32BE(seq, 8)
+  return IV
 }
 
 /** Frame AAD: domain, message id, sequence number, type, length; frame 1 also carries the whole header. */
@@ -214,14 +267,15 @@ let idPool = Buffer.alloc(0)
 let idPos = 0
 /**
  * A fresh random message id. Ids come from a pool filled 256 at a time (one CSPRNG call instead of 256);
- * every id is used once and copied out. Message ids are public.
+ * every id is used once. Message ids are public.
  */
 function newMessageId(): Buffer {
   if (idPos + MESSAGE_ID_BYTES > idPool.length) {
     idPool = randomBytes(MESSAGE_ID_BYTES * 256)
     idPos = 0
   }
-  const id = Buffer.from(idPool.subarray(idPos, idPos + MESSAGE_ID_BYTES))
+  // A view: the pool is never written again once handed out (a refill makes a new buffer).
+  const id = idPool.subarray(idPos, idPos + MESSAGE_ID_BYTES)
   idPos += MESSAGE_ID_BYTES
   return id
 }
@@ -280,10 +334,11 @@ class ChunkQueue {
   }
 }
 
-/** What the encryptor needs from the engine: the DEK and its wrapped form. */
+/** What the encryptor needs from the engine: the DEK, its wrapped form and (cached DEKs) its memo. */
 export interface SealMaterial {
   readonly dek: SecretBytes
   readonly wrapped: Buffer
+  readonly memo?: DekMemo
 }
 
 /**
@@ -318,8 +373,9 @@ export class MessageEncryptor {
     }
     this.#frameSize = frameSize
     this.#messageId = messageId
-    const { dataKey, commitment } = deriveKeys(material.dek.bytes, messageId)
-    this.#dataKey = dataKey
+    const dek = material.dek.bytes
+    this.#dataKey = deriveDataKey(dek, messageId)
+    const commitment = commitmentOf(dek, material.memo)
     const w = material.wrapped
     const head = Buffer.allocUnsafe(FIXED_PREFIX + w.length + 2 + context.length + COMMITMENT_BYTES)
     let o = head.writeUInt8(MESSAGE_FORMAT_V1, 0)
@@ -331,7 +387,6 @@ export class MessageEncryptor {
     o = head.writeUInt16BE(context.length, o)
     o += context.copy(head, o)
     commitment.copy(head, o)
-    commitment.fill(0)
     this.header = head
   }
 
@@ -350,6 +405,39 @@ export class MessageEncryptor {
     this.#emit(this.#pending.take(this.#pending.bytes), FRAME_FINAL, out)
     this.#done = true
     this.#dataKey.fill(0)
+  }
+
+  /**
+   * Seals all of `data` as the whole message (header and frames) and wipes the data key: the same bytes as
+   * {@link push} and {@link finish} after the header, built in one buffer when `data` fits one frame.
+   */
+  sealAll(data: Buffer): Buffer {
+    if (this.#done || this.#seq !== 0 || this.#pending.bytes !== 0)
+      throw new EngineError('INTERNAL_ERROR', 'message: sealAll on a started message')
+    if (data.length > this.#frameSize) {
+      const out: Buffer[] = [this.header]
+      this.push(data, out)
+      this.finish(out)
+      return Buffer.concat(out)
+    }
+    const h = this.header
+    const out = Buffer.allocUnsafe(h.length + FRAME_HEADER + data.length + TAG_BYTES)
+    let o = h.copy(out, 0)
+    o = out.writeUInt32BE(1, o)
+    o = out.writeUInt8(FRAME_FINAL, o)
+    o = out.writeUInt32BE(data.length, o)
+    this.#seq = 1
+    try {
+      const c = createCipheriv('aes-256-gcm', this.#dataKey, frameIv(1), { authTagLength: TAG_BYTES })
+      c.setAAD(frameAad(this.#messageId, 1, FRAME_FINAL, data.length, h))
+      if (data.length > 0) o += c.update(data).copy(out, o)
+      c.final()
+      c.getAuthTag().copy(out, o)
+    } finally {
+      this.#done = true
+      this.#dataKey.fill(0)
+    }
+    return out
   }
 
   /** Wipes the data key without finishing (on errors). */
@@ -469,20 +557,17 @@ export class MessageDecryptor {
   }
 
   /**
-   * Checks the key commitment with the DEK; after this, frames can be read. The rest of the header is
-   * authenticated by the first frame's tag (its AAD carries the whole header), before any plaintext.
+   * Checks the key commitment with the DEK (`memo`: the cached DEK's, see {@link DekMemo}); after this,
+   * frames can be read. The rest of the header is authenticated by the first frame's tag (its AAD carries
+   * the whole header), before any plaintext.
    */
-  useDek(dek: Buffer): void {
+  useDek(dek: Buffer, memo?: DekMemo): void {
     const h = this.#header
     if (h === undefined) throw new EngineError('INTERNAL_ERROR', 'message: DEK before header')
-    const { dataKey, commitment } = deriveKeys(dek, h.messageId)
-    const ok = timingSafeEqual(commitment, h.commitment)
-    commitment.fill(0)
-    if (!ok) {
-      dataKey.fill(0)
+    if (!timingSafeEqual(commitmentOf(dek, memo), h.commitment)) {
       throw authFailed('key commitment does not match')
     }
-    this.#dataKey = dataKey
+    this.#dataKey = deriveDataKey(dek, h.messageId)
   }
 
   /** Bytes in; authenticated plaintext out. Call {@link readHeader}/{@link useDek} first. */

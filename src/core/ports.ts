@@ -392,6 +392,17 @@ export const systemClock: Clock = { now: () => Date.now() }
 export interface CachedDek {
   readonly dek: SecretBytes
   readonly wrapped: Buffer
+  /** Public values derived from `dek`, shared by every message sealed under this cached data key. */
+  readonly memo?: DekMemo
+}
+
+/**
+ * Public values derived from one DEK (a sealed message's key commitment), kept beside a cached DEK so that
+ * they are computed once per DEK instead of once per message. Only the holder of that DEK fills it. Not
+ * secret (the commitment is in every message header): dropped with the entry, not zeroed.
+ */
+export interface DekMemo {
+  commitment?: Buffer
 }
 
 /** A data key lent to one seal; {@link DataKeyLease.release} when the message is done. */
@@ -428,8 +439,15 @@ export interface DekCache {
     version: number,
     load: () => Promise<SecretBytes>,
   ): Promise<SecretBytes>
-  /** A cached DEK (a copy the caller owns) and its version, without loading; undefined on a miss. */
-  peek(instance: string, keyId: string, cacheKey: string): { dek: SecretBytes; version: number } | undefined
+  /**
+   * A cached DEK (a copy the caller owns), its version and the entry's {@link DekMemo}, without loading;
+   * undefined on a miss.
+   */
+  peek(
+    instance: string,
+    keyId: string,
+    cacheKey: string,
+  ): { dek: SecretBytes; version: number; memo?: DekMemo } | undefined
   /**
    * A data key for sealing `bytes` more bytes in `partition` (instance + key + context), reused within the
    * cache's age / message / byte bounds; `create` runs when none is usable.
@@ -441,6 +459,22 @@ export interface DekCache {
     bytes: number,
     create: () => Promise<CachedDek>,
   ): Promise<DataKeyLease>
+  /**
+   * Runs `use` synchronously on a cached DEK's own bytes (no copy; `use` must not keep them), its version
+   * and memo, and returns what `use` returns; undefined on a miss (and `use` does not run).
+   */
+  peekWith?<R>(
+    instance: string,
+    keyId: string,
+    cacheKey: string,
+    use: (dek: Buffer, version: number, memo: DekMemo) => R,
+  ): R | undefined
+  /**
+   * A usable cached data key for sealing `bytes` more bytes in `partition`, leased at once, or undefined
+   * (none cached, or past its bounds: {@link acquireDataKey} then replaces it). Synchronous, so that a seal
+   * under a cached data key needs no await.
+   */
+  tryAcquireDataKey?(instance: string, partition: string, bytes: number): DataKeyLease | undefined
   /** Drops (and zeroes) every entry of a root key: on rotate, disable, delete. */
   invalidateKey(instance: string, keyId: string): void
   stats(): DekCacheStats

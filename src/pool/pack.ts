@@ -42,17 +42,16 @@ export function pack(results: readonly BatchItemResult[]): PackedResults {
 
 export function unpack(packed: PackedResults): BatchItemResult[] {
   const d = packed.data
-  const view = (at: [number, number] | undefined): Uint8Array | undefined =>
-    at === undefined ? undefined : d.subarray(at[0], at[0] + at[1])
+  // One Buffer per DEK, straight on the shared buffer (no intermediate view to collect).
+  const view = (at: [number, number] | undefined): Buffer | undefined =>
+    at === undefined ? undefined : Buffer.from(d.buffer, d.byteOffset + at[0], at[1])
   const out = packed.meta.map((m): BatchItemResult => {
     if (!m.ok) return { ok: false, code: m.code, message: m.message }
     const plaintext = view(m.p)
     const ciphertext = m.c
     return {
       ok: true,
-      ...(plaintext === undefined
-        ? {}
-        : { plaintext: Buffer.from(plaintext.buffer, plaintext.byteOffset, plaintext.byteLength) }),
+      ...(plaintext === undefined ? {} : { plaintext }),
       ...(ciphertext === undefined ? {} : { ciphertext }),
       ...(m.v === undefined ? {} : { fromVersion: m.v }),
     }

@@ -33,11 +33,12 @@ function u32(n: number): Buffer {
 }
 
 function keys(dek: Buffer, messageId: Buffer): { dataKey: Buffer; commitment: Buffer } {
-  // HKDF-Expand (RFC 5869) with PRK = DEK, info = label ‖ message id, L = 32.
-  const info = (label: string): Buffer => Buffer.concat([Buffer.from(`${DOMAIN}\u0001${label}`, 'utf8'), messageId])
+  // HKDF-Expand (RFC 5869) with PRK = DEK, L = 32; the data key's info is label ‖ message id, the
+  // commitment's info is its label alone (one commitment per DEK).
+  const label = (l: string): Buffer => Buffer.from(`${DOMAIN}\u0001${l}`, 'utf8')
   return {
-    dataKey: Buffer.from(hkdfExpandOnly(dek, info('data-key'))),
-    commitment: Buffer.from(hkdfExpandOnly(dek, info('commitment'))),
+    dataKey: Buffer.from(hkdfExpandOnly(dek, Buffer.concat([label('data-key'), messageId]))),
+    commitment: Buffer.from(hkdfExpandOnly(dek, label('commitment'))),
   }
 }
 

@@ -112,6 +112,23 @@ for (const mode of ['inline', 'worker pool (2 threads)'] as const) {
       ])
     })
 
+    it('the results of one batch share one frozen KeyVersionInfo per version, equal to getKey', async () => {
+      const w = await engine.wrapMany(I, keyId, 300)
+      const infos = new Set(w.map((r) => (r.ok ? r.keyVersion : undefined)))
+      expect(infos.size).toBe(1)
+      const [info] = [...infos]
+      expect(Object.isFrozen(info)).toBe(true)
+      const current = (await engine.getKey(I, keyId)).keyVersion
+      expect(info?.number).toBe(current.number)
+      expect(info?.id).toBe(current.id)
+      const rw = await engine.rewrapMany(
+        I,
+        keyId,
+        w.flatMap((r) => (r.ok ? [r.ciphertext] : [])),
+      )
+      expect(new Set(rw.map((r) => (r.ok ? r.rewrappedKeyVersion : undefined))).size).toBe(1)
+    })
+
     it('an aborted batch fails with ABORTED; a disabled key refuses the whole batch', async () => {
       const ac = new AbortController()
       ac.abort()

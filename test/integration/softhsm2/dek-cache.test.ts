@@ -55,6 +55,31 @@ describe('DEK cache', () => {
     await engine.close()
   })
 
+  it('messages under a cached data key share its commitment, and a changed commitment fails with MESSAGE_AUTH_FAILED on a cache hit', async () => {
+    const { engine, c, keyId } = await setup()
+    const ctx = { context: { a: 'b' } }
+    const m1 = await engine.seal(I, keyId, Buffer.from('hello'), ctx)
+    const m2 = await engine.seal(I, keyId, Buffer.from('world'), ctx)
+    expect(c.calls.encrypt).toBe(1) // one data key for both
+    const layout = (m: Buffer): { id: Buffer; commitment: Buffer; at: number } => {
+      const w = m.readUInt16BE(38)
+      const at = 42 + w + m.readUInt16BE(40 + w)
+      return { id: m.subarray(2, 34), commitment: m.subarray(at, at + 32), at }
+    }
+    expect(layout(m1).id.equals(layout(m2).id)).toBe(false) // a data key per message
+    expect(layout(m1).commitment.equals(layout(m2).commitment)).toBe(true) // a commitment per DEK
+    for (const m of [m1, m2, m1]) expect((await engine.open(I, m, ctx)).length).toBe(5)
+    expect(c.calls.decrypt).toBe(1)
+    for (const pos of [0, 17, 31]) {
+      const bad = Buffer.from(m2)
+      const at = layout(bad).at + pos
+      bad[at] = (bad[at] as number) ^ 0x40
+      await expectCode(engine.open(I, bad, ctx), 'MESSAGE_AUTH_FAILED')
+    }
+    expect(c.calls.decrypt).toBe(1) // all of them cache hits
+    await engine.close()
+  })
+
   it('a cached DEK is refused when its key is disabled or deleted (state is checked on every hit)', async () => {
     const { engine, keyId, clock } = await setup()
     const w = await engine.wrap(I, keyId)
@@ -65,6 +90,26 @@ describe('DEK cache', () => {
     await engine.enable(I, keyId)
     await engine.deleteKey(I, keyId)
     await expectCode(engine.unwrap(I, keyId, w.ciphertext), 'KEY_DELETED_ERR')
+    await engine.close()
+  })
+
+  it('seal and open under a cached data key and DEK check the key state on every hit, and another instance misses', async () => {
+    const { engine, c, keyId, clock, cache } = await setup()
+    const ctx = { context: { t: '1' } }
+    const sealed = await engine.seal(I, keyId, Buffer.from('abc'), ctx)
+    expect((await engine.open(I, sealed, ctx)).toString()).toBe('abc')
+    expect((await engine.seal(I, keyId, Buffer.from('def'), ctx)).length).toBeGreaterThan(0) // cached data key
+    expect((await engine.open(I, sealed, ctx)).toString()).toBe('abc') // cached DEK
+    expect(cache.stats()).toMatchObject({ dataKeyHits: 1, unwrapHits: 1 })
+    const calls = { encrypt: c.calls.encrypt, decrypt: c.calls.decrypt }
+    await expectCode(engine.open('cache-other', sealed, ctx), 'KEY_NOT_FOUND_ERR')
+    await engine.disable(I, keyId)
+    await expectCode(engine.seal(I, keyId, Buffer.from('x'), ctx), 'KEY_ACTION_INVALID_STATE_ERR')
+    await expectCode(engine.open(I, sealed, ctx), 'KEY_ACTION_INVALID_STATE_ERR')
+    expect({ encrypt: c.calls.encrypt, decrypt: c.calls.decrypt }).toEqual(calls)
+    clock.advance(30_000)
+    await engine.enable(I, keyId)
+    expect((await engine.open(I, sealed, ctx)).toString()).toBe('abc')
     await engine.close()
   })
 

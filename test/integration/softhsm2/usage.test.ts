@@ -34,6 +34,30 @@ describe('usage accounting', () => {
     await t.engine.close()
   })
 
+  it('a batch reserves what it needs in one catalog transaction before its first chunk, in whole blocks', async () => {
+    const t = await openTestEngine({ engine: { usage: { limit: 1000, block: 30 } } })
+    const key = await t.engine.createKey('u', { name: 'batch-ahead' })
+    const before = (await t.engine.usage('u', key.id)).versions[0]?.reserved ?? 0
+    const reservations: number[] = []
+    const reserve = t.store.reserveUsage.bind(t.store)
+    t.store.reserveUsage = async (...args) => {
+      reservations.push(args[3])
+      return reserve(...args)
+    }
+    const out = await t.engine.wrapMany('u', key.id, 100, { chunkSize: 10 })
+    expect(out.every((r) => r.ok)).toBe(true)
+    const after = await t.engine.usage('u', key.id)
+    // one reservation of ceil(100 / 30) = 4 blocks (not 4 reservations of one block, one per 30 items)
+    expect(reservations).toEqual([120])
+    expect(after.versions[0]?.reserved).toBe(before + 120)
+    expect(after.versions[0]?.usedByThisProcess).toBe(100)
+    // at the limit a batch still gets what is left, and the items past it fail alone
+    const rest = await t.engine.wrapMany('u', key.id, 1000, { chunkSize: 100 })
+    expect(rest.filter((r) => r.ok)).toHaveLength(900)
+    expect(rest.filter((r) => !r.ok).every((r) => !r.ok && r.error.code === 'KEY_USAGE_LIMIT_ERR')).toBe(true)
+    await t.engine.close()
+  })
+
   it('processes sharing a catalog never exceed the limit together', async () => {
     const a = await openTestEngine({ engine: { usage: { limit: 10, block: 3 } } })
     const b = await openTestEngine({

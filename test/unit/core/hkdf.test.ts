@@ -6,7 +6,7 @@ import { createHmac, hkdfSync } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { deriveKeys, hkdfSha256 } from '../../../src/core/message.js'
+import { deriveCommitment, deriveDataKey, hkdfSha256 } from '../../../src/core/message.js'
 
 interface HkdfTest {
   tcId: number
@@ -52,21 +52,25 @@ describe('HKDF-SHA-256, as the engine implements it (createHmac)', () => {
     expect(valid + invalid).toBe(cases.length)
   })
 
-  it('the message format derives its data key and commitment as HKDF-Expand(PRK = DEK, label ‖ message id)', () => {
+  it('the message format derives its data key as HKDF-Expand(PRK = DEK, label ‖ message id) and its commitment as HKDF-Expand(PRK = DEK, label)', () => {
     const dek = Buffer.alloc(32, 7)
     const id = Buffer.alloc(32, 9)
-    const info = (l: string): Buffer =>
-      Buffer.concat([Buffer.from(`envelope-kms/message/v1\u0001${l}`, 'utf8'), id])
+    const label = (l: string): Buffer => Buffer.from(`envelope-kms/message/v1\u0001${l}`, 'utf8')
     // node:crypto's HKDF always extracts first; HKDF-Expand alone equals our general HKDF's expand step, which
     // Wycheproof checked above, with PRK = DEK: T(1) = HMAC(DEK, info ‖ 0x01).
     const expand = (i: Buffer): Buffer =>
       createHmac('sha256', dek)
         .update(Buffer.concat([i, Buffer.from([1])]))
         .digest()
-    const k = deriveKeys(dek, id)
-    expect(k.dataKey.equals(expand(info('data-key')))).toBe(true)
-    expect(k.commitment.equals(expand(info('commitment')))).toBe(true)
-    expect(k.dataKey.equals(k.commitment)).toBe(false)
+    const dataKey = deriveDataKey(dek, id)
+    const commitment = deriveCommitment(dek)
+    expect(dataKey.equals(expand(Buffer.concat([label('data-key'), id])))).toBe(true)
+    expect(commitment.equals(expand(label('commitment')))).toBe(true)
+    expect(dataKey.equals(commitment)).toBe(false)
+    // the data key is per message, the commitment per DEK
+    expect(deriveDataKey(dek, Buffer.alloc(32, 8)).equals(dataKey)).toBe(false)
+    expect(deriveCommitment(Buffer.alloc(32, 6)).equals(commitment)).toBe(false)
+    const info = (l: string): Buffer => Buffer.concat([label(l), id])
     // and our general HKDF agrees with node:crypto's
     expect(
       hkdfSha256(dek, id, info('x'), 100).equals(Buffer.from(hkdfSync('sha256', dek, id, info('x'), 100))),

@@ -59,6 +59,57 @@ describe('message decryptor', () => {
     )
   })
 
+  it('useDek checks the key commitment before any frame, also with a memoized commitment, and refuses another DEK', () => {
+    const dek = SecretBytes.copyOf(Buffer.alloc(32, 5))
+    const memo = {}
+    const seal = (): Buffer => {
+      const enc = new MessageEncryptor({ dek, wrapped: Buffer.alloc(86, 1), memo }, encodeContext({}).bytes)
+      const out: Buffer[] = [enc.header]
+      enc.push(Buffer.from('abc'), out)
+      enc.finish(out)
+      return Buffer.concat(out)
+    }
+    const msg = seal()
+    expect(memo).toHaveProperty('commitment') // filled by the first seal, reused by the next
+    const at = commitmentAt(msg)
+    const header = (m: Buffer): MessageDecryptor => {
+      const d = new MessageDecryptor(limits)
+      d.push(m, [])
+      expect(d.readHeader()).toBeDefined()
+      return d
+    }
+    for (const m of [msg, seal()]) {
+      const d = header(m)
+      d.useDek(dek.bytes, memo)
+      const got: Buffer[] = []
+      d.push(Buffer.alloc(0), got)
+      expect(Buffer.concat(got).toString()).toBe('abc')
+    }
+    const bad = Buffer.from(msg)
+    bad[at + 3] = (bad[at + 3] as number) ^ 1
+    // refused at useDek, with the memo and without: the frame's tag is never reached
+    expectCodeSync(() => header(bad).useDek(dek.bytes, memo), 'MESSAGE_AUTH_FAILED')
+    expectCodeSync(() => header(bad).useDek(dek.bytes), 'MESSAGE_AUTH_FAILED')
+    const other = Buffer.alloc(32, 6)
+    expectCodeSync(() => header(msg).useDek(other, {}), 'MESSAGE_AUTH_FAILED')
+  })
+
+  it('sealAll gives the same bytes as push + finish, for one frame and for several', () => {
+    const dek = SecretBytes.copyOf(Buffer.alloc(32, 3))
+    const id = Buffer.alloc(32, 4)
+    const ctx = encodeContext({ k: 'v' }).bytes
+    for (const n of [0, 1, 15, 16, 17, 40]) {
+      const plain = Buffer.alloc(n, 0x5a)
+      const a = new MessageEncryptor({ dek, wrapped: Buffer.alloc(86, 1) }, ctx, 16, id)
+      const out: Buffer[] = [a.header]
+      a.push(plain, out)
+      a.finish(out)
+      const b = new MessageEncryptor({ dek, wrapped: Buffer.alloc(86, 1) }, ctx, 16, id)
+      expect(b.sealAll(plain).equals(Buffer.concat(out)), `${n} bytes`).toBe(true)
+      expectCodeSync(() => b.sealAll(plain), 'INTERNAL_ERROR')
+    }
+  })
+
   it('fuzz: mutations of a real message fail typed, or leave the plaintext unchanged', () => {
     const dek = SecretBytes.copyOf(Buffer.alloc(32, 5))
     const enc = new MessageEncryptor(
@@ -92,3 +143,9 @@ describe('message decryptor', () => {
     )
   })
 })
+
+/** Offset of the commitment in a message (see docs/message-format.md). */
+function commitmentAt(m: Buffer): number {
+  const w = m.readUInt16BE(38)
+  return 42 + w + m.readUInt16BE(40 + w)
+}
