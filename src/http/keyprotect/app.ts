@@ -216,6 +216,22 @@ export function mountKeyProtect(app: OpenAPIHono, o: KeyProtectOptions): void {
   const keyEnvelope = (k: KeyInfo, payload?: Buffer): unknown =>
     collection(KEY_TYPE, [keyResource(o.wire, k, payload)])
 
+  /** The key envelope with a standard key's payload (when asked and the key is not deleted); zeroed after. */
+  const keyWithPayload = async (
+    r: Req,
+    status: number,
+    k: KeyInfo,
+    withPayload: boolean,
+  ): Promise<Response> => {
+    const payload =
+      withPayload && k.extractable && !k.deleted ? await engine.getKeyPayload(r.instance, k.id) : undefined
+    try {
+      return json(r.c, status, keyEnvelope(k, payload))
+    } finally {
+      payload?.fill(0)
+    }
+  }
+
   /** Throws KEY_NOT_FOUND_ERR when the caller named a key ring and the key is elsewhere. */
   const checkRing = async (r: Req, id: string): Promise<KeyInfo | undefined> => {
     if (r.keyRing === undefined) return undefined
@@ -318,15 +334,7 @@ export function mountKeyProtect(app: OpenAPIHono, o: KeyProtectOptions): void {
         if (r.prefer === 'return=minimal') {
           return json(r.c, 201, collection(KEY_TYPE, [{ id: k.id }]))
         }
-        const payload =
-          r.prefer === 'return=representation' && k.extractable
-            ? await engine.getKeyPayload(r.instance, k.id)
-            : undefined
-        try {
-          return json(r.c, 201, keyEnvelope(k, payload))
-        } finally {
-          payload?.fill(0)
-        }
+        return keyWithPayload(r, 201, k, r.prefer === 'return=representation')
       },
     })),
     {
@@ -341,12 +349,7 @@ export function mountKeyProtect(app: OpenAPIHono, o: KeyProtectOptions): void {
       handler: async (r) => {
         const k = (await checkRing(r, r.param('id'))) ?? (await engine.getKey(r.instance, r.param('id')))
         r.keyId = k.id
-        const payload = k.extractable && !k.deleted ? await engine.getKeyPayload(r.instance, k.id) : undefined
-        try {
-          return json(r.c, 200, keyEnvelope(k, payload))
-        } finally {
-          payload?.fill(0)
-        }
+        return keyWithPayload(r, 200, k, true)
       },
     },
     {
