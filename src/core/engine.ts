@@ -1727,7 +1727,9 @@ export class EnvelopeEngine {
         this.#cachedSealMaterial(instance, idOrAlias, ctx, data.length) ??
         (await this.#sealMaterial(instance, idOrAlias, ctx, data.length, options))
       const enc = new MessageEncryptor(lease, ctx.bytes, options.frameSize)
-      return enc.sealAll(Buffer.from(data.buffer, data.byteOffset, data.byteLength))
+      return enc.sealAll(
+        Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength),
+      )
     } catch (err) {
       throw toEngineError(err, 'seal')
     } finally {
@@ -1749,7 +1751,12 @@ export class EnvelopeEngine {
         throw invalidField('message', 'must be bytes (Uint8Array or Buffer)')
       dec = new MessageDecryptor(openLimits(options, 1024 * 1024 * 1024))
       const out: Buffer[] = []
-      dec.push(Buffer.from(message.buffer, message.byteOffset, message.byteLength), out)
+      dec.push(
+        Buffer.isBuffer(message)
+          ? message
+          : Buffer.from(message.buffer, message.byteOffset, message.byteLength),
+        out,
+      )
       const header = dec.readHeader()
       if (header === undefined)
         throw new EngineError('MESSAGE_INVALID', 'message: is truncated (no complete header)')

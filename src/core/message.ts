@@ -77,6 +77,9 @@ const EMPTY_CONTEXT: EncodedContext = Object.freeze({
  * encoding; only valid contexts are stored.
  */
 const encoded = new Map<string, EncodedContext>()
+/** The last context object encoded (with a snapshot of its entries): see encodeContext's fast path. */
+let lastContext:
+  { obj: object; keys: readonly string[]; values: readonly string[]; result: EncodedContext } | undefined
 const MAX_ENCODED = 256
 
 /**
@@ -91,6 +94,23 @@ export function encodeContext(context: unknown): EncodedContext {
       target: { type: 'field', name: 'context' },
     })
   }
+  // Fast path: the same object as last time, with the same own keys and values (callers usually pass one
+  // context object again and again). Any difference falls through to the full encoding.
+  const last = lastContext
+  if (last !== undefined && last.obj === context) {
+    const keys = Object.keys(context)
+    if (keys.length === last.keys.length) {
+      let same = true
+      for (let i = 0; i < keys.length; i++) {
+        const k = keys[i] as string
+        if (k !== last.keys[i] || (context as Record<string, unknown>)[k] !== last.values[i]) {
+          same = false
+          break
+        }
+      }
+      if (same) return last.result
+    }
+  }
   const entries = Object.entries(context as Record<string, unknown>)
   let memoKey = ''
   for (const [k, v] of entries) {
@@ -101,11 +121,18 @@ export function encodeContext(context: unknown): EncodedContext {
     memoKey += `${k.length}:${k}${v.length}:${v}`
   }
   const hit = memoKey === '' ? undefined : encoded.get(memoKey)
-  if (hit !== undefined) return hit
-  const result = encodeEntries(entries)
-  if (memoKey !== '') {
+  const result = hit ?? encodeEntries(entries)
+  if (hit === undefined && memoKey !== '') {
     if (encoded.size >= MAX_ENCODED) encoded.clear()
     encoded.set(memoKey, result)
+  }
+  if (memoKey !== '') {
+    lastContext = {
+      obj: context,
+      keys: entries.map((e) => e[0]),
+      values: entries.map((e) => e[1] as string),
+      result,
+    }
   }
   return result
 }

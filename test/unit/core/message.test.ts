@@ -40,6 +40,25 @@ describe('encryption context encoding', () => {
     expectCodeSync(() => decodeContext(unsorted), 'MESSAGE_INVALID')
     expectCodeSync(() => decodeContext(Buffer.from([0, 1, 0, 5, 0x61])), 'MESSAGE_INVALID')
   })
+
+  it('re-encodes a context object that changed since it was last encoded (the same-object fast path)', () => {
+    const ctx: Record<string, unknown> = { tenant: 't-1', table: 'orders' }
+    const first = encodeContext(ctx)
+    expect(encodeContext(ctx)).toBe(first)
+    ctx['tenant'] = 't-2'
+    const changed = encodeContext(ctx)
+    expect(changed.aad).toEqual(['envelope-kms/message/v1', 'table', 'orders', 'tenant', 't-2'])
+    ctx['extra'] = 'x'
+    expect(encodeContext(ctx).aad).toContain('extra')
+    delete ctx['extra']
+    delete ctx['table']
+    ctx['zone'] = 'orders' // same number of keys and the same value, another key
+    expect(encodeContext(ctx).aad).toEqual(['envelope-kms/message/v1', 'tenant', 't-2', 'zone', 'orders'])
+    ctx['zone'] = 7
+    expectCodeSync(() => encodeContext(ctx), 'INVALID_FIELD_ERR')
+    ctx['zone'] = 'orders'
+    expect(encodeContext(ctx).aad).toEqual(['envelope-kms/message/v1', 'tenant', 't-2', 'zone', 'orders'])
+  })
 })
 
 describe('message decryptor', () => {
