@@ -19,6 +19,7 @@ export interface HttpAppOptions {
   readonly bodyLimitBytes?: number
   /** Per-instance, per-endpoint rate limit (default 10,000 requests per second). */
   readonly rateLimit?: RateLimitConfig
+  /** Where audit events go; `envelope-kms serve` uses `pinoAuditSink`. Default: dropped. */
   readonly audit?: AuditSink
   /** Region and account printed in Key Protect CRNs (default `local`, `envelope-kms`). */
   readonly wire?: Partial<WireOptions>
