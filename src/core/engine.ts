@@ -826,7 +826,7 @@ export class EnvelopeEngine {
     }
     let dualAuth = false
     const info = await this.#transition(instance, idOrAlias, 'delete', (_r, now, k) => {
-      const d = dualAuthInfo(k.policies, now)
+      const d = dualAuthInfo(k, now, this.#life.dualAuthWindowMs)
       if (d.enabled) {
         dualAuth = true
         const by = k.policies.find((p) => p.type === 'dualAuthDelete')?.authBy
@@ -897,7 +897,7 @@ export class EnvelopeEngine {
         const k = await this.#load(instance, k0.record.id, true)
         if (k.record.state === KeyState.DESTROYED) throw new EngineError('KEY_DELETED_ERR', 'key: is deleted')
         const now = this.#clock.now()
-        if (!dualAuthInfo(k.policies, now).enabled) {
+        if (!dualAuthInfo(k, now, this.#life.dualAuthWindowMs).enabled) {
           throw new EngineError(
             'NOT_DUAL_AUTH_ERR',
             'key: is not dual-auth enabled and cannot be set for deletion',
@@ -3004,7 +3004,7 @@ export class EnvelopeEngine {
         rotation === undefined
           ? undefined
           : { enabled: rotation.enabled, intervalMonth: rotation.intervalMonth },
-      dualAuthDelete: dualAuthInfo(k.policies, now),
+      dualAuthDelete: dualAuthInfo(k, now, this.#life.dualAuthWindowMs),
     }
   }
 }
@@ -3192,10 +3192,19 @@ function policyInfo(p: KeyPolicyRecord): KeyPolicyInfo {
   }
 }
 
-function dualAuthInfo(policies: readonly KeyPolicyRecord[], now: number): KeyInfo['dualAuthDelete'] {
-  const p = policies.find((x) => x.type === 'dualAuthDelete')
+/**
+ * The dual-authorization state of a key. An authorisation counts only until it expires and only if it was
+ * given after the key's last state change: one given before a delete (or a disable) never carries over to
+ * the restored (or re-enabled) key, even if clearing it after the delete did not happen.
+ */
+function dualAuthInfo(k: CachedKey, now: number, windowMs: number): KeyInfo['dualAuthDelete'] {
+  const p = k.policies.find((x) => x.type === 'dualAuthDelete')
   if (p?.enabled !== true) return { enabled: false, keySetForDeletion: undefined, authExpiration: undefined }
-  const valid = p.authBy !== undefined && p.authExpiresAt !== undefined && p.authExpiresAt > now
+  const valid =
+    p.authBy !== undefined &&
+    p.authExpiresAt !== undefined &&
+    p.authExpiresAt > now &&
+    p.authExpiresAt - windowMs >= k.record.stateChangedAt
   return {
     enabled: true,
     keySetForDeletion: valid,

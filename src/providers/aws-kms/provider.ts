@@ -305,17 +305,7 @@ export class AwsKmsProvider implements RootKeyProvider {
   // ------------------------------------------------------------------ calls, retries, failover
 
   /** Control-plane calls (create, destroy, list) go to the primary region only. */
-  #primary<T>(
-    op: KmsOp,
-    ref: string | undefined,
-    opts: CallOptions,
-    fn: (
-      c: KmsCalls,
-      ref: string,
-      o: { abortSignal?: AbortSignal | undefined },
-      region: string,
-    ) => Promise<T>,
-  ): Promise<T> {
+  #primary<T>(op: KmsOp, ref: string | undefined, opts: CallOptions, fn: RegionCall<T>): Promise<T> {
     const r = this.#regions[0]
     if (r === undefined) throw new EngineError('INTERNAL_ERROR', 'aws-kms: no region')
     return this.#withRetries(op, ref, opts, () =>
@@ -327,17 +317,7 @@ export class AwsKmsProvider implements RootKeyProvider {
    * Data-plane calls: the regions in order, healthy ones first; a region that stays unavailable or
    * throttled through its retries is skipped for `regionCooldownMs`, and the next one is tried.
    */
-  async #failover<T>(
-    op: KmsOp,
-    ref: string | undefined,
-    opts: CallOptions,
-    fn: (
-      c: KmsCalls,
-      ref: string,
-      o: { abortSignal?: AbortSignal | undefined },
-      region: string,
-    ) => Promise<T>,
-  ): Promise<T> {
+  async #failover<T>(op: KmsOp, ref: string | undefined, opts: CallOptions, fn: RegionCall<T>): Promise<T> {
     const now = Date.now()
     const order = this.#regions
       .map((r, i) => ({ ...r, i }))
@@ -395,6 +375,14 @@ export class AwsKmsProvider implements RootKeyProvider {
 function aborted(signal: AbortSignal | undefined): boolean {
   return signal?.aborted === true
 }
+
+/** One KMS call made against one region's client. */
+type RegionCall<T> = (
+  c: KmsCalls,
+  ref: string,
+  o: { abortSignal?: AbortSignal | undefined },
+  region: string,
+) => Promise<T>
 
 /** Builds an AWS KMS provider (no network call until first use). */
 export async function createAwsKmsProvider(options: AwsKmsProviderOptions): Promise<AwsKmsProvider> {

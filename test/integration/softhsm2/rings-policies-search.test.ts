@@ -169,6 +169,17 @@ describe('dual authorization of deletes', () => {
     expect(deleted.state).toBe(KeyState.DESTROYED)
     expect(deleted.dualAuthDelete.keySetForDeletion).toBe(false)
     await expectCode(t.engine.setKeyForDeletion(A, k.id, { by: 'alice' }), 'KEY_DELETED_ERR')
+    // An authorisation from before the delete never carries over to the restored key, even if it was left
+    // in the catalog (as a crash between the delete and its clean-up would leave it).
+    t.clock.advance(31_000)
+    await t.engine.restoreKey(A, k.id)
+    await t.store.setDeletionAuth(A, k.id, 'alice', deleted.deletedAt!.getTime() + DAY)
+    expect((await t.engine.getKey(A, k.id)).dualAuthDelete.keySetForDeletion).toBe(false)
+    await expectCode(t.engine.deleteKey(A, k.id, { deletedBy: 'bob' }), 'AUTHORIZATIONS_NOT_MET')
+    await t.engine.setKeyForDeletion(A, k.id, { by: 'alice' })
+    t.clock.advance(1000)
+    await t.engine.disable(A, k.id)
+    await expectCode(t.engine.deleteKey(A, k.id, { deletedBy: 'bob' }), 'AUTHORIZATIONS_NOT_MET')
     const plain = await t.engine.createKey(A, { name: 'no-dual-auth' })
     await expectCode(t.engine.setKeyForDeletion(A, plain.id, { by: 'alice' }), 'NOT_DUAL_AUTH_ERR')
     await expectCode(t.engine.unsetKeyForDeletion(A, plain.id, { by: 'alice' }), 'NOT_DUAL_AUTH_ERR')
