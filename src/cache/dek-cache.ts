@@ -1,12 +1,13 @@
 /**
  * The DEK cache (lru-cache): unwrapped DEKs, and data keys reused for sealing within the AWS Encryption
- * SDK's caching bounds (max age, max messages, max bytes). Every plaintext byte it holds is zeroed when the
- * entry is evicted, expires, is invalidated or the cache closes; a data key still lent to a seal is zeroed
+ * SDK's caching bounds (max age, max messages, max bytes). Every plaintext byte it holds (the DEK, and the
+ * message-key deriver kept in the entry's memo) is wiped when the entry is evicted, expires, is invalidated or the cache closes; a data key still lent to a seal is zeroed
  * when its last lease is released. Misses are single-flight: concurrent misses for one entry wait for one
  * load (unlike the ESDK's caching CMM, aws-encryption-sdk-javascript#421).
  */
 import { LRUCache } from 'lru-cache'
 import { EngineError } from '../core/errors.js'
+import { wipeDekMemo } from '../core/message.js'
 import type { CachedDek, Clock, DataKeyLease, DekCache, DekCacheStats, DekMemo } from '../core/ports.js'
 import { SecretBytes } from '../core/secret-bytes.js'
 
@@ -58,6 +59,11 @@ interface DataKeyEntry extends CachedDek {
   retired: boolean
 }
 
+function wipeData(e: DataKeyEntry): void {
+  e.dek.zeroize()
+  wipeDekMemo(e.memo)
+}
+
 function positive(v: unknown, name: string, dflt: number): number {
   if (v === undefined) return dflt
   if (typeof v !== 'number' || !(v > 0))
@@ -96,6 +102,7 @@ export class LruDekCache implements DekCache {
             dispose: (e) => {
               this.#s.evictions++
               e.dek.zeroize()
+              wipeDekMemo(e.memo)
             },
           })
     this.#data =
@@ -328,14 +335,14 @@ export class LruDekCache implements DekCache {
         if (released) return
         released = true
         e.refs--
-        if (e.retired && e.refs === 0) e.dek.zeroize()
+        if (e.retired && e.refs === 0) wipeData(e)
       },
     }
   }
 
   #retire(e: DataKeyEntry): void {
     e.retired = true
-    if (e.refs === 0) e.dek.zeroize()
+    if (e.refs === 0) wipeData(e)
   }
 
   #uncached(m: CachedDek): DataKeyLease {

@@ -397,12 +397,21 @@ export interface CachedDek {
 }
 
 /**
- * Public values derived from one DEK (a sealed message's key commitment), kept beside a cached DEK so that
- * they are computed once per DEK instead of once per message. Only the holder of that DEK fills it. Not
- * secret (the commitment is in every message header): dropped with the entry, not zeroed.
+ * Values derived from one DEK, kept beside a cached DEK so that they are computed once per DEK instead of
+ * once per message; only the holder of that DEK fills it. `commitment` is public (it is in every message
+ * header). `deriver` holds key material: a cache that wipes the DEK must wipe the memo with it
+ * (`wipeDekMemo` in core/message), after which no deriver is made for it again.
  */
 export interface DekMemo {
   commitment?: Buffer
+  /** The DEK's message-key deriver (a `MessageKeyDeriver`); see docs/message-format.md, "Keys". */
+  deriver?: DataKeyDeriver
+}
+
+/** What {@link DekMemo.deriver} offers: a message's data key from its id, or undefined once wiped. */
+export interface DataKeyDeriver {
+  derive(messageId: Buffer): Buffer | undefined
+  destroy(): void
 }
 
 /** A data key lent to one seal; {@link DataKeyLease.release} when the message is done. */

@@ -35,6 +35,6 @@ const cases = raw.map((c, i) => {
 })
 writeFileSync(
   out,
-  `${JSON.stringify({ description: 'Known-answer vectors for envelope-kms sealed messages, format v1 (docs/message-format.md). Root keys: ciphertext-v1.json keys[0]. Never regenerate.', format: 'v1', rootKey: key.keyId, cases }, null, 2)}\n`,
+  `${JSON.stringify({ description: 'Known-answer vectors for envelope-kms sealed messages, format v1, algorithm 2 (docs/message-format.md). Root keys: ciphertext-v1.json keys[0]. Never regenerate.', format: 'v1', algorithm: 2, rootKey: key.keyId, cases }, null, 2)}\n`,
 )
 console.log(`wrote ${cases.length} cases to ${out}`)

@@ -33,11 +33,19 @@ function u32(n: number): Buffer {
 }
 
 function keys(dek: Buffer, messageId: Buffer): { dataKey: Buffer; commitment: Buffer } {
-  // HKDF-Expand (RFC 5869) with PRK = DEK, L = 32; the data key's info is label ‖ message id, the
-  // commitment's info is its label alone (one commitment per DEK).
+  // HKDF-Expand (RFC 5869) with PRK = DEK, L = 32 gives the derivation key and the commitment (one per DEK).
+  // The data key: nonce-based key derivation as in RFC 8452 §4, with a 120-bit nonce n (message id bytes
+  // 0..14) and a one-byte counter: the first 8 bytes of AES-256(derivationKey, n ‖ i), for i = 0, 1, 2, 3.
   const label = (l: string): Buffer => Buffer.from(`${DOMAIN}\u0001${l}`, 'utf8')
+  const derivationKey = hkdfExpandOnly(dek, label('derivation-key'))
+  const n = messageId.subarray(0, 15)
+  const block = (i: number): Buffer => {
+    const c = createCipheriv('aes-256-ecb', derivationKey, null)
+    c.setAutoPadding(false)
+    return Buffer.concat([c.update(Buffer.concat([n, Buffer.from([i])])), c.final()])
+  }
   return {
-    dataKey: Buffer.from(hkdfExpandOnly(dek, Buffer.concat([label('data-key'), messageId]))),
+    dataKey: Buffer.concat([0, 1, 2, 3].map((i) => block(i).subarray(0, 8))),
     commitment: Buffer.from(hkdfExpandOnly(dek, label('commitment'))),
   }
 }
@@ -70,7 +78,7 @@ export function sealRef(m: SealInput): Buffer {
   const { dataKey, commitment } = keys(m.dek, m.messageId)
   const ctx = contextBytes(m.context)
   const head = Buffer.concat([
-    Buffer.from([1, 1]),
+    Buffer.from([1, 2]), // format v1, algorithm 2
     m.messageId,
     u32(m.frameSize),
     u16(m.wrapped.length),
@@ -100,7 +108,7 @@ function frame(key: Buffer, messageId: Buffer, seq: number, type: number, plain:
 
 /** Opens a message with the DEK; throws on any mismatch. */
 export function openRef(dek: Buffer, msg: Buffer): { plaintext: Buffer; wrapped: Buffer; context: Buffer } {
-  if (msg[0] !== 1 || msg[1] !== 1) throw new Error('not a v1 message')
+  if (msg[0] !== 1 || msg[1] !== 2) throw new Error('not a v1 message of algorithm 2')
   const messageId = msg.subarray(2, 34)
   const frameSize = msg.readUInt32BE(34)
   const w = msg.readUInt16BE(38)

@@ -2,8 +2,11 @@
  * The DEK cache with the real token: hits skip the HSM, bounds hold exactly, misses are single-flight,
  * and every evicted, expired, invalidated or closed DEK buffer reads all zeros afterwards.
  */
+import { randomBytes } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
-import { createEngine, type EnvelopeEngine } from '../../../src/index.js'
+import { createEngine, SecretBytes, type EnvelopeEngine } from '../../../src/index.js'
+import { deriveDataKey, type MessageKeyDeriver } from '../../../src/core/message.js'
+import type { DekMemo } from '../../../src/core/ports.js'
 import { createDekCache, type DekCacheOptions } from '../../../src/cache/index.js'
 import { openSqliteStore } from '../../../src/store/sqlite/index.js'
 import { counting, type Counted } from '../../helpers/counting-provider.js'
@@ -207,6 +210,42 @@ describe('DEK cache', () => {
     await engine.close()
     expect(zeroed(dataKey)).toBe(true)
     expect(cache.stats().evictions).toBeGreaterThanOrEqual(4)
+  })
+
+  it('the message-key deriver kept with a cached DEK is wiped with it; a late user falls back to a one-off deriver', async () => {
+    const clock = new ManualClock()
+    const cache = createDekCache({ clock, dataKeys: { maxAgeMs: 1000 } })
+    const raw = randomBytes(32)
+    const id = randomBytes(32)
+    const expected = deriveDataKey(Buffer.from(raw), id) // no memo: one-off deriver
+    // data-key entry: the deriver lives while the entry does, and is destroyed when it expires
+    const lease = await cache.acquireDataKey(I, 'k', 'p', 1, async () => ({
+      dek: SecretBytes.copyOf(raw),
+      wrapped: Buffer.alloc(1),
+    }))
+    const memo = lease.memo as DekMemo
+    expect(deriveDataKey(lease.dek.bytes, id, memo).equals(expected)).toBe(true)
+    const deriver = memo.deriver as MessageKeyDeriver
+    expect(deriver.destroyed).toBe(false)
+    lease.release()
+    clock.advance(1000)
+    cache.sweep()
+    expect(lease.dek.zeroized).toBe(true)
+    expect(deriver.destroyed).toBe(true)
+    expect(deriver.derive(id)).toBeUndefined()
+    // a holder of a copy of the DEK and the old memo still derives the same key, without reviving the memo
+    expect(deriveDataKey(Buffer.from(raw), id, memo).equals(expected)).toBe(true)
+    expect((memo.deriver as MessageKeyDeriver).destroyed).toBe(true)
+    // unwrap entry: the same on eviction by close()
+    await cache.unwrap(I, 'k', 'ck', 1, async () => SecretBytes.copyOf(raw))
+    const m2 = cache.peekWith(I, 'k', 'ck', (dek, _v, m) => {
+      expect(deriveDataKey(dek, id, m).equals(expected)).toBe(true)
+      return m
+    }) as DekMemo
+    const d2 = m2.deriver as MessageKeyDeriver
+    expect(d2.destroyed).toBe(false)
+    cache.close()
+    expect(d2.destroyed).toBe(true)
   })
 
   it('a data key lent to an unfinished stream is zeroed only when the stream ends', async () => {

@@ -2,7 +2,7 @@
  * Wycheproof HKDF-SHA-256 vectors against the primitive the message format uses (node:crypto hkdfSync), and
  * the format's derivation labels pinned.
  */
-import { createHmac, hkdfSync } from 'node:crypto'
+import { createCipheriv, createHmac, hkdfSync } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
@@ -52,7 +52,7 @@ describe('HKDF-SHA-256, as the engine implements it (createHmac)', () => {
     expect(valid + invalid).toBe(cases.length)
   })
 
-  it('the message format derives its data key as HKDF-Expand(PRK = DEK, label ‖ message id) and its commitment as HKDF-Expand(PRK = DEK, label)', () => {
+  it('the message format derives its data key with AES-256 under HKDF-Expand(PRK = DEK, label), RFC 8452 style, and its commitment as HKDF-Expand(PRK = DEK, label)', () => {
     const dek = Buffer.alloc(32, 7)
     const id = Buffer.alloc(32, 9)
     const label = (l: string): Buffer => Buffer.from(`envelope-kms/message/v1\u0001${l}`, 'utf8')
@@ -64,7 +64,23 @@ describe('HKDF-SHA-256, as the engine implements it (createHmac)', () => {
         .digest()
     const dataKey = deriveDataKey(dek, id)
     const commitment = deriveCommitment(dek)
-    expect(dataKey.equals(expand(Buffer.concat([label('data-key'), id])))).toBe(true)
+    // dataKey = first 8 bytes of AES-256(derivationKey, n ‖ i) for i = 0..3, n = message id bytes 0..14
+    const dk = expand(label('derivation-key'))
+    const block = (i: number): Buffer => {
+      const e = createCipheriv('aes-256-ecb', dk, null).setAutoPadding(false)
+      return Buffer.concat([e.update(Buffer.concat([id.subarray(0, 15), Buffer.from([i])])), e.final()])
+    }
+    const want = Buffer.concat([0, 1, 2, 3].map((i) => block(i).subarray(0, 8)))
+    expect(dataKey.equals(want)).toBe(true)
+    // the same through a kept deriver (a memo), for several messages, and only the first 15 id bytes count
+    const memo = {}
+    expect(deriveDataKey(dek, id, memo).equals(want)).toBe(true)
+    const id2 = Buffer.from(id)
+    id2[31] = (id2[31] as number) ^ 1
+    expect(deriveDataKey(dek, id2, memo).equals(want)).toBe(true)
+    id2[14] = (id2[14] as number) ^ 1
+    expect(deriveDataKey(dek, id2, memo).equals(want)).toBe(false)
+    expect(deriveDataKey(dek, id2, memo).equals(deriveDataKey(dek, id2))).toBe(true)
     expect(commitment.equals(expand(label('commitment')))).toBe(true)
     expect(dataKey.equals(commitment)).toBe(false)
     // the data key is per message, the commitment per DEK

@@ -113,6 +113,27 @@ describe('message decryptor', () => {
     expectCodeSync(() => header(msg).useDek(other, {}), 'MESSAGE_AUTH_FAILED')
   })
 
+  it('refuses an unknown format version or algorithm (0x01: the pre-release HKDF-per-message algorithm) with MESSAGE_INVALID', () => {
+    const dek = SecretBytes.copyOf(Buffer.alloc(32, 5))
+    const msg = new MessageEncryptor({ dek, wrapped: Buffer.alloc(86, 1) }, encodeContext({}).bytes).sealAll(
+      Buffer.from('abc'),
+    )
+    expect(msg[0]).toBe(1)
+    expect(msg[1]).toBe(2)
+    for (const [at, value, text] of [
+      [1, 1, 'algorithm 1 is not supported'],
+      [1, 3, 'algorithm 3 is not supported'],
+      [0, 2, 'format version 2 is not supported'],
+    ] as const) {
+      const bad = Buffer.from(msg)
+      bad[at] = value
+      const d = new MessageDecryptor(limits)
+      d.push(bad, [])
+      expectCodeSync(() => d.readHeader(), 'MESSAGE_INVALID')
+      expect(() => d.readHeader()).toThrow(text)
+    }
+  })
+
   it('sealAll gives the same bytes as push + finish, for one frame and for several', () => {
     const dek = SecretBytes.copyOf(Buffer.alloc(32, 3))
     const id = Buffer.alloc(32, 4)
