@@ -7,7 +7,7 @@
  *   npm run bench          BENCH_SMOKE=1 for 2,000 ciphertexts and one run
  */
 import { execFileSync } from 'node:child_process'
-import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks'
@@ -30,6 +30,25 @@ interface Measured {
   p99LoopDelayMs: number
   /** The longest garbage-collection pause during the batch: the event loop cannot run during one either. */
   maxGcPauseMs: number
+  /**
+   * CPU time the hypervisor gave to other guests during the batch (steal, from /proc/stat, all CPUs), and
+   * how often this process's threads were preempted: a stall with neither GC nor steal behind it is ours.
+   */
+  stealMs: number
+  involuntaryContextSwitches: number
+  /** Page faults of the process during the batch (a major fault waits for the disk or the host). */
+  majorPageFaults: number
+  minorPageFaults: number
+}
+
+/** Steal time of all CPUs so far, in ms (Linux /proc/stat; 0 elsewhere). */
+function stealMs(): number {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]?.trim().split(/\s+/) ?? []
+    return (Number(f[8] ?? 0) * 1000) / 100 // USER_HZ is 100 on Linux
+  } catch {
+    return 0
+  }
 }
 
 async function measure(fn: () => Promise<unknown[]>): Promise<Measured> {
@@ -39,6 +58,8 @@ async function measure(fn: () => Promise<unknown[]>): Promise<Measured> {
     for (const e of list.getEntries()) maxGc = Math.max(maxGc, e.duration)
   })
   gc.observe({ entryTypes: ['gc'] })
+  const steal0 = stealMs()
+  const ru0 = process.resourceUsage()
   h.enable()
   const t = performance.now()
   const out = await fn()
@@ -50,6 +71,15 @@ async function measure(fn: () => Promise<unknown[]>): Promise<Measured> {
     maxLoopDelayMs: Number((h.max / 1e6).toFixed(1)),
     p99LoopDelayMs: Number((h.percentile(99) / 1e6).toFixed(1)),
     maxGcPauseMs: Number(maxGc.toFixed(1)),
+    stealMs: stealMs() - steal0,
+    ...(() => {
+      const ru = process.resourceUsage()
+      return {
+        involuntaryContextSwitches: ru.involuntaryContextSwitches - ru0.involuntaryContextSwitches,
+        majorPageFaults: ru.majorPageFault - ru0.majorPageFault,
+        minorPageFaults: ru.minorPageFault - ru0.minorPageFault,
+      }
+    })(),
   }
 }
 
@@ -109,6 +139,11 @@ for (const sessionKeyCopy of [true, false]) {
     'event-loop delay ms, pool: p99 (worst run)': worst(['unwrapPool', 'rewrapPool'], 'p99LoopDelayMs'),
     'event-loop delay ms, pool: max (worst run)': worst(['unwrapPool', 'rewrapPool'], 'maxLoopDelayMs'),
     'longest GC pause ms during pool runs': worst(['unwrapPool', 'rewrapPool'], 'maxGcPauseMs'),
+    'pool run with the longest delay: GC ms, steal ms, involuntary switches, major / minor faults': (() => {
+      const all = ['unwrapPool', 'rewrapPool'].flatMap((k) => per[k] ?? [])
+      const w = all.reduce((a, b) => (b.maxLoopDelayMs > a.maxLoopDelayMs ? b : a))
+      return [w.maxGcPauseMs, w.stealMs, w.involuntaryContextSwitches, w.majorPageFaults, w.minorPageFaults]
+    })(),
     'event-loop delay ms, single thread: max (worst run)': worst(
       ['unwrapInline', 'rewrapInline'],
       'maxLoopDelayMs',
