@@ -30,8 +30,8 @@ describe('pool result packing', () => {
     expect(out[4]).toEqual({ ok: true, plaintext: Buffer.alloc(0) })
     expect(out[5]).toEqual({ ok: false, code: 'CIPHERTEXT_INVALID', message: 'item 5' })
     // the DEKs are views of one buffer
-    const a = (out[0] as { plaintext: Buffer }).plaintext
-    const b = (out[2] as { plaintext: Buffer }).plaintext
+    const a = (out[0] as { plaintext?: Uint8Array }).plaintext as Buffer
+    const b = (out[2] as { plaintext?: Uint8Array }).plaintext as Buffer
     expect(a.buffer).toBe(b.buffer)
     expect(unpack(pack([]))).toEqual([])
   })
