@@ -1706,7 +1706,7 @@ export class EnvelopeEngine {
   /**
    * Encrypts `data` into a self-describing message (docs/message-format.md): a fresh or cached DEK wrapped
    * under the key's latest version, the context bound, AES-256-GCM frames under a per-message key derived
-   * with HKDF-SHA-256 and committed.
+   * from the DEK (AES-256 nonce-based derivation under an HKDF-SHA-256 derivation key), key-committed.
    * @throws EngineError as {@link wrap}, INVALID_FIELD_ERR
    * @example
    * const sealed = await engine.seal('acme', keyId, data, { context: { table: 'orders' } })
