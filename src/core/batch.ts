@@ -56,28 +56,31 @@ export type BatchItemResult =
  */
 export async function executeBatch(provider: RootKeyProvider, task: BatchTask): Promise<BatchItemResult[]> {
   const latestHeader = Buffer.from(task.latest.header)
-  const byNumber = new Map(task.versions.map((v) => [v.number, v]))
-  const prefixes = new Map<string, Buffer>()
-  const aadFor = (header: Buffer, dekLength: number): Buffer => {
-    const k = `${header.toString('hex')}/${dekLength}`
-    let p = prefixes.get(k)
-    if (p === undefined) {
-      p = hsmAadPrefix(header, dekLength, task.instance)
-      prefixes.set(k, p)
+  const byNumber = new Map(task.versions.map((v) => [v.number, { v, header: Buffer.from(v.header) }]))
+  // The whole HSM AAD depends only on (header, DEK length) within a batch (instance and caller AAD are the
+  // batch's): built once per pair, keyed by number (no per-item string or buffer). Providers only read it.
+  const aads = new Map<number, Buffer>()
+  const aadFor = (header: Buffer, versionKey: number, dekLength: number): Buffer => {
+    const k = versionKey * 8192 + dekLength // DEK lengths are at most 4,096
+    let a = aads.get(k)
+    if (a === undefined) {
+      a = appendAad(hsmAadPrefix(header, dekLength, task.instance), task.aad)
+      aads.set(k, a)
     }
-    return appendAad(p, task.aad)
+    return a
   }
+  const LATEST = -1 // the latest version's header may differ from a listed version's (mechanism)
   const opaque = provider.capabilities.ciphertext === 'opaque'
   const seal = async (dek: SecretBytes): Promise<string> => {
     if (opaque && provider.encryptOpaque !== undefined) {
-      const aad = aadFor(latestHeader, dek.length)
+      const aad = aadFor(latestHeader, LATEST, dek.length)
       return encodeOpaqueCiphertext(
         latestHeader,
         dek.length,
         await provider.encryptOpaque(task.latest.ref, dek, aad),
       ).toString('base64')
     }
-    const sealed = await provider.encrypt(task.latest.ref, dek, aadFor(latestHeader, dek.length))
+    const sealed = await provider.encrypt(task.latest.ref, dek, aadFor(latestHeader, LATEST, dek.length))
     if (sealed.encrypted.length !== dek.length || sealed.tag.length !== 16 || sealed.iv.length !== 12) {
       throw new EngineError('PROVIDER_ERROR', 'provider: AES-GCM output has an unexpected shape')
     }
@@ -99,8 +102,8 @@ export async function executeBatch(provider: RootKeyProvider, task: BatchTask): 
       if (!sameKeyId(parsed, latestHeader)) {
         throw new EngineError('CIPHERTEXT_INVALID', 'ciphertext: was not wrapped by this key')
       }
-      const from = byNumber.get(parsed.keyVersion)
-      if (from === undefined) {
+      const entry = byNumber.get(parsed.keyVersion)
+      if (entry === undefined) {
         throw new EngineError(
           'KEY_VERSION_NOT_FOUND',
           `ciphertext: names key version ${parsed.keyVersion}, which this key does not have`,
@@ -109,7 +112,8 @@ export async function executeBatch(provider: RootKeyProvider, task: BatchTask): 
       if (parsed.mechanism !== latestHeader[1]) {
         throw new EngineError('CIPHERTEXT_INVALID', 'ciphertext: mechanism is not the one of this provider')
       }
-      const aad = aadFor(Buffer.from(from.header), parsed.dekLength)
+      const from = entry.v
+      const aad = aadFor(entry.header, from.number, parsed.dekLength)
       dek =
         opaque && provider.decryptOpaque !== undefined
           ? await provider.decryptOpaque(from.ref, parsed.encrypted, aad)
@@ -118,12 +122,13 @@ export async function executeBatch(provider: RootKeyProvider, task: BatchTask): 
         throw new EngineError('PROVIDER_ERROR', 'provider: unexpected DEK length')
       const needsNew = task.op === 'rewrap' || from.number !== task.latest.number
       const ciphertext = needsNew ? await seal(dek) : undefined
-      out.push({
+      const r: { ok: true; fromVersion: number; ciphertext?: string; plaintext?: Uint8Array } = {
         ok: true,
         fromVersion: from.number,
-        ...(ciphertext === undefined ? {} : { ciphertext }),
-        ...(task.op === 'unwrap' ? { plaintext: dek.release() } : {}),
-      })
+      }
+      if (ciphertext !== undefined) r.ciphertext = ciphertext
+      if (task.op === 'unwrap') r.plaintext = dek.release()
+      out.push(r)
     } catch (err) {
       if (!isEngineError(err) || err.code === 'PROVIDER_UNAVAILABLE' || err.code === 'ABORTED') throw err
       out.push({ ok: false, code: err.code, message: err.message })
