@@ -1,8 +1,8 @@
 /**
  * The DEK cache (lru-cache): unwrapped DEKs, and data keys reused for sealing within the AWS Encryption
  * SDK's caching bounds (max age, max messages, max bytes). Every plaintext byte it holds (the DEK, and the
- * message-key deriver kept in the entry's memo) is wiped when the entry is evicted, expires, is invalidated or the cache closes; a data key still lent to a seal is zeroed
- * when its last lease is released. Misses are single-flight: concurrent misses for one entry wait for one
+ * message-key deriver kept in the entry's memo) is wiped when the entry is evicted, expires, is invalidated
+ * or the cache closes; a data key still lent to a seal is wiped when its last lease is released. Misses are single-flight: concurrent misses for one entry wait for one
  * load (unlike the ESDK's caching CMM, aws-encryption-sdk-javascript#421).
  */
 import { LRUCache } from 'lru-cache'
