@@ -14,7 +14,7 @@ import {
   type ParsedCiphertext,
 } from './ciphertext.js'
 import type { RootKeyProvider } from './ports.js'
-import { SecretBytes } from './secret-bytes.js'
+import { SecretBytes, SecretSlab } from './secret-bytes.js'
 
 /** A root-key version as a batch needs it (plain data: it crosses thread boundaries). */
 export interface BatchVersion {
@@ -86,14 +86,42 @@ export async function executeBatch(provider: RootKeyProvider, task: BatchTask): 
     }
     return encodeGcmCiphertext(latestHeader, sealed.iv, sealed.encrypted, sealed.tag).toString('base64')
   }
+  // DEKs that leave with the results (unwrap, generated wraps) are carved from slabs; a DEK that dies with
+  // its item (rewrap, a caller's DEK to wrap) lives in one scratch region, zeroed after each item. Either
+  // way a batch makes a handful of allocations for its DEKs instead of one per item (see SecretSlab).
+  const slab = new SecretSlab()
   const out: BatchItemResult[] = []
+  try {
+    await runItems(provider, task, slab, out, seal, latestHeader, byNumber, aadFor)
+  } finally {
+    slab.close()
+  }
+  return out
+}
+
+async function runItems(
+  provider: RootKeyProvider,
+  task: BatchTask,
+  slab: SecretSlab,
+  out: BatchItemResult[],
+  seal: (dek: SecretBytes) => Promise<string>,
+  latestHeader: Buffer,
+  byNumber: ReadonlyMap<number, { v: BatchVersion; header: Buffer }>,
+  aadFor: (header: Buffer, versionKey: number, dekLength: number) => Buffer,
+): Promise<void> {
+  const opaque = provider.capabilities.ciphertext === 'opaque'
   for (const item of task.items) {
     let dek: SecretBytes | undefined
     try {
       if (task.op === 'wrap') {
         if (typeof item === 'string') throw new EngineError('INVALID_FIELD_ERR', 'plaintext: must be bytes')
         const generated = item.length === 0
-        dek = generated ? await provider.generateRandom(32) : SecretBytes.copyOf(item)
+        if (generated) dek = await provider.generateRandom(32, { output: slab.take(32) })
+        else {
+          const b = slab.scratch(item.length)
+          b.set(item)
+          dek = SecretBytes.adopt(b)
+        }
         const ciphertext = await seal(dek)
         out.push(generated ? { ok: true, ciphertext, plaintext: dek.release() } : { ok: true, ciphertext })
         continue
@@ -114,10 +142,13 @@ export async function executeBatch(provider: RootKeyProvider, task: BatchTask): 
       }
       const from = entry.v
       const aad = aadFor(entry.header, from.number, parsed.dekLength)
+      const room = parsed.dekLength + 16 // GCM output room (RESULTS gotcha 6)
       dek =
         opaque && provider.decryptOpaque !== undefined
           ? await provider.decryptOpaque(from.ref, parsed.encrypted, aad)
-          : await provider.decrypt(from.ref, parsed, aad)
+          : await provider.decrypt(from.ref, parsed, aad, {
+              output: task.op === 'unwrap' ? slab.take(room) : slab.scratch(room),
+            })
       if (dek.length !== parsed.dekLength)
         throw new EngineError('PROVIDER_ERROR', 'provider: unexpected DEK length')
       const needsNew = task.op === 'rewrap' || from.number !== task.latest.number
@@ -136,5 +167,4 @@ export async function executeBatch(provider: RootKeyProvider, task: BatchTask): 
       dek?.zeroize()
     }
   }
-  return out
 }

@@ -11,6 +11,17 @@ export interface CallOptions {
   readonly signal?: AbortSignal | undefined
 }
 
+/** Options of the calls that return secret bytes. */
+export interface OutputOptions extends CallOptions {
+  /**
+   * Zero-filled memory outside V8's heap that the provider writes the secret into when it can (decrypt: at
+   * least the encrypted length + 16 bytes; generateRandom: `length` bytes); the SecretBytes returned is then
+   * a view of it. A provider that cannot returns memory of its own. Batches pass regions of a
+   * `SecretSlab` (secret-bytes.ts).
+   */
+  readonly output?: Buffer | undefined
+}
+
 /** What a provider can do; the engine checks these before calling it. */
 export interface ProviderCapabilities {
   /** Root keys can be created from caller-supplied material. */
@@ -75,7 +86,7 @@ export interface RootKeyProvider {
    * AES-GCM decryption; fails with UNWRAP_AAD_MISMATCH when authentication fails.
    * @throws EngineError UNWRAP_AAD_MISMATCH, KEY_VERSION_NOT_FOUND, PROVIDER_UNAVAILABLE, PROVIDER_ERROR
    */
-  decrypt(ref: string, sealed: GcmSealed, aad: Buffer, opts?: CallOptions): Promise<SecretBytes>
+  decrypt(ref: string, sealed: GcmSealed, aad: Buffer, opts?: OutputOptions): Promise<SecretBytes>
   /**
    * Opaque providers only: encrypts `plaintext` under `ref`, binding `aad`, and returns the provider's blob.
    * @throws EngineError PROVIDER_UNAVAILABLE, PROVIDER_ERROR, KEY_ACTION_INVALID_STATE_ERR, PROVIDER_ACCESS_DENIED
@@ -96,7 +107,7 @@ export interface RootKeyProvider {
     opts?: CallOptions,
   ): Promise<Buffer>
   /** `length` random bytes from the provider's RNG (DEK generation). */
-  generateRandom(length: number, opts?: CallOptions): Promise<SecretBytes>
+  generateRandom(length: number, opts?: OutputOptions): Promise<SecretBytes>
   /** Every root-key version object this provider holds that carries the engine's naming scheme. */
   listObjects(opts?: CallOptions): Promise<ProviderObject[]>
   /** Cheap liveness probe (a session round trip). */

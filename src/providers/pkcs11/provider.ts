@@ -11,6 +11,7 @@ import { setTimeout as delay } from 'node:timers/promises'
 import { EngineError } from '../../core/errors.js'
 import type {
   CallOptions,
+  OutputOptions,
   CreateVersionRequest,
   GcmSealed,
   ProviderCapabilities,
@@ -281,8 +282,8 @@ export class Pkcs11Provider implements RootKeyProvider {
     return this.#op('C_Encrypt', (s) => this.#encryptOn(s, ref, plaintext, aad), opts)
   }
 
-  decrypt(ref: string, sealed: GcmSealed, aad: Buffer, opts: CallOptions = {}): Promise<SecretBytes> {
-    return this.#op('C_Decrypt', (s) => this.#decryptOn(s, ref, sealed, aad), opts)
+  decrypt(ref: string, sealed: GcmSealed, aad: Buffer, opts: OutputOptions = {}): Promise<SecretBytes> {
+    return this.#op('C_Decrypt', (s) => this.#decryptOn(s, ref, sealed, aad, opts.output), opts)
   }
 
   #encryptOn(s: Handle, ref: string, plaintext: SecretBytes, aad: Buffer): GcmSealed | Promise<GcmSealed> {
@@ -299,7 +300,13 @@ export class Pkcs11Provider implements RootKeyProvider {
     return p11.C_EncryptAsync(s, plaintext.bytes, out).then((r) => sealedOf(r, len, iv))
   }
 
-  #decryptOn(s: Handle, ref: string, sealed: GcmSealed, aad: Buffer): SecretBytes | Promise<SecretBytes> {
+  #decryptOn(
+    s: Handle,
+    ref: string,
+    sealed: GcmSealed,
+    aad: Buffer,
+    output: Buffer | undefined,
+  ): SecretBytes | Promise<SecretBytes> {
     const p11 = this.#entry.p11
     const { encrypted: e, tag } = sealed
     const len = e.length
@@ -312,8 +319,8 @@ export class Pkcs11Provider implements RootKeyProvider {
     p11.C_DecryptInit(s, this.#gcm(sealed.iv, aad), key)
     // GCM C_Decrypt wants room for ciphertext + tag (RESULTS gotcha 6). Zero-filled and not from Node's
     // shared pool: the DEK handed out is a view of it, and neither its unused tail nor a pool slab may hold
-    // stale memory.
-    const out = Buffer.alloc(len + 16)
+    // stale memory. The caller's output region (a batch's slab) is zero-filled off-heap memory too.
+    const out = output !== undefined && output.length >= len + 16 ? output : Buffer.alloc(len + 16)
     if (this.#sync) {
       try {
         return dekOf(p11.C_Decrypt(s, input, out), len, out)
@@ -331,10 +338,17 @@ export class Pkcs11Provider implements RootKeyProvider {
     )
   }
 
-  generateRandom(length: number, opts: CallOptions = {}): Promise<SecretBytes> {
+  generateRandom(length: number, opts: OutputOptions = {}): Promise<SecretBytes> {
+    const o = opts.output
     return this.#op(
       'C_GenerateRandom',
-      (s) => SecretBytes.adopt(this.#entry.p11.C_GenerateRandom(s, Buffer.allocUnsafeSlow(length))),
+      (s) =>
+        SecretBytes.adopt(
+          this.#entry.p11.C_GenerateRandom(
+            s,
+            o !== undefined && o.length >= length ? o.subarray(0, length) : Buffer.allocUnsafeSlow(length),
+          ),
+        ),
       opts,
     )
   }

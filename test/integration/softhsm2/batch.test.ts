@@ -7,6 +7,7 @@ import { createWorkerPool, type WorkerPool } from '../../../src/pool/index.js'
 import { openSqliteStore } from '../../../src/store/sqlite/index.js'
 import { env, ManualClock, openProvider, SOFTHSM_MODULE, tempCatalogPath } from '../../helpers/engine.js'
 import { expectCode } from '../../helpers/expect-code.js'
+import { counting } from '../../helpers/counting-provider.js'
 
 const I = 'batch'
 const HOUR = 3_600_000
@@ -139,6 +140,55 @@ for (const mode of ['inline', 'worker pool (2 threads)'] as const) {
     })
   })
 }
+
+describe('DEK memory of inline batches', () => {
+  it('unwrapped DEKs are disjoint views of shared slabs; rewrap leaves every DEK it decrypted zeroed', async () => {
+    const c = counting(await openProvider())
+    const engine = await createEngine({
+      provider: c.provider,
+      store: await openSqliteStore({ path: tempCatalogPath() }),
+      lifecycle: { minRotationIntervalMs: 0 },
+    })
+    const keyId = (await engine.createKey(I, { name: 'slab-key' })).id
+    const wrapped = await engine.wrapMany(I, keyId, 700)
+    const generated = wrapped.map((r) => {
+      if (!r.ok) throw r.error
+      if (r.plaintext === undefined) throw new Error('a generated DEK is returned')
+      return { ciphertext: r.ciphertext, plaintext: r.plaintext }
+    })
+    // generated DEKs come from slabs too (no buffer per DEK) and are the caller's to keep
+    expect(new Set(generated.map((r) => r.plaintext.buffer)).size).toBeLessThan(10)
+    const cts = generated.map((r) => r.ciphertext)
+    const out = await engine.unwrapMany(I, keyId, cts)
+    const deks = out.map((r, i) => {
+      if (!r.ok) throw r.error
+      expect(r.plaintext.equals(generated[i]?.plaintext ?? Buffer.alloc(0))).toBe(true)
+      return r.plaintext
+    })
+    // 700 DEKs in a handful of 16 KiB slabs (off V8's heap), no two overlapping
+    const slabs = new Set(deks.map((d) => d.buffer))
+    expect(slabs.size).toBeLessThan(10)
+    for (const b of slabs) expect(b.byteLength).toBeGreaterThanOrEqual(16 * 1024)
+    const spans = deks
+      .map((d) => [d.buffer, d.byteOffset, d.byteOffset + d.length] as const)
+      .sort((a, b) => (a[0] === b[0] ? a[1] - b[1] : slabs.has(a[0]) ? 0 : 1))
+    for (let i = 1; i < spans.length; i++) {
+      const [b0, , end0] = spans[i - 1] as readonly [ArrayBufferLike, number, number]
+      const [b1, start1] = spans[i] as readonly [ArrayBufferLike, number, number]
+      if (b0 === b1) expect(start1).toBeGreaterThanOrEqual(end0)
+    }
+    // rewrap decrypts into one scratch region per chunk and zeroes it after each item
+    await engine.rotate(I, keyId)
+    const seen = c.buffers.length
+    const rw = await engine.rewrapMany(I, keyId, cts)
+    expect(rw.every((r) => r.ok)).toBe(true)
+    const decrypted = c.buffers.slice(seen)
+    expect(decrypted).toHaveLength(700)
+    expect(new Set(decrypted.map((d) => d.buffer)).size).toBeLessThan(10)
+    for (const d of decrypted) expect(d.every((x) => x === 0)).toBe(true)
+    await engine.close()
+  })
+})
 
 describe('worker pool', () => {
   it('survives a killed worker: the task is retried on a replacement and every item succeeds', async () => {
