@@ -49,6 +49,7 @@ export type {
   MetadataStore,
   Clock,
   CallOptions,
+  OutputOptions,
   ProviderCapabilities,
   GcmSealed,
   ProviderObject,
