@@ -92,79 +92,65 @@ export async function executeBatch(provider: RootKeyProvider, task: BatchTask): 
   const slab = new SecretSlab()
   const out: BatchItemResult[] = []
   try {
-    await runItems(provider, task, slab, out, seal, latestHeader, byNumber, aadFor)
+    for (const item of task.items) {
+      let dek: SecretBytes | undefined
+      try {
+        if (task.op === 'wrap') {
+          if (typeof item === 'string') throw new EngineError('INVALID_FIELD_ERR', 'plaintext: must be bytes')
+          const generated = item.length === 0
+          if (generated) dek = await provider.generateRandom(32, { output: slab.take(32) })
+          else {
+            const b = slab.scratch(item.length)
+            b.set(item)
+            dek = SecretBytes.adopt(b)
+          }
+          const ciphertext = await seal(dek)
+          out.push(generated ? { ok: true, ciphertext, plaintext: dek.release() } : { ok: true, ciphertext })
+          continue
+        }
+        const parsed: ParsedCiphertext = parseCiphertext(item)
+        if (!sameKeyId(parsed, latestHeader)) {
+          throw new EngineError('CIPHERTEXT_INVALID', 'ciphertext: was not wrapped by this key')
+        }
+        const entry = byNumber.get(parsed.keyVersion)
+        if (entry === undefined) {
+          throw new EngineError(
+            'KEY_VERSION_NOT_FOUND',
+            `ciphertext: names key version ${parsed.keyVersion}, which this key does not have`,
+          )
+        }
+        if (parsed.mechanism !== latestHeader[1]) {
+          throw new EngineError('CIPHERTEXT_INVALID', 'ciphertext: mechanism is not the one of this provider')
+        }
+        const from = entry.v
+        const aad = aadFor(entry.header, from.number, parsed.dekLength)
+        const room = parsed.dekLength + 16 // GCM output room (RESULTS gotcha 6)
+        dek =
+          opaque && provider.decryptOpaque !== undefined
+            ? await provider.decryptOpaque(from.ref, parsed.encrypted, aad)
+            : await provider.decrypt(from.ref, parsed, aad, {
+                output: task.op === 'unwrap' ? slab.take(room) : slab.scratch(room),
+              })
+        if (dek.length !== parsed.dekLength)
+          throw new EngineError('PROVIDER_ERROR', 'provider: unexpected DEK length')
+        const needsNew = task.op === 'rewrap' || from.number !== task.latest.number
+        const ciphertext = needsNew ? await seal(dek) : undefined
+        const r: { ok: true; fromVersion: number; ciphertext?: string; plaintext?: Uint8Array } = {
+          ok: true,
+          fromVersion: from.number,
+        }
+        if (ciphertext !== undefined) r.ciphertext = ciphertext
+        if (task.op === 'unwrap') r.plaintext = dek.release()
+        out.push(r)
+      } catch (err) {
+        if (!isEngineError(err) || err.code === 'PROVIDER_UNAVAILABLE' || err.code === 'ABORTED') throw err
+        out.push({ ok: false, code: err.code, message: err.message })
+      } finally {
+        dek?.zeroize()
+      }
+    }
   } finally {
     slab.close()
   }
   return out
-}
-
-async function runItems(
-  provider: RootKeyProvider,
-  task: BatchTask,
-  slab: SecretSlab,
-  out: BatchItemResult[],
-  seal: (dek: SecretBytes) => Promise<string>,
-  latestHeader: Buffer,
-  byNumber: ReadonlyMap<number, { v: BatchVersion; header: Buffer }>,
-  aadFor: (header: Buffer, versionKey: number, dekLength: number) => Buffer,
-): Promise<void> {
-  const opaque = provider.capabilities.ciphertext === 'opaque'
-  for (const item of task.items) {
-    let dek: SecretBytes | undefined
-    try {
-      if (task.op === 'wrap') {
-        if (typeof item === 'string') throw new EngineError('INVALID_FIELD_ERR', 'plaintext: must be bytes')
-        const generated = item.length === 0
-        if (generated) dek = await provider.generateRandom(32, { output: slab.take(32) })
-        else {
-          const b = slab.scratch(item.length)
-          b.set(item)
-          dek = SecretBytes.adopt(b)
-        }
-        const ciphertext = await seal(dek)
-        out.push(generated ? { ok: true, ciphertext, plaintext: dek.release() } : { ok: true, ciphertext })
-        continue
-      }
-      const parsed: ParsedCiphertext = parseCiphertext(item)
-      if (!sameKeyId(parsed, latestHeader)) {
-        throw new EngineError('CIPHERTEXT_INVALID', 'ciphertext: was not wrapped by this key')
-      }
-      const entry = byNumber.get(parsed.keyVersion)
-      if (entry === undefined) {
-        throw new EngineError(
-          'KEY_VERSION_NOT_FOUND',
-          `ciphertext: names key version ${parsed.keyVersion}, which this key does not have`,
-        )
-      }
-      if (parsed.mechanism !== latestHeader[1]) {
-        throw new EngineError('CIPHERTEXT_INVALID', 'ciphertext: mechanism is not the one of this provider')
-      }
-      const from = entry.v
-      const aad = aadFor(entry.header, from.number, parsed.dekLength)
-      const room = parsed.dekLength + 16 // GCM output room (RESULTS gotcha 6)
-      dek =
-        opaque && provider.decryptOpaque !== undefined
-          ? await provider.decryptOpaque(from.ref, parsed.encrypted, aad)
-          : await provider.decrypt(from.ref, parsed, aad, {
-              output: task.op === 'unwrap' ? slab.take(room) : slab.scratch(room),
-            })
-      if (dek.length !== parsed.dekLength)
-        throw new EngineError('PROVIDER_ERROR', 'provider: unexpected DEK length')
-      const needsNew = task.op === 'rewrap' || from.number !== task.latest.number
-      const ciphertext = needsNew ? await seal(dek) : undefined
-      const r: { ok: true; fromVersion: number; ciphertext?: string; plaintext?: Uint8Array } = {
-        ok: true,
-        fromVersion: from.number,
-      }
-      if (ciphertext !== undefined) r.ciphertext = ciphertext
-      if (task.op === 'unwrap') r.plaintext = dek.release()
-      out.push(r)
-    } catch (err) {
-      if (!isEngineError(err) || err.code === 'PROVIDER_UNAVAILABLE' || err.code === 'ABORTED') throw err
-      out.push({ ok: false, code: err.code, message: err.message })
-    } finally {
-      dek?.zeroize()
-    }
-  }
 }
