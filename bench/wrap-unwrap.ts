@@ -19,7 +19,7 @@ import { interleaved, pairedRatio, report, settings, type Row, type Task } from 
 import { js, rawModule, slotByLabel } from '../test/helpers/raw-pkcs11.js'
 import type * as P11 from 'pkcs11js'
 import { createEngine, loadConfig, type EnvelopeEngine } from '../dist/index.js'
-import { buildHsmAad, encodeHeader, Mechanism } from '../dist/core/ciphertext.js'
+import { buildHsmAad, encodeHeader, Mechanism } from '../dist/core/format/ciphertext.js'
 import { createPkcs11Provider } from '../dist/providers/pkcs11/index.js'
 import { openSqliteStore, type SqliteStore } from '../dist/store/sqlite/index.js'
 

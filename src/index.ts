@@ -27,11 +27,12 @@ export type {
   KeyRingInfo,
   AliasNameInfo,
   ReencryptResult,
+  KeyScope,
 } from './core/engine.js'
-export { parseSearch, parseFilter, parseSort, parseStateList } from './core/key-query.js'
-export type { KeySearch, KeyFilter, KeyQueryItem } from './core/key-query.js'
-export { DEFAULT_FRAME_SIZE, MESSAGE_FORMAT_V1 } from './core/message.js'
-export type { EncryptionContext } from './core/message.js'
+export { parseSearch, parseFilter, parseSort, parseStateList } from './core/keys/query-language.js'
+export type { KeySearch, KeyFilter, KeyQueryItem } from './core/keys/query-language.js'
+export { DEFAULT_FRAME_SIZE, MESSAGE_FORMAT_V1 } from './core/format/message.js'
+export type { EncryptionContext } from './core/format/message.js'
 export { EngineError, ERROR_CODES, isEngineError } from './core/errors.js'
 export type { ErrorCode, ErrorTarget } from './core/errors.js'
 export { KeyState } from './core/key-state.js'
@@ -42,8 +43,8 @@ export {
   CIPHERTEXT_FORMAT_V1,
   MAX_DEK_BYTES,
   GENERATED_DEK_BYTES,
-} from './core/ciphertext.js'
-export type { ParsedCiphertext } from './core/ciphertext.js'
+} from './core/format/ciphertext.js'
+export type { ParsedCiphertext } from './core/format/ciphertext.js'
 export type {
   RootKeyProvider,
   MetadataStore,
@@ -68,8 +69,17 @@ export type {
   TagPair,
   DeletionScheduleRecord,
   MetadataStoreNamesAndSchedules,
+  KeyCatalog,
+  UsageLedger,
+  AliasStore,
+  KeyRingStore,
+  PolicyStore,
+  TagStore,
+  DeletionSchedule,
 } from './core/ports.js'
-export type { BatchTask, BatchItemResult, BatchVersion } from './core/batch.js'
+export type { BatchTask, BatchItemResult, BatchVersion } from './core/ports.js'
+export { startRotationScheduler } from './core/jobs/scheduler.js'
+export type { RotationScheduler, RotationSchedulerOptions } from './core/jobs/scheduler.js'
 export { loadConfig, describeConfig, defaultSoftHsmConf } from './config.js'
 export type { EngineConfig, Pkcs11Config } from './config.js'
 export { createEngineFromConfig } from './default-engine.js'

@@ -7,7 +7,7 @@
  */
 import { LRUCache } from 'lru-cache'
 import { EngineError } from '../core/errors.js'
-import { wipeDekMemo } from '../core/message.js'
+import { wipeDekMemo } from '../core/format/message.js'
 import type { CachedDek, Clock, DataKeyLease, DekCache, DekCacheStats, DekMemo } from '../core/ports.js'
 import { SecretBytes } from '../core/secret-bytes.js'
 

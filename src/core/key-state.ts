@@ -3,7 +3,7 @@
  * Key Protect v2, "Key states and transitions": the spec digest §4.1 (shared/spec/key-protect-v2.md).
  * Core is the only place that enforces these; the HTTP layer never re-implements them.
  */
-import { EngineError } from './errors.js'
+import { EngineError, type ErrorCode } from './errors.js'
 
 export const KeyState = {
   PRE_ACTIVATION: 0,
@@ -16,7 +16,7 @@ export type KeyStateValue = (typeof KeyState)[keyof typeof KeyState]
 
 export const KEY_STATES: readonly KeyStateValue[] = [0, 1, 2, 3, 5]
 
-/** Actions whose permission depends on the key's state. */
+/** Actions whose permission depends on the key's state (and, for some, on its kind). */
 export type KeyAction =
   | 'wrap'
   | 'unwrap'
@@ -29,23 +29,83 @@ export type KeyAction =
   | 'purge'
   | 'listVersions'
   | 'addAlias'
+  | 'setPolicies'
+  | 'move'
+  | 'tag'
+  | 'untag'
+  | 'aliasName'
+  | 'setForDeletion'
+  | 'scheduleDeletion'
+  | 'getPayload'
 
-const ALLOWED: Readonly<Record<KeyAction, readonly KeyStateValue[]>> = {
-  wrap: [1],
-  unwrap: [1, 3],
-  rewrap: [1, 3],
-  rotate: [1, 3],
-  disable: [1],
-  enable: [2],
-  delete: [0, 1, 2, 3],
-  restore: [5],
-  purge: [5],
-  listVersions: [0, 1, 2, 3],
-  addAlias: [0, 1, 2, 3],
+/** One row of the table: where an action is allowed, and the code (and words) of each refusal. */
+export interface ActionRule {
+  /** States in which the action is allowed. */
+  readonly states: readonly KeyStateValue[]
+  /** The kind of key the action needs: root keys only, standard keys only, or either. */
+  readonly kind?: 'root' | 'standard'
+  /** Refusal for the wrong kind (default KEY_ROOT_REQ_ERR "needs a root key"). */
+  readonly kindError?: readonly [ErrorCode, string]
+  /** The kind is checked before the state, even before "deleted" (default: after "deleted"). */
+  readonly kindFirst?: boolean
+  /** Refusal for a state outside `states` other than 5 (default KEY_ACTION_INVALID_STATE_ERR). */
+  readonly stateError?: readonly [ErrorCode, string | ((state: KeyStateValue) => string)]
 }
 
-/** Actions that only root keys (extractable=false) support: Key Protect answers KEY_ROOT_REQ_ERR otherwise. */
-const ROOT_ONLY: ReadonlySet<KeyAction> = new Set(['wrap', 'unwrap', 'rewrap', 'rotate', 'disable', 'enable'])
+const LIVE: readonly KeyStateValue[] = [0, 1, 2, 3]
+
+/**
+ * The key-state table: Key Protect v2 (spec digest §4.1) for the Key Protect actions, and the same rules for
+ * what the AWS KMS API adds. Every refusal keeps the code the engine has always given for it.
+ */
+export const ACTION_RULES: Readonly<Record<KeyAction, ActionRule>> = {
+  wrap: { states: [1], kind: 'root' },
+  unwrap: { states: [1, 3], kind: 'root' },
+  rewrap: { states: [1, 3], kind: 'root' },
+  rotate: { states: [1, 3], kind: 'root' },
+  disable: { states: [1], kind: 'root' },
+  enable: { states: [2], kind: 'root' },
+  delete: { states: LIVE },
+  restore: {
+    states: [5],
+    stateError: ['KEY_ACTION_INVALID_STATE_ERR', 'key: only a deleted key can be restored'],
+  },
+  purge: {
+    states: [5],
+    stateError: ['KEY_ACTION_INVALID_STATE_ERR', 'key: only a deleted key can be purged'],
+  },
+  listVersions: { states: LIVE },
+  addAlias: { states: LIVE },
+  setPolicies: {
+    states: [1],
+    kind: 'root',
+    kindError: [
+      'KEY_INVALID_STATE_ERR',
+      'key: policies need a root key (extractable=false) in the Active (1) state',
+    ],
+    stateError: [
+      'KEY_INVALID_STATE_ERR',
+      'key: policies need a root key (extractable=false) in the Active (1) state',
+    ],
+  },
+  move: { states: LIVE },
+  tag: { states: LIVE },
+  untag: { states: LIVE },
+  aliasName: { states: LIVE },
+  setForDeletion: { states: LIVE },
+  scheduleDeletion: {
+    states: [1, 2],
+    kind: 'root',
+    kindError: ['KEY_ROOT_REQ_ERR', 'key: is a standard key'],
+    stateError: ['KEY_ACTION_INVALID_STATE_ERR', (s) => `key: cannot schedule deletion in state ${s}`],
+  },
+  getPayload: {
+    states: LIVE,
+    kind: 'standard',
+    kindFirst: true,
+    kindError: ['KEY_NOT_EXTRACTABLE_ERR', 'key: is a root key; its material never leaves the HSM'],
+  },
+}
 
 /** The state a key is in at `now`: a key whose expiration date passed is Deactivated (3). */
 export function effectiveState(
@@ -60,19 +120,29 @@ export function effectiveState(
 }
 
 /**
- * Throws unless `action` is allowed on a key in `state`.
- * @throws EngineError KEY_DELETED_ERR (state 5), KEY_ACTION_INVALID_STATE_ERR, KEY_ROOT_REQ_ERR
+ * Throws unless `action` is allowed on a key in `state` (see {@link ACTION_RULES}).
+ * @throws EngineError KEY_DELETED_ERR (state 5), KEY_ACTION_INVALID_STATE_ERR, KEY_ROOT_REQ_ERR, or the action's own code
  */
 export function assertActionAllowed(action: KeyAction, state: KeyStateValue, extractable: boolean): void {
-  if (ALLOWED[action].includes(state)) {
-    if (extractable && ROOT_ONLY.has(action)) {
-      throw new EngineError('KEY_ROOT_REQ_ERR', `key: ${action} needs a root key; this is a standard key`)
-    }
-    return
+  const rule = ACTION_RULES[action]
+  const kindOk = rule.kind === undefined || (rule.kind === 'root') !== extractable
+  if (kindOk && rule.states.includes(state)) return
+  if (!kindOk && rule.kindFirst === true) throw kindError(action, rule)
+  if (!rule.states.includes(state) && state === KeyState.DESTROYED) {
+    throw new EngineError('KEY_DELETED_ERR', `key: is deleted`)
   }
-  if (state === KeyState.DESTROYED) throw new EngineError('KEY_DELETED_ERR', `key: is deleted`)
-  if (extractable && ROOT_ONLY.has(action)) {
-    throw new EngineError('KEY_ROOT_REQ_ERR', `key: ${action} needs a root key; this is a standard key`)
-  }
-  throw new EngineError('KEY_ACTION_INVALID_STATE_ERR', `key: ${action} is not allowed in state ${state}`)
+  if (!kindOk) throw kindError(action, rule)
+  const [code, message] = rule.stateError ?? [
+    'KEY_ACTION_INVALID_STATE_ERR',
+    `key: ${action} is not allowed in state ${state}`,
+  ]
+  throw new EngineError(code, typeof message === 'string' ? message : message(state))
+}
+
+function kindError(action: KeyAction, rule: ActionRule): EngineError {
+  const [code, message] = rule.kindError ?? [
+    'KEY_ROOT_REQ_ERR',
+    `key: ${action} needs a root key; this is a standard key`,
+  ]
+  return new EngineError(code, message)
 }

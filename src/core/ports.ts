@@ -4,7 +4,6 @@
  */
 import type { KeyStateValue } from './key-state.js'
 import type { SecretBytes } from './secret-bytes.js'
-import type { BatchItemResult, BatchTask } from './batch.js'
 
 /** Per-call options every provider honours. */
 export interface CallOptions {
@@ -212,11 +211,11 @@ export type KeyPatch = Partial<
 >
 
 /**
- * The catalog of instances, keys, versions and aliases. Every row belongs to an instance. Writes that
- * depend on a read take the expected value and report whether it still held (compare-and-set), so that
- * several engine processes can share one catalog.
+ * The catalog role: instances' keys and versions, the pending-creation rows of the crash-safety protocol
+ * (DESIGN decision 7) and the compare-and-set writes. Writes that depend on a read take the expected value
+ * and report whether it still held, so that several engine processes can share one catalog.
  */
-export interface MetadataStore extends MetadataStoreNamesAndSchedules {
+export interface KeyCatalog {
   /** Random id of this catalog, fixed at creation; provider objects carry it. */
   readonly catalogId: string
   /**
@@ -225,13 +224,11 @@ export interface MetadataStore extends MetadataStoreNamesAndSchedules {
    */
   changeCounter?(): number
   getKey(instance: string, id: string): Promise<KeyRecord | undefined>
-  getKeyIdByAlias(instance: string, alias: string): Promise<string | undefined>
   getSystemKey(instance: string): Promise<KeyRecord | undefined>
   /** The instance owning a key id (for reconciliation only; key ids are globally unique UUIDs). */
   findInstanceOfKey(keyId: string): Promise<string | undefined>
   listKeys(instance: string, query: ListKeysQuery): Promise<{ keys: KeyRecord[]; total: number }>
   listVersions(instance: string, keyId: string): Promise<KeyVersionRecord[]>
-  listAliases(instance: string, keyId: string): Promise<string[]>
   /** Records the intent to create a provider object (before the provider call). */
   addPending(p: PendingVersion): Promise<void>
   removePending(instance: string, keyId: string, version: number): Promise<void>
@@ -252,6 +249,19 @@ export interface MetadataStore extends MetadataStoreNamesAndSchedules {
    * clears the pending row. Returns false when another writer got there first.
    */
   insertVersion(v: KeyVersionRecord, patch: KeyPatch): Promise<boolean>
+  /** Adopts a version found in the provider (reconciliation); does not change the current version. */
+  adoptVersion(v: KeyVersionRecord): Promise<void>
+  /** Applies `patch` if the key's state is still `expectState`. Returns false otherwise. */
+  updateKey(instance: string, id: string, expectState: KeyStateValue, patch: KeyPatch): Promise<boolean>
+  /** Removes the key, its versions and aliases. */
+  deleteKeyRows(instance: string, id: string): Promise<void>
+  /** Cheap liveness probe of the catalog (one read). */
+  ping(): Promise<void>
+  close(): Promise<void>
+}
+
+/** The usage-ledger role: AES-GCM invocations reserved per root-key version, across processes. */
+export interface UsageLedger {
   /**
    * Reserves up to `block` more AES-GCM invocations of a root-key version, never beyond `limit` in all,
    * atomically across processes. Returns how many were granted (0 once the limit is reached).
@@ -265,12 +275,15 @@ export interface MetadataStore extends MetadataStoreNamesAndSchedules {
   ): Promise<number>
   /** Invocations reserved so far for a version (0 when the version does not exist). */
   usageReserved(instance: string, keyId: string, version: number): Promise<number>
-  /** Adopts a version found in the provider (reconciliation); does not change the current version. */
-  adoptVersion(v: KeyVersionRecord): Promise<void>
-  /** Applies `patch` if the key's state is still `expectState`. Returns false otherwise. */
-  updateKey(instance: string, id: string, expectState: KeyStateValue, patch: KeyPatch): Promise<boolean>
-  /** Removes the key, its versions and aliases. */
-  deleteKeyRows(instance: string, id: string): Promise<void>
+}
+
+/**
+ * The alias role, both namespaces: Key Protect aliases (several per key, fixed to their key) and alias names
+ * (AWS KMS `alias/...`, one key each, re-pointable). See core/keys/aliases.ts.
+ */
+export interface AliasStore {
+  getKeyIdByAlias(instance: string, alias: string): Promise<string | undefined>
+  listAliases(instance: string, keyId: string): Promise<string[]>
   addAlias(
     instance: string,
     keyId: string,
@@ -279,6 +292,26 @@ export interface MetadataStore extends MetadataStoreNamesAndSchedules {
     maxPerKey: number,
   ): Promise<'created' | 'exists'>
   removeAlias(instance: string, keyId: string, alias: string): Promise<boolean>
+  /** Creates an alias name. Returns false when the instance already has that name. */
+  createAliasName(instance: string, name: string, keyId: string, now: number): Promise<boolean>
+  /** Points an existing alias name at another key. Returns false when the name does not exist. */
+  updateAliasName(instance: string, name: string, keyId: string, now: number): Promise<boolean>
+  /** Returns false when the name does not exist. */
+  deleteAliasName(instance: string, name: string): Promise<boolean>
+  getAliasName(instance: string, name: string): Promise<AliasNameRecord | undefined>
+  /** Alias names ordered by name, after `after` (exclusive), at most `limit`; only of `keyId` when given. */
+  listAliasNames(
+    instance: string,
+    query: {
+      readonly keyId?: string | undefined
+      readonly after?: string | undefined
+      readonly limit: number
+    },
+  ): Promise<AliasNameRecord[]>
+}
+
+/** The key-ring role. */
+export interface KeyRingStore {
   /**
    * Creates a key ring unless the instance already has `max` rings.
    * @throws EngineError KEY_RING_RESOURCE_QUOTA_ERR
@@ -299,6 +332,10 @@ export interface MetadataStore extends MetadataStoreNamesAndSchedules {
    * @throws EngineError KEY_RING_NOT_FOUND_ERR
    */
   moveKey(instance: string, id: string, from: string, to: string, now: number): Promise<boolean>
+}
+
+/** The key-policy role: rotation and dualAuthDelete policies, with the deletion authorisation. */
+export interface PolicyStore {
   /**
    * Inserts or replaces a key policy (the first `policyId`, `createdAt` and `createdBy` are kept; the
    * deletion authorisation is left as it is).
@@ -317,10 +354,60 @@ export interface MetadataStore extends MetadataStoreNamesAndSchedules {
   listKeyPolicies(instance: string, keyId: string): Promise<KeyPolicyRecord[]>
   /** Every enabled rotation policy of every instance (for the rotation scheduler). */
   listEnabledRotationPolicies(): Promise<KeyPolicyRecord[]>
-  /** Cheap liveness probe of the catalog (one read). */
-  ping(): Promise<void>
-  close(): Promise<void>
 }
+
+/** The tag role: key/value tags (AWS KMS `TagKey`/`TagValue`), separate from Key Protect's string tags. */
+export interface TagStore {
+  /**
+   * Adds or replaces tag pairs of a key, in one transaction.
+   * @throws EngineError TAG_QUOTA_ERR when the key would have more than `max` tags
+   */
+  putTagPairs(instance: string, keyId: string, tags: readonly TagPair[], max: number): Promise<void>
+  /** Removes the tags with these keys (absent ones are ignored). */
+  removeTagPairs(instance: string, keyId: string, keys: readonly string[]): Promise<void>
+  /** A key's tags ordered by key. */
+  listTagPairs(instance: string, keyId: string): Promise<TagPair[]>
+}
+
+/** The deletion-schedule role (AWS KMS `ScheduleKeyDeletion`). */
+export interface DeletionSchedule {
+  /**
+   * Applies `patch` if the key's state is still `expectState` and records the deletion date, in one
+   * transaction. Returns false when the state changed.
+   */
+  scheduleDeletion(
+    instance: string,
+    keyId: string,
+    expectState: KeyStateValue,
+    patch: KeyPatch,
+    deletionDate: number,
+  ): Promise<boolean>
+  /** Removes a key's deletion schedule. Returns false when there was none. */
+  cancelDeletion(instance: string, keyId: string): Promise<boolean>
+  getDeletionSchedule(instance: string, keyId: string): Promise<DeletionScheduleRecord | undefined>
+  /** Every schedule whose date is at or before `now`, of every instance. */
+  listDueDeletions(now: number): Promise<DeletionScheduleRecord[]>
+}
+
+/**
+ * The catalog of instances, keys, versions and aliases: the intersection of its roles, so that a second
+ * store (PostgreSQL) can be built and conformance-tested role by role. Every row belongs to an instance.
+ */
+export interface MetadataStore
+  extends KeyCatalog, UsageLedger, AliasStore, KeyRingStore, PolicyStore, TagStore, DeletionSchedule {}
+
+/**
+ * Alias names, tag pairs and scheduled deletion (migration 4). Kept for compatibility: {@link MetadataStore}
+ * has them through {@link AliasStore}, {@link TagStore} and {@link DeletionSchedule}.
+ */
+export interface MetadataStoreNamesAndSchedules
+  extends
+    Pick<
+      AliasStore,
+      'createAliasName' | 'updateAliasName' | 'deleteAliasName' | 'getAliasName' | 'listAliasNames'
+    >,
+    TagStore,
+    DeletionSchedule {}
 
 /** A path-like alias name (AWS KMS `alias/...`), separate from Key Protect aliases and re-pointable. */
 export interface AliasNameRecord {
@@ -342,54 +429,6 @@ export interface DeletionScheduleRecord {
   readonly instance: string
   readonly keyId: string
   readonly deletionDate: number
-}
-
-/**
- * Catalog additions for alias names, tag pairs and scheduled deletion (migration 4). Part of
- * {@link MetadataStore}; kept in their own interface so the list stays readable.
- */
-export interface MetadataStoreNamesAndSchedules {
-  /** Creates an alias name. Returns false when the instance already has that name. */
-  createAliasName(instance: string, name: string, keyId: string, now: number): Promise<boolean>
-  /** Points an existing alias name at another key. Returns false when the name does not exist. */
-  updateAliasName(instance: string, name: string, keyId: string, now: number): Promise<boolean>
-  /** Returns false when the name does not exist. */
-  deleteAliasName(instance: string, name: string): Promise<boolean>
-  getAliasName(instance: string, name: string): Promise<AliasNameRecord | undefined>
-  /** Alias names ordered by name, after `after` (exclusive), at most `limit`; only of `keyId` when given. */
-  listAliasNames(
-    instance: string,
-    query: {
-      readonly keyId?: string | undefined
-      readonly after?: string | undefined
-      readonly limit: number
-    },
-  ): Promise<AliasNameRecord[]>
-  /**
-   * Adds or replaces tag pairs of a key, in one transaction.
-   * @throws EngineError TAG_QUOTA_ERR when the key would have more than `max` tags
-   */
-  putTagPairs(instance: string, keyId: string, tags: readonly TagPair[], max: number): Promise<void>
-  /** Removes the tags with these keys (absent ones are ignored). */
-  removeTagPairs(instance: string, keyId: string, keys: readonly string[]): Promise<void>
-  /** A key's tags ordered by key. */
-  listTagPairs(instance: string, keyId: string): Promise<TagPair[]>
-  /**
-   * Applies `patch` if the key's state is still `expectState` and records the deletion date, in one
-   * transaction. Returns false when the state changed.
-   */
-  scheduleDeletion(
-    instance: string,
-    keyId: string,
-    expectState: KeyStateValue,
-    patch: KeyPatch,
-    deletionDate: number,
-  ): Promise<boolean>
-  /** Removes a key's deletion schedule. Returns false when there was none. */
-  cancelDeletion(instance: string, keyId: string): Promise<boolean>
-  getDeletionSchedule(instance: string, keyId: string): Promise<DeletionScheduleRecord | undefined>
-  /** Every schedule whose date is at or before `now`, of every instance. */
-  listDueDeletions(now: number): Promise<DeletionScheduleRecord[]>
 }
 
 /** Time source; tests inject one to move past restore and purge windows. */
@@ -514,3 +553,37 @@ export interface BatchRunner {
   run(task: BatchTask, signal?: AbortSignal): Promise<BatchItemResult[]>
   close(): Promise<void>
 }
+
+/** A root-key version as a batch needs it (plain data: it crosses thread boundaries). */
+export interface BatchVersion {
+  readonly number: number
+  readonly ref: string
+  /** The 22 ciphertext header bytes of this version. */
+  readonly header: Uint8Array
+}
+
+/** One batch. `items` are ciphertexts (unwrap, rewrap) or DEKs to wrap, as bytes. */
+export interface BatchTask {
+  readonly op: 'wrap' | 'unwrap' | 'rewrap'
+  readonly instance: string
+  readonly aad: readonly string[]
+  /** Versions the ciphertexts may name (unwrap, rewrap). */
+  readonly versions: readonly BatchVersion[]
+  /** The version new ciphertexts are made under (wrap, rewrap, and unwrap of older versions). */
+  readonly latest: BatchVersion
+  /** DEKs to wrap (empty = generate one), or ciphertexts as bytes or base64 (decoded strictly here). */
+  readonly items: readonly (Uint8Array | string)[]
+}
+
+/** Per-item outcome. Errors are per item: one bad ciphertext does not fail its batch. */
+export type BatchItemResult =
+  | {
+      readonly ok: true
+      /** unwrap: the DEK; wrap: the DEK when generated (item was empty). */
+      readonly plaintext?: Uint8Array
+      /** wrap, rewrap, and unwrap of an older version: ciphertext v1 under `latest`, base64. */
+      readonly ciphertext?: string
+      /** The version that wrapped the input (unwrap, rewrap). */
+      readonly fromVersion?: number
+    }
+  | { readonly ok: false; readonly code: string; readonly message: string }

@@ -10,7 +10,7 @@
  * the result objects the engine hands on: fewer short-lived objects on the event loop's heap while a large
  * batch runs.
  */
-import type { BatchItemResult } from '../core/batch.js'
+import type { BatchItemResult } from '../core/ports.js'
 
 /** Int32 slots per item in {@link PackedResults.ints}. */
 const SLOTS = 3

@@ -7,7 +7,7 @@
 import { availableParallelism } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { Piscina } from 'piscina'
-import type { BatchItemResult, BatchTask } from '../core/batch.js'
+import type { BatchItemResult, BatchTask } from '../core/ports.js'
 import { EngineError, type ErrorCode, ERROR_CODES } from '../core/errors.js'
 import type { BatchRunner } from '../core/ports.js'
 import { acquireModule, releaseModule, type ModuleEntry } from '../providers/pkcs11/module.js'

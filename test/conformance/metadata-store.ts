@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { KeyRecord, KeyVersionRecord, MetadataStore } from '../../src/index.js'
-import { newKeyRecord } from '../../src/core/key-record.js'
+import { newKeyRecord } from '../../src/core/keys/key-record.js'
 import { expectCode } from '../helpers/expect-code.js'
 
 export function keyRecord(instance: string, overrides: Partial<KeyRecord> = {}): KeyRecord {

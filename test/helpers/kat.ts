@@ -2,7 +2,7 @@
  * Imports known-answer root-key material into the test token as imported root-key versions of a fresh
  * catalog, under fixed key ids, so that committed ciphertexts and messages can be unwrapped on the HSM.
  */
-import { newKeyRecord } from '../../src/core/key-record.js'
+import { newKeyRecord } from '../../src/core/keys/key-record.js'
 import { SecretBytes } from '../../src/index.js'
 import type { KatKey } from '../vectors/ciphertext-v1-reference.js'
 import type { TestEngine } from './engine.js'

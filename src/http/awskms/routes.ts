@@ -6,7 +6,7 @@
  */
 import { Hono, type Context } from 'hono'
 import type { Logger } from 'pino'
-import { parseCiphertext } from '../../core/ciphertext.js'
+import { parseCiphertext } from '../../core/format/ciphertext.js'
 import type { EnvelopeEngine } from '../../core/engine.js'
 import { EngineError, invalidField, isEngineError } from '../../core/errors.js'
 import { AWS_KMS_ERRORS, clientMessage } from './errors.js'

@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
 import { createEngine, SecretBytes, type EnvelopeEngine } from '../../../src/index.js'
-import { deriveDataKey, type MessageKeyDeriver } from '../../../src/core/message.js'
+import { deriveDataKey, type MessageKeyDeriver } from '../../../src/core/format/message.js'
 import type { DekMemo } from '../../../src/core/ports.js'
 import { createDekCache, type DekCacheOptions } from '../../../src/cache/index.js'
 import { openSqliteStore } from '../../../src/store/sqlite/index.js'

@@ -315,7 +315,7 @@ describe('instances', () => {
     const w = await t.engine.wrap(A, key.id)
     const parsed = parseCiphertext(w.ciphertext)
     const ref = (await t.store.listVersions(A, key.id))[0]?.providerRef ?? ''
-    const { buildHsmAad } = await import('../../../src/core/ciphertext.js')
+    const { buildHsmAad } = await import('../../../src/core/format/ciphertext.js')
     await expectCode(
       t.provider.decrypt(ref, parsed, buildHsmAad(parsed.header, parsed.encrypted.length, B, [])),
       'UNWRAP_AAD_MISMATCH',

@@ -10,7 +10,7 @@ import {
   MAX_OPAQUE_BLOB_BYTES,
   parseCiphertext,
   validateAad,
-} from '../../../src/core/ciphertext.js'
+} from '../../../src/core/format/ciphertext.js'
 import { EngineError } from '../../../src/index.js'
 import { expectCodeSync } from '../../helpers/expect-code.js'
 

@@ -6,7 +6,7 @@ import { createCipheriv, createHmac, hkdfSync } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { deriveCommitment, deriveDataKey, hkdfSha256 } from '../../../src/core/message.js'
+import { deriveCommitment, deriveDataKey, hkdfSha256 } from '../../../src/core/format/message.js'
 
 interface HkdfTest {
   tcId: number

@@ -5,7 +5,7 @@ import {
   encodeContext,
   MessageDecryptor,
   MessageEncryptor,
-} from '../../../src/core/message.js'
+} from '../../../src/core/format/message.js'
 import { EngineError, SecretBytes } from '../../../src/index.js'
 import { expectCodeSync } from '../../helpers/expect-code.js'
 

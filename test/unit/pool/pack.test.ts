@@ -3,7 +3,7 @@
  * DEKs become views of one transferred buffer, and the worker's copies are wiped.
  */
 import { describe, expect, it } from 'vitest'
-import type { BatchItemResult } from '../../../src/core/batch.js'
+import type { BatchItemResult } from '../../../src/core/ports.js'
 import { pack, unpack } from '../../../src/pool/pack.js'
 
 describe('pool result packing', () => {

@@ -3,8 +3,8 @@
  * at start, catching up on work missed while the process was down, and then every `intervalMs`. One pass at
  * a time; a failing pass is reported, never thrown.
  */
-import type { EnvelopeEngine } from './engine.js'
-import { toEngineError, type EngineError } from './errors.js'
+import type { EnvelopeEngine } from '../engine.js'
+import { toEngineError, type EngineError } from '../errors.js'
 
 export interface RotationSchedulerOptions {
   /** Time between passes (default one hour). */

@@ -1,5 +1,5 @@
-import { KeyState } from './key-state.js'
-import type { KeyRecord } from './ports.js'
+import { KeyState } from '../key-state.js'
+import type { KeyRecord } from '../ports.js'
 
 /** A new Active root key record at version 1; `fields` override the defaults. */
 export function newKeyRecord(

@@ -3,7 +3,7 @@
  * this file is its only implementation. A released format version is frozen: a change gets a new
  * version number and new known-answer vectors, and readers keep accepting every older version.
  */
-import { EngineError, invalidField } from './errors.js'
+import { EngineError, invalidField } from '../errors.js'
 
 /** Format versions this build can read. */
 export const CIPHERTEXT_FORMAT_V1 = 0x01

@@ -13,10 +13,10 @@ import {
   type Cipher,
   type KeyObject,
 } from 'node:crypto'
-import { EngineError } from './errors.js'
+import { EngineError } from '../errors.js'
 import { MAX_CIPHERTEXT_BYTES } from './ciphertext.js'
-import type { DekMemo } from './ports.js'
-import type { SecretBytes } from './secret-bytes.js'
+import type { DekMemo } from '../ports.js'
+import type { SecretBytes } from '../secret-bytes.js'
 
 export const MESSAGE_FORMAT_V1 = 0x01
 /**

@@ -3,8 +3,8 @@
  * plain predicates and comparators over {@link KeyQueryItem}. Core owns it so that the HTTP layer and
  * in-process callers list keys the same way.
  */
-import { invalidField } from './errors.js'
-import { KEY_STATES, type KeyStateValue } from './key-state.js'
+import { invalidField } from '../errors.js'
+import { KEY_STATES, type KeyStateValue } from '../key-state.js'
 
 /** The fields of a key the query language looks at. */
 export interface KeyQueryItem {

@@ -1,0 +1,104 @@
+/**
+ * State transitions of a key: one compare-and-set write under the key's lock, checked against the key-state
+ * table first. disable/enable live here; deletion.ts uses the same transition for delete and restore.
+ * (The transition and the pending-deletion check share this file: lifecycle and deletion both need them.)
+ */
+import { assertAllowed, concurrentChange, storeCall, type EngineContext } from '../context.js'
+import { EngineError } from '../errors.js'
+import { KeyState, type KeyAction } from '../key-state.js'
+import type { KeyPatch, KeyRecord } from '../ports.js'
+import type { KeyInfo, KeyScope } from '../engine-types.js'
+import type { CachedKey } from './directory.js'
+import { toKeyInfo } from './views.js'
+
+/**
+ * Applies `patchFor`'s patch if the key is still in the state it was read in, after checking `action`
+ * against the key-state table.
+ * @throws EngineError the table's codes, KEY_ACTION_INVALID_STATE_ERR (changed concurrently, retryable)
+ */
+export async function transition(
+  ctx: EngineContext,
+  instance: string,
+  idOrAlias: string,
+  action: KeyAction,
+  patchFor: (r: KeyRecord, now: number, k: CachedKey) => KeyPatch,
+  scope: KeyScope = {},
+): Promise<KeyInfo> {
+  const k0 = await ctx.keys.resolve(instance, idOrAlias, true, scope.keyRingId)
+  return ctx.locks.withKey(instance, k0.record.id, async () => {
+    const k = await ctx.keys.load(instance, k0.record.id, true)
+    const r = k.record
+    assertAllowed(ctx, action, r)
+    const now = ctx.clock.now()
+    const patch = patchFor(r, now, k)
+    const ok = await storeCall(() => ctx.store.updateKey(instance, r.id, r.state, patch))
+    ctx.keys.invalidate(instance, r.id)
+    if (!ok) throw concurrentChange(`key: state changed concurrently; ${action} not applied`)
+    return toKeyInfo(await ctx.keys.load(instance, r.id, true), ctx.life, ctx.clock.now())
+  })
+}
+
+/** Suspends a root key (state 1 → 2). */
+export function disable(
+  ctx: EngineContext,
+  instance: string,
+  idOrAlias: string,
+  scope: KeyScope,
+): Promise<KeyInfo> {
+  return transition(
+    ctx,
+    instance,
+    idOrAlias,
+    'disable',
+    (_r, now) => ({ state: KeyState.SUSPENDED, stateChangedAt: now, updatedAt: now }),
+    scope,
+  )
+}
+
+/** Re-activates a suspended root key (state 2 → 1), not within the cooldown and not while pending deletion. */
+export async function enable(
+  ctx: EngineContext,
+  instance: string,
+  idOrAlias: string,
+  scope: KeyScope,
+): Promise<KeyInfo> {
+  const pending = await pendingDeletion(ctx, instance, idOrAlias)
+  if (pending !== undefined) throw pending
+  return transition(
+    ctx,
+    instance,
+    idOrAlias,
+    'enable',
+    (r, now) => {
+      if (now - r.stateChangedAt < ctx.life.enableCooldownMs) {
+        throw new EngineError(
+          'KEY_ACTION_INVALID_STATE_ERR',
+          'key: its state changed too recently; retry in 30 s',
+          {
+            retryable: true,
+          },
+        )
+      }
+      return { state: KeyState.ACTIVE, stateChangedAt: now, updatedAt: now }
+    },
+    scope,
+  )
+}
+
+/** A typed error when the key is pending deletion (enable is refused then); undefined otherwise. */
+async function pendingDeletion(
+  ctx: EngineContext,
+  instance: string,
+  idOrAlias: string,
+): Promise<EngineError | undefined> {
+  try {
+    const k = await ctx.keys.resolve(instance, idOrAlias, true)
+    if ((await ctx.store.getDeletionSchedule(instance, k.record.id)) === undefined) return undefined
+    return new EngineError(
+      'KEY_ACTION_INVALID_STATE_ERR',
+      'key: is pending deletion; cancel the deletion first',
+    )
+  } catch {
+    return undefined // the transition reports the real error
+  }
+}
