@@ -1,10 +1,16 @@
 /**
  * The embedded catalog: one SQLite file (WAL, synchronous=FULL), `instance` on every row.
+ *
+ * This file holds {@link SqliteStore} (the MetadataStore methods, their transactions and compare-and-set
+ * checks) and {@link openSqliteStore} (open, pragmas, migrations). The prepared statements are in
+ * `statements.ts`, the row shapes and row→record mappers in `rows.ts`, the schema in `migrations.ts`.
+ * At ~600 lines it stays one file because MetadataStore is one interface: each method is a few lines over
+ * a statement, and splitting the class by role belongs to the port's split in core/ports.ts.
  */
 import { randomUUID } from 'node:crypto'
 import { chmodSync, existsSync } from 'node:fs'
 import Database from 'better-sqlite3'
-import type { Database as Db, Statement } from 'better-sqlite3'
+import type { Database as Db } from 'better-sqlite3'
 import { EngineError } from '../../core/errors.js'
 import type { KeyStateValue } from '../../core/key-state.js'
 import type {
@@ -21,6 +27,17 @@ import type {
   TagPair,
 } from '../../core/ports.js'
 import { MIGRATIONS } from './migrations.js'
+import {
+  PATCH_COLUMNS,
+  toAliasName,
+  toPolicy,
+  toRecord,
+  toRing,
+  toVersion,
+  type AliasNameRow,
+  type KeyRow,
+} from './rows.js'
+import { prepareStatements, type Statements } from './statements.js'
 
 /** Options of {@link openSqliteStore}. */
 export interface SqliteStoreOptions {
@@ -28,147 +45,6 @@ export interface SqliteStoreOptions {
   readonly path: string
   /** How long a writer waits for a lock held by another process (default 5000 ms). */
   readonly busyTimeoutMs?: number
-}
-
-interface RingRow {
-  instance: string
-  id: string
-  created_at: number
-  created_by: string | null
-}
-
-function toRing(r: RingRow): KeyRingRecord {
-  return { instance: r.instance, id: r.id, createdAt: r.created_at, createdBy: r.created_by ?? undefined }
-}
-
-interface PolicyRow {
-  instance: string
-  key_id: string
-  type: 'rotation' | 'dualAuthDelete'
-  policy_id: string
-  enabled: number
-  interval_month: number | null
-  created_at: number
-  created_by: string | null
-  updated_at: number
-  updated_by: string | null
-  auth_by: string | null
-  auth_expires_at: number | null
-}
-
-function toPolicy(r: PolicyRow): KeyPolicyRecord {
-  return {
-    instance: r.instance,
-    keyId: r.key_id,
-    type: r.type,
-    policyId: r.policy_id,
-    enabled: r.enabled === 1,
-    intervalMonth: r.interval_month ?? undefined,
-    createdAt: r.created_at,
-    createdBy: r.created_by ?? undefined,
-    updatedAt: r.updated_at,
-    updatedBy: r.updated_by ?? undefined,
-    authBy: r.auth_by ?? undefined,
-    authExpiresAt: r.auth_expires_at ?? undefined,
-  }
-}
-
-interface AliasNameRow {
-  instance: string
-  name: string
-  key_id: string
-  created_at: number
-  updated_at: number
-}
-
-function toAliasName(r: AliasNameRow): AliasNameRecord {
-  return {
-    instance: r.instance,
-    name: r.name,
-    keyId: r.key_id,
-    createdAt: r.created_at,
-    updatedAt: r.updated_at,
-  }
-}
-
-interface KeyRow {
-  instance: string
-  id: string
-  name: string
-  description: string | null
-  extractable: number
-  imported: number
-  state: number
-  key_ring_id: string
-  tags: string
-  created_at: number
-  created_by: string | null
-  updated_at: number
-  state_changed_at: number
-  last_rotated_at: number | null
-  expiration_date: number | null
-  deleted_at: number | null
-  deleted_by: string | null
-  current_version: number
-  wrapped_payload: Buffer | null
-  internal: number
-}
-
-interface VersionRow {
-  instance: string
-  key_id: string
-  version: number
-  version_id: string
-  provider_ref: string
-  created_at: number
-}
-
-const undef = <T>(v: T | null): T | undefined => (v === null ? undefined : v)
-
-function toRecord(r: KeyRow): KeyRecord {
-  return {
-    instance: r.instance,
-    id: r.id,
-    name: r.name,
-    description: undef(r.description),
-    extractable: r.extractable === 1,
-    imported: r.imported === 1,
-    state: r.state as KeyStateValue,
-    keyRingId: r.key_ring_id,
-    tags: JSON.parse(r.tags) as string[],
-    createdAt: r.created_at,
-    createdBy: undef(r.created_by),
-    updatedAt: r.updated_at,
-    stateChangedAt: r.state_changed_at,
-    lastRotatedAt: undef(r.last_rotated_at),
-    expirationDate: undef(r.expiration_date),
-    deletedAt: undef(r.deleted_at),
-    deletedBy: undef(r.deleted_by),
-    currentVersion: r.current_version,
-    wrappedPayload: undef(r.wrapped_payload),
-    internal: r.internal === 1,
-  }
-}
-
-function toVersion(r: VersionRow): KeyVersionRecord {
-  return {
-    instance: r.instance,
-    keyId: r.key_id,
-    version: r.version,
-    versionId: r.version_id,
-    providerRef: r.provider_ref,
-    createdAt: r.created_at,
-  }
-}
-
-const PATCH_COLUMNS: Readonly<Record<keyof KeyPatch, string>> = {
-  state: 'state',
-  stateChangedAt: 'state_changed_at',
-  updatedAt: 'updated_at',
-  deletedAt: 'deleted_at',
-  deletedBy: 'deleted_by',
-  keyRingId: 'key_ring_id',
-  lastRotatedAt: 'last_rotated_at',
 }
 
 function isUniqueViolation(err: unknown): boolean {
@@ -181,147 +57,12 @@ function isUniqueViolation(err: unknown): boolean {
 export class SqliteStore implements MetadataStore {
   readonly catalogId: string
   readonly #db: Db
-  readonly #s: {
-    dataVersion: Statement<[], number>
-    getKey: Statement<[string, string], KeyRow>
-    aliasToId: Statement<[string, string], string>
-    systemKey: Statement<[string], KeyRow>
-    instanceOfKey: Statement<[string], string>
-    versions: Statement<[string, string], VersionRow>
-    aliasesOfKey: Statement<[string, string], string>
-    insertInstance: Statement<[string, number]>
-    insertKey: Statement<Record<string, unknown>>
-    insertVersion: Statement<[string, string, number, string, string, number]>
-    insertAlias: Statement<[string, string, string, number]>
-    addPending: Statement<[string, string, number, number]>
-    removePending: Statement<[string, string, number]>
-    listPending: Statement<[], PendingVersion>
-    bumpVersion: Statement<[number, number | null, number, string, string, number]>
-    deleteKey: Statement<[string, string]>
-    aliasOwner: Statement<[string, string], string>
-    aliasCount: Statement<[string, string], number>
-    deleteAlias: Statement<[string, string, string]>
-    usage: Statement<[string, string, number], number>
-    setUsage: Statement<[number, string, string, number]>
-    getRing: Statement<[string, string], RingRow>
-    rings: Statement<[string], RingRow>
-    ringCount: Statement<[string], number>
-    insertRing: Statement<[string, string, number, string | null]>
-    deleteRing: Statement<[string, string]>
-    ringKeys: Statement<[string, string], number>
-    ringLiveKeys: Statement<[string, string], number>
-    moveRingKeys: Statement<[number, string, string]>
-    moveKey: Statement<[string, number, string, string, string]>
-    putPolicy: Statement<Record<string, unknown>>
-    policies: Statement<[string, string], PolicyRow>
-    rotationPolicies: Statement<[], PolicyRow>
-    setAuth: Statement<[string | null, number | null, string, string]>
-  }
+  readonly #s: Statements
   #closed = false
 
   constructor(db: Db) {
     this.#db = db
-    const p = <A extends unknown[] | Record<string, unknown>, R = unknown>(sql: string): Statement<A, R> =>
-      db.prepare<A, R>(sql)
-    this.#s = {
-      dataVersion: p<[], number>('PRAGMA data_version').pluck(),
-      getKey: p<[string, string], KeyRow>('SELECT * FROM keys WHERE instance = ? AND id = ?'),
-      aliasToId: p<[string, string], string>(
-        'SELECT key_id FROM aliases WHERE instance = ? AND alias = ?',
-      ).pluck(),
-      systemKey: p<[string], KeyRow>(
-        'SELECT * FROM keys WHERE instance = ? AND internal = 1 ORDER BY created_at, id LIMIT 1',
-      ),
-      instanceOfKey: p<[string], string>('SELECT instance FROM keys WHERE id = ?').pluck(),
-      versions: p<[string, string], VersionRow>(
-        'SELECT * FROM key_versions WHERE instance = ? AND key_id = ? ORDER BY version',
-      ),
-      aliasesOfKey: p<[string, string], string>(
-        'SELECT alias FROM aliases WHERE instance = ? AND key_id = ? ORDER BY created_at, alias',
-      ).pluck(),
-      insertInstance: p<[string, number]>(
-        'INSERT OR IGNORE INTO instances (instance, created_at) VALUES (?, ?)',
-      ),
-      insertKey: p<
-        Record<string, unknown>
-      >(`INSERT INTO keys (instance, id, name, description, extractable, imported, state, key_ring_id, tags,
-        created_at, created_by, updated_at, state_changed_at, last_rotated_at, expiration_date, deleted_at, deleted_by,
-        current_version, wrapped_payload, internal)
-        VALUES (@instance, @id, @name, @description, @extractable, @imported, @state, @key_ring_id, @tags,
-        @created_at, @created_by, @updated_at, @state_changed_at, @last_rotated_at, @expiration_date, @deleted_at,
-        @deleted_by, @current_version, @wrapped_payload, @internal)`),
-      insertVersion: p<[string, string, number, string, string, number]>(
-        'INSERT INTO key_versions (instance, key_id, version, version_id, provider_ref, created_at) VALUES (?, ?, ?, ?, ?, ?)',
-      ),
-      insertAlias: p<[string, string, string, number]>(
-        'INSERT INTO aliases (instance, alias, key_id, created_at) VALUES (?, ?, ?, ?)',
-      ),
-      addPending: p<[string, string, number, number]>(
-        'INSERT OR IGNORE INTO pending_versions (instance, key_id, version, started_at) VALUES (?, ?, ?, ?)',
-      ),
-      removePending: p<[string, string, number]>(
-        'DELETE FROM pending_versions WHERE instance = ? AND key_id = ? AND version = ?',
-      ),
-      listPending: p<[], PendingVersion>(
-        'SELECT instance, key_id AS keyId, version, started_at AS startedAt FROM pending_versions ORDER BY started_at',
-      ),
-      bumpVersion: p<
-        [number, number | null, number, string, string, number]
-      >(`UPDATE keys SET current_version = ?, last_rotated_at = coalesce(?, last_rotated_at), updated_at = ?
-        WHERE instance = ? AND id = ? AND current_version = ?`),
-      deleteKey: p<[string, string]>('DELETE FROM keys WHERE instance = ? AND id = ?'),
-      aliasOwner: p<[string, string], string>(
-        'SELECT key_id FROM aliases WHERE instance = ? AND alias = ?',
-      ).pluck(),
-      aliasCount: p<[string, string], number>(
-        'SELECT count(*) FROM aliases WHERE instance = ? AND key_id = ?',
-      ).pluck(),
-      deleteAlias: p<[string, string, string]>(
-        'DELETE FROM aliases WHERE instance = ? AND key_id = ? AND alias = ?',
-      ),
-      usage: p<[string, string, number], number>(
-        'SELECT gcm_reserved FROM key_versions WHERE instance = ? AND key_id = ? AND version = ?',
-      ).pluck(),
-      setUsage: p<[number, string, string, number]>(
-        'UPDATE key_versions SET gcm_reserved = ? WHERE instance = ? AND key_id = ? AND version = ?',
-      ),
-      getRing: p<[string, string], RingRow>('SELECT * FROM key_rings WHERE instance = ? AND id = ?'),
-      rings: p<[string], RingRow>('SELECT * FROM key_rings WHERE instance = ? ORDER BY created_at, id'),
-      ringCount: p<[string], number>('SELECT count(*) FROM key_rings WHERE instance = ?').pluck(),
-      insertRing: p<[string, string, number, string | null]>(
-        'INSERT INTO key_rings (instance, id, created_at, created_by) VALUES (?, ?, ?, ?)',
-      ),
-      deleteRing: p<[string, string]>('DELETE FROM key_rings WHERE instance = ? AND id = ?'),
-      ringKeys: p<[string, string], number>(
-        'SELECT count(*) FROM keys WHERE instance = ? AND key_ring_id = ? AND internal = 0',
-      ).pluck(),
-      ringLiveKeys: p<[string, string], number>(
-        'SELECT count(*) FROM keys WHERE instance = ? AND key_ring_id = ? AND internal = 0 AND state <> 5',
-      ).pluck(),
-      moveRingKeys: p<[number, string, string]>(
-        "UPDATE keys SET key_ring_id = 'default', updated_at = ? WHERE instance = ? AND key_ring_id = ?",
-      ),
-      moveKey: p<[string, number, string, string, string]>(
-        'UPDATE keys SET key_ring_id = ?, updated_at = ? WHERE instance = ? AND id = ? AND key_ring_id = ?',
-      ),
-      putPolicy: p<Record<string, unknown>>(
-        `INSERT INTO key_policies (instance, key_id, type, policy_id, enabled, interval_month, created_at, created_by,
-          updated_at, updated_by)
-        VALUES (@instance, @key_id, @type, @policy_id, @enabled, @interval_month, @created_at, @created_by,
-          @updated_at, @updated_by)
-        ON CONFLICT (instance, key_id, type) DO UPDATE SET enabled = excluded.enabled,
-          interval_month = excluded.interval_month, updated_at = excluded.updated_at, updated_by = excluded.updated_by`,
-      ),
-      policies: p<[string, string], PolicyRow>(
-        'SELECT * FROM key_policies WHERE instance = ? AND key_id = ? ORDER BY type',
-      ),
-      setAuth: p<[string | null, number | null, string, string]>(
-        "UPDATE key_policies SET auth_by = ?, auth_expires_at = ? WHERE instance = ? AND key_id = ? AND type = 'dualAuthDelete'",
-      ),
-      rotationPolicies: p<[], PolicyRow>(
-        "SELECT * FROM key_policies WHERE type = 'rotation' AND enabled = 1 ORDER BY instance, key_id",
-      ),
-    }
+    this.#s = prepareStatements(db)
     const id = db.prepare<[], string>("SELECT v FROM catalog_meta WHERE k = 'catalog_id'").pluck().get()
     if (id === undefined) throw new EngineError('STORE_ERROR', 'catalog: has no catalog_id')
     this.catalogId = id
