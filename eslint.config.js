@@ -15,6 +15,8 @@ const CORE_FORBIDDEN = [
   'better-sqlite3',
 ]
 
+const CORE_PORTS_ONLY = { group: CORE_FORBIDDEN, message: 'core depends only on its ports (DESIGN.md)' }
+
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'coverage/**', 'bench/results/**', 'eslint.config.js'] },
   ...tseslint.configs.strictTypeChecked,
@@ -33,12 +35,86 @@ export default tseslint.config(
       '@typescript-eslint/no-non-null-assertion': 'error',
     },
   },
+  // Core's own layering (docs/architecture.md). ESLint applies the last matching rule config, so each block
+  // repeats the ports-only rule beside its own.
   {
     files: ['src/core/**/*.ts'],
+    rules: { 'no-restricted-imports': ['error', { patterns: [CORE_PORTS_ONLY] }] },
+  },
+  {
+    // Only the facade wires the operation modules; the context may name their types.
+    files: ['src/core/*.ts'],
+    ignores: ['src/core/engine.ts'],
     rules: {
       'no-restricted-imports': [
         'error',
-        { patterns: [{ group: CORE_FORBIDDEN, message: 'core depends only on its ports (DESIGN.md)' }] },
+        {
+          patterns: [
+            CORE_PORTS_ONLY,
+            {
+              group: ['./keys/*', './wrap/*', './envelope/*', './jobs/*'],
+              allowTypeImports: true,
+              message: 'only engine.ts imports the operation folders (docs/architecture.md)',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    // Frozen formats depend on nothing but errors and secret bytes (and the ports' types).
+    files: ['src/core/format/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            CORE_PORTS_ONLY,
+            {
+              group: ['../*', '!../errors.js', '!../secret-bytes.js', '!../ports.js', '../*/**'],
+              message: 'format/ imports only errors and secret-bytes (docs/architecture.md)',
+            },
+            {
+              group: ['../ports.js'],
+              allowTypeImports: true,
+              message: 'format/ may use the ports only as types',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    // Operation modules never call the facade.
+    files: ['src/core/keys/**/*.ts', 'src/core/wrap/**/*.ts', 'src/core/envelope/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            CORE_PORTS_ONLY,
+            {
+              group: ['../engine.js'],
+              message: 'operation modules never import the facade (docs/architecture.md)',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    // Jobs use keys/ and wrap/, never envelope/; the scheduler names the facade's type only.
+    files: ['src/core/jobs/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            CORE_PORTS_ONLY,
+            { group: ['../envelope/*'], message: 'jobs/ imports keys/ and wrap/, not envelope/' },
+            { group: ['../engine.js'], allowTypeImports: true, message: 'jobs/ never call the facade' },
+          ],
+        },
       ],
     },
   },

@@ -78,14 +78,15 @@ export function hsmAad(v: WrapTarget, dekLength: number, instance: string, aad: 
  */
 export function createDekWrapper(provider: RootKeyProvider): DekWrapper {
   if (provider.capabilities.ciphertext !== 'opaque') return new GcmWrapper(provider)
-  const { encryptOpaque, decryptOpaque } = provider
+  const encryptOpaque = provider.encryptOpaque?.bind(provider)
+  const decryptOpaque = provider.decryptOpaque?.bind(provider)
   if (encryptOpaque === undefined || decryptOpaque === undefined) {
     throw new EngineError(
       'CONFIG_INVALID',
       `provider: ${provider.name} declares opaque ciphertexts without encryptOpaque/decryptOpaque`,
     )
   }
-  return new OpaqueWrapper(provider, encryptOpaque.bind(provider), decryptOpaque.bind(provider))
+  return new OpaqueWrapper(provider, encryptOpaque, decryptOpaque)
 }
 
 /** AES-GCM in the provider (PKCS#11): the provider returns IV, ciphertext and tag; we frame them. */

@@ -25,7 +25,7 @@ export async function executeBatch(provider: RootKeyProvider, task: BatchTask): 
   const byNumber = new Map(
     task.versions.map((v) => {
       const header = Buffer.from(v.header)
-      return [v.number, { v, header, target: { providerRef: v.ref, header } as WrapTarget }]
+      return [v.number, { v, header, target: { providerRef: v.ref, header } }]
     }),
   )
   // The whole HSM AAD depends only on (header, DEK length) within a batch (instance and caller AAD are the
