@@ -251,12 +251,14 @@ export function sameKeyId(parsed: ParsedCiphertext, keyHeader: Buffer): boolean 
   return parsed.header.compare(keyHeader, 2, 18, 2, 18) === 0
 }
 
+const NO_AAD: readonly string[] = Object.freeze([])
+
 /**
  * Validates caller AAD (Key Protect: an array of strings).
  * @throws EngineError INVALID_FIELD_ERR
  */
 export function validateAad(aad: unknown): readonly string[] {
-  if (aad === undefined) return []
+  if (aad === undefined) return NO_AAD
   if (!Array.isArray(aad)) throw invalidField('aad', 'must be an array of strings')
   if (aad.length > MAX_AAD_ITEMS) throw invalidField('aad', `must have at most ${MAX_AAD_ITEMS} items`)
   let total = 0

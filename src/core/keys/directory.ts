@@ -6,6 +6,7 @@
  */
 import { EngineError } from '../errors.js'
 import {
+  appendAad,
   encodeHeader,
   hsmAadPrefix,
   Mechanism,
@@ -28,6 +29,8 @@ export interface VersionEntry extends KeyVersionRecord {
   readonly header: Buffer
   /** {@link hsmAadPrefix} for a 32-byte DEK in the cache entry's instance (the common case). */
   readonly aadPrefix32: Buffer
+  /** The whole HSM AAD for a 32-byte DEK and no caller AAD (the most common call): built once per fill. */
+  readonly aadEmpty32: Buffer
   /**
    * This version's usage counter, attached by the usage meter on first use so that the hot path finds it
    * without building a key string; the meter owns it (entries come and go, the counter stays).
@@ -75,7 +78,8 @@ export class KeyDirectory {
   readonly #pollMs: number
   readonly #mechanism: MechanismId
   readonly #dekCache: DekCache | undefined
-  readonly #cache = new Map<string, CachedKey>()
+  /** instance → key id → entry: two lookups of strings the caller already holds, no key string to build. */
+  readonly #cache = new Map<string, Map<string, CachedKey>>()
   readonly #aliasCache = new Map<string, { id: string; expires: number }>()
   #lastPoll = Number.NEGATIVE_INFINITY
   #lastChange: number | undefined
@@ -97,15 +101,16 @@ export class KeyDirectory {
   peek(instance: string, idOrAlias: string, now: number, keyRingId?: string): CachedKey | undefined {
     // A hit proves the instance string was validated when the entry was filled; only its type is checked.
     if (typeof instance !== 'string' || typeof idOrAlias !== 'string') return undefined
+    this.#syncWithStore(now)
+    const byId = this.#cache.get(instance)
+    if (byId === undefined) return undefined
     // Entries are keyed by lower-case key ids only, and an alias is never a UUID: a key present as given
     // needs no pattern check.
-    let key = `${instance}\u0000${idOrAlias}`
-    if (!this.#cache.has(key) && !LOWER_UUID_RE.test(idOrAlias)) {
-      if (!isUuid(idOrAlias)) return undefined
-      key = `${instance}\u0000${idOrAlias.toLowerCase()}`
+    let hit = byId.get(idOrAlias)
+    if (hit === undefined) {
+      if (LOWER_UUID_RE.test(idOrAlias) || !isUuid(idOrAlias)) return undefined
+      hit = byId.get(idOrAlias.toLowerCase())
     }
-    this.#syncWithStore(now)
-    const hit = this.#cache.get(key)
     if (hit === undefined || hit.expires <= now || hit.record.internal) return undefined
     if (keyRingId !== undefined && hit.record.keyRingId !== keyRingId) return undefined
     return hit
@@ -147,45 +152,49 @@ export class KeyDirectory {
    */
   async load(instance: string, id: string, fresh = false): Promise<CachedKey> {
     this.#syncWithStore()
-    const ck = `${instance}\u0000${id}`
     const now = this.#clock.now()
     if (!fresh) {
-      const hit = this.#cache.get(ck)
+      const hit = this.#cache.get(instance)?.get(id)
       if (hit !== undefined && hit.expires > now) return hit
     }
     const record = await this.#store.getKey(instance, id)
     if (record === undefined) {
-      this.#cache.delete(ck)
+      this.#cache.get(instance)?.delete(id)
       throw new EngineError('KEY_NOT_FOUND_ERR', 'key: not found')
     }
     const versions = new Map<number, VersionEntry>()
     if (!record.extractable) {
       for (const v of await this.#store.listVersions(instance, id)) {
-        const header = encodeHeader(this.#mechanism, id, v.version)
-        versions.set(v.version, { ...v, header, aadPrefix32: hsmAadPrefix(header, 32, instance) })
+        versions.set(v.version, entryOf(v, encodeHeader(this.#mechanism, id, v.version)))
       }
     } else {
-      versions.set(1, {
+      const v = {
         instance,
         keyId: id,
         version: 1,
         versionId: id,
         providerRef: '',
         createdAt: record.createdAt,
-        header: encodeHeader(Mechanism.AES_GCM, id, 1),
-        aadPrefix32: hsmAadPrefix(encodeHeader(Mechanism.AES_GCM, id, 1), 32, instance),
-      })
+      }
+      versions.set(1, entryOf(v, encodeHeader(Mechanism.AES_GCM, id, 1)))
     }
     const aliases = await this.#store.listAliases(instance, id)
     const policies = record.extractable ? [] : await this.#store.listKeyPolicies(instance, id)
     const entry: CachedKey = { record, versions, aliases, policies, expires: now + this.#ttl }
-    if (this.#ttl > 0) this.#cache.set(ck, entry)
+    if (this.#ttl > 0) {
+      let byId = this.#cache.get(instance)
+      if (byId === undefined) {
+        byId = new Map()
+        this.#cache.set(instance, byId)
+      }
+      byId.set(id, entry)
+    }
     return entry
   }
 
   /** Drops a key's metadata, every alias mapping, and the key's cached DEKs: after any change to the key. */
   invalidate(instance: string, keyId: string): void {
-    this.#cache.delete(`${instance}\u0000${keyId}`)
+    this.#cache.get(instance)?.delete(keyId)
     this.#aliasCache.clear()
     this.#dekCache?.invalidateKey(instance, keyId)
   }
@@ -206,6 +215,12 @@ export class KeyDirectory {
       this.clear()
     }
   }
+}
+
+/** A version with its header and the HSM AAD parts that depend only on it (computed once per fill). */
+function entryOf(v: KeyVersionRecord, header: Buffer): VersionEntry {
+  const aadPrefix32 = hsmAadPrefix(header, 32, v.instance)
+  return { ...v, header, aadPrefix32, aadEmpty32: appendAad(aadPrefix32, []) }
 }
 
 /**

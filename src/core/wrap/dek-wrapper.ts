@@ -23,6 +23,8 @@ export interface WrapTarget {
   readonly header: Buffer
   /** {@link hsmAadPrefix} for a 32-byte DEK, when the caller keeps one (the common case). */
   readonly aadPrefix32?: Buffer
+  /** The whole HSM AAD for a 32-byte DEK and an empty caller AAD, when the caller keeps it. */
+  readonly aadEmpty32?: Buffer
 }
 
 export interface DekWrapper {
@@ -65,6 +67,8 @@ export interface DekWrapper {
 
 /** The HSM AAD of a DEK of `dekLength` bytes under `v`, using the cached 32-byte prefix when it fits. */
 export function hsmAad(v: WrapTarget, dekLength: number, instance: string, aad: readonly string[]): Buffer {
+  // Providers only read the AAD, so the cached one can be handed out as is.
+  if (dekLength === 32 && aad.length === 0 && v.aadEmpty32 !== undefined) return v.aadEmpty32
   const prefix =
     dekLength === 32 && v.aadPrefix32 !== undefined
       ? v.aadPrefix32
