@@ -7,6 +7,7 @@
  * - envelope/: where data keys come from (direct or cached), seal, open, streams;
  * - jobs/: reconciliation, due rotations, scheduled deletions, the scheduler.
  * Operation modules never call back into this facade. Depends only on the ports (DESIGN.md).
+ * Over 500 lines only because it carries the TSDoc of all 51 public members; each body is a delegation.
  */
 import type { Transform } from 'node:stream'
 import { guard, type EngineContext } from './context.js'

@@ -1,6 +1,8 @@
 /**
- * What core needs from the outside: a root-key provider, a metadata store and a clock.
- * Providers and stores implement these; core never imports a concrete one.
+ * What core needs from the outside: a root-key provider, a metadata store (as role interfaces), a DEK cache,
+ * a batch runner and a clock. Providers, stores, the cache and the pool implement these; core never imports
+ * a concrete one. Over 500 lines because it is the whole contract, each member with its TSDoc: one file to
+ * read before writing a provider or a store.
  */
 import type { KeyStateValue } from './key-state.js'
 import type { SecretBytes } from './secret-bytes.js'
