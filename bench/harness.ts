@@ -8,7 +8,7 @@
  */
 import { execFileSync } from 'node:child_process'
 import { existsSync, mkdirSync, realpathSync, writeFileSync } from 'node:fs'
-import { cpus } from 'node:os'
+import { cpus, loadavg } from 'node:os'
 import { join, resolve } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { Bench } from 'tinybench'
@@ -87,10 +87,16 @@ export interface Settings {
   warmupMs: number
 }
 
-export function settings(defaults: Settings): Settings {
+/**
+ * The run settings: `defaults`, overridden by BENCH_RUNS, BENCH_TIME_MS, BENCH_WARMUP_MS (or the smoke
+ * settings). `evenRuns` (A/B mode, with `interleaved`'s `alternate`) rounds the run count up to an even number
+ * so that as many runs go forward as in reverse.
+ */
+export function settings(defaults: Settings, opts: { evenRuns?: boolean } = {}): Settings {
   if (SMOKE) return { runs: 1, timeMs: 40, warmupMs: 10 }
+  const runs = Number(process.env['BENCH_RUNS'] ?? defaults.runs)
   return {
-    runs: Number(process.env['BENCH_RUNS'] ?? defaults.runs),
+    runs: opts.evenRuns === true && runs % 2 === 1 ? runs + 1 : runs,
     timeMs: Number(process.env['BENCH_TIME_MS'] ?? defaults.timeMs),
     warmupMs: Number(process.env['BENCH_WARMUP_MS'] ?? defaults.warmupMs),
   }
@@ -117,6 +123,8 @@ export function median(xs: readonly number[]): number {
  * Runs `tasks` `s.runs` times, each run a fresh Bench per task, tasks interleaved within a run. With
  * `alternate`, odd runs go through the tasks in reverse order, so that no task always follows the same
  * neighbour (used in A/B mode, where a build's task would otherwise always run right after the other's).
+ * Under `node --expose-gc` a full GC runs before each task's turn, so that no task pays for the garbage of
+ * the one before it (recommended in A/B mode; without the flag nothing changes).
  */
 export async function interleaved(
   tasks: readonly Task[],
@@ -137,6 +145,7 @@ export async function interleaved(
         throws: true,
       })
       bench.add(name, fn, { async: isAsync })
+      gc?.()
       if (isAsync) await bench.run()
       else bench.runSync()
       const res = bench.tasks[0]?.result
@@ -200,7 +209,14 @@ export function machine(): Record<string, unknown> {
   } catch {
     /* not on PATH */
   }
-  return { node: process.version, cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', softhsm }
+  return {
+    node: process.version,
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model ?? 'unknown',
+    softhsm,
+    // 1/5/15-minute load averages when the report is written: on a shared host, how much else was running.
+    loadavg: loadavg().map((x) => Number(x.toFixed(2))),
+  }
 }
 
 /** Prints the tables and writes bench/results/<name>.json (or .smoke.json; <name>.ab.json in A/B mode). */

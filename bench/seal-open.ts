@@ -21,7 +21,14 @@
  *   git worktree add ../wt-base <commit>       # a checkout of the build to compare against
  *   ln -s "$PWD/node_modules" ../wt-base/ && (cd ../wt-base && npm run build)   # same dependencies on both sides
  *   bash native-config/setup-token.sh && npm run build
- *   BENCH_AB=../wt-base/dist node --import tsx bench/seal-open.ts
+ *   BENCH_AB=../wt-base/dist node --expose-gc --import tsx bench/seal-open.ts
+ *
+ * In A/B mode the run count is rounded up to an even number (as many runs forward as in reverse), and
+ * --expose-gc (optional, recommended) makes the harness collect garbage before each task's turn, so that no
+ * task pays for its neighbour's garbage. Compare builds only within one A/B run, and read current/base against
+ * the method's noise floor on that machine: an A/A run (BENCH_AB pointing at a second build of the same
+ * commit) gives current/base medians that differ from 1.0 by noise alone; a median no further from 1.0 than
+ * those, or a min..max range that straddles 1.0 widely, shows no difference. The JSON records the load average.
  *
  * Both builds use this checkout's config and token (SOFTHSM2_CONF=./softhsm2.conf) and one SQLite file per
  * engine.
@@ -182,7 +189,7 @@ const nb = sides.length
 const ENGINE_AT = [0, nb, 2 * nb + 2, 3 * nb + 2] as const
 const ESDK_FAST = 2 * nb
 const ESDK_DEFAULT = 2 * nb + 1
-const S = settings({ runs: 7, timeMs: 300, warmupMs: 100 })
+const S = settings({ runs: 7, timeMs: 300, warmupMs: 100 }, { evenRuns: AB_DIST !== undefined })
 // The ESDK keeps getting faster from run to run within a process (measured: 700 -> 2,500 roundtrips/s over
 // the 7 runs, with or without the engine's tasks interleaved, and still 1,050 -> 2,050 after this warm-up),
 // which makes the median of per-run ratios flatter the engine: the ratios below also give the engine's

@@ -22,11 +22,17 @@
  *   git worktree add ../wt-base <commit>       # a checkout of the build to compare against
  *   ln -s "$PWD/node_modules" ../wt-base/ && (cd ../wt-base && npm run build)   # same dependencies on both sides
  *   bash native-config/setup-token.sh && npm run build
- *   BENCH_AB=../wt-base/dist node --import tsx bench/wrap-unwrap.ts
+ *   BENCH_AB=../wt-base/dist node --expose-gc --import tsx bench/wrap-unwrap.ts
+ *
+ * In A/B mode the run count is rounded up to an even number (as many runs forward as in reverse), and
+ * --expose-gc (optional, recommended) makes the harness collect garbage before each task's turn, so that no
+ * task pays for its neighbour's garbage. Compare builds only within one A/B run, and read current/base against
+ * the method's noise floor on that machine: an A/A run (BENCH_AB pointing at a second build of the same
+ * commit) gives current/base medians that differ from 1.0 by noise alone; a median no further from 1.0 than
+ * those, or a min..max range that straddles 1.0 widely, shows no difference. The JSON records the load average.
  *
  * Both builds use this checkout's config and token (SOFTHSM2_CONF=./softhsm2.conf) and one SQLite file per
- * engine. Measured with this checkout's build against an identical one, current/base medians were within
- * ±NOISE of 1.0: smaller differences are below what the method resolves.
+ * engine.
  */
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -171,7 +177,7 @@ function engineTasks(s: (typeof sides)[number]): Task[] {
 }
 const perBuild = sides.map(engineTasks)
 const tasks: Task[] = OPS.flatMap((_, i) => [rawTasks[i] as Task, ...perBuild.map((ts) => ts[i] as Task)])
-const S = settings({ runs: 15, timeMs: 200, warmupMs: 50 })
+const S = settings({ runs: 15, timeMs: 200, warmupMs: 50 }, { evenRuns: AB_DIST !== undefined })
 const rows = await interleaved(tasks, S, { alternate: AB_DIST !== undefined })
 const stride = 1 + sides.length
 const raw = (i: number): Row => rows[i * stride] as Row
