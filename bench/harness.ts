@@ -145,7 +145,7 @@ export async function interleaved(
         throws: true,
       })
       bench.add(name, fn, { async: isAsync })
-      gc?.()
+      globalThis.gc?.()
       if (isAsync) await bench.run()
       else bench.runSync()
       const res = bench.tasks[0]?.result
