@@ -2,9 +2,9 @@
  * Shared benchmark harness: tinybench tasks interleaved run by run (as in ../shared/baseline/lab), medians,
  * paired per-run ratios, a printed table and a JSON file under bench/results/.
  *
- * A/B mode (BENCH_AB=<another build's dist directory>): `loadBuild` imports a build through its public entry
- * points only (the package.json subpath exports, which keep their paths across refactors), so that a bench can
- * run this build's engine and another build's engine in one process, on one token, in the same runs.
+ * A/B mode (BENCH_AB=<another build's dist directory>): `loadBuild` imports a build through its public
+ * entry points only (the package.json subpath exports, which keep their paths across refactors), so that a
+ * bench can run this build's engine and another build's in one process, on one token, in the same runs.
  */
 import { execFileSync } from 'node:child_process'
 import { existsSync, mkdirSync, realpathSync, writeFileSync } from 'node:fs'
@@ -28,7 +28,7 @@ export const AB_DIST: string | undefined =
 /** This checkout's dist directory (the "current" build). */
 export const CURRENT_DIST = fileURLToPath(new URL('../dist/', import.meta.url))
 
-/** One build's public API, typed as this checkout's (the public surface both builds are expected to share). */
+/** One build's public API, typed as this checkout's (the public surface both builds should share). */
 export interface Build {
   label: 'current' | 'base'
   dist: string
@@ -89,8 +89,8 @@ export interface Settings {
 
 /**
  * The run settings: `defaults`, overridden by BENCH_RUNS, BENCH_TIME_MS, BENCH_WARMUP_MS (or the smoke
- * settings). `evenRuns` (A/B mode, with `interleaved`'s `alternate`) rounds the run count up to an even number
- * so that as many runs go forward as in reverse.
+ * settings). `evenRuns` (A/B mode, with `interleaved`'s `alternate`) rounds the run count up to an even
+ * number so that as many runs go forward as in reverse.
  */
 export function settings(defaults: Settings, opts: { evenRuns?: boolean } = {}): Settings {
   if (SMOKE) return { runs: 1, timeMs: 40, warmupMs: 10 }
@@ -167,17 +167,37 @@ export interface Ratio {
   median: number
   min: number
   max: number
+  /** First and third quartiles (A/B figures): on a busy host min and max catch single stalled runs. */
+  q1?: number
+  q3?: number
 }
 
-/** Median and range of per-run ratios. */
-export function summarize(xs: readonly number[]): Ratio {
+/** The `p`-quantile (0..1) by linear interpolation between order statistics. */
+export function quantile(xs: readonly number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b)
+  if (s.length === 0) return Number.NaN
+  const h = (s.length - 1) * p
+  const lo = Math.floor(h)
+  return (s[lo] ?? 0) + (h - lo) * ((s[Math.ceil(h)] ?? 0) - (s[lo] ?? 0))
+}
+
+/** Median and range of per-run ratios (and the quartiles with `quartiles`). */
+export function summarize(xs: readonly number[], opts: { quartiles?: boolean } = {}): Ratio {
   const round = (x: number): number => Number(x.toFixed(3))
-  return { median: round(median(xs)), min: round(Math.min(...xs)), max: round(Math.max(...xs)) }
+  const r: Ratio = { median: round(median(xs)), min: round(Math.min(...xs)), max: round(Math.max(...xs)) }
+  if (opts.quartiles === true) {
+    r.q1 = round(quantile(xs, 0.25))
+    r.q3 = round(quantile(xs, 0.75))
+  }
+  return r
 }
 
 /** Median (and range) over runs of `a`'s ops/s divided by `b`'s, measured in the same run. */
-export function pairedRatio(a: Row, b: Row): Ratio {
-  return summarize(a.runs.map((v, i) => v / (b.runs[i] ?? Number.NaN)))
+export function pairedRatio(a: Row, b: Row, opts: { quartiles?: boolean } = {}): Ratio {
+  return summarize(
+    a.runs.map((v, i) => v / (b.runs[i] ?? Number.NaN)),
+    opts,
+  )
 }
 
 /** One task of an A/B run: current/base, and each build against the bench's reference (`vs`), if any. */
@@ -256,6 +276,8 @@ export function report(
       data.ab.tasks.map((t) => ({
         task: t.task,
         'current/base': t['current/base'].median,
+        q1: t['current/base'].q1 ?? '',
+        q3: t['current/base'].q3 ?? '',
         min: t['current/base'].min,
         max: t['current/base'].max,
         vs: t.vs ?? '',

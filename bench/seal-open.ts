@@ -10,25 +10,26 @@
  *
  * Knobs: BENCH_RUNS (7), BENCH_TIME_MS (300), BENCH_WARMUP_MS (100), BENCH_SEAL_WARMUP_MS (3000 per task).
  *
- * A/B mode: BENCH_AB=<another build's dist directory> also builds the two engines (with and without the DEK
- * cache) from that build (its public entry points only: index.js, providers/pkcs11/index.js,
- * store/sqlite/index.js, cache/index.js) and runs their tasks (1 and 2, and the streaming seal of 3)
+ * A/B mode: BENCH_AB=<another build's dist directory> also builds the two engines (with and without the
+ * DEK cache) from that build (its public entry points only: index.js, providers/pkcs11/index.js,
+ * store/sqlite/index.js, cache/index.js) and runs their tasks (1, 2 and the streaming seal of 3)
  * interleaved with this build's, in the same process, on the same token, in the same runs (odd runs in
- * reverse task order). Per task it reports current/base (median of per-run paired ratios, min, max) and each
- * build against the same reference (ESDK fastest safe; HSM unwrap; raw GCM), and writes
+ * reverse task order). Per task it reports current/base (median of per-run paired ratios, quartiles, min,
+ * max) and each build against the same reference (ESDK fastest safe; HSM unwrap; raw GCM), and writes
  * bench/results/seal-open.ab.json. To compare against an older commit:
  *
- *   git worktree add ../wt-base <commit>       # a checkout of the build to compare against
- *   ln -s "$PWD/node_modules" ../wt-base/ && (cd ../wt-base && npm run build)   # same dependencies on both sides
+ *   git worktree add ../wt-base <commit>      # a checkout of the build to compare against
+ *   ln -s "$PWD/node_modules" ../wt-base/    # the same dependencies on both sides
+ *   (cd ../wt-base && npm run build)
  *   bash native-config/setup-token.sh && npm run build
  *   BENCH_AB=../wt-base/dist node --expose-gc --import tsx bench/seal-open.ts
  *
  * In A/B mode the run count is rounded up to an even number (as many runs forward as in reverse), and
  * --expose-gc (optional, recommended) makes the harness collect garbage before each task's turn, so that no
- * task pays for its neighbour's garbage. Compare builds only within one A/B run, and read current/base against
- * the method's noise floor on that machine: an A/A run (BENCH_AB pointing at a second build of the same
- * commit) gives current/base medians that differ from 1.0 by noise alone; a median no further from 1.0 than
- * those, or a min..max range that straddles 1.0 widely, shows no difference. The JSON records the load average.
+ * task pays for its neighbour's garbage. Compare builds only within one A/B run, and read current/base
+ * against the method's noise floor on that machine: an A/A run (BENCH_AB pointing at a second build of the
+ * same commit) gives current/base medians that differ from 1.0 by noise alone; a median no further from 1.0
+ * than those, or quartiles that straddle 1.0, show no difference. The JSON records the load average.
  *
  * Both builds use this checkout's config and token (SOFTHSM2_CONF=./softhsm2.conf) and one SQLite file per
  * engine.
@@ -280,32 +281,36 @@ const ratiosOf = (b: number): Record<string, unknown> => ({
 })
 
 const base = sides[1]?.build
+const Q = { quartiles: true }
 const abTasks = (): AbTask[] => [
   {
     task: 'engine seal+open 1 KiB, DEK cache',
-    'current/base': pairedRatio(e(0, 0), e(1, 0)),
+    'current/base': pairedRatio(e(0, 0), e(1, 0), Q),
     vs: 'engine/ESDK fastest safe',
     current: pairedRatio(e(0, 0), r(ESDK_FAST)),
     base: pairedRatio(e(1, 0), r(ESDK_FAST)),
   },
   {
     task: 'engine seal+open 1 KiB, no cache',
-    'current/base': pairedRatio(e(0, 1), e(1, 1)),
+    'current/base': pairedRatio(e(0, 1), e(1, 1), Q),
     vs: 'engine/ESDK fastest safe',
     current: pairedRatio(e(0, 1), r(ESDK_FAST)),
     base: pairedRatio(e(1, 1), r(ESDK_FAST)),
   },
   {
     task: 'engine unwrap 32-byte DEK, cache hit',
-    'current/base': pairedRatio(e(0, 2), e(1, 2)),
+    'current/base': pairedRatio(e(0, 2), e(1, 2), Q),
     vs: 'cache hit / through the HSM (same build)',
     current: pairedRatio(e(0, 2), e(0, 3)),
     base: pairedRatio(e(1, 2), e(1, 3)),
   },
-  { task: 'engine unwrap 32-byte DEK, through the HSM', 'current/base': pairedRatio(e(0, 3), e(1, 3)) },
+  { task: 'engine unwrap 32-byte DEK, through the HSM', 'current/base': pairedRatio(e(0, 3), e(1, 3), Q) },
   {
     task: `sealStream ${TOTAL / 1024 / 1024} MiB (MB/s)`,
-    'current/base': summarize(sealMBs.map((v, i) => v / (sealMBsOf[1]?.[i] ?? Number.NaN))),
+    'current/base': summarize(
+      sealMBs.map((v, i) => v / (sealMBsOf[1]?.[i] ?? Number.NaN)),
+      Q,
+    ),
     vs: 'sealStream/raw GCM',
     current: summarize(streamRatiosOf(0)),
     base: summarize(streamRatiosOf(1)),

@@ -12,24 +12,25 @@
  * Ratios are the median of per-run ratios (engine and raw measured back to back within each run), which
  * cancels most of this shared VM's drift; min and max over the runs are reported beside them.
  *
- * A/B mode: BENCH_AB=<another build's dist directory> also builds engines from that build (its public entry
- * points only: index.js, providers/pkcs11/index.js, store/sqlite/index.js) and runs their tasks interleaved
- * with this build's, in the same process, on the same token, in the same runs (odd runs in reverse task
- * order). Per task it reports current/base (median of per-run paired ratios, min, max) and engine/raw for
- * both builds against the one raw pkcs11js side, and writes bench/results/wrap-unwrap.ab.json. To compare
- * against an older commit:
+ * A/B mode: BENCH_AB=<another build's dist directory> also builds engines from that build (its public
+ * entry points only: index.js, providers/pkcs11/index.js, store/sqlite/index.js) and runs their tasks
+ * interleaved with this build's, in the same process, on the same token, in the same runs (odd runs in
+ * reverse task order). Per task it reports current/base (median of per-run paired ratios, quartiles, min,
+ * max) and engine/raw for both builds against the one raw pkcs11js side, and writes
+ * bench/results/wrap-unwrap.ab.json. To compare against an older commit:
  *
- *   git worktree add ../wt-base <commit>       # a checkout of the build to compare against
- *   ln -s "$PWD/node_modules" ../wt-base/ && (cd ../wt-base && npm run build)   # same dependencies on both sides
+ *   git worktree add ../wt-base <commit>      # a checkout of the build to compare against
+ *   ln -s "$PWD/node_modules" ../wt-base/    # the same dependencies on both sides
+ *   (cd ../wt-base && npm run build)
  *   bash native-config/setup-token.sh && npm run build
  *   BENCH_AB=../wt-base/dist node --expose-gc --import tsx bench/wrap-unwrap.ts
  *
  * In A/B mode the run count is rounded up to an even number (as many runs forward as in reverse), and
  * --expose-gc (optional, recommended) makes the harness collect garbage before each task's turn, so that no
- * task pays for its neighbour's garbage. Compare builds only within one A/B run, and read current/base against
- * the method's noise floor on that machine: an A/A run (BENCH_AB pointing at a second build of the same
- * commit) gives current/base medians that differ from 1.0 by noise alone; a median no further from 1.0 than
- * those, or a min..max range that straddles 1.0 widely, shows no difference. The JSON records the load average.
+ * task pays for its neighbour's garbage. Compare builds only within one A/B run, and read current/base
+ * against the method's noise floor on that machine: an A/A run (BENCH_AB pointing at a second build of the
+ * same commit) gives current/base medians that differ from 1.0 by noise alone; a median no further from 1.0
+ * than those, or quartiles that straddle 1.0, show no difference. The JSON records the load average.
  *
  * Both builds use this checkout's config and token (SOFTHSM2_CONF=./softhsm2.conf) and one SQLite file per
  * engine.
@@ -193,6 +194,7 @@ const ratiosOf = (b: number): Record<string, unknown> => ({
   'engine default (session copy) / raw token key, unwrap': pairedRatio(eng(b, 3), raw(1)),
 })
 const base = sides[1]?.build
+const Q = { quartiles: true }
 const ab: AbReport | undefined =
   base === undefined
     ? undefined
@@ -203,7 +205,7 @@ const ab: AbReport | undefined =
         baseCommit: commitOf(base.dist),
         tasks: OPS.map((op, i) => ({
           task: `engine ${op}`,
-          'current/base': pairedRatio(eng(0, i), eng(1, i)),
+          'current/base': pairedRatio(eng(0, i), eng(1, i), Q),
           vs: 'engine/raw',
           current: pairedRatio(eng(0, i), raw(i)),
           base: pairedRatio(eng(1, i), raw(i)),
