@@ -21,7 +21,7 @@ interface Setup {
   clock: ManualClock
   dir: KeyDirectory
   /** Inserts a root key (version 1) straight into the catalog, as another process would. */
-  addKey(fields?: Partial<KeyRecord>, aliases?: string[], instance?: string): Promise<string>
+  addKey: (fields?: Partial<KeyRecord>, aliases?: string[], instance?: string) => Promise<string>
 }
 
 function setup(
