@@ -205,6 +205,12 @@ export interface ListKeysQuery {
   readonly keyRingId: string | undefined
 }
 
+/** Extra conditions of {@link KeyCatalog.updateKey}'s compare-and-set. */
+export interface UpdateCondition {
+  /** Refuse (return false) while the key has a deletion schedule: enable must not race ScheduleKeyDeletion. */
+  readonly unlessPendingDeletion?: boolean
+}
+
 export type KeyPatch = Partial<
   Pick<
     KeyRecord,
@@ -253,8 +259,17 @@ export interface KeyCatalog {
   insertVersion(v: KeyVersionRecord, patch: KeyPatch): Promise<boolean>
   /** Adopts a version found in the provider (reconciliation); does not change the current version. */
   adoptVersion(v: KeyVersionRecord): Promise<void>
-  /** Applies `patch` if the key's state is still `expectState`. Returns false otherwise. */
-  updateKey(instance: string, id: string, expectState: KeyStateValue, patch: KeyPatch): Promise<boolean>
+  /**
+   * Applies `patch` if the key's state is still `expectState` (and, with `unlessPendingDeletion`, the key has
+   * no deletion schedule), in one atomic step. Returns false otherwise.
+   */
+  updateKey(
+    instance: string,
+    id: string,
+    expectState: KeyStateValue,
+    patch: KeyPatch,
+    condition?: UpdateCondition,
+  ): Promise<boolean>
   /** Removes the key, its versions and aliases. */
   deleteKeyRows(instance: string, id: string): Promise<void>
   /** Cheap liveness probe of the catalog (one read). */

@@ -126,6 +126,18 @@ export function runMetadataStoreConformance(name: string, open: () => Promise<Me
       expect(await s.updateKey('other', k.id, 1, { state: 2 })).toBe(false)
     })
 
+    it('updateKey with unlessPendingDeletion refuses while the key has a deletion schedule', async () => {
+      const k = keyRecord('upd-pending')
+      await s.insertKey(k, versionOf(k), [])
+      expect(await s.scheduleDeletion('upd-pending', k.id, 1, { state: 2 }, 500)).toBe(true)
+      const cond = { unlessPendingDeletion: true }
+      expect(await s.updateKey('upd-pending', k.id, 2, { state: 1 }, cond)).toBe(false)
+      expect((await s.getKey('upd-pending', k.id))?.state).toBe(2)
+      expect(await s.cancelDeletion('upd-pending', k.id)).toBe(true)
+      expect(await s.updateKey('upd-pending', k.id, 2, { state: 1 }, cond)).toBe(true)
+      expect((await s.getKey('upd-pending', k.id))?.state).toBe(1)
+    })
+
     it('lists with state and kind filters, stable order and a total', async () => {
       const inst = 'list'
       const ids: string[] = []

@@ -24,6 +24,7 @@ import type {
   MetadataStore,
   PendingVersion,
   TagPair,
+  UpdateCondition,
 } from '../../src/core/ports.js'
 
 /** Every store method, by name (what {@link MemoryStore.calls} counts and the gate sees). */
@@ -229,8 +230,10 @@ export class MemoryStore implements MetadataStore {
     id: string,
     expectState: KeyStateValue,
     patch: KeyPatch,
+    condition: UpdateCondition = {},
   ): Promise<boolean> {
     await this.#enter('updateKey', [instance, id, expectState, patch])
+    if (condition.unlessPendingDeletion === true && this.#schedules.has(k2(instance, id))) return false
     if (!this.#patchIf(instance, id, expectState, patch)) return false
     this.#wrote()
     return true

@@ -81,6 +81,14 @@ export class KeyDirectory {
   /** instance → key id → entry: two lookups of strings the caller already holds, no key string to build. */
   readonly #cache = new Map<string, Map<string, CachedKey>>()
   readonly #aliasCache = new Map<string, { id: string; expires: number }>()
+  /**
+   * Bumped by every invalidate() of a key (and, as `#epoch`, by clear()): a load that started before the
+   * bump read the catalog before the change and must not put what it read back in the cache.
+   */
+  readonly #gens = new Map<string, number>()
+  #epoch = 0
+  /** Bumped whenever the alias cache is cleared, for the same reason. */
+  #aliasEpoch = 0
   #lastPoll = Number.NEGATIVE_INFINITY
   #lastChange: number | undefined
 
@@ -134,8 +142,9 @@ export class KeyDirectory {
       if (hit !== undefined && hit.expires > this.#clock.now() && !fresh) {
         id = hit.id
       } else {
+        const epoch = this.#aliasEpoch
         id = await this.#store.getKeyIdByAlias(instance, idOrAlias)
-        if (id !== undefined && this.#ttl > 0)
+        if (id !== undefined && this.#ttl > 0 && epoch === this.#aliasEpoch)
           this.#aliasCache.set(ak, { id, expires: this.#clock.now() + this.#ttl })
       }
       if (id === undefined) throw new EngineError('KEY_NOT_FOUND_ERR', 'key: not found')
@@ -157,6 +166,9 @@ export class KeyDirectory {
       const hit = this.#cache.get(instance)?.get(id)
       if (hit !== undefined && hit.expires > now) return hit
     }
+    const genKey = `${instance}\u0000${id}`
+    const gen = this.#gens.get(genKey)
+    const epoch = this.#epoch
     const record = await this.#store.getKey(instance, id)
     if (record === undefined) {
       this.#cache.get(instance)?.delete(id)
@@ -181,7 +193,9 @@ export class KeyDirectory {
     const aliases = await this.#store.listAliases(instance, id)
     const policies = record.extractable ? [] : await this.#store.listKeyPolicies(instance, id)
     const entry: CachedKey = { record, versions, aliases, policies, expires: now + this.#ttl }
-    if (this.#ttl > 0) {
+    // Cached only if no invalidate() overtook this load: otherwise it may hold the state before a change
+    // this engine already made (the caller still gets what it read, as any read racing a write may).
+    if (this.#ttl > 0 && epoch === this.#epoch && gen === this.#gens.get(genKey)) {
       let byId = this.#cache.get(instance)
       if (byId === undefined) {
         byId = new Map()
@@ -195,14 +209,22 @@ export class KeyDirectory {
   /** Drops a key's metadata, every alias mapping, and the key's cached DEKs: after any change to the key. */
   invalidate(instance: string, keyId: string): void {
     this.#cache.get(instance)?.delete(keyId)
-    this.#aliasCache.clear()
+    const genKey = `${instance}\u0000${keyId}`
+    this.#gens.set(genKey, (this.#gens.get(genKey) ?? 0) + 1)
+    this.#clearAliases()
     this.#dekCache?.invalidateKey(instance, keyId)
   }
 
   /** Drops all metadata (a key ring was deleted, or the engine closes); cached DEKs are not touched. */
   clear(): void {
     this.#cache.clear()
+    this.#epoch++
+    this.#clearAliases()
+  }
+
+  #clearAliases(): void {
     this.#aliasCache.clear()
+    this.#aliasEpoch++
   }
 
   #syncWithStore(now: number = this.#clock.now()): void {

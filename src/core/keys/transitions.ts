@@ -6,7 +6,7 @@
 import { assertAllowed, concurrentChange, storeCall, type EngineContext } from '../context.js'
 import { EngineError } from '../errors.js'
 import { KeyState, type KeyAction } from '../key-state.js'
-import type { KeyPatch, KeyRecord } from '../ports.js'
+import type { KeyPatch, KeyRecord, UpdateCondition } from '../ports.js'
 import type { KeyInfo, KeyScope } from '../engine-types.js'
 import type { CachedKey } from './directory.js'
 import { toKeyInfo } from './views.js'
@@ -23,17 +23,23 @@ export async function transition(
   action: KeyAction,
   patchFor: (r: KeyRecord, now: number, k: CachedKey) => KeyPatch,
   scope: KeyScope = {},
+  condition: UpdateCondition = {},
 ): Promise<KeyInfo> {
   const k0 = await ctx.keys.resolve(instance, idOrAlias, true, scope.keyRingId)
   return ctx.locks.withKey(instance, k0.record.id, async () => {
     const k = await ctx.keys.load(instance, k0.record.id, true)
     const r = k.record
+    if (condition.unlessPendingDeletion === true) await refuseIfPendingDeletion(ctx, instance, r.id)
     assertAllowed(ctx, action, r)
     const now = ctx.clock.now()
     const patch = patchFor(r, now, k)
-    const ok = await storeCall(() => ctx.store.updateKey(instance, r.id, r.state, patch))
+    const ok = await storeCall(() => ctx.store.updateKey(instance, r.id, r.state, patch, condition))
     ctx.keys.invalidate(instance, r.id)
-    if (!ok) throw concurrentChange(`key: state changed concurrently; ${action} not applied`)
+    if (!ok) {
+      // Another process may have scheduled the deletion since the check above: say so, not "retry".
+      if (condition.unlessPendingDeletion === true) await refuseIfPendingDeletion(ctx, instance, r.id)
+      throw concurrentChange(`key: state changed concurrently; ${action} not applied`)
+    }
     return toKeyInfo(await ctx.keys.load(instance, r.id, true), ctx.life, ctx.clock.now())
   })
 }
@@ -55,15 +61,17 @@ export function disable(
   )
 }
 
-/** Re-activates a suspended root key (state 2 → 1), not within the cooldown and not while pending deletion. */
+/**
+ * Re-activates a suspended root key (state 2 → 1), not within the cooldown and not while pending deletion.
+ * The pending-deletion check is part of the compare-and-set, so a ScheduleKeyDeletion by another process
+ * cannot slip in between the check and the write.
+ */
 export async function enable(
   ctx: EngineContext,
   instance: string,
   idOrAlias: string,
   scope: KeyScope,
 ): Promise<KeyInfo> {
-  const pending = await pendingDeletion(ctx, instance, idOrAlias)
-  if (pending !== undefined) throw pending
   return transition(
     ctx,
     instance,
@@ -82,23 +90,16 @@ export async function enable(
       return { state: KeyState.ACTIVE, stateChangedAt: now, updatedAt: now }
     },
     scope,
+    { unlessPendingDeletion: true },
   )
 }
 
-/** A typed error when the key is pending deletion (enable is refused then); undefined otherwise. */
-async function pendingDeletion(
-  ctx: EngineContext,
-  instance: string,
-  idOrAlias: string,
-): Promise<EngineError | undefined> {
-  try {
-    const k = await ctx.keys.resolve(instance, idOrAlias, true)
-    if ((await ctx.store.getDeletionSchedule(instance, k.record.id)) === undefined) return undefined
-    return new EngineError(
+/** Throws when the key is pending deletion (AWS KMS ScheduleKeyDeletion): enable is refused then. */
+async function refuseIfPendingDeletion(ctx: EngineContext, instance: string, keyId: string): Promise<void> {
+  if ((await ctx.store.getDeletionSchedule(instance, keyId)) !== undefined) {
+    throw new EngineError(
       'KEY_ACTION_INVALID_STATE_ERR',
       'key: is pending deletion; cancel the deletion first',
     )
-  } catch {
-    return undefined // the transition reports the real error
   }
 }

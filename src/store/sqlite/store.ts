@@ -25,6 +25,7 @@ import type {
   MetadataStore,
   PendingVersion,
   TagPair,
+  UpdateCondition,
 } from '../../core/ports.js'
 import { MIGRATIONS } from './migrations.js'
 import {
@@ -245,6 +246,7 @@ export class SqliteStore implements MetadataStore {
     id: string,
     expectState: KeyStateValue,
     patch: KeyPatch,
+    condition: UpdateCondition = {},
   ): Promise<boolean> {
     const sets: string[] = []
     const args: unknown[] = []
@@ -255,8 +257,16 @@ export class SqliteStore implements MetadataStore {
       }
     }
     if (sets.length === 0) return true
+    // One statement: the schedule check and the write are atomic against another process's
+    // scheduleDeletion (which runs in an IMMEDIATE transaction).
+    const unlessPending =
+      condition.unlessPendingDeletion === true
+        ? ' AND NOT EXISTS (SELECT 1 FROM key_deletion_schedule s WHERE s.instance = keys.instance AND s.key_id = keys.id)'
+        : ''
     const res = this.#db
-      .prepare(`UPDATE keys SET ${sets.join(', ')} WHERE instance = ? AND id = ? AND state = ?`)
+      .prepare(
+        `UPDATE keys SET ${sets.join(', ')} WHERE instance = ? AND id = ? AND state = ?${unlessPending}`,
+      )
       .run(...args, instance, id, expectState)
     return res.changes === 1
   }

@@ -330,29 +330,24 @@ describe('concurrent change (compare-and-set)', () => {
     expect(await stateOf(w, id)).toBe(2)
   })
 
-  // KNOWN BUG (reported, not fixed here): enable checks for a pending deletion before it takes the key's lock,
-  // and the compare-and-set only compares the state. Another process that schedules the deletion of an
-  // already suspended key in between leaves the state at 2, so the enable still applies: the key is Active
-  // with a deletion pending (and the job will destroy an Active key). Remove `.fails` once enable re-checks
-  // the schedule in the same compare-and-set.
-  it.fails(
-    'enable does not apply when another process scheduled the deletion after its pending check',
-    async () => {
-      const h = holdNext('updateKey')
-      const w = world(h.options)
-      const other = secondProcess(w)
-      const id = await rootKey(w)
-      await w.engine.disable(I, id)
-      w.clock.advance(L.enableCooldownMs)
-      const reached = h.armed()
-      const enabling = w.engine.enable(I, id).catch((e: unknown) => e)
-      await reached // pending check done (none), state 2 read, about to write
-      await other.scheduleKeyDeletion(I, id, { pendingWindowDays: 7 })
-      h.release()
-      await enabling
-      const pending = await w.engine.getKeyDeletionDate(I, id)
-      const state = await stateOf(w, id)
-      expect({ state, pending: pending !== undefined }).not.toEqual({ state: 1, pending: true })
-    },
-  )
+  // Regression: enable used to check for a pending deletion before taking the key's lock, and the
+  // compare-and-set compared only the state; another process that scheduled the deletion of the suspended key
+  // in between left the key Active with a deletion pending. The check is now part of the compare-and-set.
+  it('enable does not apply when another process scheduled the deletion after its pending check', async () => {
+    const h = holdNext('updateKey')
+    const w = world(h.options)
+    const other = secondProcess(w)
+    const id = await rootKey(w)
+    await w.engine.disable(I, id)
+    w.clock.advance(L.enableCooldownMs)
+    const reached = h.armed()
+    const enabling = w.engine.enable(I, id).catch((e: unknown) => e)
+    await reached // pending check done (none), state 2 read, about to write
+    await other.scheduleKeyDeletion(I, id, { pendingWindowDays: 7 })
+    h.release()
+    await enabling
+    const pending = await w.engine.getKeyDeletionDate(I, id)
+    const state = await stateOf(w, id)
+    expect({ state, pending: pending !== undefined }).not.toEqual({ state: 1, pending: true })
+  })
 })
