@@ -36,6 +36,7 @@ async function ledgerWithVersion(
     createdAt: 0,
     header: Buffer.alloc(22),
     aadPrefix32: Buffer.alloc(0),
+    aadEmpty32: Buffer.alloc(0),
   })
   return { store, version }
 }
