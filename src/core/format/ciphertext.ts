@@ -4,6 +4,7 @@
  * version number and new known-answer vectors, and readers keep accepting every older version.
  */
 import { EngineError, invalidField } from '../errors.js'
+import { decodeBase64Strict } from './base64.js'
 
 /** Format versions this build can read. */
 export const CIPHERTEXT_FORMAT_V1 = 0x01
@@ -129,7 +130,8 @@ export function encodeGcmCiphertext(
     throw new EngineError('INTERNAL_ERROR', 'ciphertext: encrypted DEK of unexpected length')
   }
   const out = Buffer.allocUnsafe(HEADER_BYTES + 1 + iv.length + 1 + 2 + encrypted.length + tag.length)
-  let o = header.copy(out, 0)
+  out.set(header, 0) // Buffer#copy validates its arguments first; the header is always 22 bytes
+  let o = HEADER_BYTES
   out[o++] = iv.length
   out.set(iv, o)
   o += iv.length
@@ -147,8 +149,6 @@ function invalid(reason: string): EngineError {
   })
 }
 
-const BASE64_RE = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/
-
 /**
  * Parses a v1 ciphertext given as bytes or base64. Never throws anything but an EngineError.
  * @throws EngineError CIPHERTEXT_INVALID for any malformed input
@@ -158,8 +158,9 @@ export function parseCiphertext(input: Uint8Array | string): ParsedCiphertext {
   if (typeof input === 'string') {
     if (input.length === 0) throw invalid('is empty')
     if (input.length > MAX_CIPHERTEXT_BASE64) throw invalid('is too long')
-    if (!BASE64_RE.test(input)) throw invalid('is not standard base64')
-    b = Buffer.from(input, 'base64')
+    const decoded = decodeBase64Strict(input)
+    if (decoded === undefined) throw invalid('is not standard base64')
+    b = decoded
   } else if (input instanceof Uint8Array) {
     b = Buffer.from(input.buffer, input.byteOffset, input.byteLength)
   } else {
@@ -248,7 +249,10 @@ export function keyIdOf(b: Buffer): string | undefined {
 
 /** True when `parsed` names the same key id as the header `keyHeader`. */
 export function sameKeyId(parsed: ParsedCiphertext, keyHeader: Buffer): boolean {
-  return parsed.header.compare(keyHeader, 2, 18, 2, 18) === 0
+  // Bytes 2..17 (the key id). A plain loop: Buffer#compare with ranges validates its five arguments first.
+  const h = parsed.header
+  for (let i = 2; i < 18; i++) if (h[i] !== keyHeader[i]) return false
+  return true
 }
 
 const NO_AAD: readonly string[] = Object.freeze([])
