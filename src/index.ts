@@ -76,6 +76,7 @@ export type {
   PolicyStore,
   TagStore,
   DeletionSchedule,
+  UpdateCondition,
 } from './core/ports.js'
 export type { BatchTask, BatchItemResult, BatchVersion } from './core/ports.js'
 export { startRotationScheduler } from './core/jobs/scheduler.js'
