@@ -9,7 +9,7 @@ import type { Logger } from 'pino'
 import { parseCiphertext } from '../../core/ciphertext.js'
 import type { EnvelopeEngine } from '../../core/engine.js'
 import { EngineError, invalidField, isEngineError } from '../../core/errors.js'
-import { AWS_KMS_ERRORS, clientMessage } from './errors.js'
+import { AWS_KMS_ERRORS, clientMessage } from '../errors.js'
 import { SigV4Error, verifySigV4, type AwsKmsCredential } from './sigv4.js'
 import {
   accountIdOf,
