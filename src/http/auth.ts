@@ -108,7 +108,7 @@ function actionsOf(v: unknown): string[] | undefined {
  * @throws EngineError CONFIG_INVALID naming the setting at fault
  */
 export function createAuthenticator(config: AuthConfig): Authenticator {
-  const keys = new Map<string, Principal>()
+  const keys = new Map<string, { principal: Principal; digest: Buffer }>()
   for (const [i, k] of (config.apiKeys ?? []).entries()) {
     const digest =
       k.keySha256 !== undefined
@@ -127,7 +127,10 @@ export function createAuthenticator(config: AuthConfig): Authenticator {
     if (instances === undefined || actions === undefined || typeof k.subject !== 'string') {
       throw new EngineError('CONFIG_INVALID', `auth.apiKeys[${i}]: needs subject, instances and actions`)
     }
-    keys.set(digest.toString('hex'), { subject: k.subject, instances, actions, expiresAt: undefined })
+    keys.set(digest.toString('hex'), {
+      principal: { subject: k.subject, instances, actions, expiresAt: undefined },
+      digest,
+    })
   }
   const jwt = config.jwt === undefined ? undefined : jwtVerifier(config.jwt)
   // Verified JWTs are remembered (by digest) until they expire, so that a busy client pays for one
@@ -144,9 +147,9 @@ export function createAuthenticator(config: AuthConfig): Authenticator {
       const hex = digest.toString('hex')
       const key = keys.get(hex)
       if (key !== undefined) {
-        // The map lookup is by digest; compare again in constant time for good measure.
-        if (!timingSafeEqual(Buffer.from(hex, 'hex'), digest)) throw new AuthError('unknown API key')
-        return key
+        // The map lookup is by digest; compare the stored digest again in constant time for good measure.
+        if (!timingSafeEqual(key.digest, digest)) throw new AuthError('unknown API key')
+        return key.principal
       }
       if (jwt === undefined || token.split('.').length !== 3) throw new AuthError('unknown API key')
       const now = Math.floor(Date.now() / 1000)

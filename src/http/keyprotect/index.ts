@@ -39,8 +39,10 @@ export function mountKeyProtect(app: OpenAPIHono, o: KeyProtectOptions): void {
     if (def.method === 'head') continue
     const handler = register(app, def, o)
     const head = def.method === 'get' ? heads.get(def.path) : undefined
-    app.on(def.method.toUpperCase(), `/api/v2${toHono(def.path)}`, (c) =>
-      head !== undefined && c.req.method === 'HEAD' ? head(c) : handler(c),
+    app.on(
+      def.method.toUpperCase(),
+      `/api/v2${toHono(def.path)}`,
+      head === undefined ? handler : (c) => (c.req.method === 'HEAD' ? head(c) : handler(c)),
     )
   }
 }

@@ -13,7 +13,7 @@ import { allowed, AuthError, type Authenticator, type Principal } from '../auth.
 import { wireOf } from '../errors.js'
 import { header } from '../headers.js'
 import type { FixedWindowLimiter } from '../rate-limit.js'
-import { HttpProblem, normalizeKeys, readBody, validate, type Req } from './request.js'
+import { HttpProblem, normalizeKeys, readBody, Req, validate } from './request.js'
 import * as S from './schemas.js'
 import { errorBody, type WireOptions } from './wire.js'
 
@@ -110,6 +110,10 @@ export function register(app: OpenAPIHono, def: RouteDef, o: KeyProtectOptions):
   )
   const limiterRoute = `${def.method.toUpperCase()} ${def.path}`
   const pathParam = def.pathParams?.[0]
+  // Per-route constants, computed once rather than per request.
+  const hasId = def.params !== undefined && 'id' in def.params.shape
+  const auditMethod = def.method.toUpperCase()
+  const auditRoute = `/api/v2${def.path}`
 
   return async (c) => {
     const correlationId = correlationIdOf(header(c, 'correlation-id'))
@@ -170,19 +174,18 @@ export function register(app: OpenAPIHono, def: RouteDef, o: KeyProtectOptions):
       }
       const preferRaw = header(c, 'prefer')?.trim().toLowerCase()
       const keyRing = header(c, 'x-kms-key-ring')
-      req = {
+      req = new Req(
         c,
+        correlationId,
         instance,
         principal,
         body,
         query,
-        param: (name) => c.req.param(paramNames.get(name) ?? name) ?? '',
-        keyRing: keyRing === undefined || keyRing.length === 0 ? undefined : keyRing,
-        prefer:
-          preferRaw === 'return=representation' || preferRaw === 'return=minimal' ? preferRaw : undefined,
-        keyId: undefined,
-      }
-      if (def.params !== undefined && 'id' in def.params.shape) req.keyId = req.param('id')
+        keyRing === undefined || keyRing.length === 0 ? undefined : keyRing,
+        preferRaw === 'return=representation' || preferRaw === 'return=minimal' ? preferRaw : undefined,
+        paramNames,
+      )
+      if (hasId) req.keyId = req.param('id')
       const res = await def.handler(req, o)
       status = res.status
       return res
@@ -213,8 +216,8 @@ export function register(app: OpenAPIHono, def: RouteDef, o: KeyProtectOptions):
         keyId: req?.keyId,
         correlationId,
         reason,
-        method: def.method.toUpperCase(),
-        route: `/api/v2${def.path}`,
+        method: auditMethod,
+        route: auditRoute,
       })
     }
   }

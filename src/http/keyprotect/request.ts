@@ -26,18 +26,31 @@ export class HttpProblem extends Error {
   }
 }
 
-/** One authenticated, authorised and validated request, as a handler sees it. */
-export interface Req {
-  readonly c: Context
-  readonly instance: string
-  readonly principal: Principal
-  readonly body: unknown
-  readonly query: Record<string, string>
-  readonly param: (name: string) => string
-  readonly keyRing: string | undefined
-  readonly prefer: 'return=representation' | 'return=minimal' | undefined
+/**
+ * One authenticated, authorised and validated request, as a handler sees it. A class, not a literal with a
+ * closure: one allocation per request and one shape for every route.
+ */
+export class Req {
   /** Set by handlers for the audit event. */
-  keyId: string | undefined
+  keyId: string | undefined = undefined
+
+  constructor(
+    readonly c: Context,
+    readonly correlationId: string,
+    readonly instance: string,
+    readonly principal: Principal,
+    readonly body: unknown,
+    readonly query: Record<string, string>,
+    readonly keyRing: string | undefined,
+    readonly prefer: 'return=representation' | 'return=minimal' | undefined,
+    /** Path parameter name (`key-ring-id`) → Hono's name for it (`key_ring_id`). */
+    private readonly paramNames: ReadonlyMap<string, string>,
+  ) {}
+
+  /** The path parameter `name` (as spelled in the OpenAPI path), or ''. */
+  param(name: string): string {
+    return this.c.req.param(this.paramNames.get(name) ?? name) ?? ''
+  }
 }
 
 export function b64(s: string): Buffer {
@@ -66,6 +79,16 @@ const lowerNames = new WeakMap<object, Map<string, string>>()
 export function normalizeKeys(v: unknown, schema: z.ZodType): unknown {
   const shape = (schema as { shape?: Record<string, z.ZodType> }).shape
   if (shape === undefined || typeof v !== 'object' || v === null || Array.isArray(v)) return v
+  // Already in the schema's spelling (the common case): no copy. `__proto__` and `resources` take the slow
+  // path (the copy drops an own `__proto__` key; resources are normalised element by element).
+  let exact = true
+  for (const k in v) {
+    if (k === 'resources' || !Object.hasOwn(shape, k)) {
+      exact = false
+      break
+    }
+  }
+  if (exact) return v
   let byLower = lowerNames.get(shape)
   if (byLower === undefined) {
     byLower = new Map(Object.keys(shape).map((k) => [k.toLowerCase(), k]))
@@ -171,6 +194,20 @@ export async function readBody(c: Context, limit: number): Promise<string> {
     const buf = Buffer.from(await c.req.arrayBuffer())
     if (buf.length > limit) throw tooLarge()
     return buf.toString('utf8')
+  }
+  // The whole body usually arrived with the headers: Node's parser has already buffered all of it (the
+  // message is complete, or the buffer holds the declared Content-Length) before this runs. Take it in one
+  // read() instead of an async iterator: the same bytes, and the stream still ends as before.
+  if (
+    (incoming.complete || incoming.readableLength === declared) &&
+    !incoming.destroyed &&
+    incoming.readableFlowing !== true &&
+    !incoming.readableObjectMode &&
+    incoming.readableEncoding === null &&
+    incoming.readableLength <= limit
+  ) {
+    const all = incoming.read() as Buffer | null
+    return all === null ? '' : all.toString('utf8')
   }
   const chunks: Buffer[] = []
   let size = 0

@@ -3,22 +3,18 @@
  * then writes them on its fast path, while `c.newResponse` with more than one header builds a WHATWG
  * Headers object per response.
  */
-import type { Context } from 'hono'
 import type { EnvelopeEngine, KeyInfo } from '../../core/engine.js'
 import type { Req } from './request.js'
 import { collection, KEY_TYPE, keyResource, type WireOptions } from './wire.js'
 
-/** The request's correlation id (set by the pipeline). */
-export const cid = (c: Context): string => (c.get('correlationId' as never) as string | undefined) ?? ''
-
-export const json = (c: Context, status: number, body: unknown): Response =>
+export const json = (r: Req, status: number, body: unknown): Response =>
   new Response(JSON.stringify(body), {
     status,
-    headers: { 'content-type': 'application/json', 'correlation-id': cid(c) },
+    headers: { 'content-type': 'application/json', 'correlation-id': r.correlationId },
   })
 
-export const empty = (c: Context, status: 201 | 204): Response =>
-  new Response(null, { status, headers: { 'correlation-id': cid(c) } })
+export const empty = (r: Req, status: 201 | 204): Response =>
+  new Response(null, { status, headers: { 'correlation-id': r.correlationId } })
 
 /** The key collection around one key. */
 export const keyEnvelope = (wire: WireOptions, k: KeyInfo, payload?: Buffer): unknown =>
@@ -35,7 +31,7 @@ export async function keyWithPayload(
   const payload =
     withPayload && k.extractable && !k.deleted ? await x.engine.getKeyPayload(r.instance, k.id) : undefined
   try {
-    return json(r.c, status, keyEnvelope(x.wire, k, payload))
+    return json(r, status, keyEnvelope(x.wire, k, payload))
   } finally {
     payload?.fill(0)
   }

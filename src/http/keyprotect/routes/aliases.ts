@@ -25,7 +25,7 @@ export async function createAlias(r: Req, { engine }: KeyProtectOptions): Promis
   const k = await engine.getKey(r.instance, r.param('id'))
   r.keyId = k.id
   return json(
-    r.c,
+    r,
     res.created ? 201 : 200,
     collection(ALIAS_TYPE, [
       { keyId: k.id, alias, createdBy: r.principal.subject, creationDate: rfc3339(new Date()) },
@@ -37,7 +37,7 @@ export async function createAlias(r: Req, { engine }: KeyProtectOptions): Promis
 export async function deleteAlias(r: Req, { engine }: KeyProtectOptions): Promise<Response> {
   await checkRing(engine, r, r.param('id')).catch(notPathParam)
   await engine.removeAlias(r.instance, r.param('id'), r.param('alias'))
-  return empty(r.c, 204)
+  return empty(r, 204)
 }
 
 export const aliasRoutes: readonly RouteDef[] = [

@@ -24,7 +24,7 @@ export async function wrapKey(r: Req, { engine }: KeyProtectOptions): Promise<Re
       ...(w.plaintext === undefined ? {} : { plaintext: w.plaintext.toString('base64') }),
     }
     w.plaintext?.fill(0)
-    return json(r.c, 200, out)
+    return json(r, 200, out)
   } finally {
     plaintext?.fill(0)
   }
@@ -45,7 +45,7 @@ export async function unwrapKey(r: Req, { engine }: KeyProtectOptions): Promise<
       : { ciphertext: u.rewrapped.ciphertext, rewrappedKeyVersion: { id: u.rewrapped.keyVersion.id } }),
   }
   u.plaintext.fill(0)
-  return json(r.c, 200, out)
+  return json(r, 200, out)
 }
 
 /** rewrap: the ciphertext under the key's latest version. */
@@ -63,7 +63,7 @@ export async function rewrapKey(r: Req, { engine }: KeyProtectOptions): Promise<
   const w = await engine.rewrap(r.instance, r.param('id'), body.ciphertext, {
     ...(body.aad === undefined ? {} : { aad: body.aad }),
   })
-  return json(r.c, 200, {
+  return json(r, 200, {
     ciphertext: w.ciphertext,
     keyVersion: { id: w.keyVersion.id },
     rewrappedKeyVersion: { id: w.rewrappedKeyVersion.id },
@@ -82,7 +82,7 @@ export async function rotateKey(r: Req, { engine }: KeyProtectOptions): Promise<
   } finally {
     payload?.fill(0)
   }
-  return empty(r.c, 204)
+  return empty(r, 204)
 }
 
 /** setKeyForDeletion: the first authorisation of a dual-authorization delete. */
@@ -90,7 +90,7 @@ export async function setKeyForDeletion(r: Req, { engine }: KeyProtectOptions): 
   await checkRing(engine, r, r.param('id'))
   const k = await engine.setKeyForDeletion(r.instance, r.param('id'), { by: r.principal.subject })
   r.keyId = k.id
-  return empty(r.c, 204)
+  return empty(r, 204)
 }
 
 /** unsetKeyForDeletion: withdraw a dual-authorization delete authorisation. */
@@ -98,7 +98,7 @@ export async function unsetKeyForDeletion(r: Req, { engine }: KeyProtectOptions)
   await checkRing(engine, r, r.param('id'))
   const k = await engine.unsetKeyForDeletion(r.instance, r.param('id'), { by: r.principal.subject })
   r.keyId = k.id
-  return empty(r.c, 204)
+  return empty(r, 204)
 }
 
 /** enable: Suspended (2) → Active (1). */
@@ -106,7 +106,7 @@ export async function enableKey(r: Req, { engine }: KeyProtectOptions): Promise<
   await checkRing(engine, r, r.param('id'))
   const k = await engine.enable(r.instance, r.param('id'))
   r.keyId = k.id
-  return empty(r.c, 204)
+  return empty(r, 204)
 }
 
 /** disable: Active (1) → Suspended (2). */
@@ -114,7 +114,7 @@ export async function disableKey(r: Req, { engine }: KeyProtectOptions): Promise
   await checkRing(engine, r, r.param('id'))
   const k = await engine.disable(r.instance, r.param('id'))
   r.keyId = k.id
-  return empty(r.c, 204)
+  return empty(r, 204)
 }
 
 const actionBody = (schema: z.ZodType, action: string, required: boolean): NonNullable<RouteDef['body']> => ({

@@ -15,7 +15,7 @@ export async function listKeyRings(r: Req, { engine }: KeyProtectOptions): Promi
   const offset = int(r.query['offset'], 'offset', 0, Number.MAX_SAFE_INTEGER, 0)
   const rings = await engine.listKeyRings(r.instance)
   return json(
-    r.c,
+    r,
     200,
     collection(
       KEY_RING_TYPE,
@@ -34,7 +34,7 @@ export async function listKeyRings(r: Req, { engine }: KeyProtectOptions): Promi
 export async function createKeyRing(r: Req, { engine }: KeyProtectOptions): Promise<Response> {
   const id = r.param('key-ring-id')
   const res = await engine.createKeyRing(r.instance, id, { createdBy: r.principal.subject })
-  return empty(r.c, res.created ? 201 : 204)
+  return empty(r, res.created ? 201 : 204)
 }
 
 /** DELETE /key_rings/{key-ring-id}; `force` (which also needs kms.secrets.patch) moves deleted keys to default. */
@@ -44,7 +44,7 @@ export async function deleteKeyRing(r: Req, { engine }: KeyProtectOptions): Prom
     throw new HttpProblem(401, 'UNAUTHORIZED_ERR', 'force also needs kms.secrets.patch')
   }
   await engine.deleteKeyRing(r.instance, r.param('key-ring-id'), { force })
-  return empty(r.c, 204)
+  return empty(r, 204)
 }
 
 export const keyRingRoutes: readonly RouteDef[] = [

@@ -6,7 +6,7 @@ import type { z } from '@hono/zod-openapi'
 import { parseStateList } from '../../../core/key-query.js'
 import type { KeyProtectOptions, RouteDef } from '../pipeline.js'
 import { b64, checkRing, HttpProblem, int, noSecureImport, policiesInput, type Req } from '../request.js'
-import { cid, empty, json, keyEnvelope, keyWithPayload } from '../response.js'
+import { empty, json, keyEnvelope, keyWithPayload } from '../response.js'
 import * as S from '../schemas.js'
 import { collection, KEY_TYPE, keyResource, rfc3339 } from '../wire.js'
 
@@ -22,7 +22,7 @@ export async function headKeys(r: Req, { engine }: KeyProtectOptions): Promise<R
   })
   return new Response(null, {
     status: 200,
-    headers: { 'key-total': String(res.total), 'correlation-id': cid(r.c) },
+    headers: { 'key-total': String(res.total), 'correlation-id': r.correlationId },
   })
 }
 
@@ -40,7 +40,7 @@ export async function listKeys(r: Req, { engine, wire }: KeyProtectOptions): Pro
     ...(r.keyRing === undefined ? {} : { keyRingId: r.keyRing }),
   })
   return json(
-    r.c,
+    r,
     200,
     collection(
       KEY_TYPE,
@@ -74,7 +74,7 @@ export async function createKey(r: Req, o: KeyProtectOptions): Promise<Response>
   })
   r.keyId = k.id
   if (r.prefer === 'return=minimal') {
-    return json(r.c, 201, collection(KEY_TYPE, [{ id: k.id }]))
+    return json(r, 201, collection(KEY_TYPE, [{ id: k.id }]))
   }
   return keyWithPayload(o, r, 201, k, r.prefer === 'return=representation')
 }
@@ -91,7 +91,7 @@ export async function getKey(r: Req, o: KeyProtectOptions): Promise<Response> {
 export async function getKeyMetadata(r: Req, { engine, wire }: KeyProtectOptions): Promise<Response> {
   const k = (await checkRing(engine, r, r.param('id'))) ?? (await engine.getKey(r.instance, r.param('id')))
   r.keyId = k.id
-  return json(r.c, 200, keyEnvelope(wire, k))
+  return json(r, 200, keyEnvelope(wire, k))
 }
 
 /** PATCH /keys/{id}: move a key to another key ring. */
@@ -101,7 +101,7 @@ export async function patchKey(r: Req, { engine, wire }: KeyProtectOptions): Pro
     ...(r.keyRing === undefined ? {} : { expectedRing: r.keyRing }),
   })
   r.keyId = k.id
-  return json(r.c, 200, keyEnvelope(wire, k))
+  return json(r, 200, keyEnvelope(wire, k))
 }
 
 /** DELETE /keys/{id}: soft delete (restorable for 30 days). */
@@ -109,7 +109,7 @@ export async function deleteKey(r: Req, { engine, wire }: KeyProtectOptions): Pr
   await checkRing(engine, r, r.param('id'))
   const k = await engine.deleteKey(r.instance, r.param('id'), { deletedBy: r.principal.subject })
   r.keyId = k.id
-  return r.prefer === 'return=representation' ? json(r.c, 200, keyEnvelope(wire, k)) : empty(r.c, 204)
+  return r.prefer === 'return=representation' ? json(r, 200, keyEnvelope(wire, k)) : empty(r, 204)
 }
 
 /** DELETE /keys/{id}/purge: purge a deleted key. */
@@ -117,7 +117,7 @@ export async function purgeKey(r: Req, { engine, wire }: KeyProtectOptions): Pro
   const k = (await checkRing(engine, r, r.param('id'))) ?? (await engine.getKey(r.instance, r.param('id')))
   r.keyId = k.id
   await engine.purgeKey(r.instance, k.id)
-  return r.prefer === 'return=representation' ? json(r.c, 200, keyEnvelope(wire, k)) : empty(r.c, 204)
+  return r.prefer === 'return=representation' ? json(r, 200, keyEnvelope(wire, k)) : empty(r, 204)
 }
 
 /** POST /keys/{id}/restore: restore a deleted key (imported keys with their material). */
@@ -129,7 +129,7 @@ export async function restoreKey(r: Req, { engine, wire }: KeyProtectOptions): P
     ...(res?.payload === undefined ? {} : { payload: b64(res.payload) }),
   })
   r.keyId = k.id
-  return json(r.c, 201, keyEnvelope(wire, k))
+  return json(r, 201, keyEnvelope(wire, k))
 }
 
 /** GET /keys/{id}/versions. */
@@ -142,7 +142,7 @@ export async function listKeyVersions(r: Req, { engine }: KeyProtectOptions): Pr
     allKeyStates: q['allKeyStates'] === 'true',
   })
   return json(
-    r.c,
+    r,
     200,
     collection(
       KEY_TYPE,

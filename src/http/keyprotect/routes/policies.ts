@@ -32,7 +32,7 @@ export async function setKeyPolicies(r: Req, { engine, wire }: KeyProtectOptions
     updatedBy: r.principal.subject,
   })
   return json(
-    r.c,
+    r,
     200,
     collection(
       POLICY_TYPE,
@@ -47,7 +47,7 @@ export async function getKeyPolicies(r: Req, { engine, wire }: KeyProtectOptions
   const only = r.query['policy'] as 'rotation' | 'dualAuthDelete' | undefined
   const list = await engine.getKeyPolicies(r.instance, r.param('id'), only)
   return json(
-    r.c,
+    r,
     200,
     collection(
       POLICY_TYPE,
