@@ -207,6 +207,9 @@ export async function readBody(c: Context, limit: number): Promise<string> {
     incoming.readableLength <= limit
   ) {
     const all = incoming.read() as Buffer | null
+    // Let the stream run to its end as the iterator would (otherwise @hono/node-server drains it later,
+    // with two timers per request).
+    incoming.resume()
     return all === null ? '' : all.toString('utf8')
   }
   const chunks: Buffer[] = []
