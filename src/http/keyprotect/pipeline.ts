@@ -117,6 +117,7 @@ export function register(app: OpenAPIHono, def: RouteDef, o: KeyProtectOptions):
 
   return async (c) => {
     const correlationId = correlationIdOf(header(c, 'correlation-id'))
+    // Handlers read it from Req; the Context variable stays for middleware a user adds to the public app.
     c.set('correlationId' as never, correlationId as never)
     const counter = o.inFlight
     if (counter !== undefined) counter.n++
