@@ -8,7 +8,7 @@ import type { EnvelopeEngine } from '../core/engine.js'
 import { type AuditSink, nullAuditSink } from './audit.js'
 import type { Authenticator } from './auth.js'
 import { header } from './headers.js'
-import { correlationIdOf, mountKeyProtect } from './keyprotect/app.js'
+import { correlationIdOf, mountKeyProtect } from './keyprotect/index.js'
 import { errorBody, type WireOptions } from './keyprotect/wire.js'
 import { FixedWindowLimiter, type RateLimitConfig } from './rate-limit.js'
 

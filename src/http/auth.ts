@@ -72,6 +72,13 @@ function sha256(s: string): Buffer {
     : createHash('sha256').update(s, 'utf8').digest()
 }
 
+/** The SHA-256 of `s` in hex: crypto.hash's hex output costs a quarter of its Buffer output. */
+function sha256Hex(s: string): string {
+  return typeof hash === 'function'
+    ? hash('sha256', s, 'hex')
+    : createHash('sha256').update(s, 'utf8').digest('hex')
+}
+
 /** Verifies bearer tokens. Build it once with {@link createAuthenticator}. */
 export interface Authenticator {
   /**
@@ -108,7 +115,7 @@ function actionsOf(v: unknown): string[] | undefined {
  * @throws EngineError CONFIG_INVALID naming the setting at fault
  */
 export function createAuthenticator(config: AuthConfig): Authenticator {
-  const keys = new Map<string, Principal>()
+  const keys = new Map<string, { principal: Principal; digest: Buffer }>()
   for (const [i, k] of (config.apiKeys ?? []).entries()) {
     const digest =
       k.keySha256 !== undefined
@@ -127,7 +134,10 @@ export function createAuthenticator(config: AuthConfig): Authenticator {
     if (instances === undefined || actions === undefined || typeof k.subject !== 'string') {
       throw new EngineError('CONFIG_INVALID', `auth.apiKeys[${i}]: needs subject, instances and actions`)
     }
-    keys.set(digest.toString('hex'), { subject: k.subject, instances, actions, expiresAt: undefined })
+    keys.set(digest.toString('hex'), {
+      principal: { subject: k.subject, instances, actions, expiresAt: undefined },
+      digest,
+    })
   }
   const jwt = config.jwt === undefined ? undefined : jwtVerifier(config.jwt)
   // Verified JWTs are remembered (by digest) until they expire, so that a busy client pays for one
@@ -140,13 +150,12 @@ export function createAuthenticator(config: AuthConfig): Authenticator {
       const m = /^Bearer ([A-Za-z0-9._~+/=-]{1,8192})$/i.exec(authorization.trim())
       const token = m?.[1]
       if (token === undefined) throw new AuthError('Authorization is not a Bearer token')
-      const digest = sha256(token)
-      const hex = digest.toString('hex')
+      const hex = sha256Hex(token)
       const key = keys.get(hex)
       if (key !== undefined) {
-        // The map lookup is by digest; compare again in constant time for good measure.
-        if (!timingSafeEqual(Buffer.from(hex, 'hex'), digest)) throw new AuthError('unknown API key')
-        return key
+        // The map lookup is by digest; compare the stored digest again in constant time for good measure.
+        if (!timingSafeEqual(key.digest, Buffer.from(hex, 'hex'))) throw new AuthError('unknown API key')
+        return key.principal
       }
       if (jwt === undefined || token.split('.').length !== 3) throw new AuthError('unknown API key')
       const now = Math.floor(Date.now() / 1000)

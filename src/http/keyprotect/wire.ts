@@ -1,8 +1,8 @@
 /**
  * Key Protect v2 wire shapes: the collection envelope, the key resource and the error envelope
- * (spec digest §1.3, §1.4, §2.1), and the one table that maps engine error codes to HTTP statuses.
+ * (spec digest §1.3, §1.4, §2.1). The table mapping engine error codes to statuses is in ../errors.ts.
  */
-import type { ErrorCode } from '../../core/errors.js'
+import type { WireCode } from '../errors.js'
 import type { KeyInfo, KeyPolicyInfo } from '../../core/engine.js'
 
 export const KEY_TYPE = 'application/vnd.ibm.kms.key+json'
@@ -11,75 +11,6 @@ export const ERROR_TYPE = 'application/vnd.ibm.kms.error+json'
 export const ALIAS_TYPE = 'application/vnd.ibm.kms.alias+json'
 export const KEY_RING_TYPE = 'application/vnd.ibm.kms.key_ring+json'
 export const MORE_INFO = 'https://cloud.ibm.com/apidocs/key-protect'
-
-/** Codes the HTTP layer raises itself (not engine errors). */
-export type HttpOnlyCode =
-  | 'UNAUTHORIZED_ERR'
-  | 'TOO_MANY_REQUESTS_ERR'
-  | 'BODY_TOO_LARGE_ERR'
-  | 'BAD_BODY_ERR'
-  | 'INVALID_PATH_PARAM_ERR'
-  | 'INVALID_PARAM_ERR'
-  | 'UNPROCESSABLE_CIPHERTEXT_ERR'
-  | 'NOT_FOUND_ERR'
-  | 'METHOD_NOT_ALLOWED_ERR'
-  | 'INTERNAL_SERVER_ERR'
-  | 'SERVICE_UNAVAILABLE_ERR'
-export type WireCode = ErrorCode | HttpOnlyCode
-
-/** Engine code → HTTP status and the wire code Key Protect clients look for. */
-const ENGINE_TO_WIRE: Readonly<Record<ErrorCode, { status: number; code: WireCode }>> = {
-  KEY_NOT_FOUND_ERR: { status: 404, code: 'KEY_NOT_FOUND_ERR' },
-  KEY_ACTION_INVALID_STATE_ERR: { status: 409, code: 'KEY_ACTION_INVALID_STATE_ERR' },
-  KEY_DELETED_ERR: { status: 410, code: 'KEY_DELETED_ERR' },
-  KEY_ROOT_REQ_ERR: { status: 400, code: 'KEY_ROOT_REQ_ERR' },
-  KEY_NOT_EXTRACTABLE_ERR: { status: 400, code: 'KEY_ROOT_REQ_ERR' },
-  REQ_TOO_EARLY_ERR: { status: 409, code: 'REQ_TOO_EARLY_ERR' },
-  KEY_ROTATION_NOT_PERMITTED: { status: 409, code: 'KEY_ROTATION_NOT_PERMITTED' },
-  KEY_ALIAS_NOT_UNIQUE_ERR: { status: 409, code: 'KEY_ALIAS_NOT_UNIQUE_ERR' },
-  KEY_ALIAS_QUOTA_ERR: { status: 409, code: 'KEY_ALIAS_QUOTA_ERR' },
-  ALIAS_NOT_FOUND_ERR: { status: 404, code: 'ALIAS_NOT_FOUND_ERR' },
-  KEY_RING_NOT_FOUND_ERR: { status: 404, code: 'KEY_RING_NOT_FOUND_ERR' },
-  KEY_RING_NOT_EMPTY_ERR: { status: 409, code: 'KEY_RING_NOT_EMPTY_ERR' },
-  KEY_RING_KEYS_NOT_DELETED_ERR: { status: 409, code: 'KEY_RING_KEYS_NOT_DELETED_ERR' },
-  KEY_RING_RESOURCE_QUOTA_ERR: { status: 409, code: 'KEY_RING_RESOURCE_QUOTA_ERR' },
-  KEY_INVALID_STATE_ERR: { status: 422, code: 'KEY_INVALID_STATE_ERR' },
-  KEY_SEARCH_TOO_BROAD: { status: 400, code: 'KEY_SEARCH_TOO_BROAD' },
-  NOT_DUAL_AUTH_ERR: { status: 409, code: 'NOT_DUAL_AUTH_ERR' },
-  AUTHORIZATIONS_NOT_MET: { status: 409, code: 'AUTHORIZATIONS_NOT_MET' },
-  INVALID_FIELD_ERR: { status: 400, code: 'INVALID_FIELD_ERR' },
-  MISSING_FIELD_ERR: { status: 400, code: 'MISSING_FIELD_ERR' },
-  // A foreign, corrupt or wrong-AAD ciphertext: Key Protect's 422 (spec digest §4.4).
-  CIPHERTEXT_INVALID: { status: 422, code: 'UNPROCESSABLE_CIPHERTEXT_ERR' },
-  UNWRAP_AAD_MISMATCH: { status: 422, code: 'UNPROCESSABLE_CIPHERTEXT_ERR' },
-  KEY_VERSION_NOT_FOUND: { status: 422, code: 'UNPROCESSABLE_CIPHERTEXT_ERR' },
-  MESSAGE_INVALID: { status: 422, code: 'MESSAGE_INVALID' },
-  MESSAGE_AUTH_FAILED: { status: 422, code: 'MESSAGE_AUTH_FAILED' },
-  MESSAGE_TOO_LARGE: { status: 413, code: 'MESSAGE_TOO_LARGE' },
-  CONTEXT_MISMATCH: { status: 422, code: 'CONTEXT_MISMATCH' },
-  KEY_USAGE_LIMIT_ERR: { status: 409, code: 'KEY_USAGE_LIMIT_ERR' },
-  PROVIDER_MODULE_LOAD_FAILED: { status: 503, code: 'PROVIDER_UNAVAILABLE' },
-  PROVIDER_TOKEN_NOT_FOUND: { status: 503, code: 'PROVIDER_UNAVAILABLE' },
-  PROVIDER_LOGIN_FAILED: { status: 503, code: 'PROVIDER_UNAVAILABLE' },
-  PROVIDER_UNAVAILABLE: { status: 503, code: 'PROVIDER_UNAVAILABLE' },
-  PROVIDER_ERROR: { status: 500, code: 'PROVIDER_ERROR' },
-  PROVIDER_UNSUPPORTED: { status: 400, code: 'PROVIDER_UNSUPPORTED' },
-  POOL_SATURATED: { status: 503, code: 'POOL_SATURATED' },
-  POOL_WORKER_FAILED: { status: 503, code: 'POOL_WORKER_FAILED' },
-  STORE_ERROR: { status: 500, code: 'STORE_ERROR' },
-  CONFIG_INVALID: { status: 500, code: 'INTERNAL_SERVER_ERR' },
-  ENGINE_CLOSED: { status: 503, code: 'SERVICE_UNAVAILABLE_ERR' },
-  ABORTED: { status: 503, code: 'SERVICE_UNAVAILABLE_ERR' },
-  INTERNAL_ERROR: { status: 500, code: 'INTERNAL_SERVER_ERR' },
-  TAG_QUOTA_ERR: { status: 400, code: 'INVALID_FIELD_ERR' },
-  // The engine's own provider (e.g. AWS KMS) refused or throttled the engine: a service-side problem.
-  PROVIDER_ACCESS_DENIED: { status: 500, code: 'PROVIDER_ERROR' },
-  PROVIDER_THROTTLED: { status: 503, code: 'PROVIDER_UNAVAILABLE' },
-}
-
-export function wireOf(code: ErrorCode): { status: number; code: WireCode } {
-  return ENGINE_TO_WIRE[code]
-}
 
 const REASON_PHRASE: Readonly<Record<number, string>> = {
   400: 'Bad Request',

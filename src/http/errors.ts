@@ -1,0 +1,145 @@
+/**
+ * Engine error codes → HTTP, one exhaustive table per API family (STYLE §4): a new ErrorCode without an
+ * entry in each table fails the build. Each family shapes its own error body (Key Protect: keyprotect/wire.ts
+ * `errorBody`; AWS JSON 1.1: `{"__type", "message"}` in awskms/routes.ts); the status always comes from here.
+ */
+import type { ErrorCode } from '../core/errors.js'
+
+// ---------------------------------------------------------------- Key Protect v2
+
+/** Codes the Key Protect HTTP layer raises itself (not engine errors). */
+export type HttpOnlyCode =
+  | 'UNAUTHORIZED_ERR'
+  | 'TOO_MANY_REQUESTS_ERR'
+  | 'BODY_TOO_LARGE_ERR'
+  | 'BAD_BODY_ERR'
+  | 'INVALID_PATH_PARAM_ERR'
+  | 'INVALID_PARAM_ERR'
+  | 'UNPROCESSABLE_CIPHERTEXT_ERR'
+  | 'NOT_FOUND_ERR'
+  | 'METHOD_NOT_ALLOWED_ERR'
+  | 'INTERNAL_SERVER_ERR'
+  | 'SERVICE_UNAVAILABLE_ERR'
+export type WireCode = ErrorCode | HttpOnlyCode
+
+/** Engine code → HTTP status and the wire code Key Protect clients look for. */
+export const ENGINE_TO_WIRE: Readonly<Record<ErrorCode, { status: number; code: WireCode }>> = {
+  KEY_NOT_FOUND_ERR: { status: 404, code: 'KEY_NOT_FOUND_ERR' },
+  KEY_ACTION_INVALID_STATE_ERR: { status: 409, code: 'KEY_ACTION_INVALID_STATE_ERR' },
+  KEY_DELETED_ERR: { status: 410, code: 'KEY_DELETED_ERR' },
+  KEY_ROOT_REQ_ERR: { status: 400, code: 'KEY_ROOT_REQ_ERR' },
+  KEY_NOT_EXTRACTABLE_ERR: { status: 400, code: 'KEY_ROOT_REQ_ERR' },
+  REQ_TOO_EARLY_ERR: { status: 409, code: 'REQ_TOO_EARLY_ERR' },
+  KEY_ROTATION_NOT_PERMITTED: { status: 409, code: 'KEY_ROTATION_NOT_PERMITTED' },
+  KEY_ALIAS_NOT_UNIQUE_ERR: { status: 409, code: 'KEY_ALIAS_NOT_UNIQUE_ERR' },
+  KEY_ALIAS_QUOTA_ERR: { status: 409, code: 'KEY_ALIAS_QUOTA_ERR' },
+  ALIAS_NOT_FOUND_ERR: { status: 404, code: 'ALIAS_NOT_FOUND_ERR' },
+  KEY_RING_NOT_FOUND_ERR: { status: 404, code: 'KEY_RING_NOT_FOUND_ERR' },
+  KEY_RING_NOT_EMPTY_ERR: { status: 409, code: 'KEY_RING_NOT_EMPTY_ERR' },
+  KEY_RING_KEYS_NOT_DELETED_ERR: { status: 409, code: 'KEY_RING_KEYS_NOT_DELETED_ERR' },
+  KEY_RING_RESOURCE_QUOTA_ERR: { status: 409, code: 'KEY_RING_RESOURCE_QUOTA_ERR' },
+  KEY_INVALID_STATE_ERR: { status: 422, code: 'KEY_INVALID_STATE_ERR' },
+  KEY_SEARCH_TOO_BROAD: { status: 400, code: 'KEY_SEARCH_TOO_BROAD' },
+  NOT_DUAL_AUTH_ERR: { status: 409, code: 'NOT_DUAL_AUTH_ERR' },
+  AUTHORIZATIONS_NOT_MET: { status: 409, code: 'AUTHORIZATIONS_NOT_MET' },
+  INVALID_FIELD_ERR: { status: 400, code: 'INVALID_FIELD_ERR' },
+  MISSING_FIELD_ERR: { status: 400, code: 'MISSING_FIELD_ERR' },
+  // A foreign, corrupt or wrong-AAD ciphertext: Key Protect's 422 (spec digest §4.4).
+  CIPHERTEXT_INVALID: { status: 422, code: 'UNPROCESSABLE_CIPHERTEXT_ERR' },
+  UNWRAP_AAD_MISMATCH: { status: 422, code: 'UNPROCESSABLE_CIPHERTEXT_ERR' },
+  KEY_VERSION_NOT_FOUND: { status: 422, code: 'UNPROCESSABLE_CIPHERTEXT_ERR' },
+  MESSAGE_INVALID: { status: 422, code: 'MESSAGE_INVALID' },
+  MESSAGE_AUTH_FAILED: { status: 422, code: 'MESSAGE_AUTH_FAILED' },
+  MESSAGE_TOO_LARGE: { status: 413, code: 'MESSAGE_TOO_LARGE' },
+  CONTEXT_MISMATCH: { status: 422, code: 'CONTEXT_MISMATCH' },
+  KEY_USAGE_LIMIT_ERR: { status: 409, code: 'KEY_USAGE_LIMIT_ERR' },
+  PROVIDER_MODULE_LOAD_FAILED: { status: 503, code: 'PROVIDER_UNAVAILABLE' },
+  PROVIDER_TOKEN_NOT_FOUND: { status: 503, code: 'PROVIDER_UNAVAILABLE' },
+  PROVIDER_LOGIN_FAILED: { status: 503, code: 'PROVIDER_UNAVAILABLE' },
+  PROVIDER_UNAVAILABLE: { status: 503, code: 'PROVIDER_UNAVAILABLE' },
+  PROVIDER_ERROR: { status: 500, code: 'PROVIDER_ERROR' },
+  PROVIDER_UNSUPPORTED: { status: 400, code: 'PROVIDER_UNSUPPORTED' },
+  POOL_SATURATED: { status: 503, code: 'POOL_SATURATED' },
+  POOL_WORKER_FAILED: { status: 503, code: 'POOL_WORKER_FAILED' },
+  STORE_ERROR: { status: 500, code: 'STORE_ERROR' },
+  CONFIG_INVALID: { status: 500, code: 'INTERNAL_SERVER_ERR' },
+  ENGINE_CLOSED: { status: 503, code: 'SERVICE_UNAVAILABLE_ERR' },
+  ABORTED: { status: 503, code: 'SERVICE_UNAVAILABLE_ERR' },
+  INTERNAL_ERROR: { status: 500, code: 'INTERNAL_SERVER_ERR' },
+  TAG_QUOTA_ERR: { status: 400, code: 'INVALID_FIELD_ERR' },
+  // The engine's own provider (e.g. AWS KMS) refused or throttled the engine: a service-side problem.
+  PROVIDER_ACCESS_DENIED: { status: 500, code: 'PROVIDER_ERROR' },
+  PROVIDER_THROTTLED: { status: 503, code: 'PROVIDER_UNAVAILABLE' },
+}
+
+/** The Key Protect status and wire code of an engine error code. */
+export function wireOf(code: ErrorCode): { status: number; code: WireCode } {
+  return ENGINE_TO_WIRE[code]
+}
+
+// ---------------------------------------------------------------- AWS KMS (JSON 1.1)
+
+/**
+ * An AWS KMS error type and status. Statuses are those AWS KMS answers with (client errors 400, service
+ * errors 500/503), so that the AWS SDKs classify and retry them as they do against AWS.
+ */
+export interface AwsErrorShape {
+  readonly type: string
+  readonly status: 400 | 413 | 500 | 503
+}
+
+const e = (type: string, status: AwsErrorShape['status'] = 400): AwsErrorShape => ({ type, status })
+const INTERNAL = e('KMSInternalException', 500)
+
+/** Engine code → AWS KMS error type (`__type`) and HTTP status. */
+export const AWS_KMS_ERRORS: Readonly<Record<ErrorCode, AwsErrorShape>> = {
+  KEY_NOT_FOUND_ERR: e('NotFoundException'),
+  KEY_ACTION_INVALID_STATE_ERR: e('KMSInvalidStateException'),
+  KEY_DELETED_ERR: e('KMSInvalidStateException'),
+  KEY_ROOT_REQ_ERR: e('InvalidKeyUsageException'),
+  KEY_NOT_EXTRACTABLE_ERR: e('InvalidKeyUsageException'),
+  REQ_TOO_EARLY_ERR: e('KMSInvalidStateException'),
+  KEY_ROTATION_NOT_PERMITTED: e('LimitExceededException'),
+  KEY_ALIAS_NOT_UNIQUE_ERR: e('AlreadyExistsException'),
+  KEY_ALIAS_QUOTA_ERR: e('LimitExceededException'),
+  ALIAS_NOT_FOUND_ERR: e('NotFoundException'),
+  KEY_RING_NOT_FOUND_ERR: e('NotFoundException'),
+  KEY_RING_NOT_EMPTY_ERR: e('ValidationException'),
+  KEY_RING_KEYS_NOT_DELETED_ERR: e('ValidationException'),
+  KEY_RING_RESOURCE_QUOTA_ERR: e('LimitExceededException'),
+  KEY_INVALID_STATE_ERR: e('KMSInvalidStateException'),
+  KEY_SEARCH_TOO_BROAD: e('ValidationException'),
+  INVALID_FIELD_ERR: e('ValidationException'),
+  MISSING_FIELD_ERR: e('ValidationException'),
+  CIPHERTEXT_INVALID: e('InvalidCiphertextException'),
+  UNWRAP_AAD_MISMATCH: e('InvalidCiphertextException'),
+  KEY_VERSION_NOT_FOUND: e('InvalidCiphertextException'),
+  MESSAGE_INVALID: e('ValidationException'),
+  MESSAGE_AUTH_FAILED: e('InvalidCiphertextException'),
+  MESSAGE_TOO_LARGE: e('ValidationException'),
+  CONTEXT_MISMATCH: e('InvalidCiphertextException'),
+  KEY_USAGE_LIMIT_ERR: e('LimitExceededException'),
+  PROVIDER_MODULE_LOAD_FAILED: INTERNAL,
+  PROVIDER_TOKEN_NOT_FOUND: INTERNAL,
+  PROVIDER_LOGIN_FAILED: INTERNAL,
+  PROVIDER_UNAVAILABLE: e('DependencyTimeoutException', 503),
+  PROVIDER_ERROR: INTERNAL,
+  PROVIDER_UNSUPPORTED: e('UnsupportedOperationException'),
+  POOL_SATURATED: e('ThrottlingException'),
+  POOL_WORKER_FAILED: INTERNAL,
+  STORE_ERROR: INTERNAL,
+  CONFIG_INVALID: INTERNAL,
+  ENGINE_CLOSED: e('KMSInternalException', 503),
+  ABORTED: INTERNAL,
+  INTERNAL_ERROR: INTERNAL,
+  TAG_QUOTA_ERR: e('TagException'),
+  PROVIDER_ACCESS_DENIED: INTERNAL,
+  PROVIDER_THROTTLED: e('ThrottlingException'),
+  NOT_DUAL_AUTH_ERR: e('KMSInvalidStateException'),
+  AUTHORIZATIONS_NOT_MET: e('KMSInvalidStateException'),
+}
+
+/** Messages shown to AWS clients for service-side failures (details stay in the log). */
+export function clientMessage(shape: AwsErrorShape, message: string): string {
+  return shape.status >= 500 ? 'The service failed to process the request; retry later.' : message
+}

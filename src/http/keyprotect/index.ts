@@ -1,0 +1,48 @@
+/**
+ * IBM Key Protect v2 over the engine: parse and validate, authorise, call core, map the result or the
+ * typed error to the wire (spec digest shared/spec/key-protect-v2.md). No business rule lives here.
+ * Each endpoint is a named handler in routes/*.ts; pipeline.ts runs the steps every request takes.
+ */
+import type { OpenAPIHono } from '@hono/zod-openapi'
+import { register, type KeyProtectOptions, type RequestHandler, type RouteDef } from './pipeline.js'
+import { aliasRoutes } from './routes/aliases.js'
+import { keyActionRoutes } from './routes/key-actions.js'
+import { keyRingRoutes } from './routes/key-rings.js'
+import { keyRoutes } from './routes/keys.js'
+import { policyRoutes } from './routes/policies.js'
+
+export { correlationIdOf, toProblem, type KeyProtectOptions, type RouteDef } from './pipeline.js'
+export { HttpProblem } from './request.js'
+
+/** Every Key Protect route, in registration (and OpenAPI document) order. */
+export const KEY_PROTECT_ROUTES: readonly RouteDef[] = [
+  ...keyRoutes,
+  ...keyActionRoutes,
+  ...policyRoutes,
+  ...aliasRoutes,
+  ...keyRingRoutes,
+]
+
+function toHono(path: string): string {
+  return path.replace(/\{([^}]+)\}/g, (_m, name: string) => `:${name.replace(/[^A-Za-z0-9]/g, '_')}`)
+}
+
+/** Mounts the Key Protect routes on `app` under `/api/v2` and describes them in its OpenAPI registry. */
+export function mountKeyProtect(app: OpenAPIHono, o: KeyProtectOptions): void {
+  // Hono dispatches HEAD to the GET route of the same path: the GET handler hands it to the HEAD one.
+  const heads = new Map<string, RequestHandler>()
+  for (const def of KEY_PROTECT_ROUTES) {
+    const handler = register(app, def, o)
+    if (def.method === 'head') heads.set(def.path, handler)
+  }
+  for (const def of KEY_PROTECT_ROUTES) {
+    if (def.method === 'head') continue
+    const handler = register(app, def, o)
+    const head = def.method === 'get' ? heads.get(def.path) : undefined
+    app.on(
+      def.method.toUpperCase(),
+      `/api/v2${toHono(def.path)}`,
+      head === undefined ? handler : (c) => (c.req.method === 'HEAD' ? head(c) : handler(c)),
+    )
+  }
+}

@@ -1,0 +1,240 @@
+/**
+ * The per-request pipeline every Key Protect route runs, in this order: correlation id, authentication,
+ * instance header, IAM action, rate limit, query and body validation, the route's handler, and the audit
+ * event (always, success or failure). Errors of any step become the Key Protect error envelope here.
+ */
+import { randomUUID } from 'node:crypto'
+import { createRoute, type OpenAPIHono, type z } from '@hono/zod-openapi'
+import type { Context } from 'hono'
+import type { EnvelopeEngine } from '../../core/engine.js'
+import { EngineError, isEngineError } from '../../core/errors.js'
+import type { AuditSink } from '../audit.js'
+import { allowed, AuthError, type Authenticator, type Principal } from '../auth.js'
+import { wireOf } from '../errors.js'
+import { header } from '../headers.js'
+import type { FixedWindowLimiter } from '../rate-limit.js'
+import { HttpProblem, normalizeKeys, readBody, Req, validate } from './request.js'
+import * as S from './schemas.js'
+import { errorBody, type WireOptions } from './wire.js'
+
+export interface KeyProtectOptions {
+  readonly engine: EnvelopeEngine
+  readonly auth: Authenticator
+  /** Largest accepted request body in bytes; larger bodies get 413 BODY_TOO_LARGE_ERR. */
+  readonly bodyLimitBytes: number
+  /** Requests being served, for graceful draining (shared with the app). */
+  readonly inFlight?: { n: number }
+  readonly limiter: FixedWindowLimiter
+  readonly audit: AuditSink
+  /** Region and account printed in CRNs. */
+  readonly wire: WireOptions
+  /** Time source of the rate limiter (tests inject one). */
+  readonly now?: () => number
+  /** Where unexpected failures (5xx) are reported, with the correlation id; never request bodies. */
+  readonly onServerError?: (err: unknown, correlationId: string) => void
+}
+
+/** A route handler: one engine call (or a few), the response shaped for the wire. */
+export type Handler = (r: Req, o: KeyProtectOptions) => Promise<Response>
+
+/** One Key Protect endpoint: what the pipeline needs to run it and OpenAPI needs to describe it. */
+export interface RouteDef {
+  readonly method: 'get' | 'post' | 'put' | 'patch' | 'delete' | 'head'
+  /** OpenAPI path under /api/v2, e.g. `/keys/{id}/actions/wrap`. */
+  readonly path: string
+  readonly iam: string
+  /** Audit event name when it differs from the IAM action. */
+  readonly event?: string
+  /** What the request does, for `errorMsg` ("Wrap with key"). */
+  readonly what: string
+  readonly summary: string
+  readonly params?: z.ZodObject
+  /**
+   * The path parameter the handler's INVALID_FIELD_ERR is about: the pipeline answers such an engine error
+   * as INVALID_PATH_PARAM_ERR naming it (`aliases: <message>`), as Key Protect does for alias and key-ring
+   * names. One name per route today.
+   */
+  readonly pathParams?: readonly [string]
+  readonly query: z.ZodObject
+  readonly body?: { readonly schema: z.ZodType; readonly contentType: string; readonly required: boolean }
+  readonly responses: Record<number, { description: string; schema?: z.ZodType }>
+  readonly handler: Handler
+}
+
+export type RequestHandler = (c: Context) => Promise<Response>
+
+/** Describes `def` in the OpenAPI registry and returns its request handler. */
+export function register(app: OpenAPIHono, def: RouteDef, o: KeyProtectOptions): RequestHandler {
+  const now = o.now ?? Date.now
+  const responses: Record<string, unknown> = {}
+  for (const [status, r] of Object.entries(def.responses)) {
+    responses[status] =
+      r.schema === undefined
+        ? { description: r.description }
+        : { description: r.description, content: { 'application/json': { schema: r.schema } } }
+  }
+  responses['default'] = {
+    description: 'Error',
+    content: { 'application/json': { schema: S.ErrorCollection } },
+  }
+  const route = createRoute({
+    method: def.method,
+    path: `/api/v2${def.path}`,
+    summary: def.summary,
+    tags: ['Key Protect'],
+    request: {
+      headers: S.Headers,
+      query: def.query,
+      ...(def.params === undefined ? {} : { params: def.params }),
+      ...(def.body === undefined
+        ? {}
+        : {
+            body: {
+              required: def.body.required,
+              content: {
+                [def.body.contentType]: { schema: def.body.schema },
+                'application/json': { schema: def.body.schema },
+              },
+            },
+          }),
+    },
+    responses: responses as Parameters<typeof createRoute>[0]['responses'],
+  })
+  app.openAPIRegistry.registerPath(route)
+  const event = def.event ?? def.iam
+  const paramNames = new Map(
+    [...def.path.matchAll(/\{([^}]+)\}/g)].map((m) => [
+      m[1] ?? '',
+      (m[1] ?? '').replace(/[^A-Za-z0-9]/g, '_'),
+    ]),
+  )
+  const limiterRoute = `${def.method.toUpperCase()} ${def.path}`
+  const pathParam = def.pathParams?.[0]
+  // Per-route constants, computed once rather than per request.
+  const hasId = def.params !== undefined && 'id' in def.params.shape
+  const auditMethod = def.method.toUpperCase()
+  const auditRoute = `/api/v2${def.path}`
+
+  return async (c) => {
+    const correlationId = correlationIdOf(header(c, 'correlation-id'))
+    // Handlers read it from Req; the Context variable stays for middleware a user adds to the public app.
+    c.set('correlationId' as never, correlationId as never)
+    const counter = o.inFlight
+    if (counter !== undefined) counter.n++
+    let principal: Principal | undefined
+    let instance: string | undefined
+    let req: Req | undefined
+    let status = 500
+    let reason: string | undefined
+    try {
+      try {
+        principal = await o.auth.authenticate(header(c, 'authorization'))
+      } catch (err) {
+        if (err instanceof AuthError) throw new HttpProblem(401, 'UNAUTHORIZED_ERR', err.message)
+        throw err
+      }
+      instance = header(c, 'bluemix-instance')
+      if (instance === undefined || instance.length === 0) {
+        throw new HttpProblem(400, 'MISSING_FIELD_ERR', "The header 'bluemix-instance' is required.", {
+          type: 'header',
+          name: 'bluemix-instance',
+        })
+      }
+      if (!allowed(principal, instance, def.iam)) {
+        throw new HttpProblem(401, 'UNAUTHORIZED_ERR', `not allowed: ${def.iam}`)
+      }
+      const rlKey = `${instance}\u0000${limiterRoute}`
+      const t = now()
+      if (!o.limiter.take(rlKey, t)) {
+        throw new HttpProblem(429, 'TOO_MANY_REQUESTS_ERR', 'rate limit', undefined, {
+          'Retry-After': String(o.limiter.retryAfterSec(rlKey, t)),
+        })
+      }
+      // Most calls have no query string: skip parsing it.
+      const query = (c.req.url.includes('?') ? validate(def.query, c.req.query(), 'param') : {}) as Record<
+        string,
+        string
+      >
+      let body: unknown
+      if (def.body !== undefined) {
+        const text = await readBody(c, o.bodyLimitBytes)
+        if (text.trim().length > 0) {
+          let parsed: unknown
+          try {
+            parsed = JSON.parse(text)
+          } catch {
+            throw new HttpProblem(400, 'BAD_BODY_ERR', 'The request body is not valid JSON.')
+          }
+          body = validate(def.body.schema, normalizeKeys(parsed, def.body.schema), 'field')
+        } else if (def.body.required) {
+          throw new HttpProblem(400, 'MISSING_FIELD_ERR', 'The request body is required.', {
+            type: 'field',
+            name: 'body',
+          })
+        }
+      }
+      const preferRaw = header(c, 'prefer')?.trim().toLowerCase()
+      const keyRing = header(c, 'x-kms-key-ring')
+      req = new Req(
+        c,
+        correlationId,
+        instance,
+        principal,
+        body,
+        query,
+        keyRing === undefined || keyRing.length === 0 ? undefined : keyRing,
+        preferRaw === 'return=representation' || preferRaw === 'return=minimal' ? preferRaw : undefined,
+        paramNames,
+      )
+      if (hasId) req.keyId = req.param('id')
+      const res = await def.handler(req, o)
+      status = res.status
+      return res
+    } catch (err) {
+      // Only the handler raises engine errors (the steps before it raise HttpProblem or AuthError).
+      const p =
+        pathParam !== undefined && isEngineError(err, 'INVALID_FIELD_ERR')
+          ? new HttpProblem(400, 'INVALID_PATH_PARAM_ERR', `${pathParam}: ${err.message}`, {
+              type: 'path_param',
+              name: pathParam,
+            })
+          : toProblem(err)
+      if (p.status >= 500) o.onServerError?.(err, correlationId)
+      status = p.status
+      reason = p.code
+      return new Response(JSON.stringify(errorBody(p.status, p.code, p.message, def.what, p.target)), {
+        status: p.status,
+        headers: { 'content-type': 'application/json', 'correlation-id': correlationId, ...p.headers },
+      })
+    } finally {
+      if (counter !== undefined) counter.n--
+      o.audit.record({
+        event,
+        outcome: status < 400 ? 'success' : 'failure',
+        status,
+        subject: principal?.subject,
+        instance,
+        keyId: req?.keyId,
+        correlationId,
+        reason,
+        method: auditMethod,
+        route: auditRoute,
+      })
+    }
+  }
+}
+
+/** Any error → its wire form. Unknown errors are internal (their detail stays in the server log). */
+export function toProblem(err: unknown): HttpProblem {
+  if (err instanceof HttpProblem) return err
+  if (err instanceof EngineError) {
+    const w = wireOf(err.code)
+    return new HttpProblem(w.status, w.code, w.status >= 500 ? 'service error' : err.message, err.target)
+  }
+  return new HttpProblem(500, 'INTERNAL_SERVER_ERR', 'internal error')
+}
+
+/** A correlation id for the request: the caller's, or a fresh v4 UUID. */
+export function correlationIdOf(header: string | undefined): string {
+  return header !== undefined && /^[A-Za-z0-9-]{1,128}$/.test(header) ? header : randomUUID()
+}
