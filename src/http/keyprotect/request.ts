@@ -6,8 +6,7 @@
 import type { IncomingMessage } from 'node:http'
 import type { z } from '@hono/zod-openapi'
 import type { Context } from 'hono'
-import type { EnvelopeEngine, KeyInfo, KeyPoliciesInput } from '../../core/engine.js'
-import { EngineError } from '../../core/errors.js'
+import type { KeyPoliciesInput } from '../../core/engine.js'
 import type { Principal } from '../auth.js'
 import type { WireCode } from '../errors.js'
 import { header } from '../headers.js'
@@ -222,16 +221,4 @@ export async function readBody(c: Context, limit: number): Promise<string> {
   return chunks.length === 1
     ? (chunks[0] ?? Buffer.alloc(0)).toString('utf8')
     : Buffer.concat(chunks).toString('utf8')
-}
-
-/**
- * Throws KEY_NOT_FOUND_ERR when the caller named a key ring and the key is elsewhere.
- * (To be replaced by a key-ring option of the engine calls: REDESIGN F3.)
- */
-export const checkRing = async (engine: EnvelopeEngine, r: Req, id: string): Promise<KeyInfo | undefined> => {
-  if (r.keyRing === undefined) return undefined
-  const k = await engine.getKey(r.instance, id)
-  if (k.keyRingId !== r.keyRing)
-    throw new EngineError('KEY_NOT_FOUND_ERR', 'key: not found in the given key ring')
-  return k
 }

@@ -129,6 +129,48 @@ describe('request validation', () => {
     expect(list.json.resources.map((k: any) => k.id)).toEqual([key.id])
   })
 
+  it('X-Kms-Key-Ring scopes every key call: a key in another ring is 404 KEY_NOT_FOUND_ERR and is left untouched', async () => {
+    await kp(s, 'POST', '/key_rings/scope-ring')
+    const created = await kp(s, 'POST', '/keys', {
+      body: {
+        metadata: { collectionType: 'application/vnd.ibm.kms.key+json', collectionTotal: 1 },
+        resources: [{ type: 'application/vnd.ibm.kms.key+json', name: 'scoped-http' }],
+      },
+      headers: { 'x-kms-key-ring': 'scope-ring' },
+    })
+    expect(created.status).toBe(201)
+    const id = created.json.resources[0].id as string
+    const inRing = { 'x-kms-key-ring': 'scope-ring' }
+    const elsewhere = { 'x-kms-key-ring': 'default' }
+    const wrapped = await kp(s, 'POST', `/keys/${id}/actions/wrap`, { body: {}, headers: inRing })
+    expect(wrapped.status).toBe(200)
+    for (const [method, path, body] of [
+      ['GET', `/keys/${id}`, undefined],
+      ['GET', `/keys/${id}/metadata`, undefined],
+      ['GET', `/keys/${id}/versions`, undefined],
+      ['GET', `/keys/${id}/policies`, undefined],
+      ['POST', `/keys/${id}/actions/wrap`, {}],
+      ['POST', `/keys/${id}/actions/unwrap`, { ciphertext: wrapped.json.ciphertext }],
+      ['POST', `/keys/${id}/actions/rewrap`, { ciphertext: wrapped.json.ciphertext }],
+      ['POST', `/keys/${id}/actions/rotate`, {}],
+      ['POST', `/keys/${id}/actions/disable`, undefined],
+      ['POST', `/keys/${id}/aliases/scoped-alias`, undefined],
+      ['DELETE', `/keys/${id}`, undefined],
+    ] as const) {
+      const r = await kp(s, method, path, { ...(body === undefined ? {} : { body }), headers: elsewhere })
+      expect([path, r.status, r.json?.resources?.[0]?.reasons?.[0]?.code]).toEqual([
+        path,
+        404,
+        'KEY_NOT_FOUND_ERR',
+      ])
+    }
+    const k = await kp(s, 'GET', `/keys/${id}`, { headers: inRing })
+    expect(k.status).toBe(200)
+    expect(k.json.resources[0]).toMatchObject({ state: 1, deleted: false, keyRingID: 'scope-ring' })
+    expect(k.json.resources[0].aliases ?? []).toEqual([])
+    expect((await kp(s, 'GET', `/keys/${id}/versions`, { headers: inRing })).json.resources).toHaveLength(1)
+  })
+
   it('bad base64 plaintext is 400 INVALID_FIELD_ERR; bad base64 ciphertext on rewrap too; on unwrap 422', async () => {
     let r = await kp(s, 'POST', `/keys/${rootId}/actions/wrap`, { body: { plaintext: 'not base64!!' } })
     expect(r.status).toBe(400)

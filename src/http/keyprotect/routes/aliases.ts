@@ -2,27 +2,18 @@
  * Key Protect v2 key aliases (`/keys/{id}/aliases/{alias}`, spec digest §4.10). The engine's
  * INVALID_FIELD_ERR for these calls is answered as INVALID_PATH_PARAM_ERR naming `aliases` (`pathParams`).
  */
-import { isEngineError } from '../../../core/errors.js'
-import { toProblem, type KeyProtectOptions, type RouteDef } from '../pipeline.js'
-import { checkRing, type Req } from '../request.js'
+import type { KeyProtectOptions, RouteDef } from '../pipeline.js'
+import type { Req } from '../request.js'
 import { empty, json } from '../response.js'
 import * as S from '../schemas.js'
 import { ALIAS_TYPE, collection, rfc3339 } from '../wire.js'
 
-/**
- * The key-ring check's own INVALID_FIELD_ERR (a malformed key id or instance) keeps its code: the route's
- * `pathParams` mapping is for the alias call only.
- */
-function notPathParam(err: unknown): never {
-  throw isEngineError(err, 'INVALID_FIELD_ERR') ? toProblem(err) : err
-}
-
 /** POST /keys/{id}/aliases/{alias}: 201 when added, 200 when the key already had it. */
 export async function createAlias(r: Req, { engine }: KeyProtectOptions): Promise<Response> {
   const alias = r.param('alias')
-  await checkRing(engine, r, r.param('id')).catch(notPathParam)
-  const res = await engine.addAlias(r.instance, r.param('id'), alias)
-  const k = await engine.getKey(r.instance, r.param('id'))
+  const scope = { keyRingId: r.keyRing }
+  const res = await engine.addAlias(r.instance, r.param('id'), alias, scope)
+  const k = await engine.getKey(r.instance, r.param('id'), scope)
   r.keyId = k.id
   return json(
     r,
@@ -35,8 +26,7 @@ export async function createAlias(r: Req, { engine }: KeyProtectOptions): Promis
 
 /** DELETE /keys/{id}/aliases/{alias}. */
 export async function deleteAlias(r: Req, { engine }: KeyProtectOptions): Promise<Response> {
-  await checkRing(engine, r, r.param('id')).catch(notPathParam)
-  await engine.removeAlias(r.instance, r.param('id'), r.param('alias'))
+  await engine.removeAlias(r.instance, r.param('id'), r.param('alias'), { keyRingId: r.keyRing })
   return empty(r, 204)
 }
 

@@ -4,17 +4,17 @@
  */
 import type { z } from '@hono/zod-openapi'
 import type { KeyProtectOptions, RouteDef } from '../pipeline.js'
-import { b64, checkRing, HttpProblem, noSecureImport, type Req } from '../request.js'
+import { b64, HttpProblem, noSecureImport, type Req } from '../request.js'
 import { empty, json } from '../response.js'
 import * as S from '../schemas.js'
 
 /** wrap: wrap the given DEK, or generate a 32-byte DEK and wrap it. Plaintext buffers are zeroed. */
 export async function wrapKey(r: Req, { engine }: KeyProtectOptions): Promise<Response> {
-  await checkRing(engine, r, r.param('id'))
   const body = (r.body ?? {}) as z.infer<typeof S.WrapBody>
   const plaintext = body.plaintext === undefined ? undefined : b64(body.plaintext)
   try {
     const w = await engine.wrap(r.instance, r.param('id'), {
+      keyRingId: r.keyRing,
       ...(plaintext === undefined ? {} : { plaintext }),
       ...(body.aad === undefined ? {} : { aad: body.aad }),
     })
@@ -32,9 +32,9 @@ export async function wrapKey(r: Req, { engine }: KeyProtectOptions): Promise<Re
 
 /** unwrap: the DEK; a ciphertext under an older version also comes back rewrapped under the latest. */
 export async function unwrapKey(r: Req, { engine }: KeyProtectOptions): Promise<Response> {
-  await checkRing(engine, r, r.param('id'))
   const body = r.body as z.infer<typeof S.UnwrapBody>
   const u = await engine.unwrap(r.instance, r.param('id'), body.ciphertext, {
+    keyRingId: r.keyRing,
     ...(body.aad === undefined ? {} : { aad: body.aad }),
   })
   const out = {
@@ -50,7 +50,6 @@ export async function unwrapKey(r: Req, { engine }: KeyProtectOptions): Promise<
 
 /** rewrap: the ciphertext under the key's latest version. */
 export async function rewrapKey(r: Req, { engine }: KeyProtectOptions): Promise<Response> {
-  await checkRing(engine, r, r.param('id'))
   const body = r.body as z.infer<typeof S.RewrapBody>
   if (!S.Base64.safeParse(body.ciphertext).success) {
     throw new HttpProblem(
@@ -61,6 +60,7 @@ export async function rewrapKey(r: Req, { engine }: KeyProtectOptions): Promise<
     )
   }
   const w = await engine.rewrap(r.instance, r.param('id'), body.ciphertext, {
+    keyRingId: r.keyRing,
     ...(body.aad === undefined ? {} : { aad: body.aad }),
   })
   return json(r, 200, {
@@ -72,12 +72,14 @@ export async function rewrapKey(r: Req, { engine }: KeyProtectOptions): Promise<
 
 /** rotate: a new root key version (imported keys with new material, zeroed after). */
 export async function rotateKey(r: Req, { engine }: KeyProtectOptions): Promise<Response> {
-  await checkRing(engine, r, r.param('id'))
   const body = (r.body ?? {}) as z.infer<typeof S.RotateBody>
   noSecureImport(body)
   const payload = body.payload === undefined ? undefined : b64(body.payload)
   try {
-    const k = await engine.rotate(r.instance, r.param('id'), payload === undefined ? {} : { payload })
+    const k = await engine.rotate(r.instance, r.param('id'), {
+      keyRingId: r.keyRing,
+      ...(payload === undefined ? {} : { payload }),
+    })
     r.keyId = k.id
   } finally {
     payload?.fill(0)
@@ -87,32 +89,34 @@ export async function rotateKey(r: Req, { engine }: KeyProtectOptions): Promise<
 
 /** setKeyForDeletion: the first authorisation of a dual-authorization delete. */
 export async function setKeyForDeletion(r: Req, { engine }: KeyProtectOptions): Promise<Response> {
-  await checkRing(engine, r, r.param('id'))
-  const k = await engine.setKeyForDeletion(r.instance, r.param('id'), { by: r.principal.subject })
+  const k = await engine.setKeyForDeletion(r.instance, r.param('id'), {
+    by: r.principal.subject,
+    keyRingId: r.keyRing,
+  })
   r.keyId = k.id
   return empty(r, 204)
 }
 
 /** unsetKeyForDeletion: withdraw a dual-authorization delete authorisation. */
 export async function unsetKeyForDeletion(r: Req, { engine }: KeyProtectOptions): Promise<Response> {
-  await checkRing(engine, r, r.param('id'))
-  const k = await engine.unsetKeyForDeletion(r.instance, r.param('id'), { by: r.principal.subject })
+  const k = await engine.unsetKeyForDeletion(r.instance, r.param('id'), {
+    by: r.principal.subject,
+    keyRingId: r.keyRing,
+  })
   r.keyId = k.id
   return empty(r, 204)
 }
 
 /** enable: Suspended (2) → Active (1). */
 export async function enableKey(r: Req, { engine }: KeyProtectOptions): Promise<Response> {
-  await checkRing(engine, r, r.param('id'))
-  const k = await engine.enable(r.instance, r.param('id'))
+  const k = await engine.enable(r.instance, r.param('id'), { keyRingId: r.keyRing })
   r.keyId = k.id
   return empty(r, 204)
 }
 
 /** disable: Active (1) → Suspended (2). */
 export async function disableKey(r: Req, { engine }: KeyProtectOptions): Promise<Response> {
-  await checkRing(engine, r, r.param('id'))
-  const k = await engine.disable(r.instance, r.param('id'))
+  const k = await engine.disable(r.instance, r.param('id'), { keyRingId: r.keyRing })
   r.keyId = k.id
   return empty(r, 204)
 }

@@ -5,7 +5,7 @@
 import type { z } from '@hono/zod-openapi'
 import { parseStateList } from '../../../core/keys/query-language.js'
 import type { KeyProtectOptions, RouteDef } from '../pipeline.js'
-import { b64, checkRing, HttpProblem, int, noSecureImport, policiesInput, type Req } from '../request.js'
+import { b64, HttpProblem, int, noSecureImport, policiesInput, type Req } from '../request.js'
 import { empty, json, keyEnvelope, keyWithPayload } from '../response.js'
 import * as S from '../schemas.js'
 import { collection, KEY_TYPE, keyResource, rfc3339 } from '../wire.js'
@@ -81,15 +81,14 @@ export async function createKey(r: Req, o: KeyProtectOptions): Promise<Response>
 
 /** GET /keys/{id}: the key, with the payload of a standard key. */
 export async function getKey(r: Req, o: KeyProtectOptions): Promise<Response> {
-  const k =
-    (await checkRing(o.engine, r, r.param('id'))) ?? (await o.engine.getKey(r.instance, r.param('id')))
+  const k = await o.engine.getKey(r.instance, r.param('id'), { keyRingId: r.keyRing })
   r.keyId = k.id
   return keyWithPayload(o, r, 200, k, true)
 }
 
 /** GET /keys/{id}/metadata: the key, never its payload. */
 export async function getKeyMetadata(r: Req, { engine, wire }: KeyProtectOptions): Promise<Response> {
-  const k = (await checkRing(engine, r, r.param('id'))) ?? (await engine.getKey(r.instance, r.param('id')))
+  const k = await engine.getKey(r.instance, r.param('id'), { keyRingId: r.keyRing })
   r.keyId = k.id
   return json(r, 200, keyEnvelope(wire, k))
 }
@@ -106,15 +105,17 @@ export async function patchKey(r: Req, { engine, wire }: KeyProtectOptions): Pro
 
 /** DELETE /keys/{id}: soft delete (restorable for 30 days). */
 export async function deleteKey(r: Req, { engine, wire }: KeyProtectOptions): Promise<Response> {
-  await checkRing(engine, r, r.param('id'))
-  const k = await engine.deleteKey(r.instance, r.param('id'), { deletedBy: r.principal.subject })
+  const k = await engine.deleteKey(r.instance, r.param('id'), {
+    deletedBy: r.principal.subject,
+    keyRingId: r.keyRing,
+  })
   r.keyId = k.id
   return r.prefer === 'return=representation' ? json(r, 200, keyEnvelope(wire, k)) : empty(r, 204)
 }
 
 /** DELETE /keys/{id}/purge: purge a deleted key. */
 export async function purgeKey(r: Req, { engine, wire }: KeyProtectOptions): Promise<Response> {
-  const k = (await checkRing(engine, r, r.param('id'))) ?? (await engine.getKey(r.instance, r.param('id')))
+  const k = await engine.getKey(r.instance, r.param('id'), { keyRingId: r.keyRing })
   r.keyId = k.id
   await engine.purgeKey(r.instance, k.id)
   return r.prefer === 'return=representation' ? json(r, 200, keyEnvelope(wire, k)) : empty(r, 204)
@@ -122,10 +123,10 @@ export async function purgeKey(r: Req, { engine, wire }: KeyProtectOptions): Pro
 
 /** POST /keys/{id}/restore: restore a deleted key (imported keys with their material). */
 export async function restoreKey(r: Req, { engine, wire }: KeyProtectOptions): Promise<Response> {
-  await checkRing(engine, r, r.param('id'))
   const res = (r.body as z.infer<typeof S.RestoreBody> | undefined)?.resources[0]
   if (res !== undefined) noSecureImport(res)
   const k = await engine.restoreKey(r.instance, r.param('id'), {
+    keyRingId: r.keyRing,
     ...(res?.payload === undefined ? {} : { payload: b64(res.payload) }),
   })
   r.keyId = k.id
@@ -134,9 +135,9 @@ export async function restoreKey(r: Req, { engine, wire }: KeyProtectOptions): P
 
 /** GET /keys/{id}/versions. */
 export async function listKeyVersions(r: Req, { engine }: KeyProtectOptions): Promise<Response> {
-  await checkRing(engine, r, r.param('id'))
   const q = r.query
   const res = await engine.listKeyVersions(r.instance, r.param('id'), {
+    keyRingId: r.keyRing,
     limit: int(q['limit'], 'limit', 1, 5000, 200),
     offset: int(q['offset'], 'offset', 0, Number.MAX_SAFE_INTEGER, 0),
     allKeyStates: q['allKeyStates'] === 'true',

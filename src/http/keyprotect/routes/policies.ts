@@ -1,14 +1,13 @@
 /** Key Protect v2 key policies: rotation and dual-authorization delete (spec digest §3.4). */
 import type { z } from '@hono/zod-openapi'
 import type { KeyProtectOptions, RouteDef } from '../pipeline.js'
-import { checkRing, HttpProblem, policiesInput, type Req } from '../request.js'
+import { HttpProblem, policiesInput, type Req } from '../request.js'
 import { json } from '../response.js'
 import * as S from '../schemas.js'
 import { collection, POLICY_TYPE, policyResource } from '../wire.js'
 
 /** PUT /keys/{id}/policies: set rotation and/or dualAuthDelete (only the one named by `policy=`). */
 export async function setKeyPolicies(r: Req, { engine, wire }: KeyProtectOptions): Promise<Response> {
-  await checkRing(engine, r, r.param('id'))
   const body = r.body as z.infer<typeof S.PutPoliciesBody>
   const only = r.query['policy']
   let rotation: { enabled: boolean; interval_month?: number | undefined } | undefined
@@ -30,6 +29,7 @@ export async function setKeyPolicies(r: Req, { engine, wire }: KeyProtectOptions
   }
   const set = await engine.setKeyPolicies(r.instance, r.param('id'), policiesInput(rotation, dual), {
     updatedBy: r.principal.subject,
+    keyRingId: r.keyRing,
   })
   return json(
     r,
@@ -43,9 +43,8 @@ export async function setKeyPolicies(r: Req, { engine, wire }: KeyProtectOptions
 
 /** GET /keys/{id}/policies. */
 export async function getKeyPolicies(r: Req, { engine, wire }: KeyProtectOptions): Promise<Response> {
-  await checkRing(engine, r, r.param('id'))
   const only = r.query['policy'] as 'rotation' | 'dualAuthDelete' | undefined
-  const list = await engine.getKeyPolicies(r.instance, r.param('id'), only)
+  const list = await engine.getKeyPolicies(r.instance, r.param('id'), only, { keyRingId: r.keyRing })
   return json(
     r,
     200,
