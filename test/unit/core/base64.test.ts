@@ -6,7 +6,10 @@ import { decodeBase64Strict } from '../../../src/core/format/base64.js'
 const STRICT = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/
 const reference = (s: string): Buffer | undefined => (STRICT.test(s) ? Buffer.from(s, 'base64') : undefined)
 
-const CHARS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=-_ \n.é'
+/** The alphabet, padding, and characters near it (URL-safe, whitespace, a dot, a non-ASCII letter). */
+const CHARS: readonly string[] = Array.from(
+  'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=-_ \n.\u00e9',
+)
 
 describe('decodeBase64Strict', () => {
   it('accepts exactly the strict standard base64 strings and decodes them as Buffer.from does', () => {
