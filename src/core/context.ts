@@ -7,7 +7,7 @@ import { EngineError, toEngineError } from './errors.js'
 import { assertActionAllowed, effectiveState, type KeyAction, type KeyStateValue } from './key-state.js'
 import type { LifecyclePolicy } from './engine-types.js'
 import type { BatchRunner, Clock, DekCache, KeyRecord, MetadataStore, RootKeyProvider } from './ports.js'
-import type { KeyDirectory } from './keys/directory.js'
+import type { CachedKey, KeyDirectory } from './keys/directory.js'
 import type { KeyLocks } from './keys/locks.js'
 import type { UsageMeter } from './wrap/usage-meter.js'
 import type { DekWrapper } from './wrap/dek-wrapper.js'
@@ -85,6 +85,40 @@ export function assertAllowed(
   now: number = ctx.clock.now(),
 ): void {
   assertActionAllowed(action, effectiveState(r.state, r.expirationDate, now), r.extractable)
+}
+
+/**
+ * The key for `action`, from memory and checked against the key-state table, without any await; undefined
+ * when it must be read from the catalog ({@link usableKey}). The hot paths call `usableKeyNow(…) ??
+ * (await usableKey(…))`, so that a cache hit costs no promise.
+ */
+export function usableKeyNow(
+  ctx: EngineContext,
+  action: KeyAction,
+  instance: string,
+  idOrAlias: string,
+  now: number,
+  keyRingId?: string,
+): CachedKey | undefined {
+  const k = ctx.keys.peek(instance, idOrAlias, now, keyRingId)
+  if (k !== undefined) assertAllowed(ctx, action, k.record, now)
+  return k
+}
+
+/**
+ * The key for `action` from the catalog (or a fill of the cache), checked against the key-state table.
+ * @throws EngineError KEY_NOT_FOUND_ERR, the table's codes
+ */
+export async function usableKey(
+  ctx: EngineContext,
+  action: KeyAction,
+  instance: string,
+  idOrAlias: string,
+  keyRingId?: string,
+): Promise<CachedKey> {
+  const k = await ctx.keys.resolve(instance, idOrAlias, false, keyRingId)
+  assertAllowed(ctx, action, k.record)
+  return k
 }
 
 /** The error of a compare-and-set write that lost to a concurrent writer (retryable). */

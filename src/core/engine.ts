@@ -565,21 +565,9 @@ export class EnvelopeEngine {
     instance: string,
     idOrAlias: string,
   ): Promise<{ limit: number; versions: { number: number; reserved: number; usedByThisProcess: number }[] }> {
-    return guard(this.#ctx, 'usage', async () => {
-      const ctx = this.#ctx
-      const k = await ctx.keys.resolve(instance, idOrAlias, true)
-      if (k.record.extractable)
-        throw new EngineError('KEY_ROOT_REQ_ERR', 'key: usage is counted for root keys')
-      const versions = []
-      for (const v of [...k.versions.values()].sort((a, b) => a.version - b.version)) {
-        versions.push({
-          number: v.version,
-          reserved: await ctx.store.usageReserved(instance, v.keyId, v.version),
-          usedByThisProcess: ctx.usage.usedByThisProcess(instance, v.keyId, v.version),
-        })
-      }
-      return { limit: ctx.usage.limit, versions }
-    })
+    return guard(this.#ctx, 'usage', async () =>
+      this.#ctx.usage.report(await this.#ctx.keys.resolve(instance, idOrAlias, true)),
+    )
   }
 
   /** Provider liveness. */

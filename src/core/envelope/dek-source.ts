@@ -4,7 +4,7 @@
  * engine is made: {@link createDekSource}. Unwrap, rewrap and message open take DEKs from `open`; seal takes
  * data keys from `dataKey`. The `*Sync` variants answer from the cache without any await, or not at all.
  */
-import { assertAllowed, checkAborted, type EngineContext } from '../context.js'
+import { assertAllowed, checkAborted, usableKey, usableKeyNow, type EngineContext } from '../context.js'
 import { EngineError, invalidField } from '../errors.js'
 import {
   GENERATED_DEK_BYTES,
@@ -118,17 +118,11 @@ async function newDataKey(
 }
 
 /** The key for a seal: resolved once and checked for wrap (even when a cached data key would do). */
-function sealKey(ctx: EngineContext, instance: string, idOrAlias: string): CachedKey | Promise<CachedKey> {
-  const now = ctx.clock.now()
-  const k = ctx.keys.peek(instance, idOrAlias, now)
-  if (k !== undefined) {
-    assertAllowed(ctx, 'wrap', k.record, now)
-    return k
-  }
-  return ctx.keys.resolve(instance, idOrAlias).then((r) => {
-    assertAllowed(ctx, 'wrap', r.record)
-    return r
-  })
+async function sealKey(ctx: EngineContext, instance: string, idOrAlias: string): Promise<CachedKey> {
+  return (
+    usableKeyNow(ctx, 'wrap', instance, idOrAlias, ctx.clock.now()) ??
+    usableKey(ctx, 'wrap', instance, idOrAlias)
+  )
 }
 
 class DirectDekSource implements DekSource {
@@ -155,9 +149,8 @@ class DirectDekSource implements DekSource {
     const aad = validateAad(o.aad)
     const ring = o.keyRingId
     const k =
-      ctx.keys.peek(instance, idOrAlias, now, ring) ??
-      (await ctx.keys.resolve(instance, idOrAlias, false, ring))
-    assertAllowed(ctx, action, k.record, now)
+      usableKeyNow(ctx, action, instance, idOrAlias, now, ring) ??
+      (await usableKey(ctx, action, instance, idOrAlias, ring))
     const parsed = parsedAlready ?? parseCiphertext(ciphertext)
     const from = versionOf(k, parsed)
     checkAborted(o.signal)
@@ -234,9 +227,8 @@ class CachedDekSource implements DekSource {
     const aad = validateAad(o.aad)
     const ring = o.keyRingId
     const k =
-      ctx.keys.peek(instance, idOrAlias, now, ring) ??
-      (await ctx.keys.resolve(instance, idOrAlias, false, ring))
-    assertAllowed(ctx, action, k.record, now)
+      usableKeyNow(ctx, action, instance, idOrAlias, now, ring) ??
+      (await usableKey(ctx, action, instance, idOrAlias, ring))
     const cacheKey =
       givenCacheKey ??
       cacheKeyOf(

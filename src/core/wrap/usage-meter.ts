@@ -8,7 +8,7 @@
 import { storeCall } from '../context.js'
 import { EngineError } from '../errors.js'
 import type { UsageLedger } from '../ports.js'
-import type { UsageSlot, VersionEntry } from '../keys/directory.js'
+import type { CachedKey, UsageSlot, VersionEntry } from '../keys/directory.js'
 
 export class UsageMeter {
   /** Invocations allowed per version. */
@@ -61,6 +61,28 @@ export class UsageMeter {
     } catch (err) {
       if (!(err instanceof EngineError) || err.code !== 'KEY_USAGE_LIMIT_ERR') throw err
     }
+  }
+
+  /**
+   * AES-GCM usage of each version of a root key: reserved in the catalog (all processes) and used by this
+   * process.
+   * @throws EngineError KEY_ROOT_REQ_ERR (a standard key)
+   */
+  async report(k: CachedKey): Promise<{
+    limit: number
+    versions: { number: number; reserved: number; usedByThisProcess: number }[]
+  }> {
+    if (k.record.extractable) throw new EngineError('KEY_ROOT_REQ_ERR', 'key: usage is counted for root keys')
+    const { instance } = k.record
+    const versions = []
+    for (const v of [...k.versions.values()].sort((a, b) => a.version - b.version)) {
+      versions.push({
+        number: v.version,
+        reserved: await this.#ledger.usageReserved(instance, v.keyId, v.version),
+        usedByThisProcess: this.usedByThisProcess(instance, v.keyId, v.version),
+      })
+    }
+    return { limit: this.limit, versions }
   }
 
   /** Invocations of a version used by this process (0 when none). */

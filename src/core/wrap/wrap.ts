@@ -3,7 +3,14 @@
  * resolve → check the state → meter → wrap → encode, every step a call at the same level. The hot paths
  * (wrap, unwrap, rewrap) avoid nested async helpers: each costs a promise and a microtask per call.
  */
-import { assertAllowed, checkAborted, checkOpen, type EngineContext } from '../context.js'
+import {
+  assertAllowed,
+  checkAborted,
+  checkOpen,
+  usableKey,
+  usableKeyNow,
+  type EngineContext,
+} from '../context.js'
 import { EngineError, invalidField, toEngineError } from '../errors.js'
 import {
   encodeOpaqueCiphertext,
@@ -68,9 +75,8 @@ export async function wrap(
       dek = SecretBytes.copyOf(validateBytes(options.plaintext, 'plaintext', MIN_DEK_BYTES, MAX_DEK_BYTES))
     const ring = options.keyRingId
     const k =
-      ctx.keys.peek(instance, idOrAlias, now, ring) ??
-      (await ctx.keys.resolve(instance, idOrAlias, false, ring))
-    assertAllowed(ctx, 'wrap', k.record, now)
+      usableKeyNow(ctx, 'wrap', instance, idOrAlias, now, ring) ??
+      (await usableKey(ctx, 'wrap', instance, idOrAlias, ring))
     checkAborted(options.signal)
     dek ??= await ctx.provider.generateRandom(GENERATED_DEK_BYTES, options)
     /* Postcondition: a generated DEK is 32 bytes. */
@@ -242,8 +248,8 @@ async function rewrapInProvider(
   const toAad = validateAad(destAad)
   const ring = opts.keyRingId
   const k =
-    ctx.keys.peek(instance, sourceId, now, ring) ?? (await ctx.keys.resolve(instance, sourceId, false, ring))
-  assertAllowed(ctx, 'rewrap', k.record, now)
+    usableKeyNow(ctx, 'rewrap', instance, sourceId, now, ring) ??
+    (await usableKey(ctx, 'rewrap', instance, sourceId, ring))
   const parsed =
     typeof ciphertext === 'string' || ciphertext instanceof Uint8Array
       ? parseCiphertext(ciphertext)
