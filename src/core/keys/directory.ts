@@ -82,10 +82,10 @@ export class KeyDirectory {
   readonly #cache = new Map<string, Map<string, CachedKey>>()
   readonly #aliasCache = new Map<string, { id: string; expires: number }>()
   /**
-   * Bumped by every invalidate() of a key (and, as `#epoch`, by clear()): a load that started before the
-   * bump read the catalog before the change and must not put what it read back in the cache.
+   * Bumped by every invalidate() and clear(): a load that started before a bump may have read the catalog
+   * before a change this engine made, and must not put what it read back in the cache. One counter for all
+   * keys keeps this bounded; a load overtaken by another key's change is just not cached that time.
    */
-  readonly #gens = new Map<string, number>()
   #epoch = 0
   /** Bumped whenever the alias cache is cleared, for the same reason. */
   #aliasEpoch = 0
@@ -166,8 +166,6 @@ export class KeyDirectory {
       const hit = this.#cache.get(instance)?.get(id)
       if (hit !== undefined && hit.expires > now) return hit
     }
-    const genKey = `${instance}\u0000${id}`
-    const gen = this.#gens.get(genKey)
     const epoch = this.#epoch
     const record = await this.#store.getKey(instance, id)
     if (record === undefined) {
@@ -195,7 +193,7 @@ export class KeyDirectory {
     const entry: CachedKey = { record, versions, aliases, policies, expires: now + this.#ttl }
     // Cached only if no invalidate() overtook this load: otherwise it may hold the state before a change
     // this engine already made (the caller still gets what it read, as any read racing a write may).
-    if (this.#ttl > 0 && epoch === this.#epoch && gen === this.#gens.get(genKey)) {
+    if (this.#ttl > 0 && epoch === this.#epoch) {
       let byId = this.#cache.get(instance)
       if (byId === undefined) {
         byId = new Map()
@@ -209,8 +207,7 @@ export class KeyDirectory {
   /** Drops a key's metadata, every alias mapping, and the key's cached DEKs: after any change to the key. */
   invalidate(instance: string, keyId: string): void {
     this.#cache.get(instance)?.delete(keyId)
-    const genKey = `${instance}\u0000${keyId}`
-    this.#gens.set(genKey, (this.#gens.get(genKey) ?? 0) + 1)
+    this.#epoch++
     this.#clearAliases()
     this.#dekCache?.invalidateKey(instance, keyId)
   }
