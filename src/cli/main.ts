@@ -6,7 +6,7 @@
  *   envelope-kms rotate-due   run one automatic-rotation pass and print what it did
  */
 import { randomBytes } from 'node:crypto'
-import { chmodSync, mkdirSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { pino } from 'pino'
 import { loadConfig } from '../config.js'
@@ -30,27 +30,70 @@ commands:
   help         this text
 `
 
-/** Without an auth file, loopback only: a random development API key in a 0600 file next to the catalog. */
-function devAuth(catalogPath: string, host: string): AuthConfig {
+/**
+ * Without an auth file, loopback only: the development API key in a 0600 file next to the catalog. An
+ * existing file is used as it is, so a second `serve` (or one that fails to start) never changes the key a
+ * running server accepts; a new key is written only after the servers started (`persist`), atomically, and
+ * never over a file that appeared meanwhile.
+ */
+function devAuth(catalogPath: string, host: string): { auth: AuthConfig; persist: () => void } {
   if (host !== '127.0.0.1' && host !== '::1' && host !== 'localhost') {
     throw new EngineError(
       'CONFIG_INVALID',
       'EKMS_AUTH_FILE: is required when serving on a non-loopback address',
     )
   }
-  const key = randomBytes(32).toString('base64url')
   const file = resolve(dirname(resolve(catalogPath)), 'dev-api-key')
-  mkdirSync(dirname(file), { recursive: true, mode: 0o700 })
-  writeFileSync(file, `${key}\n`, { mode: 0o600 })
-  chmodSync(file, 0o600)
-  log.warn({ file }, 'no EKMS_AUTH_FILE: generated a development API key (all instances, all actions)')
-  return { apiKeys: [{ key, subject: 'dev', instances: '*', actions: ['*'] }] }
+  const auth = (key: string): AuthConfig => ({
+    apiKeys: [{ key, subject: 'dev', instances: '*', actions: ['*'] }],
+  })
+  if (existsSync(file)) {
+    const key = readFileSync(file, 'utf8').trim()
+    if (key.length < 16) {
+      throw new EngineError(
+        'CONFIG_INVALID',
+        `${file}: holds no development API key; delete it to get a new one`,
+      )
+    }
+    log.warn(
+      { file },
+      'no EKMS_AUTH_FILE: using the development API key in this file (all instances, all actions)',
+    )
+    return { auth: auth(key), persist: () => undefined }
+  }
+  const key = randomBytes(32).toString('base64url')
+  return {
+    auth: auth(key),
+    persist: () => {
+      mkdirSync(dirname(file), { recursive: true, mode: 0o700 })
+      const tmp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`
+      writeFileSync(tmp, `${key}\n`, { mode: 0o600, flag: 'wx' })
+      try {
+        chmodSync(tmp, 0o600)
+        linkSync(tmp, file) // atomic, and fails (EEXIST) rather than replace a file another server wrote
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+        log.error({ file }, 'dev-api-key appeared while starting; this server accepts only its own key')
+        return
+      } finally {
+        unlinkSync(tmp)
+      }
+      log.warn({ file }, 'no EKMS_AUTH_FILE: generated a development API key (all instances, all actions)')
+    },
+  }
 }
 
 async function serveCommand(): Promise<void> {
   const config = loadConfig()
   const http = loadHttpConfig()
-  const auth = createAuthenticator(http.auth ?? devAuth(config.catalog.path, http.listen.host ?? '127.0.0.1'))
+  let authConfig = http.auth
+  let persistDevKey = (): void => undefined
+  if (authConfig === undefined) {
+    const dev = devAuth(config.catalog.path, http.listen.host ?? '127.0.0.1')
+    authConfig = dev.auth
+    persistDevKey = dev.persist
+  }
+  const auth = createAuthenticator(authConfig)
   const engine = await createEngineFromConfig(config)
   const audit = pinoAuditSink(http.auditLog === '-' ? undefined : http.auditLog, http.auditSync ? 0 : 65_536)
   const app = createHttpApp({
@@ -91,6 +134,7 @@ async function serveCommand(): Promise<void> {
   }
   const [server, awsServer] = servers
   if (server === undefined) throw new EngineError('INTERNAL_ERROR', 'serve: no server started')
+  persistDevKey() // only now: a serve that failed to start leaves every file as it was
   const scheduler = startRotationScheduler(engine, {
     intervalMs: http.rotationIntervalMs,
     scheduledDeletions: true,

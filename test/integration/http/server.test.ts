@@ -231,6 +231,85 @@ describe('envelope-kms serve (a real process)', () => {
   })
 })
 
+describe('serve and the development API key', () => {
+  const serve = (catalog: string, port: string): ReturnType<typeof spawn> =>
+    spawn(process.execPath, ['dist/cli/main.js', 'serve'], {
+      env: {
+        ...process.env,
+        EKMS_PKCS11_TOKEN_LABEL: env('EKMS_TEST_TOKEN'),
+        EKMS_PKCS11_PIN: env('EKMS_TEST_PIN'),
+        EKMS_CATALOG: catalog,
+        EKMS_HTTP_PORT: port,
+        EKMS_AUDIT_LOG: join(env('EKMS_TEST_FILE_DIR'), 'audit-devkey.log'),
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+
+  it("a serve that fails to start (port taken) leaves the running server's dev API key file untouched", async () => {
+    const catalog = tempCatalogPath()
+    const first = serve(catalog, '0')
+    let stderr = ''
+    const url = await new Promise<string>((resolve, reject) => {
+      first.stderr?.on('data', (c: Buffer) => {
+        stderr += c.toString()
+        const m = /"url":"(http:\/\/[^"]+)"/.exec(stderr)
+        if (m?.[1] !== undefined) resolve(m[1])
+      })
+      first.on('exit', (code) => reject(new Error(`serve exited ${code}: ${stderr}`)))
+    })
+    try {
+      const keyFile = join(catalog, '..', 'dev-api-key')
+      const key = readFileSync(keyFile, 'utf8')
+      const port = new URL(url).port
+      const second = serve(catalog, port)
+      let err2 = ''
+      second.stderr?.on('data', (c: Buffer) => (err2 += c.toString()))
+      const code = await new Promise<number | null>((resolve) => second.on('exit', resolve))
+      expect(code).toBe(1)
+      expect(err2).toMatch(/cannot listen/)
+      expect(readFileSync(keyFile, 'utf8')).toBe(key)
+      const res = await fetch(`${url}/api/v2/keys`, {
+        headers: { authorization: `Bearer ${key.trim()}`, 'bluemix-instance': 'dev-key-instance' },
+      })
+      expect(res.status).toBe(200)
+    } finally {
+      first.kill('SIGTERM')
+      await new Promise((resolve) => first.on('exit', resolve))
+    }
+  })
+
+  it('a second serve on the same catalog reuses the existing dev API key', async () => {
+    const catalog = tempCatalogPath()
+    const keyFile = join(catalog, '..', 'dev-api-key')
+    const keys: string[] = []
+    for (let i = 0; i < 2; i++) {
+      const child = serve(catalog, '0')
+      let stderr = ''
+      const url = await new Promise<string>((resolve, reject) => {
+        child.stderr?.on('data', (c: Buffer) => {
+          stderr += c.toString()
+          const m = /"url":"(http:\/\/[^"]+)"/.exec(stderr)
+          if (m?.[1] !== undefined) resolve(m[1])
+        })
+        child.on('exit', (code) => reject(new Error(`serve exited ${code}: ${stderr}`)))
+      })
+      try {
+        const key = readFileSync(keyFile, 'utf8').trim()
+        keys.push(key)
+        const res = await fetch(`${url}/api/v2/keys`, {
+          headers: { authorization: `Bearer ${key}`, 'bluemix-instance': 'dev-key-instance' },
+        })
+        expect(res.status).toBe(200)
+        expect(stderr).not.toContain(key)
+      } finally {
+        child.kill('SIGTERM')
+        await new Promise((resolve) => child.on('exit', resolve))
+      }
+    }
+    expect(keys[1]).toBe(keys[0])
+  })
+})
+
 describe('automatic rotation', () => {
   it('a rotation policy set over HTTP rotates the key when due, with one catch-up after downtime', async () => {
     const key = (await kp(s, 'POST', '/keys', { body: { resources: [{ name: 'auto-rotated' }] } })).json
