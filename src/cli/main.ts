@@ -176,6 +176,18 @@ async function serveCommand(): Promise<void> {
   process.once('SIGINT', () => {
     stop('SIGINT')
   })
+  // Log rotation (logrotate's postrotate, `systemctl reload`): the audit file is opened again by its path.
+  process.on('SIGHUP', () => {
+    try {
+      audit.reopen()
+      log.info('audit log reopened')
+    } catch (err) {
+      log.error(
+        { message: (err as Error).message },
+        'audit log could not be reopened; still writing the old file',
+      )
+    }
+  })
 }
 
 async function rotateDueCommand(): Promise<void> {

@@ -31,7 +31,8 @@ export interface AuditSink {
  * line in this server's profile; this costs an array push.
  */
 class BufferedFile implements DestinationStream {
-  readonly #fd: number
+  #fd: number
+  readonly #path: string | undefined
   readonly #limit: number
   #chunks: string[] = []
   #size = 0
@@ -42,10 +43,11 @@ class BufferedFile implements DestinationStream {
   constructor(target: string | number, bufferBytes: number, flushMs: number) {
     if (typeof target === 'number') {
       this.#fd = target
+      this.#path = undefined
       this.#ownsFd = false
     } else {
-      mkdirSync(dirname(target), { recursive: true, mode: 0o700 })
-      this.#fd = openSync(target, 'a', 0o600)
+      this.#path = target
+      this.#fd = BufferedFile.#open(target)
       this.#ownsFd = true
     }
     this.#limit = bufferBytes
@@ -69,10 +71,28 @@ class BufferedFile implements DestinationStream {
     writeSync(this.#fd, data)
   }
 
+  /**
+   * Writes what is buffered to the current file, then opens the path again (log rotation: the old file was
+   * renamed, the next lines go to a new one). A no-op for a descriptor it was given (stdout).
+   */
+  reopen(): void {
+    if (this.#path === undefined) return
+    this.flush()
+    const next = BufferedFile.#open(this.#path)
+    const old = this.#fd
+    this.#fd = next
+    closeSync(old)
+  }
+
   close(): void {
     clearInterval(this.#timer)
     this.flush()
     if (this.#ownsFd) closeSync(this.#fd)
+  }
+
+  static #open(path: string): number {
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 })
+    return openSync(path, 'a', 0o600)
   }
 }
 
@@ -140,7 +160,7 @@ function flatProps(e: object): string | undefined {
 export function pinoAuditSink(
   destination?: DestinationStream | string,
   bufferBytes = 65_536,
-): AuditSink & { logger: Logger; close(): void } {
+): AuditSink & { logger: Logger; close(): void; reopen(): void } {
   const file =
     typeof destination === 'object' ? undefined : new BufferedFile(destination ?? 1, bufferBytes, 200)
   const logger = pino(
@@ -181,6 +201,9 @@ export function pinoAuditSink(
     },
     close() {
       file?.close()
+    },
+    reopen() {
+      file?.reopen()
     },
   }
 }

@@ -4,7 +4,7 @@
  * rotation policy set over HTTP.
  */
 import { execFileSync, spawn } from 'node:child_process'
-import { readFileSync, writeFileSync } from 'node:fs'
+import { readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { CreateKeyCommand, DecryptCommand, EncryptCommand, KMSClient } from '@aws-sdk/client-kms'
 import { request as httpRequest } from 'node:http'
 import { request as httpsRequest } from 'node:https'
@@ -307,6 +307,61 @@ describe('serve and the development API key', () => {
       }
     }
     expect(keys[1]).toBe(keys[0])
+  })
+})
+
+describe('serve and signals', () => {
+  it('SIGHUP reopens the audit log (rotation): the server keeps running and new lines go to the new file', async () => {
+    const catalog = tempCatalogPath()
+    const auditLog = join(env('EKMS_TEST_FILE_DIR'), 'rotate', 'audit.log')
+    const child = spawn(process.execPath, ['dist/cli/main.js', 'serve'], {
+      env: {
+        ...process.env,
+        EKMS_PKCS11_TOKEN_LABEL: env('EKMS_TEST_TOKEN'),
+        EKMS_PKCS11_PIN: env('EKMS_TEST_PIN'),
+        EKMS_CATALOG: catalog,
+        EKMS_HTTP_PORT: '0',
+        EKMS_AUDIT_LOG: auditLog,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let stderr = ''
+    let exited: number | null | undefined
+    child.on('exit', (code) => (exited = code))
+    const url = await new Promise<string>((resolve, reject) => {
+      child.stderr?.on('data', (c: Buffer) => {
+        stderr += c.toString()
+        const m = /"url":"(http:\/\/[^"]+)"/.exec(stderr)
+        if (m?.[1] !== undefined) resolve(m[1])
+      })
+      child.on('exit', (code) => reject(new Error(`serve exited ${code}: ${stderr}`)))
+    })
+    const key = readFileSync(join(catalog, '..', 'dev-api-key'), 'utf8').trim()
+    const list = (instance: string): Promise<Response> =>
+      fetch(`${url}/api/v2/keys`, {
+        headers: { authorization: `Bearer ${key}`, 'bluemix-instance': instance },
+      })
+    try {
+      expect((await list('before-rotation')).status).toBe(200)
+      await new Promise((r) => setTimeout(r, 400)) // the audit buffer is written every 200 ms
+      renameSync(auditLog, `${auditLog}.1`)
+      child.kill('SIGHUP')
+      for (let i = 0; i < 50 && !stderr.includes('audit log reopened'); i++)
+        await new Promise((r) => setTimeout(r, 20))
+      expect(stderr).toContain('audit log reopened')
+      expect(exited).toBeUndefined()
+      expect((await list('after-rotation')).status).toBe(200)
+    } finally {
+      child.kill('SIGTERM')
+      await new Promise((resolve) => (exited === undefined ? child.on('exit', resolve) : resolve(undefined)))
+    }
+    const lines = (f: string): string[] =>
+      readFileSync(f, 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => (JSON.parse(l) as { instance: string }).instance)
+    expect(lines(`${auditLog}.1`)).toEqual(['before-rotation'])
+    expect(lines(auditLog)).toEqual(['after-rotation'])
   })
 })
 
