@@ -4,10 +4,13 @@
  *
  *   envelope-kms serve        serve the HTTP APIs (configuration: src/config.ts and src/http/config.ts)
  *   envelope-kms rotate-due   run one automatic-rotation pass and print what it did
+ *   envelope-kms --help | --version | <command> --help   print and exit; nothing else runs
+ * Options are parsed strictly: an unknown option or a stray argument is a usage error (exit 2).
  */
 import { randomBytes } from 'node:crypto'
 import { chmodSync, existsSync, linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
+import { parseArgs } from 'node:util'
 import { pino } from 'pino'
 import { loadConfig } from '../config.js'
 import { createEngineFromConfig } from '../default-engine.js'
@@ -22,13 +25,70 @@ import { servableAwsKms } from '../http/awskms/servable.js'
 
 const log = pino({ base: { log: 'server' }, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination(2))
 
-const USAGE = `usage: envelope-kms <command>
+const USAGE = `usage: envelope-kms <command> [options]
 
 commands:
   serve        serve the Key Protect v2 API (EKMS_HTTP_*, EKMS_AUTH_FILE, EKMS_PKCS11_*, EKMS_CATALOG)
-  rotate-due   run one automatic-rotation pass (keys whose rotation policy is due)
+  rotate-due   run one automatic-rotation pass (keys whose rotation policy is due) and print it as JSON
   help         this text
+
+options:
+  -h, --help     print help and exit (with a command: that command's help; nothing else runs)
+  -v, --version  print the version and exit
+
+Configuration is read from the environment (docs/configuration.md, docs/http-keyprotect.md).
 `
+
+const COMMAND_HELP: Readonly<Record<string, string>> = {
+  serve: `usage: envelope-kms serve [--help]
+
+Serves the Key Protect v2 API (and the AWS-KMS-compatible API when EKMS_AWSKMS_PORT is set) until SIGTERM or
+SIGINT; SIGHUP reopens the audit log. Configuration: EKMS_HTTP_*, EKMS_AUTH_FILE, EKMS_AUDIT_LOG,
+EKMS_PKCS11_*, EKMS_CATALOG (docs/http-keyprotect.md).
+`,
+  'rotate-due': `usage: envelope-kms rotate-due [--help]
+
+Runs one automatic-rotation pass now: rotates every root key whose rotation policy is due and prints
+{"rotated":[…],"skipped":[…],"failed":[…]} as JSON. It changes keys: there is no dry run.
+`,
+}
+
+/** The package version, from the package.json this file ships with. */
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+    version?: unknown
+  }
+  return typeof pkg.version === 'string' ? pkg.version : 'unknown'
+}
+
+/** A usage error: printed with the usage, exit code 2. */
+class UsageError extends Error {}
+
+/**
+ * Parses the command line strictly (node:util parseArgs): unknown options and stray arguments are errors, so
+ * that a mistyped flag never runs a command with its defaults.
+ */
+function parseCommandLine(argv: readonly string[]): {
+  command: string | undefined
+  help: boolean
+  version: boolean
+} {
+  let parsed
+  try {
+    parsed = parseArgs({
+      args: [...argv],
+      options: { help: { type: 'boolean', short: 'h' }, version: { type: 'boolean', short: 'v' } },
+      allowPositionals: true,
+      strict: true,
+    })
+  } catch (err) {
+    // node:util's message goes on about positionals after '--'; its first sentence names the fault.
+    throw new UsageError(((err as Error).message.split('. ')[0] ?? '').replace(/\.$/, ''))
+  }
+  const [command, ...rest] = parsed.positionals
+  if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0] ?? ''}"`)
+  return { command, help: parsed.values.help === true, version: parsed.values.version === true }
+}
 
 /**
  * Without an auth file, loopback only: the development API key in a 0600 file next to the catalog. An
@@ -200,15 +260,36 @@ async function rotateDueCommand(): Promise<void> {
 }
 
 async function main(argv: readonly string[]): Promise<void> {
-  const cmd = argv[0]
-  if (cmd === 'serve') return serveCommand()
-  if (cmd === 'rotate-due') return rotateDueCommand()
-  if (cmd === 'help' || cmd === '--help' || cmd === undefined) {
+  let cl
+  try {
+    cl = parseCommandLine(argv)
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err
+    process.stderr.write(`envelope-kms: ${err.message}\n${USAGE}`)
+    process.exitCode = 2
+    return
+  }
+  const { command, help } = cl
+  if (cl.version) {
+    process.stdout.write(`${version()}\n`)
+    return
+  }
+  if (command === undefined || command === 'help') {
     process.stdout.write(USAGE)
     return
   }
-  process.stderr.write(`envelope-kms: unknown command "${cmd}"\n${USAGE}`)
-  process.exitCode = 2
+  const commandHelp = COMMAND_HELP[command]
+  if (commandHelp === undefined) {
+    process.stderr.write(`envelope-kms: unknown command "${command}"\n${USAGE}`)
+    process.exitCode = 2
+    return
+  }
+  if (help) {
+    process.stdout.write(commandHelp)
+    return
+  }
+  if (command === 'serve') return serveCommand()
+  return rotateDueCommand()
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => {
