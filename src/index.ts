@@ -28,6 +28,7 @@ export type {
   AliasNameInfo,
   ReencryptResult,
   KeyScope,
+  EnableOptions,
 } from './core/engine.js'
 export { parseSearch, parseFilter, parseSort, parseStateList } from './core/keys/query-language.js'
 export type { KeySearch, KeyFilter, KeyQueryItem } from './core/keys/query-language.js'

@@ -254,6 +254,15 @@ export interface KeyScope {
   readonly keyRingId?: string | undefined
 }
 
+/** Options of {@link EnvelopeEngine.enable}. */
+export interface EnableOptions extends KeyScope {
+  /**
+   * Apply the lifecycle's enable cool-down (`enableCooldownMs`, Key Protect's 30 s after a state change);
+   * default true. The AWS-KMS-compatible API passes false: AWS KMS `EnableKey` has no cool-down.
+   */
+  readonly cooldown?: boolean
+}
+
 export interface WrapOptions extends CallOptions, KeyScope {
   /** The DEK to wrap (1-4096 bytes). Absent: the engine generates a 32-byte DEK and returns it. */
   readonly plaintext?: Uint8Array

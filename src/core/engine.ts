@@ -21,6 +21,7 @@ import {
   type BatchOptions,
   type BatchResult,
   type CreateKeyOptions,
+  type EnableOptions,
   type EngineOptions,
   type KeyInfo,
   type KeyPoliciesInput,
@@ -68,6 +69,7 @@ export type {
   BatchOptions,
   BatchResult,
   CreateKeyOptions,
+  EnableOptions,
   EngineOptions,
   KeyInfo,
   KeyPoliciesInput,
@@ -153,8 +155,8 @@ export class EnvelopeEngine {
 
   /**
    * Returns a key's metadata (never its material). Works in every state, including deleted.
-   * @throws EngineError KEY_NOT_FOUND_ERR
    * `keyRingId` (optional): the key must be in that key ring, else KEY_NOT_FOUND_ERR.
+   * @throws EngineError KEY_NOT_FOUND_ERR
    */
   async getKey(instance: string, idOrAlias: string, scope: KeyScope = {}): Promise<KeyInfo> {
     return guard(this.#ctx, 'getKey', () => query.getKey(this.#ctx, instance, idOrAlias, scope))
@@ -162,8 +164,8 @@ export class EnvelopeEngine {
 
   /**
    * Returns a standard key's material (Key Protect `payload`); a copy the caller owns.
-   * @throws EngineError KEY_NOT_FOUND_ERR, KEY_NOT_EXTRACTABLE_ERR (root key), KEY_DELETED_ERR
    * `keyRingId` (optional): the key must be in that key ring, else KEY_NOT_FOUND_ERR.
+   * @throws EngineError KEY_NOT_FOUND_ERR, KEY_NOT_EXTRACTABLE_ERR (root key), KEY_DELETED_ERR
    */
   async getKeyPayload(
     instance: string,
@@ -205,8 +207,8 @@ export class EnvelopeEngine {
   /**
    * Creates a new version of a root key; wrap uses it from now on, older versions still unwrap.
    * Imported keys must be given new material.
-   * @throws EngineError KEY_ACTION_INVALID_STATE_ERR, KEY_DELETED_ERR, KEY_ROTATION_NOT_PERMITTED, MISSING_FIELD_ERR
    * `keyRingId` (optional): the key must be in that key ring, else KEY_NOT_FOUND_ERR.
+   * @throws EngineError KEY_ACTION_INVALID_STATE_ERR, KEY_DELETED_ERR, KEY_ROTATION_NOT_PERMITTED, MISSING_FIELD_ERR
    */
   async rotate(
     instance: string,
@@ -218,8 +220,8 @@ export class EnvelopeEngine {
 
   /**
    * Suspends a root key (state 1 → 2): wrap and unwrap are refused until {@link enable}.
-   * @throws EngineError KEY_ACTION_INVALID_STATE_ERR, KEY_DELETED_ERR, KEY_ROOT_REQ_ERR
    * `keyRingId` (optional): the key must be in that key ring, else KEY_NOT_FOUND_ERR.
+   * @throws EngineError KEY_ACTION_INVALID_STATE_ERR, KEY_DELETED_ERR, KEY_ROOT_REQ_ERR
    */
   async disable(instance: string, idOrAlias: string, scope: KeyScope = {}): Promise<KeyInfo> {
     return guard(this.#ctx, 'disable', () =>
@@ -228,20 +230,21 @@ export class EnvelopeEngine {
   }
 
   /**
-   * Re-activates a suspended root key (state 2 → 1); refused within 30 s of its last state change.
-   * @throws EngineError KEY_ACTION_INVALID_STATE_ERR, KEY_DELETED_ERR, KEY_ROOT_REQ_ERR
+   * Re-activates a suspended root key (state 2 → 1); refused within 30 s of its last state change unless
+   * `cooldown: false` (the AWS-KMS-compatible API), and while a deletion is scheduled.
    * `keyRingId` (optional): the key must be in that key ring, else KEY_NOT_FOUND_ERR.
+   * @throws EngineError KEY_ACTION_INVALID_STATE_ERR, KEY_DELETED_ERR, KEY_ROOT_REQ_ERR
    */
-  async enable(instance: string, idOrAlias: string, scope: KeyScope = {}): Promise<KeyInfo> {
+  async enable(instance: string, idOrAlias: string, options: EnableOptions = {}): Promise<KeyInfo> {
     return guard(this.#ctx, 'enable', () =>
-      transitions.enable(this.#ctx, instance, idOrAlias, optionsObject(scope)),
+      transitions.enable(this.#ctx, instance, idOrAlias, optionsObject(options)),
     )
   }
 
   /**
    * Soft-deletes a key (state 5). It can be restored within the restore window and purged after 4 h.
-   * @throws EngineError KEY_DELETED_ERR (already deleted), KEY_NOT_FOUND_ERR
    * `keyRingId` (optional): the key must be in that key ring, else KEY_NOT_FOUND_ERR.
+   * @throws EngineError KEY_DELETED_ERR (already deleted), KEY_NOT_FOUND_ERR
    */
   async deleteKey(
     instance: string,
@@ -254,8 +257,8 @@ export class EnvelopeEngine {
   /**
    * First authorisation of a two-person delete: a key with an enabled dualAuthDelete policy can then be
    * deleted by another user within `dualAuthWindowMs` (7 days).
-   * @throws EngineError NOT_DUAL_AUTH_ERR, KEY_DELETED_ERR, KEY_NOT_FOUND_ERR, MISSING_FIELD_ERR
    * `keyRingId` (optional): the key must be in that key ring, else KEY_NOT_FOUND_ERR.
+   * @throws EngineError NOT_DUAL_AUTH_ERR, KEY_DELETED_ERR, KEY_NOT_FOUND_ERR, MISSING_FIELD_ERR
    */
   async setKeyForDeletion(
     instance: string,
@@ -269,8 +272,8 @@ export class EnvelopeEngine {
 
   /**
    * Withdraws a setKeyForDeletion authorisation.
-   * @throws EngineError NOT_DUAL_AUTH_ERR, KEY_DELETED_ERR, KEY_NOT_FOUND_ERR
    * `keyRingId` (optional): the key must be in that key ring, else KEY_NOT_FOUND_ERR.
+   * @throws EngineError NOT_DUAL_AUTH_ERR, KEY_DELETED_ERR, KEY_NOT_FOUND_ERR
    */
   async unsetKeyForDeletion(
     instance: string,
@@ -285,8 +288,8 @@ export class EnvelopeEngine {
   /**
    * Restores a deleted key to Active (state 5 → 1), from 30 s to 30 days after deletion. Imported root keys
    * must be given their original material, which is checked against the HSM copy.
-   * @throws EngineError KEY_ACTION_INVALID_STATE_ERR, REQ_TOO_EARLY_ERR, MISSING_FIELD_ERR, INVALID_FIELD_ERR
    * `keyRingId` (optional): the key must be in that key ring, else KEY_NOT_FOUND_ERR.
+   * @throws EngineError KEY_ACTION_INVALID_STATE_ERR, REQ_TOO_EARLY_ERR, MISSING_FIELD_ERR, INVALID_FIELD_ERR
    */
   async restoreKey(
     instance: string,
@@ -299,8 +302,8 @@ export class EnvelopeEngine {
   /**
    * Permanently destroys a deleted key (≥ 4 h after deletion): its HSM objects, then its catalog rows.
    * Irreversible: every ciphertext under it becomes undecryptable.
-   * @throws EngineError KEY_ACTION_INVALID_STATE_ERR (not deleted), REQ_TOO_EARLY_ERR
    * `keyRingId` (optional): the key must be in that key ring, else KEY_NOT_FOUND_ERR.
+   * @throws EngineError KEY_ACTION_INVALID_STATE_ERR (not deleted), REQ_TOO_EARLY_ERR
    */
   async purgeKey(instance: string, idOrAlias: string, scope: KeyScope = {}): Promise<void> {
     return guard(this.#ctx, 'purgeKey', () => deletion.purgeKey(this.#ctx, instance, idOrAlias, scope))
@@ -308,8 +311,8 @@ export class EnvelopeEngine {
 
   /**
    * A root key's policies (rotation, dualAuthDelete), optionally of one type.
-   * @throws EngineError KEY_NOT_FOUND_ERR
    * `keyRingId` (optional): the key must be in that key ring, else KEY_NOT_FOUND_ERR.
+   * @throws EngineError KEY_NOT_FOUND_ERR
    */
   async getKeyPolicies(
     instance: string,
@@ -324,8 +327,8 @@ export class EnvelopeEngine {
 
   /**
    * Sets key-level policies of a root key in state 1. A dualAuthDelete policy, once enabled, stays enabled.
-   * @throws EngineError KEY_INVALID_STATE_ERR, KEY_DELETED_ERR, INVALID_FIELD_ERR
    * `keyRingId` (optional): the key must be in that key ring, else KEY_NOT_FOUND_ERR.
+   * @throws EngineError KEY_INVALID_STATE_ERR, KEY_DELETED_ERR, INVALID_FIELD_ERR
    */
   async setKeyPolicies(
     instance: string,
@@ -393,8 +396,8 @@ export class EnvelopeEngine {
 
   /**
    * Adds an alias to a key; `created` false when the key already had it.
-   * @throws EngineError INVALID_FIELD_ERR, KEY_ALIAS_NOT_UNIQUE_ERR, KEY_ALIAS_QUOTA_ERR, KEY_DELETED_ERR
    * `keyRingId` (optional): the key must be in that key ring, else KEY_NOT_FOUND_ERR.
+   * @throws EngineError INVALID_FIELD_ERR, KEY_ALIAS_NOT_UNIQUE_ERR, KEY_ALIAS_QUOTA_ERR, KEY_DELETED_ERR
    */
   async addAlias(
     instance: string,
@@ -407,8 +410,8 @@ export class EnvelopeEngine {
 
   /**
    * Removes an alias (the key stays).
-   * @throws EngineError ALIAS_NOT_FOUND_ERR, KEY_NOT_FOUND_ERR
    * `keyRingId` (optional): the key must be in that key ring, else KEY_NOT_FOUND_ERR.
+   * @throws EngineError ALIAS_NOT_FOUND_ERR, KEY_NOT_FOUND_ERR
    */
   async removeAlias(instance: string, idOrAlias: string, alias: string, scope: KeyScope = {}): Promise<void> {
     return guard(this.#ctx, 'removeAlias', () =>

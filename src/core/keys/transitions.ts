@@ -4,10 +4,10 @@
  * (The transition and the pending-deletion check share this file: lifecycle and deletion both need them.)
  */
 import { assertAllowed, concurrentChange, storeCall, type EngineContext } from '../context.js'
-import { EngineError } from '../errors.js'
+import { EngineError, invalidField } from '../errors.js'
 import { KeyState, type KeyAction } from '../key-state.js'
 import type { KeyPatch, KeyRecord, UpdateCondition } from '../ports.js'
-import type { KeyInfo, KeyScope } from '../engine-types.js'
+import type { EnableOptions, KeyInfo, KeyScope } from '../engine-types.js'
 import type { CachedKey } from './directory.js'
 import { toKeyInfo } from './views.js'
 
@@ -70,15 +70,19 @@ export async function enable(
   ctx: EngineContext,
   instance: string,
   idOrAlias: string,
-  scope: KeyScope,
+  options: EnableOptions,
 ): Promise<KeyInfo> {
+  if (options.cooldown !== undefined && typeof options.cooldown !== 'boolean') {
+    throw invalidField('cooldown', 'must be a boolean')
+  }
+  const cooldown = options.cooldown !== false
   return transition(
     ctx,
     instance,
     idOrAlias,
     'enable',
     (r, now) => {
-      if (now - r.stateChangedAt < ctx.life.enableCooldownMs) {
+      if (cooldown && now - r.stateChangedAt < ctx.life.enableCooldownMs) {
         throw new EngineError(
           'KEY_ACTION_INVALID_STATE_ERR',
           'key: its state changed too recently; retry in 30 s',
@@ -89,7 +93,7 @@ export async function enable(
       }
       return { state: KeyState.ACTIVE, stateChangedAt: now, updatedAt: now }
     },
-    scope,
+    options,
     { unlessPendingDeletion: true },
   )
 }

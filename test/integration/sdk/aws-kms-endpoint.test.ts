@@ -30,6 +30,7 @@ import {
 } from '@aws-sdk/client-kms'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { openTestEngine, type TestEngine } from '../../helpers/engine.js'
+import { expectCode } from '../../helpers/expect-code.js'
 import {
   sdkClient,
   signedFetch,
@@ -310,6 +311,29 @@ describe('key states', () => {
     await kms.send(new EnableKeyCommand({ KeyId: id }))
     await kms.send(new EnableKeyCommand({ KeyId: id }))
     expect(text((await kms.send(new DecryptCommand({ CiphertextBlob: blob }))).Plaintext)).toBe('x')
+  })
+
+  it('EnableKey right after DisableKey succeeds with the default lifecycle (AWS has no cool-down); the Key Protect API keeps its 30 s', async () => {
+    // An engine with the default lifecycle (this suite's shared one turns the cool-down off).
+    const d = await openTestEngine()
+    const e = await startEndpoint(d.engine)
+    const client = sdkClient(e)
+    try {
+      const id =
+        (await client.send(new CreateKeyCommand({ Description: 'cool-down' }))).KeyMetadata?.KeyId ?? ''
+      await client.send(new DisableKeyCommand({ KeyId: id }))
+      await client.send(new EnableKeyCommand({ KeyId: id }))
+      expect((await client.send(new DescribeKeyCommand({ KeyId: id }))).KeyMetadata?.KeyState).toBe('Enabled')
+      // The same key through the engine's Key Protect rules: disable, then enable within 30 s is refused.
+      await d.engine.disable(TENANT_A.instance, id)
+      await expectCode(d.engine.enable(TENANT_A.instance, id), 'KEY_ACTION_INVALID_STATE_ERR')
+      d.clock.advance(30_000)
+      expect((await d.engine.enable(TENANT_A.instance, id)).state).toBe(1)
+    } finally {
+      client.destroy()
+      await e.close()
+      await d.engine.close()
+    }
   })
 
   it('ScheduleKeyDeletion: PendingDeletion with a date 7-30 days out, unusable, not enableable; CancelKeyDeletion leaves it Disabled; after the date it is destroyed', async () => {

@@ -67,7 +67,9 @@ export async function listKeys(c: OpContext, b: Json): Promise<Json> {
 
 export async function enableKey(c: OpContext, b: Json): Promise<Json> {
   const id = await keyIdOf(c, b['KeyId'])
-  if ((await c.engine.getKey(c.instance, id)).state !== 1) await c.engine.enable(c.instance, id)
+  // AWS KMS EnableKey has no cool-down after DisableKey (Key Protect's 30 s rule is for its own API).
+  if ((await c.engine.getKey(c.instance, id)).state !== 1)
+    await c.engine.enable(c.instance, id, { cooldown: false })
   return {}
 }
 
