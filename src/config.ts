@@ -4,7 +4,7 @@
  *
  * | variable | meaning | default |
  * |---|---|---|
- * | EKMS_CONFIG | JSON file with the same shape as {@link EngineConfig} | none |
+ * | EKMS_CONFIG | JSON file: `{ pkcs11?: { module?, tokenLabel?, pin?, pinFile?, profile? }, catalog?: { path? }, dekCache? }`, strictly validated | none |
  * | EKMS_PKCS11_MODULE | PKCS#11 library | the SoftHSM2 library where Debian installs it |
  * | EKMS_PKCS11_TOKEN_LABEL | token label | `envelope-kms` |
  * | EKMS_PKCS11_PIN | user PIN | none: read from EKMS_PKCS11_PIN_FILE |
@@ -16,6 +16,7 @@
  */
 import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
+import { z } from 'zod'
 import { EngineError } from './core/errors.js'
 
 export interface Pkcs11Config {
@@ -40,6 +41,23 @@ const SOFTHSM_MODULES = [
   '/usr/local/lib/softhsm/libsofthsm2.so',
 ]
 
+/** The EKMS_CONFIG file: strict, so that an unknown key or a wrong type is a startup error naming it. */
+const CONFIG_FILE = z.strictObject({
+  pkcs11: z
+    .strictObject({
+      module: z.string().min(1).optional(),
+      tokenLabel: z.string().min(1).optional(),
+      pin: z.string().min(1).optional(),
+      pinFile: z.string().min(1).optional(),
+      profile: z.string().min(1).optional(),
+    })
+    .optional(),
+  catalog: z.strictObject({ path: z.string().min(1).optional() }).optional(),
+  /** Use the DEK cache with its default bounds (EKMS_DEK_CACHE overrides it). */
+  dekCache: z.boolean().optional(),
+})
+type ConfigFile = z.infer<typeof CONFIG_FILE>
+
 function str(v: unknown, name: string): string | undefined {
   if (v === undefined || v === '') return undefined
   if (typeof v !== 'string') throw new EngineError('CONFIG_INVALID', `${name}: must be a string`)
@@ -51,18 +69,26 @@ function str(v: unknown, name: string): string | undefined {
  * @throws EngineError CONFIG_INVALID naming the setting at fault
  */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): EngineConfig {
-  let file: { pkcs11?: Partial<Pkcs11Config> & { pinFile?: string }; catalog?: { path?: string } } = {}
+  let file: ConfigFile = {}
   const cfgPath = str(env['EKMS_CONFIG'], 'EKMS_CONFIG')
   if (cfgPath !== undefined) {
+    let raw: unknown
     try {
-      file = JSON.parse(readFileSync(cfgPath, 'utf8')) as typeof file
+      raw = JSON.parse(readFileSync(cfgPath, 'utf8'))
     } catch (err) {
       throw new EngineError('CONFIG_INVALID', `EKMS_CONFIG: ${cfgPath} is not a readable JSON file`, {
         cause: err,
       })
     }
-    if (typeof file !== 'object' || file === null)
-      throw new EngineError('CONFIG_INVALID', 'EKMS_CONFIG: must hold an object')
+    const parsed = CONFIG_FILE.safeParse(raw)
+    if (!parsed.success) {
+      // Every fault at once, each with its path and what was expected: a typo never passes silently.
+      const faults = parsed.error.issues.map(
+        (i) => `${i.path.length === 0 ? '(top level)' : i.path.join('.')}: ${i.message}`,
+      )
+      throw new EngineError('CONFIG_INVALID', `EKMS_CONFIG: ${cfgPath}: ${faults.join('; ')}`)
+    }
+    file = parsed.data
   }
   const p = file.pkcs11 ?? {}
   const module =
@@ -97,7 +123,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): EngineConfig {
     str(env['EKMS_CATALOG'], 'EKMS_CATALOG') ??
     str(file.catalog?.path, 'catalog.path') ??
     'data/catalog.sqlite'
-  const cacheSetting = str(env['EKMS_DEK_CACHE'], 'EKMS_DEK_CACHE') ?? 'off'
+  const cacheSetting =
+    str(env['EKMS_DEK_CACHE'], 'EKMS_DEK_CACHE') ??
+    (file.dekCache === undefined ? 'off' : file.dekCache ? 'on' : 'off')
   if (cacheSetting !== 'on' && cacheSetting !== 'off')
     throw new EngineError('CONFIG_INVALID', 'EKMS_DEK_CACHE: must be on or off')
   return {

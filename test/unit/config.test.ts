@@ -42,4 +42,26 @@ describe('configuration', () => {
     const c = loadConfig({ EKMS_PKCS11_PIN: 'do-not-print-me' })
     expect(JSON.stringify(describeConfig(c))).not.toContain('do-not-print-me')
   })
+
+  it('an EKMS_CONFIG file with an unknown key or a wrong type is CONFIG_INVALID naming the file, the path and the expected type', () => {
+    const typo = join(dir, 'typo.json')
+    writeFileSync(typo, JSON.stringify({ pkcs11: { tokenLabl: 'x', pin: 'p' }, dekcache: true }))
+    const e1 = expectCodeSync(() => loadConfig({ EKMS_CONFIG: typo }), 'CONFIG_INVALID')
+    expect(e1.message).toContain(typo)
+    expect(e1.message).toMatch(/pkcs11: Unrecognized key: "tokenLabl"/)
+    expect(e1.message).toMatch(/\(top level\): Unrecognized key: "dekcache"/)
+    const wrong = join(dir, 'wrong.json')
+    writeFileSync(wrong, JSON.stringify({ pkcs11: { pin: 1234 }, dekCache: 'yes' }))
+    const e2 = expectCodeSync(() => loadConfig({ EKMS_CONFIG: wrong }), 'CONFIG_INVALID')
+    expect(e2.message).toMatch(/pkcs11\.pin: Invalid input: expected string/)
+    expect(e2.message).toMatch(/dekCache: Invalid input: expected boolean/)
+    expect(e2.message).not.toContain('1234')
+  })
+
+  it('dekCache in the EKMS_CONFIG file is honoured, and EKMS_DEK_CACHE overrides it', () => {
+    const file = join(dir, 'cache.json')
+    writeFileSync(file, JSON.stringify({ pkcs11: { pin: 'p' }, dekCache: true }))
+    expect(loadConfig({ EKMS_CONFIG: file }).dekCache).toBe(true)
+    expect(loadConfig({ EKMS_CONFIG: file, EKMS_DEK_CACHE: 'off' }).dekCache).toBe(false)
+  })
 })
