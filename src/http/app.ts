@@ -7,6 +7,7 @@ import type { Context } from 'hono'
 import type { EnvelopeEngine } from '../core/engine.js'
 import { type AuditSink, nullAuditSink } from './audit.js'
 import type { Authenticator } from './auth.js'
+import { BodyBudget, DEFAULT_BODY_BUDGET_FACTOR } from './body.js'
 import { header } from './headers.js'
 import { correlationIdOf, mountKeyProtect } from './keyprotect/index.js'
 import { errorBody, type WireOptions } from './keyprotect/wire.js'
@@ -17,6 +18,11 @@ export interface HttpAppOptions {
   readonly auth: Authenticator
   /** Largest accepted request body in bytes (default 64 KiB); larger bodies get 413. */
   readonly bodyLimitBytes?: number
+  /**
+   * Request body bytes in flight at once on this listener (default 64 × bodyLimitBytes); a body that does
+   * not fit is refused with 503 SERVICE_UNAVAILABLE_ERR and `Retry-After: 1` without being read.
+   */
+  readonly maxInFlightBodyBytes?: number
   /** Per-instance, per-endpoint rate limit (default 10,000 requests per second). */
   readonly rateLimit?: RateLimitConfig
   /** Where audit events go; `envelope-kms serve` uses `pinoAuditSink`. Default: dropped. */
@@ -53,6 +59,7 @@ export function createHttpApp(o: HttpAppOptions): HttpApp {
     engine: o.engine,
     auth: o.auth,
     bodyLimitBytes: limitBytes,
+    bodyBudget: new BodyBudget(o.maxInFlightBodyBytes ?? DEFAULT_BODY_BUDGET_FACTOR * limitBytes),
     inFlight,
     limiter: new FixedWindowLimiter(o.rateLimit ?? { requests: 10_000, windowMs: 1000 }),
     audit: o.audit ?? nullAuditSink,

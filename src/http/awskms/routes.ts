@@ -8,6 +8,13 @@ import { Hono, type Context } from 'hono'
 import type { Logger } from 'pino'
 import type { EnvelopeEngine } from '../../core/engine.js'
 import { EngineError } from '../../core/errors.js'
+import {
+  BodyBudget,
+  BodyBudgetError,
+  BodyTooLargeError,
+  DEFAULT_BODY_BUDGET_FACTOR,
+  readCappedBody,
+} from '../body.js'
 import { AWS_KMS_ERRORS, clientMessage } from '../errors.js'
 import { AwsError, CONTENT_TYPE, type Handler, type Json, type OpContext } from './operation.js'
 import * as aliases from './operations/aliases.js'
@@ -15,7 +22,7 @@ import * as crypto from './operations/crypto.js'
 import * as keys from './operations/keys.js'
 import * as rotation from './operations/rotation.js'
 import * as tags from './operations/tags.js'
-import { SigV4Error, verifySigV4, type AwsKmsCredential } from './sigv4.js'
+import { checkSigV4Headers, SigV4Error, verifySigV4Signature, type AwsKmsCredential } from './sigv4.js'
 import { accountIdOf } from './translate.js'
 
 /** Options of {@link createAwsKmsApp}. */
@@ -30,8 +37,13 @@ export interface AwsKmsAppOptions {
   readonly clock?: { now(): number }
   /** Largest accepted signature clock skew (default 5 minutes, as AWS). */
   readonly maxSkewMs?: number
-  /** Largest request body in bytes (default 64 KiB). */
+  /** Largest request body in bytes (default 64 KiB); larger ones get 413 RequestEntityTooLargeException. */
   readonly maxBodyBytes?: number
+  /**
+   * Request body bytes in flight at once on this listener (default 64 × maxBodyBytes). A body that does not
+   * fit (its Content-Length, or maxBodyBytes when chunked) is refused unread with ThrottlingException.
+   */
+  readonly maxInFlightBodyBytes?: number
   /** Request log (operation, status, error type; never bodies, keys or signatures). */
   readonly logger?: Pick<Logger, 'info' | 'warn' | 'error'>
   /**
@@ -93,6 +105,7 @@ export function createAwsKmsApp(options: AwsKmsAppOptions): Hono {
   const clock = options.clock ?? { now: () => Date.now() }
   const maxSkewMs = options.maxSkewMs ?? 5 * 60_000
   const maxBody = options.maxBodyBytes ?? 64 * 1024
+  const budget = new BodyBudget(options.maxInFlightBodyBytes ?? DEFAULT_BODY_BUDGET_FACTOR * maxBody)
   const log = options.logger
   const app = new Hono()
 
@@ -101,20 +114,35 @@ export function createAwsKmsApp(options: AwsKmsAppOptions): Hono {
     const op = target.startsWith('TrentService.') ? target.slice('TrentService.'.length) : ''
     let status = 200
     let type: string | undefined
+    let bodyRead = false
     try {
-      const declared = Number(c.req.header('content-length') ?? '0')
-      if (declared > maxBody)
-        throw new AwsError('RequestEntityTooLargeException', `request body exceeds ${maxBody} bytes`, 413)
-      const raw = await c.req.arrayBuffer()
-      if (raw.byteLength > maxBody)
-        throw new AwsError('RequestEntityTooLargeException', `request body exceeds ${maxBody} bytes`, 413)
-      const body = Buffer.from(raw).toString('utf8')
-      const url = new URL(c.req.url)
       const headers = new Map<string, string>()
       c.req.raw.headers.forEach((v, k) => headers.set(k.toLowerCase(), v))
-      const cred = await verifySigV4(
+      // Who is asking, before the body is read: a missing or malformed Authorization, an unknown access
+      // key, a bad scope or date, or SignedHeaders without the required four are refused here, unread.
+      const sigOptions = { credentials, region: options.region, service: 'kms', now: clock.now(), maxSkewMs }
+      const pre = checkSigV4Headers(headers, sigOptions)
+      let raw: Buffer
+      try {
+        raw = await readCappedBody(c, maxBody, budget)
+      } catch (err) {
+        if (err instanceof BodyTooLargeError) {
+          throw new AwsError('RequestEntityTooLargeException', `request body exceeds ${maxBody} bytes`, 413)
+        }
+        if (err instanceof BodyBudgetError) {
+          // AWS's own throttling error (400, as AWS KMS answers it and as `throttle` below does): the SDKs
+          // recognise it by name and retry with backoff. Nothing of the body was read.
+          throw new AwsError('ThrottlingException', 'Too many request bodies in flight; retry later.')
+        }
+        throw err
+      }
+      bodyRead = true
+      const body = raw.toString('utf8')
+      const url = new URL(c.req.url)
+      // The signature covers the body hash, so it is checked once the (capped) body is in.
+      const cred = await verifySigV4Signature(
         { method: 'POST', path: url.pathname, query: url.searchParams, headers, body },
-        { credentials, region: options.region, service: 'kms', now: clock.now(), maxSkewMs },
+        pre,
       )
       const handler = Object.hasOwn(OPERATIONS, op) ? OPERATIONS[op] : undefined
       if (handler === undefined)
@@ -158,7 +186,11 @@ export function createAwsKmsApp(options: AwsKmsAppOptions): Hono {
         message = 'The service failed to process the request; retry later.'
         log?.error({ op, err: err instanceof Error ? err.name : typeof err }, 'aws-kms request failed')
       }
-      return reply(c, status, { __type: type, message })
+      const res = reply(c, status, { __type: type, message })
+      // Refused before its body was read (or part way): close the connection rather than let it carry
+      // the rest of the upload.
+      if (!bodyRead) res.headers.set('connection', 'close')
+      return res
     } finally {
       log?.info({ op, status, ...(type === undefined ? {} : { error: type }) }, 'aws-kms request')
     }

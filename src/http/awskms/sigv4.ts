@@ -66,21 +66,45 @@ export interface SignedRequest {
   readonly body: string
 }
 
+/** What the signature covers apart from the body: found by {@link checkSigV4Headers} before the body is read. */
+export interface SigV4Header {
+  readonly credential: AwsKmsCredential
+  readonly region: string
+  readonly service: string
+  readonly signingDate: Date
+  /** The signed headers, lower-case, as the client listed them. */
+  readonly signed: readonly string[]
+  readonly signature: string
+}
+
 /**
- * Verifies a request's SigV4 signature and returns the credential that signed it.
+ * Headers every request must sign. `x-amz-target` names the operation and `content-type` its encoding: a
+ * signature that leaves either out could be replayed as another operation (a captured DescribeKey sent
+ * as ScheduleKeyDeletion). The AWS SDKs sign all four.
+ */
+export const REQUIRED_SIGNED_HEADERS: readonly string[] = [
+  'host',
+  'x-amz-date',
+  'x-amz-target',
+  'content-type',
+]
+
+export interface SigV4Options {
+  readonly credentials: ReadonlyMap<string, AwsKmsCredential>
+  readonly region: string
+  readonly service: string
+  readonly now: number
+  readonly maxSkewMs: number
+}
+
+/**
+ * Every check that needs no body: the Authorization header's form, the access key, scope, date and skew,
+ * and the signed-header list. Run it before reading the body, so that anonymous or unknown clients are
+ * refused without their upload being read.
  * @throws SigV4Error with the AWS error type the SDK expects
  */
-export async function verifySigV4(
-  req: SignedRequest,
-  options: {
-    readonly credentials: ReadonlyMap<string, AwsKmsCredential>
-    readonly region: string
-    readonly service: string
-    readonly now: number
-    readonly maxSkewMs: number
-  },
-): Promise<AwsKmsCredential> {
-  const auth = req.headers.get('authorization')
+export function checkSigV4Headers(headers: ReadonlyMap<string, string>, options: SigV4Options): SigV4Header {
+  const auth = headers.get('authorization')
   if (auth === undefined) {
     throw new SigV4Error('MissingAuthenticationTokenException', 'Missing Authentication Token')
   }
@@ -111,7 +135,7 @@ export async function verifySigV4(
       `Credential should be scoped to correct service: '${options.service}'.`,
     )
   }
-  const amzDate = req.headers.get('x-amz-date')
+  const amzDate = headers.get('x-amz-date')
   const d = amzDate === undefined ? null : AMZ_DATE_RE.exec(amzDate)
   if (amzDate === undefined || d === null) {
     throw new SigV4Error('IncompleteSignatureException', 'X-Amz-Date header is missing or malformed')
@@ -131,21 +155,49 @@ export async function verifySigV4(
     )
   }
   const signed = signedList.split(';')
-  if (!signed.includes('host') || !signed.includes('x-amz-date')) {
-    throw new SigV4Error('InvalidSignatureException', 'SignedHeaders must include host and x-amz-date')
+  const missing = REQUIRED_SIGNED_HEADERS.filter((h) => !signed.includes(h))
+  if (missing.length > 0) {
+    throw new SigV4Error(
+      'InvalidSignatureException',
+      `SignedHeaders must include ${REQUIRED_SIGNED_HEADERS.join(', ')}; missing: ${missing.join(', ')}`,
+    )
   }
-  const headers: Record<string, string> = {}
   for (const h of signed) {
+    if (!headers.has(h)) throw new SigV4Error('InvalidSignatureException', `Signed header ${h} is missing`)
+  }
+  return { credential: cred, region, service, signingDate, signed, signature }
+}
+
+/**
+ * Checks the signature itself over the request and its body, after {@link checkSigV4Headers}.
+ * @throws SigV4Error InvalidSignatureException
+ */
+export async function verifySigV4Signature(req: SignedRequest, pre: SigV4Header): Promise<AwsKmsCredential> {
+  const headers: Record<string, string> = {}
+  for (const h of pre.signed) {
     const v = req.headers.get(h)
     if (v === undefined) throw new SigV4Error('InvalidSignatureException', `Signed header ${h} is missing`)
     headers[h] = v
   }
+  // The signer takes a client's x-amz-content-sha256 as the payload hash without hashing the body: hold
+  // the header to the body actually received, or a captured request could carry another body.
+  const declaredHash = headers['x-amz-content-sha256']
+  if (declaredHash !== undefined) {
+    const actual = createHash('sha256').update(req.body, 'utf8').digest('hex')
+    if (declaredHash !== actual) {
+      throw new SigV4Error(
+        'InvalidSignatureException',
+        'The provided x-amz-content-sha256 header does not match what was computed.',
+      )
+    }
+  }
   const query: Record<string, string> = {}
   for (const [k, v] of req.query) query[k] = v
+  const cred = pre.credential
   const signer = new SignatureV4({
     credentials: { accessKeyId: cred.accessKeyId, secretAccessKey: cred.secretAccessKey },
-    region,
-    service,
+    region: pre.region,
+    service: pre.service,
     sha256: NodeSha256,
     applyChecksum: false,
   })
@@ -159,11 +211,11 @@ export async function verifySigV4(
       headers,
       body: req.body,
     }),
-    { signingDate, signableHeaders: new Set(signed) },
+    { signingDate: pre.signingDate, signableHeaders: new Set(pre.signed) },
   )
   const expected = /Signature=([0-9a-f]{64})$/.exec(out.headers['authorization'] ?? '')?.[1] ?? ''
   const a = Buffer.from(expected, 'hex')
-  const b = Buffer.from(signature, 'hex')
+  const b = Buffer.from(pre.signature, 'hex')
   if (a.length !== 32 || b.length !== 32 || !timingSafeEqual(a, b)) {
     throw new SigV4Error(
       'InvalidSignatureException',
@@ -171,4 +223,13 @@ export async function verifySigV4(
     )
   }
   return cred
+}
+
+/**
+ * Verifies a request's SigV4 signature and returns the credential that signed it
+ * ({@link checkSigV4Headers} then {@link verifySigV4Signature}).
+ * @throws SigV4Error with the AWS error type the SDK expects
+ */
+export async function verifySigV4(req: SignedRequest, options: SigV4Options): Promise<AwsKmsCredential> {
+  return verifySigV4Signature(req, checkSigV4Headers(req.headers, options))
 }

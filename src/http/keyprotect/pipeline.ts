@@ -10,6 +10,7 @@ import type { EnvelopeEngine } from '../../core/engine.js'
 import { EngineError, isEngineError } from '../../core/errors.js'
 import type { AuditSink } from '../audit.js'
 import { allowed, AuthError, type Authenticator, type Principal } from '../auth.js'
+import type { BodyBudget } from '../body.js'
 import { wireOf } from '../errors.js'
 import { header } from '../headers.js'
 import type { FixedWindowLimiter } from '../rate-limit.js'
@@ -22,6 +23,8 @@ export interface KeyProtectOptions {
   readonly auth: Authenticator
   /** Largest accepted request body in bytes; larger bodies get 413 BODY_TOO_LARGE_ERR. */
   readonly bodyLimitBytes: number
+  /** Body bytes in flight on this listener (shared by its routes); past it, 503 SERVICE_UNAVAILABLE_ERR. */
+  readonly bodyBudget?: BodyBudget
   /** Requests being served, for graceful draining (shared with the app). */
   readonly inFlight?: { n: number }
   readonly limiter: FixedWindowLimiter
@@ -157,7 +160,7 @@ export function register(app: OpenAPIHono, def: RouteDef, o: KeyProtectOptions):
       >
       let body: unknown
       if (def.body !== undefined) {
-        const text = await readBody(c, o.bodyLimitBytes)
+        const text = await readBody(c, o.bodyLimitBytes, o.bodyBudget)
         if (text.trim().length > 0) {
           let parsed: unknown
           try {

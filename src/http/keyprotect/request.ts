@@ -3,13 +3,18 @@
  * validation with Key Protect's error shapes, key-name normalisation, the body reader, query-string
  * scalars, and the key-ring check of `X-Kms-Key-Ring`.
  */
-import type { IncomingMessage } from 'node:http'
 import type { z } from '@hono/zod-openapi'
 import type { Context } from 'hono'
 import type { KeyPoliciesInput } from '../../core/engine.js'
 import type { Principal } from '../auth.js'
+import {
+  BODY_REFUSED_HEADERS,
+  BodyBudgetError,
+  BodyTooLargeError,
+  readCappedBody,
+  type BodyBudget,
+} from '../body.js'
 import type { WireCode } from '../errors.js'
-import { header } from '../headers.js'
 import type { WireTarget } from './wire.js'
 
 /** An error the HTTP layer raises itself, already in wire terms. */
@@ -180,45 +185,31 @@ export function policiesInput(
 }
 
 /**
- * The request body as text, refused past `limit` bytes (by Content-Length up front, or while reading).
- * Reads Node's IncomingMessage directly when served by @hono/node-server (no web-stream conversion).
+ * The request body as text, refused past `limit` bytes (by Content-Length up front, or while reading: see
+ * {@link readCappedBody}), and admitted against the listener's `budget` of body bytes in flight.
  */
-export async function readBody(c: Context, limit: number): Promise<string> {
-  const tooLarge = (): HttpProblem =>
-    new HttpProblem(413, 'BODY_TOO_LARGE_ERR', `The request body exceeds ${limit} bytes.`)
-  const declared = Number(header(c, 'content-length') ?? Number.NaN)
-  if (declared > limit) throw tooLarge()
-  const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming
-  if (incoming === undefined) {
-    const buf = Buffer.from(await c.req.arrayBuffer())
-    if (buf.length > limit) throw tooLarge()
-    return buf.toString('utf8')
+export async function readBody(c: Context, limit: number, budget?: BodyBudget): Promise<string> {
+  try {
+    return (await readCappedBody(c, limit, budget)).toString('utf8')
+  } catch (err) {
+    if (err instanceof BodyTooLargeError) {
+      throw new HttpProblem(
+        413,
+        'BODY_TOO_LARGE_ERR',
+        `The request body exceeds ${limit} bytes.`,
+        undefined,
+        BODY_REFUSED_HEADERS,
+      )
+    }
+    if (err instanceof BodyBudgetError) {
+      throw new HttpProblem(
+        503,
+        'SERVICE_UNAVAILABLE_ERR',
+        'Too many request bodies in flight; retry later.',
+        undefined,
+        { 'Retry-After': '1', ...BODY_REFUSED_HEADERS },
+      )
+    }
+    throw err
   }
-  // The whole body usually arrived with the headers: Node's parser has already buffered all of it (the
-  // message is complete, or the buffer holds the declared Content-Length) before this runs. Take it in one
-  // read() instead of an async iterator: the same bytes, and the stream still ends as before.
-  if (
-    (incoming.complete || incoming.readableLength === declared) &&
-    !incoming.destroyed &&
-    incoming.readableFlowing !== true &&
-    !incoming.readableObjectMode &&
-    incoming.readableEncoding === null &&
-    incoming.readableLength <= limit
-  ) {
-    const all = incoming.read() as Buffer | null
-    // Let the stream run to its end as the iterator would (otherwise @hono/node-server drains it later,
-    // with two timers per request).
-    incoming.resume()
-    return all === null ? '' : all.toString('utf8')
-  }
-  const chunks: Buffer[] = []
-  let size = 0
-  for await (const chunk of incoming as AsyncIterable<Buffer>) {
-    size += chunk.length
-    if (size > limit) throw tooLarge()
-    chunks.push(chunk)
-  }
-  return chunks.length === 1
-    ? (chunks[0] ?? Buffer.alloc(0)).toString('utf8')
-    : Buffer.concat(chunks).toString('utf8')
 }
