@@ -1,6 +1,7 @@
 /**
  * Bearer-token authentication for the HTTP APIs: JWTs (HS256 shared secret, RS256/ES256 public keys or a
- * JWKS file; `exp`/`nbf`/`iss`/`aud` checked by jose) and static API keys for development. A token maps to
+ * JWKS file; `exp`/`nbf`/`iss`/`aud` checked by jose; canonical base64url segments, integer NumericDates and
+ * a maximum lifetime checked here) and static API keys for development. A token maps to
  * a subject, the instances it may use and the IAM actions it may perform (`kms.secrets.wrap`, ...).
  * Tokens are never logged; API keys are kept only as SHA-256 digests.
  */
@@ -53,7 +54,17 @@ export interface JwtConfig {
   readonly actionsClaim?: string
   /** Allowed clock skew for exp/nbf, seconds (default 30). */
   readonly clockToleranceSec?: number
+  /**
+   * Longest accepted token lifetime, seconds (default 86,400 = 24 h; 1 to {@link MAX_JWT_LIFETIME_LIMIT_S}):
+   * `exp - iat` may not exceed it, and `exp - now` may not exceed it plus the clock tolerance.
+   */
+  readonly maxLifetimeSec?: number
 }
+
+/** Default of {@link JwtConfig.maxLifetimeSec}: 24 hours. */
+export const DEFAULT_JWT_MAX_LIFETIME_S = 86_400
+/** Largest value {@link JwtConfig.maxLifetimeSec} may be set to: 366 days. */
+export const MAX_JWT_LIFETIME_LIMIT_S = 366 * 86_400
 
 export interface AuthConfig {
   readonly apiKeys?: readonly ApiKeyConfig[]
@@ -168,7 +179,41 @@ export function createAuthenticator(config: AuthConfig): Authenticator {
   }
 }
 
+const BASE64URL = /^[A-Za-z0-9_-]*$/
+
+/**
+ * True when `token` is three segments of canonical unpadded base64url: no `=`, `+`, `/` or whitespace, and
+ * re-encoding the decoded bytes gives the same text (so no non-zero trailing bits and no impossible length).
+ * jose's decoder is lenient; without this check one signed token has many accepted spellings.
+ */
+function canonicalCompact(token: string): boolean {
+  const parts = token.split('.')
+  if (parts.length !== 3) return false
+  for (const p of parts) {
+    if (!BASE64URL.test(p) || Buffer.from(p, 'base64url').toString('base64url') !== p) return false
+  }
+  return true
+}
+
+/** The NumericDate claim `claim` (RFC 7519 §2: here a non-negative safe integer), or undefined if absent. */
+function numericDate(payload: JWTPayload, claim: 'exp' | 'iat' | 'nbf'): number | undefined {
+  const v: unknown = payload[claim]
+  if (v === undefined) return undefined
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) {
+    throw new AuthError(`token ${claim} is not an integer NumericDate`)
+  }
+  return v
+}
+
 function jwtVerifier(c: JwtConfig): (token: string) => Promise<Principal> {
+  const maxLifetime = c.maxLifetimeSec ?? DEFAULT_JWT_MAX_LIFETIME_S
+  if (!Number.isInteger(maxLifetime) || maxLifetime < 1 || maxLifetime > MAX_JWT_LIFETIME_LIMIT_S) {
+    throw new EngineError(
+      'CONFIG_INVALID',
+      `auth.jwt.maxLifetimeSec: must be an integer from 1 to ${MAX_JWT_LIFETIME_LIMIT_S} (seconds)`,
+    )
+  }
+  const tolerance = c.clockToleranceSec ?? 30
   let secret: KeyObject | undefined
   const rawSecret =
     c.hs256Secret ??
@@ -207,20 +252,31 @@ function jwtVerifier(c: JwtConfig): (token: string) => Promise<Principal> {
   const options = {
     ...(c.issuer === undefined ? {} : { issuer: c.issuer }),
     ...(c.audience === undefined ? {} : { audience: c.audience }),
-    clockTolerance: c.clockToleranceSec ?? 30,
+    clockTolerance: tolerance,
     requiredClaims: ['exp', 'sub'],
   }
   const instancesClaim = c.instancesClaim ?? 'instances'
   const actionsClaim = c.actionsClaim ?? 'actions'
   const toPrincipal = (payload: JWTPayload): Principal => {
+    // jose accepts any JSON number (1e300, 1.5e9 + 0.5) for the NumericDates and sets no upper bound on exp.
+    const exp = numericDate(payload, 'exp')
+    const iat = numericDate(payload, 'iat')
+    numericDate(payload, 'nbf')
+    if (exp === undefined) throw new AuthError('token lacks exp')
+    if (iat !== undefined && exp - iat > maxLifetime)
+      throw new AuthError('token lifetime exceeds the maximum')
+    if (exp - Math.floor(Date.now() / 1000) > maxLifetime + tolerance) {
+      throw new AuthError('token expires beyond the maximum lifetime')
+    }
     const instances = instancesOf(payload[instancesClaim])
     const actions = actionsOf(payload[actionsClaim])
     if (instances === undefined || actions === undefined || typeof payload.sub !== 'string') {
       throw new AuthError(`token lacks ${instancesClaim}/${actionsClaim}/sub claims`)
     }
-    return { subject: payload.sub, instances, actions, expiresAt: payload.exp }
+    return { subject: payload.sub, instances, actions, expiresAt: exp }
   }
   return async (token) => {
+    if (!canonicalCompact(token)) throw new AuthError('JWT rejected (non-canonical encoding)')
     const attempts: (() => Promise<{ payload: JWTPayload }>)[] = []
     if (secret !== undefined) {
       const s = secret

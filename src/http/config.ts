@@ -10,6 +10,7 @@
  * | EKMS_HTTP_BODY_LIMIT | largest request body, bytes | `65536` |
  * | EKMS_HTTP_RATE_LIMIT | requests per second per instance and endpoint (`0` = off) | `10000` |
  * | EKMS_AUTH_FILE | JSON {@link AuthConfig}: API keys and/or JWT settings | none: a development API key is generated (loopback only) |
+ * | EKMS_JWT_MAX_LIFETIME_S | longest accepted JWT lifetime, seconds (1 to 366 days); overrides `jwt.maxLifetimeSec` of the auth file | `86400` (24 h) |
  * | EKMS_AUDIT_LOG | audit JSON-lines file, or `-` for stdout | `-` |
  * | EKMS_AUDIT_SYNC | `1`: write every audit line before answering (default: batches of 64 KiB or 200 ms) | off |
  * | EKMS_ROTATION_INTERVAL_MS | time between automatic-rotation passes | `3600000` |
@@ -20,7 +21,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { EngineError } from '../core/errors.js'
-import type { AuthConfig } from './auth.js'
+import { MAX_JWT_LIFETIME_LIMIT_S, type AuthConfig } from './auth.js'
 import type { AwsKmsCredential } from './awskms/sigv4.js'
 import type { ListenOptions } from './server.js'
 
@@ -28,8 +29,10 @@ export interface HttpConfig {
   readonly listen: ListenOptions
   readonly bodyLimitBytes: number
   readonly rateLimitPerSecond: number
-  /** Undefined: no auth file given. */
+  /** Undefined: no auth file given. Its `jwt.maxLifetimeSec` is EKMS_JWT_MAX_LIFETIME_S when that is set. */
   readonly auth: AuthConfig | undefined
+  /** EKMS_JWT_MAX_LIFETIME_S, validated; undefined when unset (the auth file's value or 24 h applies). */
+  readonly jwtMaxLifetimeSec: number | undefined
   readonly auditLog: string
   /** Write each audit line synchronously (no batching). */
   readonly auditSync: boolean
@@ -70,6 +73,15 @@ export function loadHttpConfig(env: NodeJS.ProcessEnv = process.env): HttpConfig
     if (typeof auth !== 'object' || auth === null) {
       throw new EngineError('CONFIG_INVALID', 'EKMS_AUTH_FILE: must hold an object')
     }
+  }
+  // Validated even without an auth file, so that a typo is a startup error rather than silently ignored.
+  const rawLifetime = env['EKMS_JWT_MAX_LIFETIME_S']
+  const jwtMaxLifetimeSec =
+    rawLifetime === undefined || rawLifetime === ''
+      ? undefined
+      : intVar(env, 'EKMS_JWT_MAX_LIFETIME_S', 0, 1, MAX_JWT_LIFETIME_LIMIT_S)
+  if (jwtMaxLifetimeSec !== undefined && auth?.jwt !== undefined) {
+    auth = { ...auth, jwt: { ...auth.jwt, maxLifetimeSec: jwtMaxLifetimeSec } }
   }
   let awsKms: HttpConfig['awsKms']
   const awsFile = env['EKMS_AWSKMS_CREDENTIALS_FILE']
@@ -120,6 +132,7 @@ export function loadHttpConfig(env: NodeJS.ProcessEnv = process.env): HttpConfig
     bodyLimitBytes: intVar(env, 'EKMS_HTTP_BODY_LIMIT', 65_536, 1024, 64 * 1024 * 1024),
     rateLimitPerSecond: intVar(env, 'EKMS_HTTP_RATE_LIMIT', 10_000, 0, 1_000_000_000),
     auth,
+    jwtMaxLifetimeSec,
     auditLog: env['EKMS_AUDIT_LOG'] ?? '-',
     auditSync: env['EKMS_AUDIT_SYNC'] === '1',
     rotationIntervalMs: intVar(env, 'EKMS_ROTATION_INTERVAL_MS', 3_600_000, 1000, 2 ** 31 - 1),

@@ -39,17 +39,25 @@ afterAll(async () => {
 
 async function jwt(
   claims: Record<string, unknown>,
-  o: { exp?: number; iss?: string; aud?: string; secret?: string } = {},
+  o: { exp?: number | null; iat?: number | null; iss?: string; aud?: string; secret?: string } = {},
 ): Promise<string> {
   const now = Math.floor(Date.now() / 1000)
-  return new SignJWT(claims)
+  const b = new SignJWT(claims)
     .setProtectedHeader({ alg: 'HS256' })
     .setSubject('jwt-user')
-    .setIssuedAt(now)
     .setIssuer(o.iss ?? 'https://issuer.test')
     .setAudience(o.aud ?? 'envelope-kms')
-    .setExpirationTime(o.exp ?? now + 600)
-    .sign(new TextEncoder().encode(o.secret ?? HS256_SECRET))
+  // null: leave the claim out.
+  if (o.iat !== null) b.setIssuedAt(o.iat ?? now)
+  if (o.exp !== null) b.setExpirationTime(o.exp ?? now + 600)
+  return b.sign(new TextEncoder().encode(o.secret ?? HS256_SECRET))
+}
+
+/** Expects `token` to get the API's 401 for a bad token on a read it would otherwise be allowed. */
+async function expect401(token: string): Promise<void> {
+  const r = await kp(s, 'GET', `/keys/${rootId}`, { token })
+  expect(r.status).toBe(401)
+  expectEnvelope(r.json, 401, 'UNAUTHORIZED_ERR')
 }
 
 function expectEnvelope(json: any, status: number, code: string): void {
@@ -339,6 +347,63 @@ describe('authentication and tenancy', () => {
       expect(r.status).toBe(401)
       expectEnvelope(r.json, 401, 'UNAUTHORIZED_ERR')
     }
+  })
+
+  const reader = { instances: [INSTANCE_A], actions: ['kms.secrets.*'] }
+  const DAY = 86_400 // the default maximum JWT lifetime (EKMS_JWT_MAX_LIFETIME_S)
+
+  it('JWT: a signature with trailing = (or other non-canonical base64url) is 401', async () => {
+    const good = await jwt(reader)
+    expect((await kp(s, 'GET', `/keys/${rootId}`, { token: good })).status).toBe(200)
+    const [h, p, sig] = good.split('.') as [string, string, string]
+    // HS256: 32 bytes in 43 characters, so the last one carries 2 unused bits, which must be zero.
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
+    const last = alphabet[alphabet.indexOf(sig.slice(-1)) ^ 1] ?? ''
+    const variants = [
+      `${good}=`,
+      `${good}==`,
+      `${h}.${p}.${sig.slice(0, -1)}${last}`,
+      `${h}=.${p}.${sig}`,
+      `${h}.${p}=.${sig}`,
+    ]
+    for (const token of variants) await expect401(token)
+  })
+
+  it('JWT: exp = 1e300 is 401', async () => {
+    await expect401(await jwt(reader, { exp: 1e300 }))
+  })
+
+  it('JWT: a non-integer exp, iat or nbf is 401', async () => {
+    const now = Math.floor(Date.now() / 1000)
+    await expect401(await jwt(reader, { exp: now + 600.5 }))
+    await expect401(await jwt(reader, { iat: now + 0.5 }))
+    const nbf = await new SignJWT(reader)
+      .setProtectedHeader({ alg: 'HS256' })
+      .setSubject('jwt-user')
+      .setIssuer('https://issuer.test')
+      .setAudience('envelope-kms')
+      .setIssuedAt(now)
+      .setNotBefore(now - 0.5)
+      .setExpirationTime(now + 600)
+      .sign(new TextEncoder().encode(HS256_SECRET))
+    await expect401(nbf)
+  })
+
+  it('JWT: a lifetime over the maximum (24 h by default) is 401; one just under it passes', async () => {
+    const now = Math.floor(Date.now() / 1000)
+    await expect401(await jwt(reader, { iat: now, exp: now + DAY + 1 }))
+    // Without iat the lifetime is exp - now (plus the 30 s clock tolerance).
+    await expect401(await jwt(reader, { iat: null, exp: now + DAY + 120 }))
+    // An iat in the future does not stretch it either.
+    await expect401(await jwt(reader, { iat: now + DAY, exp: now + 2 * DAY }))
+    const under = await jwt(reader, { iat: now, exp: now + DAY - 1 })
+    expect((await kp(s, 'GET', `/keys/${rootId}`, { token: under })).status).toBe(200)
+    const underNoIat = await jwt(reader, { iat: null, exp: now + DAY - 1 })
+    expect((await kp(s, 'GET', `/keys/${rootId}`, { token: underNoIat })).status).toBe(200)
+  })
+
+  it('JWT: a token without exp is 401', async () => {
+    await expect401(await jwt(reader, { exp: null }))
   })
 
   it('a token for instance A gets the same 401 for anything of instance B, existing or not', async () => {
