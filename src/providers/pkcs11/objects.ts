@@ -4,7 +4,7 @@
  *
  * The scheme is frozen (REDESIGN §8.4): each version is an AES token object, CKA_SENSITIVE=true,
  * CKA_EXTRACTABLE=false, usable only for encrypt/decrypt with the profile's AES-GCM mechanism
- * (CKA_ALLOWED_MECHANISMS, since 0.2.x: objects made before carry none), found by a random 16-byte CKA_ID (the `ref` kept
+ * (CKA_ALLOWED_MECHANISMS; objects made by earlier builds carry none), found by a random 16-byte CKA_ID (the `ref` kept
  * in the catalog, as 32 hex digits) and labelled `ekms/v1/<catalogId>/<keyId>/<version>` so that
  * reconciliation can tell whose it is. A stored catalog points at these objects: changing any of it orphans
  * every existing root key.
@@ -31,7 +31,7 @@ export interface Pkcs11ObjectAttributes {
   readonly copyable: boolean
   /**
    * CKA_ALLOWED_MECHANISMS: the only mechanisms the device lets this key be used with. Empty when the object
-   * has none (any mechanism its flags permit: root keys made before 0.2.x) or the device lacks the attribute.
+   * has none (any mechanism its flags permit: root keys made by earlier builds) or the device lacks the attribute.
    */
   readonly allowedMechanisms: readonly number[]
   readonly valueLen: number

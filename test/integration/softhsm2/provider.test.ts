@@ -338,4 +338,44 @@ describe('root key versions are restricted to the profile AES-GCM (review findin
     await p.destroyVersion(ref)
     await p.close()
   })
+
+  it('a version made by an earlier build (no mechanism list) still works; its new session copy is non-modifiable', async () => {
+    const p = await openProvider()
+    const { p11, s, find } = attacker()
+    const id = Buffer.alloc(16, 0xab)
+    const ref = id.toString('hex')
+    // The template of earlier builds: no CKA_ALLOWED_MECHANISMS, modifiable.
+    p11.C_GenerateKey(s, { mechanism: js.CKM_AES_KEY_GEN }, [
+      { type: js.CKA_CLASS, value: js.CKO_SECRET_KEY },
+      { type: js.CKA_KEY_TYPE, value: js.CKK_AES },
+      { type: js.CKA_TOKEN, value: true },
+      { type: js.CKA_PRIVATE, value: true },
+      { type: js.CKA_SENSITIVE, value: true },
+      { type: js.CKA_EXTRACTABLE, value: false },
+      { type: js.CKA_ENCRYPT, value: true },
+      { type: js.CKA_DECRYPT, value: true },
+      { type: js.CKA_DERIVE, value: false },
+      { type: js.CKA_LABEL, value: `ekms/v1/${CATALOG}/00000000-0000-4000-8000-000000000014/1` },
+      { type: js.CKA_ID, value: id },
+      { type: js.CKA_VALUE_LEN, value: 32 },
+    ])
+    await roundTrip(p, ref)
+    expect(await p.inspectVersion(ref)).toMatchObject({ allowedMechanisms: [], modifiable: true })
+    expect(await p.inspectSessionCopy(ref)).toMatchObject({ allowedMechanisms: [], modifiable: false })
+    const copy = find(ref, false)
+    expect(rv(() => p11.C_SetAttributeValue(s, copy, [{ type: js.CKA_DERIVE, value: true }]))).not.toBe(
+      'CKR_OK',
+    )
+    // Documented limit (docs/security.md): the old token object cannot be restricted in place.
+    const gcmOnly = Buffer.alloc(8)
+    gcmOnly.writeBigUInt64LE(BigInt(js.CKM_AES_GCM), 0)
+    expect(
+      rv(() =>
+        p11.C_SetAttributeValue(s, find(ref, true), [{ type: js.CKA_ALLOWED_MECHANISMS, value: gcmOnly }]),
+      ),
+    ).toBe('CKR_ATTRIBUTE_READ_ONLY')
+    p11.C_CloseSession(s)
+    await p.destroyVersion(ref)
+    await p.close()
+  })
 })
