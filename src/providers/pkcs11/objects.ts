@@ -3,13 +3,15 @@
  * conventions, object search and attribute read-back, and the cache of key handles per `ref`.
  *
  * The scheme is frozen (REDESIGN §8.4): each version is an AES token object, CKA_SENSITIVE=true,
- * CKA_EXTRACTABLE=false, usable only for encrypt/decrypt, found by a random 16-byte CKA_ID (the `ref` kept
+ * CKA_EXTRACTABLE=false, usable only for encrypt/decrypt with the profile's AES-GCM mechanism
+ * (CKA_ALLOWED_MECHANISMS; objects made by earlier builds carry none), found by a random 16-byte CKA_ID (the `ref` kept
  * in the catalog, as 32 hex digits) and labelled `ekms/v1/<catalogId>/<keyId>/<version>` so that
  * reconciliation can tell whose it is. A stored catalog points at these objects: changing any of it orphans
  * every existing root key.
  */
 import { EngineError } from '../../core/errors.js'
 import type { CreateVersionRequest, ProviderObject } from '../../core/ports.js'
+import { ckrOf } from './errors.js'
 import type { Handle, ModuleEntry, Pkcs11Js } from './module.js'
 
 /** Attributes of a root-key version object, read back from the token. */
@@ -24,6 +26,14 @@ export interface Pkcs11ObjectAttributes {
   readonly decrypt: boolean
   readonly wrap: boolean
   readonly unwrap: boolean
+  readonly derive: boolean
+  readonly modifiable: boolean
+  readonly copyable: boolean
+  /**
+   * CKA_ALLOWED_MECHANISMS: the only mechanisms the device lets this key be used with. Empty when the object
+   * has none (any mechanism its flags permit: root keys made by earlier builds) or the device lacks the attribute.
+   */
+  readonly allowedMechanisms: readonly number[]
   readonly valueLen: number
   readonly label: string
 }
@@ -43,12 +53,46 @@ export function versionLabel(req: CreateVersionRequest): string {
   return `${LABEL_PREFIX}${req.catalogId}/${req.keyId}/${req.version}`
 }
 
+/** Size of a CK_ULONG (CK_MECHANISM_TYPE) in the library's ABI: 4 on Windows (LLP64), 8 elsewhere (LP64). */
+const ULONG_BYTES = process.platform === 'win32' ? 4 : 8
+
 /**
- * The attribute template of a new root-key version, without CKA_VALUE_LEN (generated keys) or CKA_VALUE
- * (imported material), which the caller appends. `createVersion` checks its postcondition (sensitive, not
- * extractable, a token object) by reading the object back.
+ * A CKA_ALLOWED_MECHANISMS value: a CK_MECHANISM_TYPE array. pkcs11js has no array attributes, so it is
+ * passed as the raw bytes of the C array (host byte order, little-endian on every platform we build for).
  */
-export function versionTemplate(js: Pkcs11Js, label: string, id: Buffer): Attribute[] {
+export function mechanismList(mechanisms: readonly number[]): Buffer {
+  const b = Buffer.alloc(mechanisms.length * ULONG_BYTES)
+  mechanisms.forEach((m, i) => b.writeUIntLE(m, i * ULONG_BYTES, Math.min(ULONG_BYTES, 6)))
+  return b
+}
+
+/** Decodes a CKA_ALLOWED_MECHANISMS value read back with C_GetAttributeValue. */
+export function parseMechanismList(b: Buffer | undefined): number[] {
+  const out: number[] = []
+  if (b === undefined) return out
+  for (let i = 0; i + ULONG_BYTES <= b.length; i += ULONG_BYTES) {
+    out.push(ULONG_BYTES === 8 ? Number(b.readBigUInt64LE(i)) : b.readUInt32LE(i))
+  }
+  return out
+}
+
+/**
+ * The attribute template of a new root-key version (generated or imported), without CKA_VALUE_LEN
+ * (generated keys) or CKA_VALUE (imported material), which the caller appends. `createVersion` checks its
+ * postcondition (sensitive, not extractable, a token object, only `mechanism` allowed, no derive) by reading
+ * the object back.
+ *
+ * - CKA_ALLOWED_MECHANISMS = [`mechanism`] (the profile's AES-GCM): raw CKM_AES_ECB/CBC, key derivation and
+ *   key wrapping with this key are refused at C_*Init, whatever its other attributes say. SoftHSM2 2.6
+ *   enforces it and never lets it change after creation, even on a modifiable object or in a copy template.
+ * - CKA_MODIFIABLE stays true: SoftHSM2 2.6 refuses C_CopyObject with any template (even CKA_TOKEN=false)
+ *   on a non-modifiable object (CKR_ATTRIBUTE_READ_ONLY), and the session copies need that template. What
+ *   stays modifiable (CKA_DERIVE, CKA_WRAP, CKA_LABEL, ...) cannot widen its use past AES-GCM; sensitive and
+ *   extractable can only be tightened (PKCS#11). The session copy itself is made non-modifiable.
+ * - CKA_COPYABLE stays true for the same reason; SoftHSM2 2.6 refuses CKA_COPYABLE=false in a copy
+ *   template, so copies stay copyable, but a copy of the (non-modifiable) copy cannot change any attribute.
+ */
+export function versionTemplate(js: Pkcs11Js, label: string, id: Buffer, mechanism: number): Attribute[] {
   return [
     { type: js.CKA_CLASS, value: js.CKO_SECRET_KEY },
     { type: js.CKA_KEY_TYPE, value: js.CKK_AES },
@@ -63,6 +107,9 @@ export function versionTemplate(js: Pkcs11Js, label: string, id: Buffer): Attrib
     { type: js.CKA_SIGN, value: false },
     { type: js.CKA_VERIFY, value: false },
     { type: js.CKA_DERIVE, value: false },
+    { type: js.CKA_ALLOWED_MECHANISMS, value: mechanismList([mechanism]) },
+    { type: js.CKA_MODIFIABLE, value: true },
+    { type: js.CKA_COPYABLE, value: true },
     { type: js.CKA_LABEL, value: label },
     { type: js.CKA_ID, value: id },
   ]
@@ -111,7 +158,11 @@ export function listVersionObjects(js: Pkcs11Js, p11: ModuleEntry['p11'], s: Han
   return out
 }
 
-/** Reads an object's security attributes, its CKA_VALUE_LEN and its label. */
+/**
+ * Reads an object's security attributes, its CKA_VALUE_LEN and its label. CKA_COPYABLE and
+ * CKA_ALLOWED_MECHANISMS (PKCS#11 2.40) are read in a second call, so that a device without them still
+ * answers the first (they then read as copyable and no restriction).
+ */
 export function readAttributes(
   js: Pkcs11Js,
   p11: ModuleEntry['p11'],
@@ -131,6 +182,8 @@ export function readAttributes(
     js.CKA_UNWRAP,
     js.CKA_VALUE_LEN,
     js.CKA_LABEL,
+    js.CKA_DERIVE,
+    js.CKA_MODIFIABLE,
   ]
   const vals = p11.C_GetAttributeValue(
     s,
@@ -139,6 +192,18 @@ export function readAttributes(
   )
   const b = (i: number): boolean => vals[i]?.value?.[0] === 1
   const valueLen = vals[10]?.value
+  let copyable = true
+  let allowedMechanisms: number[] = []
+  try {
+    const [c, m] = p11.C_GetAttributeValue(s, h, [
+      { type: js.CKA_COPYABLE },
+      { type: js.CKA_ALLOWED_MECHANISMS },
+    ])
+    copyable = c?.value?.[0] === 1
+    allowedMechanisms = parseMechanismList(m?.value)
+  } catch (err) {
+    if (ckrOf(err) !== js.CKR_ATTRIBUTE_TYPE_INVALID) throw err // else a pre-2.40 device
+  }
   return {
     token: b(0),
     sensitive: b(1),
@@ -150,6 +215,10 @@ export function readAttributes(
     decrypt: b(7),
     wrap: b(8),
     unwrap: b(9),
+    derive: b(12),
+    modifiable: b(13),
+    copyable,
+    allowedMechanisms,
     valueLen: valueLen === undefined ? 0 : valueLen.readUIntLE(0, Math.min(valueLen.length, 6)),
     label: vals[11]?.value?.toString('utf8') ?? '',
   }
@@ -212,15 +281,29 @@ export class KeyHandles {
     const anchor = this.#sessions.anchor
     if (this.#copy && anchor !== undefined) {
       // The copy is made in the anchor session, which lives as long as the provider: session objects die
-      // with the session that created them.
-      copy = p11.C_CopyObject(anchor, token, [{ type: js.CKA_TOKEN, value: false }])
+      // with the session that created them. Non-modifiable: its CKA_DERIVE, CKA_WRAP... cannot be turned
+      // on, and a copy of it cannot change any attribute (SoftHSM2 refuses any copy template then).
+      // CKA_COPYABLE=false is refused in a copy template by SoftHSM2 2.6, so the copy stays copyable; it
+      // inherits CKA_ALLOWED_MECHANISMS, which no copy template may change.
+      copy = p11.C_CopyObject(anchor, token, [
+        { type: js.CKA_TOKEN, value: false },
+        { type: js.CKA_MODIFIABLE, value: false },
+      ])
       const a = readAttributes(js, p11, s, copy)
-      /* Postcondition: the copy is as protected as the token object. */
-      if (!a.sensitive || a.extractable || a.token) {
+      const t = readAttributes(js, p11, s, token)
+      /* Postcondition: the copy is as protected as the token object, restricted to the same mechanisms. */
+      if (
+        !a.sensitive ||
+        a.extractable ||
+        a.token ||
+        a.modifiable ||
+        a.derive ||
+        a.allowedMechanisms.join() !== t.allowedMechanisms.join()
+      ) {
         p11.C_DestroyObject(anchor, copy)
         throw new EngineError(
           'PROVIDER_ERROR',
-          'pkcs11: session copy of the root key is not sensitive/non-extractable',
+          'pkcs11: session copy of the root key is not sensitive/non-extractable/non-modifiable/restricted',
         )
       }
     }

@@ -140,7 +140,8 @@ export class Pkcs11Provider implements RootKeyProvider {
     const id = rnd.exportCopy() // CKA_ID is not secret
     rnd.zeroize()
     const ref = id.toString('hex')
-    const template = versionTemplate(js, versionLabel(req), id)
+    const gcm = this.profile.mechanisms.aesGcm
+    const template = versionTemplate(js, versionLabel(req), id, gcm)
     const material = req.material
     await this.#guard.op(
       'create root key version',
@@ -169,6 +170,21 @@ export class Pkcs11Provider implements RootKeyProvider {
       throw new EngineError(
         'PROVIDER_ERROR',
         'pkcs11: the token did not keep CKA_SENSITIVE / CKA_EXTRACTABLE as asked',
+      )
+    }
+    /* Postcondition: usable only with the profile's AES-GCM, for encrypt/decrypt, and copyable for the session copy. */
+    if (
+      attrs.allowedMechanisms.length !== 1 ||
+      attrs.allowedMechanisms[0] !== gcm ||
+      attrs.derive ||
+      attrs.wrap ||
+      attrs.unwrap ||
+      !attrs.copyable
+    ) {
+      await this.destroyVersion(ref)
+      throw new EngineError(
+        'PROVIDER_ERROR',
+        'pkcs11: the token did not keep CKA_ALLOWED_MECHANISMS / CKA_DERIVE / CKA_COPYABLE as asked',
       )
     }
     return ref
