@@ -12,6 +12,19 @@ export class BodyTooLargeError extends Error {
   }
 }
 
+/**
+ * The client went away before its body ended (it disconnected mid-upload). Not a server failure: answered
+ * as 499 in logs and audit (nginx's "client closed request"), never as a 5xx.
+ */
+export class ClientAbortError extends Error {
+  constructor() {
+    super('request body: the client closed the connection before the body ended')
+  }
+}
+
+/** HTTP status recorded for a {@link ClientAbortError} (nginx's convention; never sent: the client is gone). */
+export const CLIENT_CLOSED_REQUEST = 499
+
 /** The listener's budget of body bytes in flight is spent; the request was not read. */
 export class BodyBudgetError extends Error {
   constructor() {
@@ -120,11 +133,13 @@ function readIncoming(incoming: IncomingMessage, limit: number): Promise<Buffer>
     }
     const onError = (err: Error): void => {
       done()
-      reject(err)
+      // Node reports a peer that went away mid-body as an 'aborted' ECONNRESET on the request stream.
+      const code = (err as NodeJS.ErrnoException).code
+      reject(code === 'ECONNRESET' || err.message === 'aborted' ? new ClientAbortError() : err)
     }
     const onClose = (): void => {
       done()
-      reject(new Error('request body: connection closed before its end'))
+      reject(new ClientAbortError())
     }
     incoming.on('data', onData)
     incoming.on('end', onEnd)

@@ -14,6 +14,8 @@ import {
   BodyTooLargeError,
   DEFAULT_BODY_BUDGET_FACTOR,
   readCappedBody,
+  ClientAbortError,
+  CLIENT_CLOSED_REQUEST,
 } from '../body.js'
 import { AWS_KMS_ERRORS, clientMessage } from '../errors.js'
 import { AwsError, CONTENT_TYPE, type Handler, type Json, type OpContext } from './operation.js'
@@ -169,6 +171,12 @@ export function createAwsKmsApp(options: AwsKmsAppOptions): Hono {
       }
       return reply(c, 200, await handler(ctx, input as Json))
     } catch (err) {
+      if (err instanceof ClientAbortError) {
+        // The client left mid-body: a client abort, not a service failure (no error log, no 5xx).
+        status = CLIENT_CLOSED_REQUEST
+        type = 'ClientClosedRequest'
+        return new Response(null, { status: CLIENT_CLOSED_REQUEST, headers: { connection: 'close' } })
+      }
       let message: string
       if (err instanceof AwsError || err instanceof SigV4Error) {
         type = err.type

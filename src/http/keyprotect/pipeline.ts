@@ -10,7 +10,7 @@ import type { EnvelopeEngine } from '../../core/engine.js'
 import { EngineError, isEngineError } from '../../core/errors.js'
 import type { AuditSink } from '../audit.js'
 import { allowed, AuthError, type Authenticator, type Principal } from '../auth.js'
-import type { BodyBudget } from '../body.js'
+import { CLIENT_CLOSED_REQUEST, ClientAbortError, type BodyBudget } from '../body.js'
 import { wireOf } from '../errors.js'
 import { header } from '../headers.js'
 import type { FixedWindowLimiter } from '../rate-limit.js'
@@ -194,6 +194,12 @@ export function register(app: OpenAPIHono, def: RouteDef, o: KeyProtectOptions):
       status = res.status
       return res
     } catch (err) {
+      if (err instanceof ClientAbortError) {
+        // The client left mid-body: nothing to answer, nothing failed here (no server-error log).
+        status = CLIENT_CLOSED_REQUEST
+        reason = 'CLIENT_CLOSED_REQUEST'
+        return new Response(null, { status: CLIENT_CLOSED_REQUEST, headers: { connection: 'close' } })
+      }
       // Only the handler raises engine errors (the steps before it raise HttpProblem or AuthError).
       const p =
         pathParam !== undefined && isEngineError(err, 'INVALID_FIELD_ERR')
