@@ -20,6 +20,7 @@
  * | EKMS_AWSKMS_REGION | the region it answers for | `us-east-1` |
  */
 import { readFileSync } from 'node:fs'
+import { z } from 'zod'
 import { EngineError } from '../core/errors.js'
 import { MAX_JWT_LIFETIME_LIMIT_S, type AuthConfig } from './auth.js'
 import type { AwsKmsCredential } from './awskms/sigv4.js'
@@ -54,6 +55,60 @@ function intVar(env: NodeJS.ProcessEnv, name: string, dflt: number, min: number,
   return n
 }
 
+/** EKMS_AUTH_FILE ({@link AuthConfig}), strictly: an unknown key (`apikeys`) is an error, not ignored. */
+const AUTH_FILE = z.strictObject({
+  apiKeys: z
+    .array(
+      z.strictObject({
+        key: z.string().min(1).optional(),
+        keySha256: z.string().min(1).optional(),
+        subject: z.string().min(1),
+        instances: z.union([z.literal('*'), z.array(z.string().min(1))]),
+        actions: z.array(z.string().min(1)),
+      }),
+    )
+    .optional(),
+  jwt: z
+    .strictObject({
+      hs256Secret: z.string().min(1).optional(),
+      hs256SecretFile: z.string().min(1).optional(),
+      publicKeyFiles: z.array(z.string().min(1)).optional(),
+      jwksFile: z.string().min(1).optional(),
+      issuer: z.string().min(1).optional(),
+      audience: z.string().min(1).optional(),
+      instancesClaim: z.string().min(1).optional(),
+      actionsClaim: z.string().min(1).optional(),
+      clockToleranceSec: z.number().optional(),
+      maxLifetimeSec: z.number().optional(),
+    })
+    .optional(),
+})
+
+/** EKMS_AWSKMS_CREDENTIALS_FILE: `[{ accessKeyId, secretAccessKey, instance, accountId? }]`, strictly. */
+const AWS_CREDENTIALS_FILE = z.array(
+  z.strictObject({
+    accessKeyId: z.string().min(1),
+    secretAccessKey: z.string().min(1),
+    instance: z.string().min(1),
+    accountId: z.string().min(1).optional(),
+  }),
+)
+
+/**
+ * `raw` checked against `schema`; every fault at once, each with its path and what was expected (never the
+ * value: these files hold secrets).
+ * @throws EngineError CONFIG_INVALID naming the variable, the file and the paths
+ */
+function strictFile(schema: z.ZodType, raw: unknown, variable: string, file: string): unknown {
+  const parsed = schema.safeParse(raw)
+  // No transforms: what passed is the JSON as read (zod's optional types allow `undefined`, JSON never has it).
+  if (parsed.success) return raw
+  const faults = parsed.error.issues.map(
+    (i) => `${i.path.length === 0 ? '(top level)' : i.path.join('.')}: ${i.message}`,
+  )
+  throw new EngineError('CONFIG_INVALID', `${variable}: ${file}: ${faults.join('; ')}`)
+}
+
 export function loadHttpConfig(env: NodeJS.ProcessEnv = process.env): HttpConfig {
   const cert = env['EKMS_HTTP_TLS_CERT']
   const key = env['EKMS_HTTP_TLS_KEY']
@@ -63,16 +118,15 @@ export function loadHttpConfig(env: NodeJS.ProcessEnv = process.env): HttpConfig
   let auth: AuthConfig | undefined
   const authFile = env['EKMS_AUTH_FILE']
   if (authFile !== undefined && authFile !== '') {
+    let raw: unknown
     try {
-      auth = JSON.parse(readFileSync(authFile, 'utf8')) as AuthConfig
+      raw = JSON.parse(readFileSync(authFile, 'utf8'))
     } catch (err) {
       throw new EngineError('CONFIG_INVALID', `EKMS_AUTH_FILE: ${authFile} is not a readable JSON file`, {
         cause: err,
       })
     }
-    if (typeof auth !== 'object' || auth === null) {
-      throw new EngineError('CONFIG_INVALID', 'EKMS_AUTH_FILE: must hold an object')
-    }
+    auth = strictFile(AUTH_FILE, raw, 'EKMS_AUTH_FILE', authFile) as AuthConfig
   }
   // Validated even without an auth file, so that a typo is a startup error rather than silently ignored.
   const rawLifetime = env['EKMS_JWT_MAX_LIFETIME_S']
@@ -98,26 +152,16 @@ export function loadHttpConfig(env: NodeJS.ProcessEnv = process.env): HttpConfig
         },
       )
     }
-    const ok =
-      Array.isArray(credentials) &&
-      credentials.every(
-        (c: unknown) =>
-          typeof c === 'object' &&
-          c !== null &&
-          typeof (c as Record<string, unknown>)['accessKeyId'] === 'string' &&
-          typeof (c as Record<string, unknown>)['secretAccessKey'] === 'string' &&
-          typeof (c as Record<string, unknown>)['instance'] === 'string',
-      )
-    if (!ok) {
-      throw new EngineError(
-        'CONFIG_INVALID',
-        'EKMS_AWSKMS_CREDENTIALS_FILE: must hold [{accessKeyId, secretAccessKey, instance, accountId?}]',
-      )
-    }
+    const creds = strictFile(
+      AWS_CREDENTIALS_FILE,
+      credentials,
+      'EKMS_AWSKMS_CREDENTIALS_FILE',
+      awsFile,
+    ) as AwsKmsCredential[]
     awsKms = {
       port: intVar(env, 'EKMS_AWSKMS_PORT', 4599, 0, 65535),
       region: env['EKMS_AWSKMS_REGION'] ?? 'us-east-1',
-      credentials: credentials as AwsKmsCredential[],
+      credentials: creds,
     }
   }
   const port = env['EKMS_HTTP_PORT']

@@ -63,3 +63,46 @@ describe('JWT maximum lifetime, configured', () => {
     ).toBe(120)
   })
 })
+
+describe('HTTP configuration files are validated strictly', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ekms-httpcfg-'))
+  const write = (name: string, v: unknown): string => {
+    const f = join(dir, name)
+    writeFileSync(f, JSON.stringify(v))
+    return f
+  }
+
+  it('EKMS_AUTH_FILE with an unknown key (apikeys) or a wrong type is CONFIG_INVALID naming the file and path, never a secret', () => {
+    const typo = write('typo.json', { apikeys: [{ key: 'secret-key-value-123', subject: 'a' }] })
+    const e1 = expectCodeSync(() => loadHttpConfig({ EKMS_AUTH_FILE: typo }), 'CONFIG_INVALID')
+    expect(e1.message).toContain(typo)
+    expect(e1.message).toMatch(/\(top level\): Unrecognized key: "apikeys"/)
+    expect(e1.message).not.toContain('secret-key-value-123')
+    const wrong = write('wrong.json', {
+      apiKeys: [{ key: 'another-secret-0123456', subject: 'a', instances: 'all', actions: ['*'] }],
+      jwt: { hs256Secret: 42 },
+    })
+    const e2 = expectCodeSync(() => loadHttpConfig({ EKMS_AUTH_FILE: wrong }), 'CONFIG_INVALID')
+    expect(e2.message).toMatch(/apiKeys\.0\.instances: /)
+    expect(e2.message).toMatch(/jwt\.hs256Secret: Invalid input: expected string/)
+    expect(e2.message).not.toContain('another-secret-0123456')
+  })
+
+  it('a valid EKMS_AUTH_FILE is read as it is', () => {
+    const ok = write('ok.json', {
+      apiKeys: [{ key: 'a-valid-key-0123456789', subject: 'ops', instances: ['acme'], actions: ['kms.*'] }],
+    })
+    expect(loadHttpConfig({ EKMS_AUTH_FILE: ok }).auth?.apiKeys?.[0]?.subject).toBe('ops')
+  })
+
+  it('EKMS_AWSKMS_CREDENTIALS_FILE with an unknown key or a missing field names the entry and field', () => {
+    const f = write('aws.json', [
+      { accessKeyId: 'AKIAEXAMPLE000000001', secretAccessKey: 'very-secret', instance: 'a', region: 'x' },
+      { accessKeyId: 'AKIAEXAMPLE000000002', instance: 'b' },
+    ])
+    const e = expectCodeSync(() => loadHttpConfig({ EKMS_AWSKMS_CREDENTIALS_FILE: f }), 'CONFIG_INVALID')
+    expect(e.message).toMatch(/0: Unrecognized key: "region"/)
+    expect(e.message).toMatch(/1\.secretAccessKey: Invalid input: expected string/)
+    expect(e.message).not.toContain('very-secret')
+  })
+})
