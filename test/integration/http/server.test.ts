@@ -3,7 +3,7 @@
  * requests, `envelope-kms serve` as a real process (dev API key, SIGTERM), and automatic rotation from a
  * rotation policy set over HTTP.
  */
-import { execFileSync, spawn } from 'node:child_process'
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { CreateKeyCommand, DecryptCommand, EncryptCommand, KMSClient } from '@aws-sdk/client-kms'
 import { request as httpRequest } from 'node:http'
@@ -231,50 +231,76 @@ describe('envelope-kms serve (a real process)', () => {
   })
 })
 
-describe('serve and the development API key', () => {
-  const serve = (catalog: string, port: string): ReturnType<typeof spawn> =>
-    spawn(process.execPath, ['dist/cli/main.js', 'serve'], {
-      env: {
-        ...process.env,
-        EKMS_PKCS11_TOKEN_LABEL: env('EKMS_TEST_TOKEN'),
-        EKMS_PKCS11_PIN: env('EKMS_TEST_PIN'),
-        EKMS_CATALOG: catalog,
-        EKMS_HTTP_PORT: port,
-        EKMS_AUDIT_LOG: join(env('EKMS_TEST_FILE_DIR'), 'audit-devkey.log'),
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
+/** `envelope-kms serve` as a real process, on the test token, with `extra` in its environment. */
+function spawnServe(catalog: string, extra: Record<string, string>): ChildProcess {
+  return spawn(process.execPath, ['dist/cli/main.js', 'serve'], {
+    env: {
+      ...process.env,
+      EKMS_PKCS11_TOKEN_LABEL: env('EKMS_TEST_TOKEN'),
+      EKMS_PKCS11_PIN: env('EKMS_TEST_PIN'),
+      EKMS_CATALOG: catalog,
+      EKMS_HTTP_PORT: '0',
+      ...extra,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+}
+
+/** A served process that listens: its URL, what it wrote to stderr so far, and a SIGTERM stop. */
+interface Served {
+  readonly child: ChildProcess
+  readonly url: string
+  stderr(): string
+  stop(): Promise<void>
+}
+
+async function startServe(catalog: string, extra: Record<string, string> = {}): Promise<Served> {
+  const child = spawnServe(catalog, extra)
+  let stderr = ''
+  let exited = false
+  child.on('exit', () => (exited = true))
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stderr?.on('data', (c: Buffer) => {
+      stderr += c.toString()
+      const m = /"url":"(http:\/\/[^"]+)"/.exec(stderr)
+      if (m?.[1] !== undefined) resolve(m[1])
     })
+    child.on('exit', (code) => reject(new Error(`serve exited ${code}: ${stderr}`)))
+  })
+  return {
+    child,
+    url,
+    stderr: () => stderr,
+    stop: async () => {
+      if (exited) return
+      child.kill('SIGTERM')
+      await new Promise((resolve) => child.on('exit', resolve))
+    },
+  }
+}
+
+describe('serve and the development API key', () => {
+  const auditLog = { EKMS_AUDIT_LOG: join(env('EKMS_TEST_FILE_DIR'), 'audit-devkey.log') }
 
   it("a serve that fails to start (port taken) leaves the running server's dev API key file untouched", async () => {
     const catalog = tempCatalogPath()
-    const first = serve(catalog, '0')
-    let stderr = ''
-    const url = await new Promise<string>((resolve, reject) => {
-      first.stderr?.on('data', (c: Buffer) => {
-        stderr += c.toString()
-        const m = /"url":"(http:\/\/[^"]+)"/.exec(stderr)
-        if (m?.[1] !== undefined) resolve(m[1])
-      })
-      first.on('exit', (code) => reject(new Error(`serve exited ${code}: ${stderr}`)))
-    })
+    const first = await startServe(catalog, auditLog)
     try {
       const keyFile = join(catalog, '..', 'dev-api-key')
       const key = readFileSync(keyFile, 'utf8')
-      const port = new URL(url).port
-      const second = serve(catalog, port)
+      const second = spawnServe(catalog, { ...auditLog, EKMS_HTTP_PORT: new URL(first.url).port })
       let err2 = ''
       second.stderr?.on('data', (c: Buffer) => (err2 += c.toString()))
       const code = await new Promise<number | null>((resolve) => second.on('exit', resolve))
       expect(code).toBe(1)
       expect(err2).toMatch(/cannot listen/)
       expect(readFileSync(keyFile, 'utf8')).toBe(key)
-      const res = await fetch(`${url}/api/v2/keys`, {
+      const res = await fetch(`${first.url}/api/v2/keys`, {
         headers: { authorization: `Bearer ${key.trim()}`, 'bluemix-instance': 'dev-key-instance' },
       })
       expect(res.status).toBe(200)
     } finally {
-      first.kill('SIGTERM')
-      await new Promise((resolve) => first.on('exit', resolve))
+      await first.stop()
     }
   })
 
@@ -283,27 +309,17 @@ describe('serve and the development API key', () => {
     const keyFile = join(catalog, '..', 'dev-api-key')
     const keys: string[] = []
     for (let i = 0; i < 2; i++) {
-      const child = serve(catalog, '0')
-      let stderr = ''
-      const url = await new Promise<string>((resolve, reject) => {
-        child.stderr?.on('data', (c: Buffer) => {
-          stderr += c.toString()
-          const m = /"url":"(http:\/\/[^"]+)"/.exec(stderr)
-          if (m?.[1] !== undefined) resolve(m[1])
-        })
-        child.on('exit', (code) => reject(new Error(`serve exited ${code}: ${stderr}`)))
-      })
+      const served = await startServe(catalog, auditLog)
       try {
         const key = readFileSync(keyFile, 'utf8').trim()
         keys.push(key)
-        const res = await fetch(`${url}/api/v2/keys`, {
+        const res = await fetch(`${served.url}/api/v2/keys`, {
           headers: { authorization: `Bearer ${key}`, 'bluemix-instance': 'dev-key-instance' },
         })
         expect(res.status).toBe(200)
-        expect(stderr).not.toContain(key)
+        expect(served.stderr()).not.toContain(key)
       } finally {
-        child.kill('SIGTERM')
-        await new Promise((resolve) => child.on('exit', resolve))
+        await served.stop()
       }
     }
     expect(keys[1]).toBe(keys[0])
@@ -314,28 +330,10 @@ describe('serve and signals', () => {
   it('SIGHUP reopens the audit log (rotation): the server keeps running and new lines go to the new file', async () => {
     const catalog = tempCatalogPath()
     const auditLog = join(env('EKMS_TEST_FILE_DIR'), 'rotate', 'audit.log')
-    const child = spawn(process.execPath, ['dist/cli/main.js', 'serve'], {
-      env: {
-        ...process.env,
-        EKMS_PKCS11_TOKEN_LABEL: env('EKMS_TEST_TOKEN'),
-        EKMS_PKCS11_PIN: env('EKMS_TEST_PIN'),
-        EKMS_CATALOG: catalog,
-        EKMS_HTTP_PORT: '0',
-        EKMS_AUDIT_LOG: auditLog,
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let stderr = ''
+    const served = await startServe(catalog, { EKMS_AUDIT_LOG: auditLog })
+    const { child, url } = served
     let exited: number | null | undefined
     child.on('exit', (code) => (exited = code))
-    const url = await new Promise<string>((resolve, reject) => {
-      child.stderr?.on('data', (c: Buffer) => {
-        stderr += c.toString()
-        const m = /"url":"(http:\/\/[^"]+)"/.exec(stderr)
-        if (m?.[1] !== undefined) resolve(m[1])
-      })
-      child.on('exit', (code) => reject(new Error(`serve exited ${code}: ${stderr}`)))
-    })
     const key = readFileSync(join(catalog, '..', 'dev-api-key'), 'utf8').trim()
     const list = (instance: string): Promise<Response> =>
       fetch(`${url}/api/v2/keys`, {
@@ -346,14 +344,13 @@ describe('serve and signals', () => {
       await new Promise((r) => setTimeout(r, 400)) // the audit buffer is written every 200 ms
       renameSync(auditLog, `${auditLog}.1`)
       child.kill('SIGHUP')
-      for (let i = 0; i < 50 && !stderr.includes('audit log reopened'); i++)
+      for (let i = 0; i < 50 && !served.stderr().includes('audit log reopened'); i++)
         await new Promise((r) => setTimeout(r, 20))
-      expect(stderr).toContain('audit log reopened')
+      expect(served.stderr()).toContain('audit log reopened')
       expect(exited).toBeUndefined()
       expect((await list('after-rotation')).status).toBe(200)
     } finally {
-      child.kill('SIGTERM')
-      await new Promise((resolve) => (exited === undefined ? child.on('exit', resolve) : resolve(undefined)))
+      await served.stop()
     }
     const lines = (f: string): string[] =>
       readFileSync(f, 'utf8')
