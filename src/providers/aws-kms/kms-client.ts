@@ -1,19 +1,33 @@
 /**
- * The only file that imports `@aws-sdk/client-kms`. The provider sees a structural client with just the
- * calls it makes ({@link KmsCalls}), as the AWS Encryption SDK's KMS keyring types its client; tests and
- * other SDK builds can hand in anything with these methods.
+ * The only file that loads `@aws-sdk/client-kms`, and only when a client is built: the SDK is an optional peer
+ * dependency, so importing `envelope-kms/providers/aws-kms` works without it and {@link createSdkKmsClient}
+ * says what to install. The provider sees a structural client with just the calls it makes ({@link KmsCalls}),
+ * as the AWS Encryption SDK's KMS keyring types its client; tests and other SDK builds can hand in anything
+ * with these methods.
  */
-import {
-  CreateKeyCommand,
-  DecryptCommand,
-  DescribeKeyCommand,
-  EncryptCommand,
-  GenerateRandomCommand,
-  KMSClient,
-  ListKeysCommand,
-  ReEncryptCommand,
-  ScheduleKeyDeletionCommand,
-} from '@aws-sdk/client-kms'
+import { createRequire } from 'node:module'
+import type * as KmsSdk from '@aws-sdk/client-kms'
+import { EngineError } from '../../core/errors.js'
+
+let sdk: typeof KmsSdk | undefined
+
+/** Loads the SDK once (synchronously, as pkcs11js is loaded); a missing package is a typed error. */
+function loadSdk(): typeof KmsSdk {
+  if (sdk !== undefined) return sdk
+  try {
+    sdk = createRequire(import.meta.url)('@aws-sdk/client-kms') as typeof KmsSdk
+  } catch (err) {
+    const missing = (err as { code?: unknown }).code === 'MODULE_NOT_FOUND'
+    throw new EngineError(
+      'PROVIDER_MODULE_LOAD_FAILED',
+      missing
+        ? 'aws-kms: the optional dependency @aws-sdk/client-kms is not installed (npm install @aws-sdk/client-kms)'
+        : 'aws-kms: @aws-sdk/client-kms could not be loaded',
+      { cause: err },
+    )
+  }
+  return sdk
+}
 
 /** Per-call options: the caller's AbortSignal. */
 export interface KmsCallOptions {
@@ -90,6 +104,17 @@ export interface KmsClientConfig {
  * its own bounded backoff and jitter, and fails over between regions.
  */
 export function createSdkKmsClient(c: KmsClientConfig): KmsCalls {
+  const {
+    CreateKeyCommand,
+    DecryptCommand,
+    DescribeKeyCommand,
+    EncryptCommand,
+    GenerateRandomCommand,
+    KMSClient,
+    ListKeysCommand,
+    ReEncryptCommand,
+    ScheduleKeyDeletionCommand,
+  } = loadSdk()
   const client = new KMSClient({
     region: c.region,
     ...(c.endpoint === undefined ? {} : { endpoint: c.endpoint }),
