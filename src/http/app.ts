@@ -12,6 +12,7 @@ import { header } from './headers.js'
 import { correlationIdOf, mountKeyProtect } from './keyprotect/index.js'
 import { errorBody, type WireOptions } from './keyprotect/wire.js'
 import { FixedWindowLimiter, type RateLimitConfig } from './rate-limit.js'
+import { PACKAGE } from '../version.js'
 
 export interface HttpAppOptions {
   readonly engine: EnvelopeEngine
@@ -68,14 +69,24 @@ export function createHttpApp(o: HttpAppOptions): HttpApp {
     ...(o.onServerError === undefined ? {} : { onServerError: o.onServerError }),
   })
 
+  app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', {
+    type: 'http',
+    scheme: 'bearer',
+    description:
+      'An API key or a JWT from the configured issuer (EKMS_AUTH_FILE), checked per instance (Bluemix-Instance) and IAM action.',
+  })
   app.doc31('/openapi.json', {
     openapi: '3.1.0',
     info: {
-      title: 'envelope-kms',
-      version: '0.2.0',
+      title: 'envelope-kms: IBM Key Protect v2 compatible API',
+      version: PACKAGE.version,
       description:
-        'IBM Key Protect v2 compatible API over envelope-kms (keys, key actions, policies, aliases, key rings).',
+        'IBM Key Protect v2 compatible API over envelope-kms (keys, key actions, policies, aliases, key rings). ' +
+        'Error reason codes: docs/errors.md of the package.',
+      license: { name: 'Apache-2.0', url: 'https://www.apache.org/licenses/LICENSE-2.0' },
     },
+    servers: [{ url: '/', description: 'this server' }],
+    security: [{ bearer: [] }],
   })
 
   const cid = (c: Context): string => correlationIdOf(header(c, 'correlation-id'))
@@ -91,9 +102,7 @@ export function createHttpApp(o: HttpAppOptions): HttpApp {
     return c.newResponse(
       JSON.stringify(errorBody(500, 'INTERNAL_SERVER_ERR', 'internal error', 'Request')),
       500,
-      {
-        'content-type': 'application/json',
-      },
+      { 'content-type': 'application/json', 'correlation-id': id },
     )
   })
 

@@ -4,7 +4,13 @@
  * Each endpoint is a named handler in routes/*.ts; pipeline.ts runs the steps every request takes.
  */
 import type { OpenAPIHono } from '@hono/zod-openapi'
-import { register, type KeyProtectOptions, type RequestHandler, type RouteDef } from './pipeline.js'
+import {
+  operationIdOf,
+  register,
+  type KeyProtectOptions,
+  type RequestHandler,
+  type RouteDef,
+} from './pipeline.js'
 import { aliasRoutes } from './routes/aliases.js'
 import { keyActionRoutes } from './routes/key-actions.js'
 import { keyRingRoutes } from './routes/key-rings.js'
@@ -31,9 +37,16 @@ function toHono(path: string): string {
 export function mountKeyProtect(app: OpenAPIHono, o: KeyProtectOptions): void {
   // Hono dispatches HEAD to the GET route of the same path: the GET handler hands it to the HEAD one.
   const heads = new Map<string, RequestHandler>()
+  const operationIds = new Set<string>()
   for (const def of KEY_PROTECT_ROUTES) {
-    const handler = register(app, def, o)
-    if (def.method === 'head') heads.set(def.path, handler)
+    const id = operationIdOf(def)
+    if (id.length === 0 || operationIds.has(id)) {
+      throw new Error(
+        `Key Protect route ${def.method} ${def.path}: operationId '${id}' is empty or not unique`,
+      )
+    }
+    operationIds.add(id)
+    if (def.method === 'head') heads.set(def.path, register(app, def, o))
   }
   for (const def of KEY_PROTECT_ROUTES) {
     if (def.method === 'head') continue

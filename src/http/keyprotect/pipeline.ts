@@ -51,6 +51,8 @@ export interface RouteDef {
   /** What the request does, for `errorMsg` ("Wrap with key"). */
   readonly what: string
   readonly summary: string
+  /** OpenAPI operationId; default: the handler's name (`wrapKey`), which must then be unique. */
+  readonly operationId?: string
   readonly params?: z.ZodObject
   /**
    * The path parameter the handler's INVALID_FIELD_ERR is about: the pipeline answers such an engine error
@@ -66,6 +68,27 @@ export interface RouteDef {
 
 export type RequestHandler = (c: Context) => Promise<Response>
 
+/** The route's OpenAPI operationId: explicit, or its handler's name. */
+export function operationIdOf(def: RouteDef): string {
+  return def.operationId ?? def.handler.name
+}
+
+/**
+ * The error responses every route documents, in Key Protect's error envelope: a request can always be
+ * malformed (400), unauthenticated (401), forbidden for its IAM action or instance (403), rate-limited (429),
+ * or meet an unavailable HSM or catalog (503); `4XX`/`5XX` cover the rest (404, 409, 413, 422, 500…), whose
+ * reason codes are in docs/errors.md.
+ */
+const ERROR_RESPONSES: Record<string, string> = {
+  '400': 'Bad request: a missing or invalid header, parameter or field',
+  '401': 'Unauthorized: no valid bearer token or API key',
+  '403': 'Forbidden: the IAM action or the instance is not allowed for this caller',
+  '429': 'Too many requests for this instance and endpoint',
+  '4XX': 'Other client errors (not found, conflict, body too large, invalid key state)',
+  '503': 'The HSM or the catalog is unavailable, or the listener is saturated; retry later',
+  '5XX': 'Server error',
+}
+
 /** Describes `def` in the OpenAPI registry and returns its request handler. */
 export function register(app: OpenAPIHono, def: RouteDef, o: KeyProtectOptions): RequestHandler {
   const now = o.now ?? Date.now
@@ -76,13 +99,13 @@ export function register(app: OpenAPIHono, def: RouteDef, o: KeyProtectOptions):
         ? { description: r.description }
         : { description: r.description, content: { 'application/json': { schema: r.schema } } }
   }
-  responses['default'] = {
-    description: 'Error',
-    content: { 'application/json': { schema: S.ErrorCollection } },
+  for (const [status, description] of Object.entries(ERROR_RESPONSES)) {
+    responses[status] ??= { description, content: { 'application/json': { schema: S.ErrorCollection } } }
   }
   const route = createRoute({
     method: def.method,
     path: `/api/v2${def.path}`,
+    operationId: operationIdOf(def),
     summary: def.summary,
     tags: ['Key Protect'],
     request: {

@@ -188,6 +188,7 @@ export const keyRoutes: readonly RouteDef[] = [
   {
     method: 'post',
     path: '/keys_with_policy_overrides',
+    operationId: 'createKeyWithPoliciesOverrides',
     iam: 'kms.secrets-with-policy-overrides.create',
     what: 'Create key',
     summary: 'Create a key with key-level policies',

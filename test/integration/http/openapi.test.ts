@@ -1,0 +1,120 @@
+/**
+ * The OpenAPI document a running server publishes (`GET /openapi.json`): it describes every Key Protect route
+ * the server mounts, with its operationId, the bearer security scheme, error responses and the package's
+ * version, and it passes `redocly lint` with the recommended rules (run on the served document).
+ */
+import { execFile } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { KEY_PROTECT_ROUTES } from '../../../src/http/keyprotect/index.js'
+import { operationIdOf } from '../../../src/http/keyprotect/pipeline.js'
+import { createHttpApp } from '../../../src/http/app.js'
+import { createAuthenticator } from '../../../src/http/auth.js'
+import { startServer } from '../../../src/http/server.js'
+import { startTestServer, TEST_AUTH, type TestServer } from '../../helpers/http.js'
+
+const run = promisify(execFile)
+
+interface Operation {
+  operationId?: string
+  security?: unknown
+  responses: Record<string, unknown>
+}
+interface Doc {
+  info: { version: string; license?: { name: string } }
+  servers?: { url: string }[]
+  security?: Record<string, unknown>[]
+  components?: { securitySchemes?: Record<string, { type: string; scheme?: string }> }
+  paths: Record<string, Record<string, Operation>>
+}
+
+let s: TestServer
+let doc: Doc
+let raw: string
+
+beforeAll(async () => {
+  s = await startTestServer()
+  const res = await fetch(`${s.url}/openapi.json`)
+  expect(res.status).toBe(200)
+  raw = await res.text()
+  doc = JSON.parse(raw) as Doc
+})
+afterAll(async () => {
+  await s.close()
+})
+
+describe('GET /openapi.json', () => {
+  it('lists every mounted Key Protect route once, with a unique operationId and error responses', () => {
+    const seen = new Set<string>()
+    for (const def of KEY_PROTECT_ROUTES) {
+      const op = doc.paths[`/api/v2${def.path}`]?.[def.method]
+      expect(op, `${def.method} ${def.path}`).toBeDefined()
+      expect(op?.operationId).toBe(operationIdOf(def))
+      expect(seen.has(op?.operationId ?? '')).toBe(false)
+      seen.add(op?.operationId ?? '')
+      for (const status of ['400', '401', '403', '429', '4XX', '5XX']) {
+        expect(op?.responses[status], `${def.method} ${def.path} ${status}`).toBeDefined()
+      }
+    }
+    const documented = Object.values(doc.paths).reduce((n, p) => n + Object.keys(p).length, 0)
+    expect(documented).toBe(KEY_PROTECT_ROUTES.length)
+  })
+
+  it('declares the bearer scheme, a server, the licence and the package version', () => {
+    const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
+      version: string
+    }
+    expect(doc.info.version).toBe(pkg.version)
+    expect(doc.info.license?.name).toBe('Apache-2.0')
+    expect(doc.components?.securitySchemes?.['bearer']).toMatchObject({ type: 'http', scheme: 'bearer' })
+    expect(doc.security).toEqual([{ bearer: [] }])
+    expect(doc.servers?.length).toBeGreaterThan(0)
+  })
+
+  it('passes redocly lint with the recommended rules (no errors, no warnings)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ekms-openapi-'))
+    try {
+      const file = join(dir, 'openapi.json')
+      writeFileSync(file, raw)
+      const bin = new URL('../../../node_modules/.bin/redocly', import.meta.url).pathname
+      const out = await run(bin, ['lint', '--extends', 'recommended', '--format', 'json', file], {
+        env: { ...process.env, REDOCLY_TELEMETRY: 'off', REDOCLY_SUPPRESS_UPDATE_NOTICE: 'true' },
+        maxBuffer: 16 * 1024 * 1024,
+      }).catch((err: unknown) => {
+        const e = err as { stdout?: string; stderr?: string; code?: number }
+        throw new Error(`redocly lint failed (exit ${String(e.code)}):\n${e.stdout ?? ''}${e.stderr ?? ''}`)
+      })
+      const report = JSON.parse(out.stdout) as { totals: { errors: number; warnings: number } }
+      expect(report.totals).toMatchObject({ errors: 0, warnings: 0 })
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }, 60_000)
+})
+
+describe('app-level errors', () => {
+  it('a route added to the public app that throws answers 500 in the error envelope and echoes Correlation-Id', async () => {
+    const extended = createHttpApp({ engine: s.t.engine, auth: createAuthenticator(TEST_AUTH) })
+    extended.app.get('/extension/boom', () => {
+      throw new Error('boom')
+    })
+    const server = await startServer(extended, { host: '127.0.0.1', port: 0 })
+    try {
+      const res = await fetch(`${server.url}/extension/boom`, { headers: { 'correlation-id': 'trace-123' } })
+      expect(res.status).toBe(500)
+      expect(res.headers.get('correlation-id')).toBe('trace-123')
+      const body = (await res.json()) as { resources: { reasons: { code: string }[] }[] }
+      expect(body.resources[0]?.reasons[0]?.code).toBe('INTERNAL_SERVER_ERR')
+      const missing = await fetch(`${server.url}/no/such/path`, {
+        headers: { 'correlation-id': 'trace-456' },
+      })
+      expect(missing.status).toBe(404)
+      expect(missing.headers.get('correlation-id')).toBe('trace-456')
+    } finally {
+      await server.close(2000)
+    }
+  })
+})
