@@ -59,6 +59,26 @@ describe('GET /openapi.json', () => {
         expect(op?.responses[status], `${def.method} ${def.path} ${status}`).toBeDefined()
       }
     }
+    // The official SDK's method names (@ibm-cloud/ibm-key-protect) for the operations it has.
+    const sdk = new Map(
+      Object.entries({
+        'post /keys': 'createKey',
+        'get /keys': 'getKeys',
+        'head /keys': 'getKeyCollectionMetadata',
+        'get /keys/{id}/versions': 'getKeyVersions',
+        'put /keys/{id}/policies': 'putPolicy',
+        'get /keys/{id}/policies': 'getPolicy',
+        'post /keys/{id}/aliases/{alias}': 'createKeyAlias',
+        'delete /keys/{id}/aliases/{alias}': 'deleteKeyAlias',
+        'post /keys/{id}/actions/wrap': 'wrapKey',
+        'post /keys/{id}/restore': 'restoreKey',
+        'get /key_rings': 'listKeyRings',
+      }),
+    )
+    for (const [route, id] of sdk) {
+      const [method = '', path = ''] = route.split(' ')
+      expect(doc.paths[`/api/v2${path}`]?.[method]?.operationId, route).toBe(id)
+    }
     const documented = Object.values(doc.paths).reduce((n, p) => n + Object.keys(p).length, 0)
     expect(documented).toBe(KEY_PROTECT_ROUTES.length)
   })

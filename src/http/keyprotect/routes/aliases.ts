@@ -45,6 +45,7 @@ export const aliasRoutes: readonly RouteDef[] = [
       200: { description: 'Exists', schema: S.AliasCollection },
       201: { description: 'Created', schema: S.AliasCollection },
     },
+    operationId: 'createKeyAlias',
     handler: createAlias,
   },
   {
@@ -58,6 +59,7 @@ export const aliasRoutes: readonly RouteDef[] = [
     pathParams: ['aliases'],
     query: S.EmptyQuery,
     responses: { 204: { description: 'Removed' } },
+    operationId: 'deleteKeyAlias',
     handler: deleteAlias,
   },
 ]

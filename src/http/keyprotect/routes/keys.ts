@@ -162,6 +162,7 @@ export const keyRoutes: readonly RouteDef[] = [
     summary: 'Number of keys (Key-Total header)',
     query: S.HeadKeysQuery,
     responses: { 200: { description: 'Key-Total header, no body' } },
+    operationId: 'getKeyCollectionMetadata',
     handler: headKeys,
   },
   {
@@ -172,6 +173,7 @@ export const keyRoutes: readonly RouteDef[] = [
     summary: 'List keys',
     query: S.ListKeysQuery,
     responses: { 200: { description: 'Keys', schema: S.KeyCollection } },
+    operationId: 'getKeys',
     handler: listKeys,
   },
   {
@@ -286,6 +288,7 @@ export const keyRoutes: readonly RouteDef[] = [
     params: S.IdParam,
     query: S.VersionsQuery,
     responses: { 200: { description: 'Versions', schema: S.VersionCollection } },
+    operationId: 'getKeyVersions',
     handler: listKeyVersions,
   },
 ]

@@ -66,6 +66,7 @@ export const policyRoutes: readonly RouteDef[] = [
     query: S.PolicyQuery,
     body: { schema: S.PutPoliciesBody, contentType: POLICY_TYPE, required: true },
     responses: { 200: { description: 'Policies', schema: S.PolicyCollection } },
+    operationId: 'putPolicy',
     handler: setKeyPolicies,
   },
   {
@@ -77,6 +78,7 @@ export const policyRoutes: readonly RouteDef[] = [
     params: S.IdParam,
     query: S.PolicyQuery,
     responses: { 200: { description: 'Policies', schema: S.PolicyCollection } },
+    operationId: 'getPolicy',
     handler: getKeyPolicies,
   },
 ]
