@@ -12,6 +12,7 @@ import {
   type RouteDef,
 } from './pipeline.js'
 import { aliasRoutes } from './routes/aliases.js'
+import { DEPRECATED_ACTIONS, deprecatedActionRoute, deprecatedRoute } from './routes/deprecated-actions.js'
 import { keyActionRoutes } from './routes/key-actions.js'
 import { keyRingRoutes } from './routes/key-rings.js'
 import { keyRoutes } from './routes/keys.js'
@@ -27,6 +28,7 @@ export const KEY_PROTECT_ROUTES: readonly RouteDef[] = [
   ...policyRoutes,
   ...aliasRoutes,
   ...keyRingRoutes,
+  deprecatedActionRoute,
 ]
 
 function toHono(path: string): string {
@@ -48,9 +50,21 @@ export function mountKeyProtect(app: OpenAPIHono, o: KeyProtectOptions): void {
     operationIds.add(id)
     if (def.method === 'head') heads.set(def.path, register(app, def, o))
   }
+  // POST /keys/{id}?action=…: each known action runs its own route (its IAM action, schema, handler, audit
+  // event) mounted at /keys/{id}; the documented actionOnKey route answers a missing or unknown action.
+  const byAction = new Map<string, RequestHandler>()
+  for (const [action, path] of DEPRECATED_ACTIONS) {
+    const original = KEY_PROTECT_ROUTES.find((d) => d.method === 'post' && d.path === path)
+    if (original === undefined) throw new Error(`deprecated action ${action}: no route POST ${path}`)
+    byAction.set(action, register(app, deprecatedRoute(action, original), o, { describe: false }))
+  }
   for (const def of KEY_PROTECT_ROUTES) {
     if (def.method === 'head') continue
     const handler = register(app, def, o)
+    if (def === deprecatedActionRoute) {
+      app.post(`/api/v2${toHono(def.path)}`, (c) => (byAction.get(c.req.query('action') ?? '') ?? handler)(c))
+      continue
+    }
     const head = def.method === 'get' ? heads.get(def.path) : undefined
     app.on(
       def.method.toUpperCase(),

@@ -89,8 +89,13 @@ const ERROR_RESPONSES: Record<string, string> = {
   '5XX': 'Server error',
 }
 
-/** Describes `def` in the OpenAPI registry and returns its request handler. */
-export function register(app: OpenAPIHono, def: RouteDef, o: KeyProtectOptions): RequestHandler {
+/** Describes `def` in the OpenAPI registry (unless `describe` is false) and returns its request handler. */
+export function register(
+  app: OpenAPIHono,
+  def: RouteDef,
+  o: KeyProtectOptions,
+  { describe = true }: { readonly describe?: boolean } = {},
+): RequestHandler {
   const now = o.now ?? Date.now
   const responses: Record<string, unknown> = {}
   for (const [status, r] of Object.entries(def.responses)) {
@@ -126,7 +131,7 @@ export function register(app: OpenAPIHono, def: RouteDef, o: KeyProtectOptions):
     },
     responses: responses as Parameters<typeof createRoute>[0]['responses'],
   })
-  app.openAPIRegistry.registerPath(route)
+  if (describe) app.openAPIRegistry.registerPath(route)
   const event = def.event ?? def.iam
   const paramNames = new Map(
     [...def.path.matchAll(/\{([^}]+)\}/g)].map((m) => [
