@@ -76,16 +76,20 @@ export interface RootKeyProvider {
    * @throws EngineError PROVIDER_UNAVAILABLE, PROVIDER_ERROR, PROVIDER_UNSUPPORTED, INVALID_FIELD_ERR
    */
   createVersion(req: CreateVersionRequest, opts?: CallOptions): Promise<string>
-  /** Destroys a root-key version. Destroying one that no longer exists succeeds. */
+  /**
+   * Destroys a root-key version. Destroying one that no longer exists succeeds (a purge finished after a
+   * crash destroys again what it had destroyed).
+   */
   destroyVersion(ref: string, opts?: CallOptions): Promise<void>
   /**
    * AES-GCM encryption of `plaintext` under the root-key version `ref` with `aad`; the IV comes from the
    * provider (its RNG or the device itself).
+   * @throws EngineError KEY_VERSION_MATERIAL_MISSING (the provider answers and has no such object; not retryable), PROVIDER_UNAVAILABLE, PROVIDER_ERROR
    */
   encrypt(ref: string, plaintext: SecretBytes, aad: Buffer, opts?: CallOptions): Promise<GcmSealed>
   /**
    * AES-GCM decryption; fails with UNWRAP_AAD_MISMATCH when authentication fails.
-   * @throws EngineError UNWRAP_AAD_MISMATCH, KEY_VERSION_NOT_FOUND, PROVIDER_UNAVAILABLE, PROVIDER_ERROR
+   * @throws EngineError UNWRAP_AAD_MISMATCH, KEY_VERSION_NOT_FOUND, KEY_VERSION_MATERIAL_MISSING, PROVIDER_UNAVAILABLE, PROVIDER_ERROR
    */
   decrypt(ref: string, sealed: GcmSealed, aad: Buffer, opts?: OutputOptions): Promise<SecretBytes>
   /**
