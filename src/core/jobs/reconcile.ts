@@ -6,6 +6,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import type { EngineContext } from '../context.js'
+import { isEngineError } from '../errors.js'
 import type { ReconcileReport } from '../engine-types.js'
 import { destroyKey } from '../keys/deletion.js'
 
@@ -74,9 +75,13 @@ async function finishPurges(ctx: EngineContext): Promise<ReconcileReport['purged
   const purged: { instance: string; keyId: string }[] = []
   for (const p of await ctx.store.listPurging()) {
     await ctx.locks.withKey(p.instance, p.keyId, async () => {
-      const r = await ctx.store.getKey(p.instance, p.keyId)
-      if (r?.purgingSince === undefined) return // finished meanwhile (another process, or a retried purge)
-      await destroyKey(ctx, await ctx.keys.load(p.instance, p.keyId, true))
+      const k = await ctx.keys.load(p.instance, p.keyId, true).catch((err: unknown) => {
+        if (isEngineError(err, 'KEY_NOT_FOUND_ERR')) return undefined
+        throw err
+      })
+      // Finished meanwhile (by another process, or by a retried purge).
+      if (k?.record.purgingSince === undefined) return
+      await destroyKey(ctx, k)
       purged.push({ instance: p.instance, keyId: p.keyId })
     })
   }
