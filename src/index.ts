@@ -77,6 +77,8 @@ export type {
   PolicyStore,
   TagStore,
   DeletionSchedule,
+  PurgeJournal,
+  PurgingKey,
   UpdateCondition,
 } from './core/ports.js'
 export type { BatchTask, BatchItemResult, BatchVersion } from './core/ports.js'

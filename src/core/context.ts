@@ -76,7 +76,7 @@ export function stateOf(ctx: EngineContext, r: KeyRecord): KeyStateValue {
 
 /**
  * Throws unless `action` is allowed on the key now (the key-state table in key-state.ts).
- * @throws EngineError KEY_DELETED_ERR, KEY_ACTION_INVALID_STATE_ERR, KEY_ROOT_REQ_ERR, and the action's own code
+ * @throws EngineError KEY_DELETED_ERR, KEY_ACTION_INVALID_STATE_ERR, KEY_ROOT_REQ_ERR, KEY_PURGE_IN_PROGRESS_ERR, and the action's own code
  */
 export function assertAllowed(
   ctx: EngineContext,
@@ -84,7 +84,12 @@ export function assertAllowed(
   r: KeyRecord,
   now: number = ctx.clock.now(),
 ): void {
-  assertActionAllowed(action, effectiveState(r.state, r.expirationDate, now), r.extractable)
+  assertActionAllowed(
+    action,
+    effectiveState(r.state, r.expirationDate, now),
+    r.extractable,
+    r.purgingSince !== undefined,
+  )
 }
 
 /**

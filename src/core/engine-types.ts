@@ -331,4 +331,21 @@ export interface ReconcileReport {
   readonly unknown: readonly string[]
   /** Creations still in progress (younger than the grace period), left alone. */
   readonly inProgress: number
+  /**
+   * Keys whose purge (or scheduled deletion) had started and not finished — a crash or a provider failure
+   * after the "purging" mark — and that this reconcile finished: their provider objects and catalog rows
+   * are gone.
+   */
+  readonly purged: readonly { readonly instance: string; readonly keyId: string }[]
+  /**
+   * Catalog versions (of keys not being purged) whose provider object does not exist: ciphertexts under
+   * them fail with KEY_VERSION_MATERIAL_MISSING for good. Reported for an operator (restore the token
+   * from a backup); never changed by reconcile.
+   */
+  readonly missing: readonly {
+    readonly instance: string
+    readonly keyId: string
+    readonly version: number
+    readonly ref: string
+  }[]
 }

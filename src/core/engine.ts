@@ -289,7 +289,8 @@ export class EnvelopeEngine {
    * Restores a deleted key to Active (state 5 → 1), from 30 s to 30 days after deletion. Imported root keys
    * must be given their original material, which is checked against the HSM copy.
    * `keyRingId` (optional): the key must be in that key ring, else KEY_NOT_FOUND_ERR.
-   * @throws EngineError KEY_ACTION_INVALID_STATE_ERR, REQ_TOO_EARLY_ERR, MISSING_FIELD_ERR, INVALID_FIELD_ERR
+   * A key whose purge started ({@link purgeKey}) is never restored.
+   * @throws EngineError KEY_ACTION_INVALID_STATE_ERR, KEY_PURGE_IN_PROGRESS_ERR, REQ_TOO_EARLY_ERR, MISSING_FIELD_ERR, INVALID_FIELD_ERR
    */
   async restoreKey(
     instance: string,
@@ -300,10 +301,12 @@ export class EnvelopeEngine {
   }
 
   /**
-   * Permanently destroys a deleted key (≥ 4 h after deletion): its HSM objects, then its catalog rows.
-   * Irreversible: every ciphertext under it becomes undecryptable.
+   * Permanently destroys a deleted key (≥ 4 h after deletion): a durable "purging" mark, its HSM objects,
+   * then its catalog rows. Irreversible: every ciphertext under it becomes undecryptable. Crash-safe: once
+   * marked, the key is never restored, and a purge that stopped half-way (a crash, a provider failure) is
+   * finished by calling this again or by {@link reconcile}.
    * `keyRingId` (optional): the key must be in that key ring, else KEY_NOT_FOUND_ERR.
-   * @throws EngineError KEY_ACTION_INVALID_STATE_ERR (not deleted), REQ_TOO_EARLY_ERR
+   * @throws EngineError KEY_ACTION_INVALID_STATE_ERR (not deleted), REQ_TOO_EARLY_ERR, and the provider's errors (retry)
    */
   async purgeKey(instance: string, idOrAlias: string, scope: KeyScope = {}): Promise<void> {
     return guard(this.#ctx, 'purgeKey', () => deletion.purgeKey(this.#ctx, instance, idOrAlias, scope))
@@ -553,8 +556,9 @@ export class EnvelopeEngine {
   }
 
   /**
-   * Compares the provider's objects with the catalog: destroys objects of creations that never committed,
-   * adopts objects of this catalog that lost their row, and reports objects it cannot place.
+   * Compares the provider's objects with the catalog: finishes purges that stopped half-way (`purged`),
+   * destroys objects of creations that never committed, adopts objects of this catalog that lost their row,
+   * reports objects it cannot place (`unknown`) and catalog versions whose object is missing (`missing`).
    */
   async reconcile(): Promise<ReconcileReport> {
     return guard(this.#ctx, 'reconcile', () => reconcileOp(this.#ctx))
@@ -696,8 +700,9 @@ export class EnvelopeEngine {
   }
 
   /**
-   * Cancels a scheduled deletion; the key stays suspended (state 2) until {@link enable}.
-   * @throws EngineError KEY_ACTION_INVALID_STATE_ERR (not pending deletion), KEY_NOT_FOUND_ERR
+   * Cancels a scheduled deletion; the key stays suspended (state 2) until {@link enable}. Refused once the
+   * deletion has started destroying the key.
+   * @throws EngineError KEY_ACTION_INVALID_STATE_ERR (not pending deletion), KEY_PURGE_IN_PROGRESS_ERR, KEY_NOT_FOUND_ERR
    */
   async cancelKeyDeletion(instance: string, idOrAlias: string): Promise<void> {
     return guard(this.#ctx, 'cancelKeyDeletion', () =>
@@ -714,7 +719,8 @@ export class EnvelopeEngine {
 
   /**
    * Destroys every key whose scheduled deletion date has passed: its provider objects, then its catalog
-   * rows (irreversible, like {@link purgeKey}). Run it periodically; returns what it destroyed.
+   * rows (irreversible and crash-safe, like {@link purgeKey}; a run that stopped half-way is finished by the
+   * next one or by {@link reconcile}). Run it periodically; returns what it destroyed.
    */
   async runScheduledDeletions(): Promise<{ destroyed: { instance: string; keyId: string }[] }> {
     return guard(this.#ctx, 'runScheduledDeletions', () => scheduledDeletion.runScheduledDeletions(this.#ctx))

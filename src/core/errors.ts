@@ -94,6 +94,16 @@ export const ERROR_CODES = [
   'PROVIDER_ACCESS_DENIED',
   /** The provider throttled the call and retries did not get through; retry later. */
   'PROVIDER_THROTTLED',
+  /**
+   * The key is being purged (a purge or a scheduled deletion started destroying its provider objects): it
+   * can only go forward. Restore is refused; run the purge again, or `reconcile()`, to finish it.
+   */
+  'KEY_PURGE_IN_PROGRESS_ERR',
+  /**
+   * The provider answered that the root-key version object a ciphertext (or a wrap) needs does not exist:
+   * it was destroyed, and no retry brings it back. Not retryable; `reconcile()` reports such versions.
+   */
+  'KEY_VERSION_MATERIAL_MISSING',
 ] as const
 
 /** Stable error codes. */

@@ -50,6 +50,12 @@ export interface ActionRule {
   readonly kindFirst?: boolean
   /** Refusal for a state outside `states` other than 5 (default KEY_ACTION_INVALID_STATE_ERR). */
   readonly stateError?: readonly [ErrorCode, string | ((state: KeyStateValue) => string)]
+  /**
+   * The action is allowed on a key being purged (`KeyRecord.purgingSince` set: its provider objects are
+   * being destroyed, it only goes forward). Only purge is; every other action allowed in the key's state is
+   * refused with KEY_PURGE_IN_PROGRESS_ERR.
+   */
+  readonly whilePurging?: boolean
 }
 
 const LIVE: readonly KeyStateValue[] = [0, 1, 2, 3]
@@ -73,6 +79,7 @@ export const ACTION_RULES: Readonly<Record<KeyAction, ActionRule>> = {
   purge: {
     states: [5],
     stateError: ['KEY_ACTION_INVALID_STATE_ERR', 'key: only a deleted key can be purged'],
+    whilePurging: true,
   },
   listVersions: { states: LIVE },
   addAlias: { states: LIVE },
@@ -120,13 +127,27 @@ export function effectiveState(
 }
 
 /**
- * Throws unless `action` is allowed on a key in `state` (see {@link ACTION_RULES}).
- * @throws EngineError KEY_DELETED_ERR (state 5), KEY_ACTION_INVALID_STATE_ERR, KEY_ROOT_REQ_ERR, or the action's own code
+ * Throws unless `action` is allowed on a key in `state` (see {@link ACTION_RULES}); `purging` when the key
+ * is being purged.
+ * @throws EngineError KEY_DELETED_ERR (state 5), KEY_ACTION_INVALID_STATE_ERR, KEY_ROOT_REQ_ERR, KEY_PURGE_IN_PROGRESS_ERR, or the action's own code
  */
-export function assertActionAllowed(action: KeyAction, state: KeyStateValue, extractable: boolean): void {
+export function assertActionAllowed(
+  action: KeyAction,
+  state: KeyStateValue,
+  extractable: boolean,
+  purging = false,
+): void {
   const rule = ACTION_RULES[action]
   const kindOk = rule.kind === undefined || (rule.kind === 'root') !== extractable
-  if (kindOk && rule.states.includes(state)) return
+  if (kindOk && rule.states.includes(state)) {
+    if (purging && rule.whilePurging !== true) {
+      throw new EngineError(
+        'KEY_PURGE_IN_PROGRESS_ERR',
+        `key: is being purged; ${action} is refused (run the purge again, or reconcile, to finish it)`,
+      )
+    }
+    return
+  }
   if (!kindOk && rule.kindFirst === true) throw kindError(action, rule)
   if (!rule.states.includes(state) && state === KeyState.DESTROYED) {
     throw new EngineError('KEY_DELETED_ERR', `key: is deleted`)

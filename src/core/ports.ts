@@ -76,16 +76,20 @@ export interface RootKeyProvider {
    * @throws EngineError PROVIDER_UNAVAILABLE, PROVIDER_ERROR, PROVIDER_UNSUPPORTED, INVALID_FIELD_ERR
    */
   createVersion(req: CreateVersionRequest, opts?: CallOptions): Promise<string>
-  /** Destroys a root-key version. Destroying one that no longer exists succeeds. */
+  /**
+   * Destroys a root-key version. Destroying one that no longer exists succeeds (a purge finished after a
+   * crash destroys again what it had destroyed).
+   */
   destroyVersion(ref: string, opts?: CallOptions): Promise<void>
   /**
    * AES-GCM encryption of `plaintext` under the root-key version `ref` with `aad`; the IV comes from the
    * provider (its RNG or the device itself).
+   * @throws EngineError KEY_VERSION_MATERIAL_MISSING (the provider answers and has no such object; not retryable), PROVIDER_UNAVAILABLE, PROVIDER_ERROR
    */
   encrypt(ref: string, plaintext: SecretBytes, aad: Buffer, opts?: CallOptions): Promise<GcmSealed>
   /**
    * AES-GCM decryption; fails with UNWRAP_AAD_MISMATCH when authentication fails.
-   * @throws EngineError UNWRAP_AAD_MISMATCH, KEY_VERSION_NOT_FOUND, PROVIDER_UNAVAILABLE, PROVIDER_ERROR
+   * @throws EngineError UNWRAP_AAD_MISMATCH, KEY_VERSION_NOT_FOUND, KEY_VERSION_MATERIAL_MISSING, PROVIDER_UNAVAILABLE, PROVIDER_ERROR
    */
   decrypt(ref: string, sealed: GcmSealed, aad: Buffer, opts?: OutputOptions): Promise<SecretBytes>
   /**
@@ -147,6 +151,12 @@ export interface KeyRecord {
   readonly wrappedPayload: Buffer | undefined
   /** The instance's hidden system key that protects standard-key payloads. Never listed. */
   readonly internal: boolean
+  /**
+   * When a purge (or a scheduled deletion) of this key started destroying its provider objects
+   * ({@link PurgeJournal.markPurging}); undefined for a key that is not being purged. Such a key only goes
+   * forward: it is never restored, and the purge is finished by a retry or by reconcile().
+   */
+  readonly purgingSince?: number | undefined
 }
 
 /** One root-key version. */
@@ -253,15 +263,16 @@ export interface KeyCatalog {
     policies?: readonly KeyPolicyRecord[],
   ): Promise<void>
   /**
-   * Inserts version `v.version` if the key's current version is still `v.version - 1`, sets it current and
-   * clears the pending row. Returns false when another writer got there first.
+   * Inserts version `v.version` if the key's current version is still `v.version - 1` and the key is not
+   * being purged, sets it current and clears the pending row. Returns false when another writer got there
+   * first.
    */
   insertVersion(v: KeyVersionRecord, patch: KeyPatch): Promise<boolean>
   /** Adopts a version found in the provider (reconciliation); does not change the current version. */
   adoptVersion(v: KeyVersionRecord): Promise<void>
   /**
-   * Applies `patch` if the key's state is still `expectState` (and, with `unlessPendingDeletion`, the key has
-   * no deletion schedule), in one atomic step. Returns false otherwise.
+   * Applies `patch` if the key's state is still `expectState`, the key is not being purged (and, with
+   * `unlessPendingDeletion`, the key has no deletion schedule), in one atomic step. Returns false otherwise.
    */
   updateKey(
     instance: string,
@@ -272,6 +283,8 @@ export interface KeyCatalog {
   ): Promise<boolean>
   /** Removes the key, its versions and aliases. */
   deleteKeyRows(instance: string, id: string): Promise<void>
+  /** Every version row of every key of every instance (reconcile() checks each has its provider object). */
+  listAllVersions(): Promise<KeyVersionRecord[]>
   /** Cheap liveness probe of the catalog (one read). */
   ping(): Promise<void>
   close(): Promise<void>
@@ -399,11 +412,41 @@ export interface DeletionSchedule {
     patch: KeyPatch,
     deletionDate: number,
   ): Promise<boolean>
-  /** Removes a key's deletion schedule. Returns false when there was none. */
+  /** Removes a key's deletion schedule. Returns false when there was none, or the key is being purged. */
   cancelDeletion(instance: string, keyId: string): Promise<boolean>
   getDeletionSchedule(instance: string, keyId: string): Promise<DeletionScheduleRecord | undefined>
   /** Every schedule whose date is at or before `now`, of every instance. */
   listDueDeletions(now: number): Promise<DeletionScheduleRecord[]>
+}
+
+/** A key whose purge started ({@link PurgeJournal.markPurging}) and has not finished. */
+export interface PurgingKey {
+  readonly instance: string
+  readonly keyId: string
+  readonly since: number
+}
+
+/**
+ * The purge-journal role: the durable "purging" mark that makes a purge crash-safe. The mark is written
+ * before the first provider object of the key is destroyed; from then on the key only goes forward (the
+ * catalog refuses every other change to its row: {@link KeyCatalog.updateKey}, {@link KeyCatalog.insertVersion}
+ * and {@link DeletionSchedule.cancelDeletion} return false for it), and {@link KeyCatalog.deleteKeyRows}
+ * ends it.
+ */
+export interface PurgeJournal {
+  /**
+   * Marks the key as being purged at `since` and applies `patch`, if its state is still `expectState` and it
+   * is not marked yet, in one atomic step. Returns false otherwise.
+   */
+  markPurging(
+    instance: string,
+    keyId: string,
+    expectState: KeyStateValue,
+    patch: KeyPatch,
+    since: number,
+  ): Promise<boolean>
+  /** Every key marked as being purged, of every instance, oldest mark first. */
+  listPurging(): Promise<PurgingKey[]>
 }
 
 /**
@@ -411,7 +454,15 @@ export interface DeletionSchedule {
  * store (PostgreSQL) can be built and conformance-tested role by role. Every row belongs to an instance.
  */
 export interface MetadataStore
-  extends KeyCatalog, UsageLedger, AliasStore, KeyRingStore, PolicyStore, TagStore, DeletionSchedule {}
+  extends
+    KeyCatalog,
+    UsageLedger,
+    AliasStore,
+    KeyRingStore,
+    PolicyStore,
+    TagStore,
+    DeletionSchedule,
+    PurgeJournal {}
 
 /**
  * Alias names, tag pairs and scheduled deletion (migration 4). Kept for compatibility: {@link MetadataStore}

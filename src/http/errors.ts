@@ -70,6 +70,10 @@ export const ENGINE_TO_WIRE: Readonly<Record<ErrorCode, { status: number; code: 
   // The engine's own provider (e.g. AWS KMS) refused or throttled the engine: a service-side problem.
   PROVIDER_ACCESS_DENIED: { status: 500, code: 'PROVIDER_ERROR' },
   PROVIDER_THROTTLED: { status: 503, code: 'PROVIDER_UNAVAILABLE' },
+  // A key being purged is in a state that only goes forward: Key Protect's state conflict.
+  KEY_PURGE_IN_PROGRESS_ERR: { status: 409, code: 'KEY_ACTION_INVALID_STATE_ERR' },
+  // The version's HSM object is gone for good: permanent, so 410 Gone, never a 5xx "try again later".
+  KEY_VERSION_MATERIAL_MISSING: { status: 410, code: 'KEY_VERSION_MATERIAL_MISSING' },
 }
 
 /** The Key Protect status and wire code of an engine error code. */
@@ -137,6 +141,9 @@ export const AWS_KMS_ERRORS: Readonly<Record<ErrorCode, AwsErrorShape>> = {
   PROVIDER_THROTTLED: e('ThrottlingException'),
   NOT_DUAL_AUTH_ERR: e('KMSInvalidStateException'),
   AUTHORIZATIONS_NOT_MET: e('KMSInvalidStateException'),
+  KEY_PURGE_IN_PROGRESS_ERR: e('KMSInvalidStateException'),
+  // AWS KMS answers KMSInvalidStateException for a key whose material is gone (deleted imported material).
+  KEY_VERSION_MATERIAL_MISSING: e('KMSInvalidStateException'),
 }
 
 /** Messages shown to AWS clients for service-side failures (details stay in the log). */

@@ -407,5 +407,49 @@ export function runMetadataStoreConformance(name: string, open: () => Promise<Me
       await s.deleteKeyRows(I, k.id)
       expect(await s.getDeletionSchedule(I, k.id)).toBeUndefined()
     })
+
+    it('purge journal: the mark is compare-and-set, listed, and freezes the row until deleteKeyRows', async () => {
+      const I = 'purge-journal'
+      const k = keyRecord(I)
+      await s.insertKey(k, versionOf(k), [])
+      await s.addPending({ instance: I, keyId: k.id, version: 2, startedAt: 1 })
+      expect(await s.insertVersion(versionOf(k, 2), { updatedAt: 2 })).toBe(true)
+      expect(await s.scheduleDeletion(I, k.id, 1, { state: 2 }, 500)).toBe(true)
+      expect((await s.getKey(I, k.id))?.purgingSince).toBeUndefined()
+      expect(await s.markPurging(I, k.id, 1, { state: 5 }, 40)).toBe(false) // state is 2, not 1
+      expect(await s.markPurging(I, k.id, 2, { state: 5, deletedAt: 41, stateChangedAt: 41 }, 41)).toBe(true)
+      expect(await s.getKey(I, k.id)).toMatchObject({ state: 5, deletedAt: 41, purgingSince: 41 })
+      expect(await s.markPurging(I, k.id, 5, { updatedAt: 42 }, 42)).toBe(false) // marked already
+      expect((await s.listPurging()).filter((p) => p.instance === I)).toEqual([
+        { instance: I, keyId: k.id, since: 41 },
+      ])
+      // Only forward: no state change, no new version, no cancelled schedule.
+      expect(await s.updateKey(I, k.id, 5, { state: 1, deletedAt: undefined })).toBe(false)
+      expect(await s.insertVersion(versionOf(k, 3), { updatedAt: 43 })).toBe(false)
+      expect(await s.cancelDeletion(I, k.id)).toBe(false)
+      expect(await s.getKey(I, k.id)).toMatchObject({ state: 5, currentVersion: 2, purgingSince: 41 })
+      expect(
+        (await s.listAllVersions()).filter((v) => v.keyId === k.id).map((v) => [v.instance, v.version]),
+      ).toEqual([
+        [I, 1],
+        [I, 2],
+      ])
+      await s.deleteKeyRows(I, k.id)
+      expect((await s.listPurging()).filter((p) => p.instance === I)).toEqual([])
+      expect((await s.listAllVersions()).filter((v) => v.keyId === k.id)).toEqual([])
+    })
+
+    it('listAllVersions lists the versions of every key of every instance', async () => {
+      const a = keyRecord('all-versions-a')
+      const b = keyRecord('all-versions-b')
+      await s.insertKey(a, versionOf(a), [])
+      await s.insertKey(b, versionOf(b), [])
+      await s.adoptVersion(versionOf(b, 2))
+      const mine = (await s.listAllVersions()).filter((v) => v.keyId === a.id || v.keyId === b.id)
+      expect(mine.map((v) => `${v.instance}/${v.keyId}/${v.version}`).sort()).toEqual(
+        [`${a.instance}/${a.id}/1`, `${b.instance}/${b.id}/1`, `${b.instance}/${b.id}/2`].sort(),
+      )
+      expect(mine.every((v) => v.providerRef.length > 0)).toBe(true)
+    })
   })
 }

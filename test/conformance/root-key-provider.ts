@@ -169,11 +169,22 @@ export function runRootKeyProviderConformance(name: string, open: () => Promise<
 
     it('destroyVersion removes the version; using it afterwards fails with a typed error; destroying again succeeds', async () => {
       const ref = await version()
+      const sealed = await enc(ref, Buffer.alloc(32, 7))
       await p.destroyVersion(ref)
       await p.destroyVersion(ref)
       expect((await p.listObjects()).some((o) => o.ref === ref)).toBe(false)
-      // PKCS#11: the object is gone (PROVIDER_ERROR). KMS: the key is pending deletion (a state error).
-      await expectCode(enc(ref, Buffer.alloc(32)), 'PROVIDER_ERROR', 'KEY_ACTION_INVALID_STATE_ERR')
+      // PKCS#11: the object is gone for good (KEY_VERSION_MATERIAL_MISSING). KMS: the key is pending
+      // deletion (a state error). Neither is retryable: no retry brings the material back.
+      for (const e of [
+        await expectCode(
+          enc(ref, Buffer.alloc(32)),
+          'KEY_VERSION_MATERIAL_MISSING',
+          'KEY_ACTION_INVALID_STATE_ERR',
+        ),
+        await expectCode(dec(ref, sealed), 'KEY_VERSION_MATERIAL_MISSING', 'KEY_ACTION_INVALID_STATE_ERR'),
+      ]) {
+        expect(e.retryable).toBe(false)
+      }
     })
 
     it('generateRandom returns distinct buffers of the asked length', async () => {

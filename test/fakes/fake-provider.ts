@@ -144,7 +144,10 @@ export class InsecureMemoryProvider implements RootKeyProvider {
 
   #key(ref: string): RootKey {
     const k = this.#keys.get(ref)
-    if (k === undefined) throw new EngineError('PROVIDER_ERROR', 'provider: no such root-key version')
+    if (k === undefined) {
+      // As the PKCS#11 provider answers for an object the token does not have: permanent, not retryable.
+      throw new EngineError('KEY_VERSION_MATERIAL_MISSING', 'provider: no such root-key version')
+    }
     return k
   }
 }

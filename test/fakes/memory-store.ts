@@ -1,7 +1,7 @@
 /**
  * An in-memory {@link MetadataStore} for unit tests: every role of the catalog (KeyCatalog, UsageLedger,
- * AliasStore, KeyRingStore, PolicyStore, TagStore, DeletionSchedule) with the semantics the SQLite store has
- * and ports.ts documents: each call is atomic (one "transaction"), compare-and-set writes return false when
+ * AliasStore, KeyRingStore, PolicyStore, TagStore, DeletionSchedule, PurgeJournal) with the semantics the
+ * SQLite store has and ports.ts documents: each call is atomic (one "transaction"), compare-and-set writes return false when
  * the expected state no longer holds, `reserveUsage` never grants beyond `limit`, rows that need their key
  * fail without it (the foreign keys) and go with it, and {@link MemoryStore.changeCounter} changes on every
  * write. Not durable and not shared between processes: a test double, never a store (test/unit only; the
@@ -23,6 +23,7 @@ import type {
   ListKeysQuery,
   MetadataStore,
   PendingVersion,
+  PurgingKey,
   TagPair,
   UpdateCondition,
 } from '../../src/core/ports.js'
@@ -206,7 +207,7 @@ export class MemoryStore implements MetadataStore {
     await this.#enter('insertVersion', [v, patch])
     const kk = k2(v.instance, v.keyId)
     const r = this.#keys.get(kk)
-    if (r === undefined || r.currentVersion !== v.version - 1) return false
+    if (r === undefined || r.currentVersion !== v.version - 1 || r.purgingSince !== undefined) return false
     this.#keys.set(kk, {
       ...r,
       currentVersion: v.version,
@@ -254,6 +255,36 @@ export class MemoryStore implements MetadataStore {
     this.#tagPairs.delete(kk)
     this.#schedules.delete(kk)
     this.#wrote()
+  }
+
+  async listAllVersions(): Promise<KeyVersionRecord[]> {
+    await this.#enter('listAllVersions', [])
+    return [...this.#versions.values()]
+      .flatMap((vs) => [...vs.values()].map((v) => ({ ...v.rec })))
+      .sort((a, b) => cmp(a.instance, b.instance) || cmp(a.keyId, b.keyId) || a.version - b.version)
+  }
+
+  async markPurging(
+    instance: string,
+    keyId: string,
+    expectState: KeyStateValue,
+    patch: KeyPatch,
+    since: number,
+  ): Promise<boolean> {
+    await this.#enter('markPurging', [instance, keyId, expectState, patch, since])
+    if (!this.#patchIf(instance, keyId, expectState, { ...patch, purgingSince: since })) {
+      return false
+    }
+    this.#wrote()
+    return true
+  }
+
+  async listPurging(): Promise<PurgingKey[]> {
+    await this.#enter('listPurging', [])
+    return [...this.#keys.values()]
+      .filter((r) => r.purgingSince !== undefined)
+      .map((r) => ({ instance: r.instance, keyId: r.id, since: r.purgingSince ?? 0 }))
+      .sort((a, b) => a.since - b.since || cmp(a.instance, b.instance) || cmp(a.keyId, b.keyId))
   }
 
   async ping(): Promise<void> {
@@ -552,6 +583,7 @@ export class MemoryStore implements MetadataStore {
 
   async cancelDeletion(instance: string, keyId: string): Promise<boolean> {
     await this.#enter('cancelDeletion', [instance, keyId])
+    if (this.#keys.get(k2(instance, keyId))?.purgingSince !== undefined) return false
     if (!this.#schedules.delete(k2(instance, keyId))) return false
     this.#wrote()
     return true
@@ -598,10 +630,10 @@ export class MemoryStore implements MetadataStore {
   }
 
   /** The compare-and-set write of updateKey and scheduleDeletion: `patch` if the state is still `expect`. */
-  #patchIf(instance: string, id: string, expect: KeyStateValue, patch: KeyPatch): boolean {
+  #patchIf(instance: string, id: string, expect: KeyStateValue, patch: Partial<KeyRecord>): boolean {
     const kk = k2(instance, id)
     const r = this.#keys.get(kk)
-    if (r === undefined || r.state !== expect) return false
+    if (r === undefined || r.state !== expect || r.purgingSince !== undefined) return false
     this.#keys.set(kk, { ...r, ...patch })
     return true
   }

@@ -6,7 +6,7 @@
 import { assertAllowed, concurrentChange, storeCall, type EngineContext } from '../context.js'
 import { EngineError, invalidField } from '../errors.js'
 import { assertActionAllowed, KeyState } from '../key-state.js'
-import type { KeyPatch } from '../ports.js'
+import type { KeyPatch, KeyRecord } from '../ports.js'
 import { optionsObject, validateActor } from '../validate.js'
 import { DAY, type KeyInfo, type KeyScope } from '../engine-types.js'
 import type { CachedKey } from './directory.js'
@@ -109,6 +109,8 @@ export async function restoreKey(
   options = optionsObject(options)
   const k = await ctx.keys.resolve(instance, idOrAlias, true, options.keyRingId)
   const r = k.record
+  // A key being purged is refused here (KEY_PURGE_IN_PROGRESS_ERR), and again by the catalog's
+  // compare-and-set if another process marks it between this check and the write.
   assertAllowed(ctx, 'restore', r)
   const now = ctx.clock.now()
   const deletedAt = r.deletedAt ?? r.stateChangedAt
@@ -155,8 +157,9 @@ export async function purgeKey(
     const k = await ctx.keys.load(instance, k0.record.id, true)
     const r = k.record
     assertAllowed(ctx, 'purge', r)
+    // A purge that already started (marked) only goes forward: its time check passed when it started.
     const deletedAt = r.deletedAt ?? r.stateChangedAt
-    if (ctx.clock.now() - deletedAt < ctx.life.purgeNotBeforeMs) {
+    if (r.purgingSince === undefined && ctx.clock.now() - deletedAt < ctx.life.purgeNotBeforeMs) {
       throw new EngineError('REQ_TOO_EARLY_ERR', 'key: can be purged 4 h after deletion')
     }
     await destroyKey(ctx, k)
@@ -164,12 +167,29 @@ export async function purgeKey(
 }
 
 /**
- * Destroys a key for good: every provider object, then the catalog rows (purge and scheduled deletion).
- * The caller holds the key's lock.
+ * Destroys a key for good (purge and scheduled deletion), crash-safely: first the durable "purging" mark
+ * (state 5, `purgingSince`), then every provider object, then the catalog rows. A crash or a provider failure
+ * anywhere after the mark leaves a key that can only go forward (restore refuses it); running this again —
+ * a retried purge, the scheduled-deletion job, or reconcile() — finishes it, since destroying an object that
+ * is already gone succeeds. The caller holds the key's lock.
+ * @throws EngineError KEY_ACTION_INVALID_STATE_ERR (retryable) when the key changed concurrently, and the provider's errors
  */
 export async function destroyKey(ctx: EngineContext, k: CachedKey): Promise<void> {
-  const { instance, id } = k.record
-  for (const v of k.versions.values()) await ctx.provider.destroyVersion(v.providerRef)
+  const r = k.record
+  const { instance, id } = r
+  if (r.purgingSince === undefined) {
+    const now = ctx.clock.now()
+    const patch: KeyPatch =
+      r.state === KeyState.DESTROYED
+        ? { updatedAt: now }
+        : { state: KeyState.DESTROYED, stateChangedAt: now, updatedAt: now, deletedAt: now }
+    const ok = await storeCall(() => ctx.store.markPurging(instance, id, r.state, patch, now))
+    ctx.keys.invalidate(instance, id)
+    if (!ok) throw concurrentChange('key: state changed concurrently; purge not started')
+  }
+  // The version rows as the catalog has them now (the mark stops any new one): standard keys have none.
+  const versions = await storeCall(() => ctx.store.listVersions(instance, id))
+  for (const v of versions) await ctx.provider.destroyVersion(v.providerRef)
   await storeCall(() => ctx.store.deleteKeyRows(instance, id))
   ctx.keys.invalidate(instance, id)
 }
@@ -215,6 +235,7 @@ export async function cancelKeyDeletion(
 ): Promise<void> {
   const k0 = await ctx.keys.resolve(instance, idOrAlias, true)
   await ctx.locks.withKey(instance, k0.record.id, async () => {
+    refuseIfPurging((await ctx.keys.load(instance, k0.record.id, true)).record, 'cancel deletion')
     const ok = await storeCall(() => ctx.store.cancelDeletion(instance, k0.record.id))
     ctx.keys.invalidate(instance, k0.record.id)
     if (!ok) throw new EngineError('KEY_ACTION_INVALID_STATE_ERR', 'key: is not pending deletion')
@@ -230,4 +251,14 @@ export async function getKeyDeletionDate(
   const k = await ctx.keys.resolve(instance, idOrAlias, true)
   const s = await ctx.store.getDeletionSchedule(instance, k.record.id)
   return s === undefined ? undefined : new Date(s.deletionDate)
+}
+
+/** Refuses an action outside the key-state table on a key being purged. */
+function refuseIfPurging(r: KeyRecord, action: string): void {
+  if (r.purgingSince !== undefined) {
+    throw new EngineError(
+      'KEY_PURGE_IN_PROGRESS_ERR',
+      `key: is being purged; ${action} is refused (run the purge again, or reconcile, to finish it)`,
+    )
+  }
 }

@@ -227,6 +227,8 @@ export function readAttributes(
 /** Where session copies are made: the session that lives as long as the provider (the guard's anchor). */
 export interface AnchorSession {
   readonly anchor: Handle | undefined
+  /** The token's slot (asked whether the token still answers before an object is declared missing). */
+  readonly slot: Handle
 }
 
 interface CachedHandles {
@@ -257,7 +259,8 @@ export class KeyHandles {
    * The handle to encrypt/decrypt with: the session copy when enabled, else the token object. HOT PATH
    * (every encrypt/decrypt): a hit is one Map lookup, as it was inside the provider; a miss searches the
    * token on session `s`.
-   * @throws EngineError PROVIDER_ERROR when the object is missing, duplicated or its copy is unprotected
+   * @throws EngineError KEY_VERSION_MATERIAL_MISSING when the token answers and has no such object,
+   * PROVIDER_ERROR when it is duplicated or its copy is unprotected
    */
   handle(s: Handle, ref: string): Handle {
     const hit = this.#map.get(ref)
@@ -273,7 +276,14 @@ export class KeyHandles {
       { type: js.CKA_TOKEN, value: true },
     ])
     if (token === undefined) {
-      throw new EngineError('PROVIDER_ERROR', 'pkcs11: the root key version object is missing from the token')
+      // SoftHSM2 answers an empty search on a working session while its token storage is away (then every
+      // C_GetTokenInfo fails): "not found" is permanent only when the token itself still answers. If it does
+      // not, its error goes to the session guard like any device failure (transient, never "missing").
+      p11.C_GetTokenInfo(this.#sessions.slot)
+      throw new EngineError(
+        'KEY_VERSION_MATERIAL_MISSING',
+        'pkcs11: the root key version object does not exist on the token (it was destroyed); ciphertexts under this version cannot be unwrapped',
+      )
     }
     if (dup !== undefined)
       throw new EngineError('PROVIDER_ERROR', 'pkcs11: two token objects share one CKA_ID')

@@ -135,4 +135,9 @@ export const MIGRATIONS: readonly string[] = [
   ) STRICT;
   CREATE INDEX key_deletion_schedule_due ON key_deletion_schedule(deletion_date);
   `,
+  // 5: the durable "purging" mark of a crash-safe purge (set before the first provider object is destroyed).
+  `
+  ALTER TABLE keys ADD COLUMN purging_since INTEGER;
+  CREATE INDEX keys_purging ON keys(purging_since) WHERE purging_since IS NOT NULL;
+  `,
 ]

@@ -102,6 +102,7 @@ export interface KeyRow {
   current_version: number
   wrapped_payload: Buffer | null
   internal: number
+  purging_since: number | null
 }
 
 /** A `key_versions` row. */
@@ -139,6 +140,7 @@ export function toRecord(r: KeyRow): KeyRecord {
     currentVersion: r.current_version,
     wrappedPayload: undef(r.wrapped_payload),
     internal: r.internal === 1,
+    purgingSince: undef(r.purging_since),
   }
 }
 

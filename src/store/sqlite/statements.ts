@@ -96,7 +96,7 @@ export function prepareStatements(db: Db): Statements {
     bumpVersion: p<
       [number, number | null, number, string, string, number]
     >(`UPDATE keys SET current_version = ?, last_rotated_at = coalesce(?, last_rotated_at), updated_at = ?
-        WHERE instance = ? AND id = ? AND current_version = ?`),
+        WHERE instance = ? AND id = ? AND current_version = ? AND purging_since IS NULL`),
     deleteKey: p<[string, string]>('DELETE FROM keys WHERE instance = ? AND id = ?'),
     aliasOwner: p<[string, string], string>(
       'SELECT key_id FROM aliases WHERE instance = ? AND alias = ?',

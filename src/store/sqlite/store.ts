@@ -24,6 +24,7 @@ import type {
   ListKeysQuery,
   MetadataStore,
   PendingVersion,
+  PurgingKey,
   TagPair,
   UpdateCondition,
 } from '../../core/ports.js'
@@ -37,6 +38,7 @@ import {
   toVersion,
   type AliasNameRow,
   type KeyRow,
+  type VersionRow,
 } from './rows.js'
 import { prepareStatements, type Statements } from './statements.js'
 
@@ -265,7 +267,7 @@ export class SqliteStore implements MetadataStore {
         : ''
     const res = this.#db
       .prepare(
-        `UPDATE keys SET ${sets.join(', ')} WHERE instance = ? AND id = ? AND state = ?${unlessPending}`,
+        `UPDATE keys SET ${sets.join(', ')} WHERE instance = ? AND id = ? AND state = ? AND purging_since IS NULL${unlessPending}`,
       )
       .run(...args, instance, id, expectState)
     return res.changes === 1
@@ -273,6 +275,45 @@ export class SqliteStore implements MetadataStore {
 
   async deleteKeyRows(instance: string, id: string): Promise<void> {
     this.#s.deleteKey.run(instance, id)
+  }
+
+  async listAllVersions(): Promise<KeyVersionRecord[]> {
+    return this.#db
+      .prepare<[], VersionRow>('SELECT * FROM key_versions ORDER BY instance, key_id, version')
+      .all()
+      .map(toVersion)
+  }
+
+  async markPurging(
+    instance: string,
+    keyId: string,
+    expectState: KeyStateValue,
+    patch: KeyPatch,
+    since: number,
+  ): Promise<boolean> {
+    const sets = ['purging_since = ?']
+    const args: unknown[] = [since]
+    for (const [k, col] of Object.entries(PATCH_COLUMNS) as [keyof KeyPatch, string][]) {
+      if (k in patch) {
+        sets.push(`${col} = ?`)
+        args.push(patch[k] ?? null)
+      }
+    }
+    const res = this.#db
+      .prepare(
+        `UPDATE keys SET ${sets.join(', ')} WHERE instance = ? AND id = ? AND state = ? AND purging_since IS NULL`,
+      )
+      .run(...args, instance, keyId, expectState)
+    return res.changes === 1
+  }
+
+  async listPurging(): Promise<PurgingKey[]> {
+    return this.#db
+      .prepare<[], PurgingKey>(
+        `SELECT instance, id AS keyId, purging_since AS since FROM keys WHERE purging_since IS NOT NULL
+         ORDER BY purging_since, instance, id`,
+      )
+      .all()
   }
 
   async addAlias(
@@ -525,7 +566,9 @@ export class SqliteStore implements MetadataStore {
       }
       if (sets.length > 0) {
         const res = this.#db
-          .prepare(`UPDATE keys SET ${sets.join(', ')} WHERE instance = ? AND id = ? AND state = ?`)
+          .prepare(
+            `UPDATE keys SET ${sets.join(', ')} WHERE instance = ? AND id = ? AND state = ? AND purging_since IS NULL`,
+          )
           .run(...args, instance, keyId, expectState)
         if (res.changes !== 1) return false
       }
@@ -542,7 +585,11 @@ export class SqliteStore implements MetadataStore {
 
   async cancelDeletion(instance: string, keyId: string): Promise<boolean> {
     const res = this.#db
-      .prepare('DELETE FROM key_deletion_schedule WHERE instance = ? AND key_id = ?')
+      .prepare(
+        `DELETE FROM key_deletion_schedule WHERE instance = ? AND key_id = ? AND NOT EXISTS
+           (SELECT 1 FROM keys k WHERE k.instance = key_deletion_schedule.instance
+              AND k.id = key_deletion_schedule.key_id AND k.purging_since IS NOT NULL)`,
+      )
       .run(instance, keyId)
     return res.changes === 1
   }
