@@ -1,23 +1,25 @@
 #!/usr/bin/env node
 /**
- * `envelope-kms` command line.
+ * `envelope-kms` command line: a thin shell over the public API (docs/cli.md). Each command is a file in
+ * src/cli/commands; this file only dispatches.
  *
- *   envelope-kms serve        serve the HTTP APIs (configuration: src/config.ts and src/http/config.ts)
- *   envelope-kms rotate-due   run one automatic-rotation pass and print what it did
  *   envelope-kms --help | --version | <command> --help   print and exit; nothing else runs
- * Options are parsed strictly: an unknown option or a stray argument is a usage error (exit 2).
+ *   envelope-kms <command> [args] [options]              exit 0 done, 1 failed, 2 usage error, 3 not found
+ * Options are parsed strictly (src/cli/args.ts): an unknown option or a stray argument is a usage error.
  */
 import { readFileSync } from 'node:fs'
-import { parseArgs } from 'node:util'
-import { loadConfig } from '../config.js'
-import { createEngineFromConfig } from '../default-engine.js'
-import { EngineError } from '../core/errors.js'
-import { SERVE_HELP, serveCommand } from './commands/serve.js'
+import { parseCommandArgs, UsageError, type Command, type CommandGroup } from './args.js'
+import { EXIT, reportError } from './output.js'
 
 const USAGE = `usage: envelope-kms <command> [options]
 
 commands:
+  init         provision a SoftHSM2 token, its PIN file and the catalog in the working directory
+  doctor       check the module, token, PIN, mechanisms, catalog and clock; one verdict per line
   serve        serve the Key Protect v2 API (EKMS_HTTP_*, EKMS_AUTH_FILE, EKMS_PKCS11_*, EKMS_CATALOG)
+  keys         list|create|get|rotate|disable|enable|delete|restore root keys
+  wrap         wrap a DEK (stdin) with a root key; prints the ciphertext in base64
+  unwrap       unwrap a ciphertext (base64 on stdin); writes the DEK
   rotate-due   run one automatic-rotation pass (keys whose rotation policy is due) and print it as JSON
   help         this text
 
@@ -25,16 +27,19 @@ options:
   -h, --help     print help and exit (with a command: that command's help; nothing else runs)
   -v, --version  print the version and exit
 
-Configuration is read from the environment (docs/configuration.md, docs/http-keyprotect.md).
+Configuration is read from the environment (docs/configuration.md, docs/cli.md).
+Exit codes: 0 done, 1 the operation failed, 2 usage error, 3 not found.
 `
 
-const COMMAND_HELP: Readonly<Record<string, string>> = {
-  serve: SERVE_HELP,
-  'rotate-due': `usage: envelope-kms rotate-due [--help]
-
-Runs one automatic-rotation pass now: rotates every root key whose rotation policy is due and prints
-{"rotated":[…],"skipped":[…],"failed":[…]} as JSON. It changes keys: there is no dry run.
-`,
+/** Commands load on use: `--help` and `--version` never load pkcs11js, SQLite or the HTTP layer. */
+const COMMANDS: Readonly<Record<string, () => Promise<Command | CommandGroup>>> = {
+  init: async () => (await import('./commands/init.js')).INIT,
+  doctor: async () => (await import('./commands/doctor.js')).DOCTOR,
+  serve: async () => (await import('./commands/serve.js')).SERVE,
+  keys: async () => (await import('./commands/keys.js')).KEYS,
+  wrap: async () => (await import('./commands/wrap.js')).WRAP,
+  unwrap: async () => (await import('./commands/wrap.js')).UNWRAP,
+  'rotate-due': async () => (await import('./commands/rotate-due.js')).ROTATE_DUE,
 }
 
 /** The package version, from the package.json this file ships with. */
@@ -45,79 +50,75 @@ function version(): string {
   return typeof pkg.version === 'string' ? pkg.version : 'unknown'
 }
 
-/** A usage error: printed with the usage, exit code 2. */
-class UsageError extends Error {}
-
-/**
- * Parses the command line strictly (node:util parseArgs): unknown options and stray arguments are errors, so
- * that a mistyped flag never runs a command with its defaults.
- */
-function parseCommandLine(argv: readonly string[]): {
-  command: string | undefined
-  help: boolean
-  version: boolean
-} {
-  let parsed
-  try {
-    parsed = parseArgs({
-      args: [...argv],
-      options: { help: { type: 'boolean', short: 'h' }, version: { type: 'boolean', short: 'v' } },
-      allowPositionals: true,
-      strict: true,
-    })
-  } catch (err) {
-    // node:util's message goes on about positionals after '--'; its first sentence names the fault.
-    throw new UsageError(((err as Error).message.split('. ')[0] ?? '').replace(/\.$/, ''))
-  }
-  const [command, ...rest] = parsed.positionals
-  if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0] ?? ''}"`)
-  return { command, help: parsed.values.help === true, version: parsed.values.version === true }
+function usageError(message: string, usage: string): number {
+  process.stderr.write(`envelope-kms: ${message}\n${usage}`)
+  return EXIT.usage
 }
 
-async function rotateDueCommand(): Promise<void> {
-  const engine = await createEngineFromConfig(loadConfig())
+async function main(argv: readonly string[]): Promise<number> {
+  // Global options come before the command; everything after it belongs to the command.
+  let i = 0
+  while (i < argv.length && (argv[i] ?? '').startsWith('-')) i++
+  let globals
   try {
-    process.stdout.write(`${JSON.stringify(await engine.rotateDueKeys())}\n`)
-  } finally {
-    await engine.close()
-  }
-}
-
-async function main(argv: readonly string[]): Promise<void> {
-  let cl
-  try {
-    cl = parseCommandLine(argv)
+    globals = parseCommandArgs(argv.slice(0, i), { version: { type: 'boolean', short: 'v' } })
   } catch (err) {
-    if (!(err instanceof UsageError)) throw err
-    process.stderr.write(`envelope-kms: ${err.message}\n${USAGE}`)
-    process.exitCode = 2
-    return
+    if (err instanceof UsageError) return usageError(err.message, USAGE)
+    throw err
   }
-  const { command, help } = cl
-  if (cl.version) {
+  if (globals.values['version'] === true) {
     process.stdout.write(`${version()}\n`)
-    return
+    return EXIT.ok
   }
-  if (command === undefined || command === 'help') {
+  const name = argv[i]
+  let rest = argv.slice(i + 1)
+  if (name === undefined || name === 'help') {
     process.stdout.write(USAGE)
-    return
+    return EXIT.ok
   }
-  const commandHelp = COMMAND_HELP[command]
-  if (commandHelp === undefined) {
-    process.stderr.write(`envelope-kms: unknown command "${command}"\n${USAGE}`)
-    process.exitCode = 2
-    return
+  const load = COMMANDS[name]
+  if (load === undefined) return usageError(`unknown command "${name}"`, USAGE)
+  const loaded = await load()
+  let command: Command
+  if ('subcommands' in loaded) {
+    const sub = rest[0]
+    if (sub === undefined || sub.startsWith('-')) {
+      if (rest.some((a) => a === '--help' || a === '-h') || globals.help) {
+        process.stdout.write(loaded.help)
+        return EXIT.ok
+      }
+      return usageError(
+        sub === undefined ? `${name}: missing subcommand` : `${name}: unknown option '${sub}'`,
+        loaded.help,
+      )
+    }
+    const found = loaded.subcommands[sub]
+    if (found === undefined) return usageError(`unknown ${name} subcommand "${sub}"`, loaded.help)
+    command = found
+    rest = rest.slice(1)
+  } else command = loaded
+  if (globals.help) {
+    process.stdout.write(command.help)
+    return EXIT.ok
   }
-  if (help) {
-    process.stdout.write(commandHelp)
-    return
+  try {
+    const parsed = parseCommandArgs(rest, command.options, command.positionals)
+    if (parsed.help) {
+      process.stdout.write(command.help)
+      return EXIT.ok
+    }
+    return (await command.run(parsed.values, parsed.positionals)) ?? EXIT.ok
+  } catch (err) {
+    if (err instanceof UsageError) return usageError(err.message, command.help)
+    throw err
   }
-  if (command === 'serve') return serveCommand()
-  return rotateDueCommand()
 }
 
-main(process.argv.slice(2)).catch((err: unknown) => {
-  const e = err instanceof EngineError ? err : undefined
-  process.stderr.write(`envelope-kms: ${e === undefined ? String(err) : `${e.code}: ${e.message}`}\n`)
-  process.exitCode = 1
-})
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code !== EXIT.ok) process.exitCode = code
+  },
+  (err: unknown) => {
+    process.exitCode = reportError(err)
+  },
+)

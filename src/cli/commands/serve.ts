@@ -16,6 +16,7 @@ import { createAuthenticator, type AuthConfig } from '../../http/auth.js'
 import { loadHttpConfig } from '../../http/config.js'
 import { startServer, type RunningServer } from '../../http/server.js'
 import { servableAwsKms } from '../../http/awskms/servable.js'
+import type { Command } from '../args.js'
 
 export const SERVE_HELP = `usage: envelope-kms serve [--help]
 
@@ -184,4 +185,14 @@ export async function serveCommand(): Promise<void> {
       )
     }
   })
+}
+
+/** The `serve` command for the dispatcher (src/cli/main.ts). */
+export const SERVE: Command = {
+  help: SERVE_HELP,
+  options: {},
+  run: async () => {
+    await serveCommand()
+    return undefined
+  },
 }
