@@ -88,7 +88,9 @@ async function main(argv: readonly string[]): Promise<number> {
         return EXIT.ok
       }
       return usageError(
-        sub === undefined ? `${name}: missing subcommand` : `${name}: unknown option '${sub}'`,
+        sub === undefined
+          ? `${name}: missing subcommand`
+          : `${name}: the subcommand comes first (envelope-kms ${name} <subcommand> [options])`,
         loaded.help,
       )
     }

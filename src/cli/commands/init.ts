@@ -44,7 +44,6 @@ function ensureSoftHsmConf(conf: string): { tokenDir: string; created: boolean }
   }
   const tokenDir = join(dirname(conf), 'tokens')
   mkdirSync(tokenDir, { recursive: true, mode: 0o700 })
-  chmodSync(dirname(conf), 0o700)
   writeFileSync(
     conf,
     `# SoftHSM2 configuration written by \`envelope-kms init\`.\ndirectories.tokendir = ${tokenDir}/\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\nslots.mechanisms = ALL\nlibrary.reset_on_fork = false\n`,

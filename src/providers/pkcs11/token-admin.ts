@@ -109,10 +109,13 @@ export function diagnosePkcs11(options: {
   try {
     entry = acquireModule(options.module)
   } catch (err) {
+    const loaded = err instanceof EngineError && err.code === 'PROVIDER_UNAVAILABLE'
     checks.push({
       check: 'module',
       ok: false,
-      detail: `${(err as Error).message}; fix: install the PKCS#11 library (SoftHSM2: apt-get install -y softhsm2) or set EKMS_PKCS11_MODULE`,
+      detail: loaded
+        ? `${err.message}; fix: check the library's own configuration${options.tokenHint ?? ''}`
+        : `${(err as Error).message}; fix: install the PKCS#11 library (SoftHSM2: apt-get install -y softhsm2) or set EKMS_PKCS11_MODULE`,
     })
     skipped(['token', 'pin', 'mechanisms'], 'module')
     return checks
