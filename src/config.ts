@@ -8,11 +8,11 @@
  * | EKMS_PKCS11_MODULE | PKCS#11 library | the SoftHSM2 library where Debian installs it |
  * | EKMS_PKCS11_TOKEN_LABEL | token label | `envelope-kms` |
  * | EKMS_PKCS11_PIN | user PIN | none: read from EKMS_PKCS11_PIN_FILE |
- * | EKMS_PKCS11_PIN_FILE | file holding the user PIN | `.softhsm/user-pin` (written by `npm run setup`) |
+ * | EKMS_PKCS11_PIN_FILE | file holding the user PIN | `.softhsm/user-pin` (written by `envelope-kms init`) |
  * | EKMS_PKCS11_PROFILE | `softhsm2`, `luna` or a profile file | `softhsm2` |
  * | EKMS_CATALOG | SQLite catalog file | `data/catalog.sqlite` |
  * | EKMS_DEK_CACHE | `on`: cache unwrapped DEKs and reuse data keys for seal (bounded, zeroed) | `off` |
- * | SOFTHSM2_CONF | SoftHSM2's own config | `./softhsm2.conf` when the profile is softhsm2 and the file exists |
+ * | SOFTHSM2_CONF | SoftHSM2's own config | `./softhsm2.conf` if it exists, else `.softhsm/softhsm2.conf` (written by `envelope-kms init`), when the profile is softhsm2 and the file exists |
  */
 import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
@@ -64,11 +64,33 @@ function str(v: unknown, name: string): string | undefined {
   return v
 }
 
+/** Where `envelope-kms init` puts the user PIN, and where the default engine reads it (relative: the cwd). */
+export const DEFAULT_PIN_FILE = '.softhsm/user-pin'
+/** The default catalog file (relative: the working directory). */
+export const DEFAULT_CATALOG = 'data/catalog.sqlite'
+/** The SoftHSM2 config `envelope-kms init` writes when `./softhsm2.conf` does not exist. */
+export const DEFAULT_SOFTHSM_CONF = '.softhsm/softhsm2.conf'
+
 /**
- * Builds the configuration from `EKMS_CONFIG` (if set) and the environment.
+ * The configuration before the PIN is read: what `envelope-kms init` provisions and `envelope-kms doctor`
+ * checks, with the same defaults as {@link loadConfig}.
+ */
+export interface ConfigSettings {
+  readonly module: string
+  readonly tokenLabel: string
+  readonly profile: string
+  /** The PIN when given directly (EKMS_PKCS11_PIN or pkcs11.pin); otherwise it is read from `pinFile`. */
+  readonly pin: string | undefined
+  readonly pinFile: string
+  readonly catalogPath: string
+  readonly dekCache: boolean
+}
+
+/**
+ * Reads `EKMS_CONFIG` (if set) and the environment, without reading the PIN file.
  * @throws EngineError CONFIG_INVALID naming the setting at fault
  */
-export function loadConfig(env: NodeJS.ProcessEnv = process.env): EngineConfig {
+export function resolveConfigSettings(env: NodeJS.ProcessEnv = process.env): ConfigSettings {
   let file: ConfigFile = {}
   const cfgPath = str(env['EKMS_CONFIG'], 'EKMS_CONFIG')
   if (cfgPath !== undefined) {
@@ -102,36 +124,60 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): EngineConfig {
     'envelope-kms'
   const profile =
     str(env['EKMS_PKCS11_PROFILE'], 'EKMS_PKCS11_PROFILE') ?? str(p.profile, 'pkcs11.profile') ?? 'softhsm2'
-  let pin = str(env['EKMS_PKCS11_PIN'], 'EKMS_PKCS11_PIN') ?? str(p.pin, 'pkcs11.pin')
-  if (pin === undefined) {
-    const pinFile =
-      str(env['EKMS_PKCS11_PIN_FILE'], 'EKMS_PKCS11_PIN_FILE') ??
-      str(p.pinFile, 'pkcs11.pinFile') ??
-      '.softhsm/user-pin'
-    try {
-      pin = readFileSync(pinFile, 'utf8').trim()
-    } catch (err) {
-      throw new EngineError(
-        'CONFIG_INVALID',
-        `EKMS_PKCS11_PIN: not set, and the PIN file ${pinFile} cannot be read (run \`npm run setup\` for the development token)`,
-        { cause: err },
-      )
-    }
-  }
-  if (pin.length === 0) throw new EngineError('CONFIG_INVALID', 'EKMS_PKCS11_PIN: is empty')
-  const catalog =
-    str(env['EKMS_CATALOG'], 'EKMS_CATALOG') ??
-    str(file.catalog?.path, 'catalog.path') ??
-    'data/catalog.sqlite'
+  const pin = str(env['EKMS_PKCS11_PIN'], 'EKMS_PKCS11_PIN') ?? str(p.pin, 'pkcs11.pin')
+  const pinFile =
+    str(env['EKMS_PKCS11_PIN_FILE'], 'EKMS_PKCS11_PIN_FILE') ??
+    str(p.pinFile, 'pkcs11.pinFile') ??
+    DEFAULT_PIN_FILE
+  const catalogPath =
+    str(env['EKMS_CATALOG'], 'EKMS_CATALOG') ?? str(file.catalog?.path, 'catalog.path') ?? DEFAULT_CATALOG
   const cacheSetting =
     str(env['EKMS_DEK_CACHE'], 'EKMS_DEK_CACHE') ??
     (file.dekCache === undefined ? 'off' : file.dekCache ? 'on' : 'off')
   if (cacheSetting !== 'on' && cacheSetting !== 'off')
     throw new EngineError('CONFIG_INVALID', 'EKMS_DEK_CACHE: must be on or off')
   return {
-    pkcs11: { module: module ?? '', tokenLabel, pin, profile },
-    catalog: { path: catalog },
+    module: module ?? '',
+    tokenLabel,
+    profile,
+    pin,
+    pinFile,
+    catalogPath,
     dekCache: cacheSetting === 'on',
+  }
+}
+
+/**
+ * Reads the user PIN of `settings`: the one given directly, else the PIN file's content.
+ * @throws EngineError CONFIG_INVALID when the PIN file cannot be read or the PIN is empty
+ */
+export function readPin(settings: ConfigSettings): string {
+  let pin = settings.pin
+  if (pin === undefined) {
+    try {
+      pin = readFileSync(settings.pinFile, 'utf8').trim()
+    } catch (err) {
+      throw new EngineError(
+        'CONFIG_INVALID',
+        `EKMS_PKCS11_PIN: not set, and the PIN file ${settings.pinFile} cannot be read (run \`npx envelope-kms init\` to provision a SoftHSM2 token and its PIN file)`,
+        { cause: err },
+      )
+    }
+  }
+  if (pin.length === 0) throw new EngineError('CONFIG_INVALID', 'EKMS_PKCS11_PIN: is empty')
+  return pin
+}
+
+/**
+ * Builds the configuration from `EKMS_CONFIG` (if set) and the environment.
+ * @throws EngineError CONFIG_INVALID naming the setting at fault
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): EngineConfig {
+  const s = resolveConfigSettings(env)
+  return {
+    pkcs11: { module: s.module, tokenLabel: s.tokenLabel, pin: readPin(s), profile: s.profile },
+    catalog: { path: s.catalogPath },
+    dekCache: s.dekCache,
   }
 }
 
@@ -141,13 +187,24 @@ export function describeConfig(c: EngineConfig): Record<string, unknown> {
 }
 
 /**
- * Points SoftHSM2 at the project's `softhsm2.conf` when the environment names no config and the profile is
- * softhsm2. SoftHSM2 reads SOFTHSM2_CONF once, at C_Initialize.
+ * The SoftHSM2 config the default engine and `envelope-kms init` use: `SOFTHSM2_CONF`, else
+ * `./softhsm2.conf` when it exists (a clone of this repository), else `.softhsm/softhsm2.conf` (written by
+ * `envelope-kms init`). Absolute; the file may not exist yet.
+ */
+export function softHsmConfPath(env: NodeJS.ProcessEnv = process.env): string {
+  const set = env['SOFTHSM2_CONF']
+  if (set !== undefined && set !== '') return resolve(set)
+  return existsSync('softhsm2.conf') ? resolve('softhsm2.conf') : resolve(DEFAULT_SOFTHSM_CONF)
+}
+
+/**
+ * Points SoftHSM2 at {@link softHsmConfPath} when the environment names no config, the profile is softhsm2
+ * and the file exists. SoftHSM2 reads SOFTHSM2_CONF once, at C_Initialize.
  */
 export function defaultSoftHsmConf(c: EngineConfig, env: NodeJS.ProcessEnv = process.env): void {
-  if (c.pkcs11.profile === 'softhsm2' && env['SOFTHSM2_CONF'] === undefined && existsSync('softhsm2.conf')) {
-    env['SOFTHSM2_CONF'] = resolve('softhsm2.conf')
-  }
+  if (c.pkcs11.profile !== 'softhsm2' || env['SOFTHSM2_CONF'] !== undefined) return
+  const conf = softHsmConfPath(env)
+  if (existsSync(conf)) env['SOFTHSM2_CONF'] = conf
 }
 
 /** Creates the folder of the catalog file. */

@@ -1,34 +1,25 @@
 #!/usr/bin/env node
 /**
- * `envelope-kms` command line.
+ * `envelope-kms` command line: a thin shell over the public API (docs/cli.md). Each command is a file in
+ * src/cli/commands; this file only dispatches.
  *
- *   envelope-kms serve        serve the HTTP APIs (configuration: src/config.ts and src/http/config.ts)
- *   envelope-kms rotate-due   run one automatic-rotation pass and print what it did
  *   envelope-kms --help | --version | <command> --help   print and exit; nothing else runs
- * Options are parsed strictly: an unknown option or a stray argument is a usage error (exit 2).
+ *   envelope-kms <command> [args] [options]              exit 0 done, 1 failed, 2 usage error, 3 not found
+ * Options are parsed strictly (src/cli/args.ts): an unknown option or a stray argument is a usage error.
  */
-import { randomBytes } from 'node:crypto'
-import { chmodSync, existsSync, linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs'
-import { dirname, resolve } from 'node:path'
-import { parseArgs } from 'node:util'
-import { pino } from 'pino'
-import { loadConfig } from '../config.js'
-import { createEngineFromConfig } from '../default-engine.js'
-import { EngineError, isEngineError } from '../core/errors.js'
-import { startRotationScheduler } from '../core/jobs/scheduler.js'
-import { createHttpApp } from '../http/app.js'
-import { pinoAuditSink } from '../http/audit.js'
-import { createAuthenticator, type AuthConfig } from '../http/auth.js'
-import { loadHttpConfig } from '../http/config.js'
-import { startServer, type RunningServer } from '../http/server.js'
-import { servableAwsKms } from '../http/awskms/servable.js'
-
-const log = pino({ base: { log: 'server' }, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination(2))
+import { readFileSync } from 'node:fs'
+import { parseCommandArgs, UsageError, type Command, type CommandGroup } from './args.js'
+import { EXIT, reportError } from './output.js'
 
 const USAGE = `usage: envelope-kms <command> [options]
 
 commands:
+  init         provision a SoftHSM2 token, its PIN file and the catalog in the working directory
+  doctor       check the module, token, PIN, mechanisms, catalog and clock; one verdict per line
   serve        serve the Key Protect v2 API (EKMS_HTTP_*, EKMS_AUTH_FILE, EKMS_PKCS11_*, EKMS_CATALOG)
+  keys         list|create|get|rotate|disable|enable|delete|restore root keys
+  wrap         wrap a DEK (stdin) with a root key; prints the ciphertext in base64
+  unwrap       unwrap a ciphertext (base64 on stdin); writes the DEK
   rotate-due   run one automatic-rotation pass (keys whose rotation policy is due) and print it as JSON
   help         this text
 
@@ -36,21 +27,19 @@ options:
   -h, --help     print help and exit (with a command: that command's help; nothing else runs)
   -v, --version  print the version and exit
 
-Configuration is read from the environment (docs/configuration.md, docs/http-keyprotect.md).
+Configuration is read from the environment (docs/configuration.md, docs/cli.md).
+Exit codes: 0 done, 1 the operation failed, 2 usage error, 3 not found.
 `
 
-const COMMAND_HELP: Readonly<Record<string, string>> = {
-  serve: `usage: envelope-kms serve [--help]
-
-Serves the Key Protect v2 API (and the AWS-KMS-compatible API when EKMS_AWSKMS_PORT is set) until SIGTERM or
-SIGINT; SIGHUP reopens the audit log. Configuration: EKMS_HTTP_*, EKMS_AUTH_FILE, EKMS_AUDIT_LOG,
-EKMS_PKCS11_*, EKMS_CATALOG (docs/http-keyprotect.md).
-`,
-  'rotate-due': `usage: envelope-kms rotate-due [--help]
-
-Runs one automatic-rotation pass now: rotates every root key whose rotation policy is due and prints
-{"rotated":[…],"skipped":[…],"failed":[…]} as JSON. It changes keys: there is no dry run.
-`,
+/** Commands load on use: `--help` and `--version` never load pkcs11js, SQLite or the HTTP layer. */
+const COMMANDS: Readonly<Record<string, () => Promise<Command | CommandGroup>>> = {
+  init: async () => (await import('./commands/init.js')).INIT,
+  doctor: async () => (await import('./commands/doctor.js')).DOCTOR,
+  serve: async () => (await import('./commands/serve.js')).SERVE,
+  keys: async () => (await import('./commands/keys.js')).KEYS,
+  wrap: async () => (await import('./commands/wrap.js')).WRAP,
+  unwrap: async () => (await import('./commands/wrap.js')).UNWRAP,
+  'rotate-due': async () => (await import('./commands/rotate-due.js')).ROTATE_DUE,
 }
 
 /** The package version, from the package.json this file ships with. */
@@ -61,239 +50,77 @@ function version(): string {
   return typeof pkg.version === 'string' ? pkg.version : 'unknown'
 }
 
-/** A usage error: printed with the usage, exit code 2. */
-class UsageError extends Error {}
-
-/**
- * Parses the command line strictly (node:util parseArgs): unknown options and stray arguments are errors, so
- * that a mistyped flag never runs a command with its defaults.
- */
-function parseCommandLine(argv: readonly string[]): {
-  command: string | undefined
-  help: boolean
-  version: boolean
-} {
-  let parsed
-  try {
-    parsed = parseArgs({
-      args: [...argv],
-      options: { help: { type: 'boolean', short: 'h' }, version: { type: 'boolean', short: 'v' } },
-      allowPositionals: true,
-      strict: true,
-    })
-  } catch (err) {
-    // node:util's message goes on about positionals after '--'; its first sentence names the fault.
-    throw new UsageError(((err as Error).message.split('. ')[0] ?? '').replace(/\.$/, ''))
-  }
-  const [command, ...rest] = parsed.positionals
-  if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0] ?? ''}"`)
-  return { command, help: parsed.values.help === true, version: parsed.values.version === true }
+function usageError(message: string, usage: string): number {
+  process.stderr.write(`envelope-kms: ${message}\n${usage}`)
+  return EXIT.usage
 }
 
-/**
- * Without an auth file, loopback only: the development API key in a 0600 file next to the catalog. An
- * existing file is used as it is, so a second `serve` (or one that fails to start) never changes the key a
- * running server accepts; a new key is written only after the servers started (`persist`), atomically, and
- * never over a file that appeared meanwhile.
- */
-function devAuth(catalogPath: string, host: string): { auth: AuthConfig; persist: () => void } {
-  if (host !== '127.0.0.1' && host !== '::1' && host !== 'localhost') {
-    throw new EngineError(
-      'CONFIG_INVALID',
-      'EKMS_AUTH_FILE: is required when serving on a non-loopback address',
-    )
-  }
-  const file = resolve(dirname(resolve(catalogPath)), 'dev-api-key')
-  const auth = (key: string): AuthConfig => ({
-    apiKeys: [{ key, subject: 'dev', instances: '*', actions: ['*'] }],
-  })
-  if (existsSync(file)) {
-    const key = readFileSync(file, 'utf8').trim()
-    if (key.length < 16) {
-      throw new EngineError(
-        'CONFIG_INVALID',
-        `${file}: holds no development API key; delete it to get a new one`,
-      )
-    }
-    log.warn(
-      { file },
-      'no EKMS_AUTH_FILE: using the development API key in this file (all instances, all actions)',
-    )
-    return { auth: auth(key), persist: () => undefined }
-  }
-  const key = randomBytes(32).toString('base64url')
-  return {
-    auth: auth(key),
-    persist: () => {
-      mkdirSync(dirname(file), { recursive: true, mode: 0o700 })
-      const tmp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`
-      writeFileSync(tmp, `${key}\n`, { mode: 0o600, flag: 'wx' })
-      try {
-        chmodSync(tmp, 0o600)
-        linkSync(tmp, file) // atomic, and fails (EEXIST) rather than replace a file another server wrote
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
-        log.error({ file }, 'dev-api-key appeared while starting; this server accepts only its own key')
-        return
-      } finally {
-        unlinkSync(tmp)
-      }
-      log.warn({ file }, 'no EKMS_AUTH_FILE: generated a development API key (all instances, all actions)')
-    },
-  }
-}
-
-async function serveCommand(): Promise<void> {
-  const config = loadConfig()
-  const http = loadHttpConfig()
-  let authConfig = http.auth
-  let persistDevKey = (): void => undefined
-  if (authConfig === undefined) {
-    const dev = devAuth(config.catalog.path, http.listen.host ?? '127.0.0.1')
-    authConfig = dev.auth
-    persistDevKey = dev.persist
-  }
-  const auth = createAuthenticator(authConfig)
-  const engine = await createEngineFromConfig(config)
-  const audit = pinoAuditSink(http.auditLog === '-' ? undefined : http.auditLog, http.auditSync ? 0 : 65_536)
-  const app = createHttpApp({
-    engine,
-    auth,
-    audit,
-    bodyLimitBytes: http.bodyLimitBytes,
-    rateLimit: { requests: http.rateLimitPerSecond, windowMs: 1000 },
-    wire: { region: http.region, account: http.account },
-    onServerError: (err, correlationId) => {
-      log.error(
-        {
-          correlationId,
-          code: isEngineError(err) ? err.code : 'INTERNAL_ERROR',
-          message: (err as Error).message,
-        },
-        'request failed',
-      )
-    },
-  })
-  const servers: RunningServer[] = []
+async function main(argv: readonly string[]): Promise<number> {
+  // Global options come before the command; everything after it belongs to the command.
+  let i = 0
+  while (i < argv.length && (argv[i] ?? '').startsWith('-')) i++
+  let globals
   try {
-    servers.push(await startServer(app, http.listen))
-    if (http.awsKms !== undefined) {
-      const aws = servableAwsKms({
-        engine,
-        credentials: http.awsKms.credentials,
-        region: http.awsKms.region,
-        maxBodyBytes: http.bodyLimitBytes,
-        logger: log,
-      })
-      servers.push(await startServer(aws, { ...http.listen, port: http.awsKms.port }))
-    }
+    globals = parseCommandArgs(argv.slice(0, i), { version: { type: 'boolean', short: 'v' } })
   } catch (err) {
-    for (const s of servers) await s.close()
-    await engine.close()
+    if (err instanceof UsageError) return usageError(err.message, USAGE)
     throw err
   }
-  const [server, awsServer] = servers
-  if (server === undefined) throw new EngineError('INTERNAL_ERROR', 'serve: no server started')
-  persistDevKey() // only now: a serve that failed to start leaves every file as it was
-  const scheduler = startRotationScheduler(engine, {
-    intervalMs: http.rotationIntervalMs,
-    scheduledDeletions: true,
-    onPass: (r) => {
-      if (r.rotated.length + r.failed.length > 0) log.info(r, 'automatic rotation pass')
-    },
-    onDeletions: (r) => {
-      if (r.destroyed.length > 0) log.info({ destroyed: r.destroyed.length }, 'scheduled deletions done')
-    },
-    onError: (err) => {
-      log.error({ code: err.code, message: err.message }, 'automatic rotation pass failed')
-    },
-  })
-  log.info(
-    {
-      url: server.url,
-      ...(awsServer === undefined ? {} : { awsKmsUrl: awsServer.url }),
-      provider: engine.providerName,
-    },
-    'listening',
-  )
-  let stopping = false
-  const stop = (signal: string): void => {
-    if (stopping) return
-    stopping = true
-    log.info({ signal }, 'shutting down: draining in-flight requests')
-    void (async () => {
-      await Promise.all(servers.map((s) => s.close()))
-      await scheduler.stop()
-      await engine.close()
-      audit.close()
-      log.info('stopped')
-      process.exitCode = 0
-    })()
+  if (globals.values['version'] === true) {
+    process.stdout.write(`${version()}\n`)
+    return EXIT.ok
   }
-  process.once('SIGTERM', () => {
-    stop('SIGTERM')
-  })
-  process.once('SIGINT', () => {
-    stop('SIGINT')
-  })
-  // Log rotation (logrotate's postrotate, `systemctl reload`): the audit file is opened again by its path.
-  process.on('SIGHUP', () => {
-    try {
-      audit.reopen()
-      log.info('audit log reopened')
-    } catch (err) {
-      log.error(
-        { message: (err as Error).message },
-        'audit log could not be reopened; still writing the old file',
+  const name = argv[i]
+  let rest = argv.slice(i + 1)
+  if (name === undefined || name === 'help') {
+    process.stdout.write(USAGE)
+    return EXIT.ok
+  }
+  const load = COMMANDS[name]
+  if (load === undefined) return usageError(`unknown command "${name}"`, USAGE)
+  const loaded = await load()
+  let command: Command
+  if ('subcommands' in loaded) {
+    const sub = rest[0]
+    if (sub === undefined || sub.startsWith('-')) {
+      if (rest.some((a) => a === '--help' || a === '-h') || globals.help) {
+        process.stdout.write(loaded.help)
+        return EXIT.ok
+      }
+      return usageError(
+        sub === undefined
+          ? `${name}: missing subcommand`
+          : `${name}: the subcommand comes first (envelope-kms ${name} <subcommand> [options])`,
+        loaded.help,
       )
     }
-  })
-}
-
-async function rotateDueCommand(): Promise<void> {
-  const engine = await createEngineFromConfig(loadConfig())
-  try {
-    process.stdout.write(`${JSON.stringify(await engine.rotateDueKeys())}\n`)
-  } finally {
-    await engine.close()
+    const found = loaded.subcommands[sub]
+    if (found === undefined) return usageError(`unknown ${name} subcommand "${sub}"`, loaded.help)
+    command = found
+    rest = rest.slice(1)
+  } else command = loaded
+  if (globals.help) {
+    process.stdout.write(command.help)
+    return EXIT.ok
   }
-}
-
-async function main(argv: readonly string[]): Promise<void> {
-  let cl
   try {
-    cl = parseCommandLine(argv)
+    const parsed = parseCommandArgs(rest, command.options, command.positionals)
+    if (parsed.help) {
+      process.stdout.write(command.help)
+      return EXIT.ok
+    }
+    return (await command.run(parsed.values, parsed.positionals)) ?? EXIT.ok
   } catch (err) {
-    if (!(err instanceof UsageError)) throw err
-    process.stderr.write(`envelope-kms: ${err.message}\n${USAGE}`)
-    process.exitCode = 2
-    return
+    if (err instanceof UsageError) return usageError(err.message, command.help)
+    throw err
   }
-  const { command, help } = cl
-  if (cl.version) {
-    process.stdout.write(`${version()}\n`)
-    return
-  }
-  if (command === undefined || command === 'help') {
-    process.stdout.write(USAGE)
-    return
-  }
-  const commandHelp = COMMAND_HELP[command]
-  if (commandHelp === undefined) {
-    process.stderr.write(`envelope-kms: unknown command "${command}"\n${USAGE}`)
-    process.exitCode = 2
-    return
-  }
-  if (help) {
-    process.stdout.write(commandHelp)
-    return
-  }
-  if (command === 'serve') return serveCommand()
-  return rotateDueCommand()
 }
 
-main(process.argv.slice(2)).catch((err: unknown) => {
-  const e = err instanceof EngineError ? err : undefined
-  process.stderr.write(`envelope-kms: ${e === undefined ? String(err) : `${e.code}: ${e.message}`}\n`)
-  process.exitCode = 1
-})
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code !== EXIT.ok) process.exitCode = code
+  },
+  (err: unknown) => {
+    process.exitCode = reportError(err)
+  },
+)

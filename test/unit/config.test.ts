@@ -17,6 +17,15 @@ describe('configuration', () => {
     expect(loadConfig({ EKMS_PKCS11_PIN_FILE: pinFile }).pkcs11.pin).toBe('5678')
   })
 
+  it('a missing PIN file points to `npx envelope-kms init`, which an installed package has (not `npm run setup`)', () => {
+    const message = expectCodeSync(
+      () => loadConfig({ EKMS_PKCS11_PIN_FILE: join(dir, 'no-such-pin') }),
+      'CONFIG_INVALID',
+    ).message
+    expect(message).toContain('npx envelope-kms init')
+    expect(message).not.toContain('npm run setup')
+  })
+
   it('merges a JSON file under the environment', () => {
     const file = join(dir, 'cfg.json')
     writeFileSync(

@@ -1,0 +1,198 @@
+/**
+ * `envelope-kms serve`: the Key Protect v2 API (and the AWS-KMS-compatible API when configured) until SIGTERM
+ * or SIGINT; SIGHUP reopens the audit log. Configuration: src/config.ts and src/http/config.ts.
+ */
+import { randomBytes } from 'node:crypto'
+import { chmodSync, existsSync, linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs'
+import { dirname, resolve } from 'node:path'
+import { pino } from 'pino'
+import { loadConfig } from '../../config.js'
+import { createEngineFromConfig } from '../../default-engine.js'
+import { EngineError, isEngineError } from '../../core/errors.js'
+import { startRotationScheduler } from '../../core/jobs/scheduler.js'
+import { createHttpApp } from '../../http/app.js'
+import { pinoAuditSink } from '../../http/audit.js'
+import { createAuthenticator, type AuthConfig } from '../../http/auth.js'
+import { loadHttpConfig } from '../../http/config.js'
+import { startServer, type RunningServer } from '../../http/server.js'
+import { servableAwsKms } from '../../http/awskms/servable.js'
+import type { Command } from '../args.js'
+
+export const SERVE_HELP = `usage: envelope-kms serve [--help]
+
+Serves the Key Protect v2 API (and the AWS-KMS-compatible API when EKMS_AWSKMS_PORT is set) until SIGTERM or
+SIGINT; SIGHUP reopens the audit log. Configuration: EKMS_HTTP_*, EKMS_AUTH_FILE, EKMS_AUDIT_LOG,
+EKMS_PKCS11_*, EKMS_CATALOG (docs/http-keyprotect.md).
+`
+
+const log = pino({ base: { log: 'server' }, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination(2))
+
+/**
+ * Without an auth file, loopback only: the development API key in a 0600 file next to the catalog. An
+ * existing file is used as it is, so a second `serve` (or one that fails to start) never changes the key a
+ * running server accepts; a new key is written only after the servers started (`persist`), atomically, and
+ * never over a file that appeared meanwhile.
+ */
+function devAuth(catalogPath: string, host: string): { auth: AuthConfig; persist: () => void } {
+  if (host !== '127.0.0.1' && host !== '::1' && host !== 'localhost') {
+    throw new EngineError(
+      'CONFIG_INVALID',
+      'EKMS_AUTH_FILE: is required when serving on a non-loopback address',
+    )
+  }
+  const file = resolve(dirname(resolve(catalogPath)), 'dev-api-key')
+  const auth = (key: string): AuthConfig => ({
+    apiKeys: [{ key, subject: 'dev', instances: '*', actions: ['*'] }],
+  })
+  if (existsSync(file)) {
+    const key = readFileSync(file, 'utf8').trim()
+    if (key.length < 16) {
+      throw new EngineError(
+        'CONFIG_INVALID',
+        `${file}: holds no development API key; delete it to get a new one`,
+      )
+    }
+    log.warn(
+      { file },
+      'no EKMS_AUTH_FILE: using the development API key in this file (all instances, all actions)',
+    )
+    return { auth: auth(key), persist: () => undefined }
+  }
+  const key = randomBytes(32).toString('base64url')
+  return {
+    auth: auth(key),
+    persist: () => {
+      mkdirSync(dirname(file), { recursive: true, mode: 0o700 })
+      const tmp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`
+      writeFileSync(tmp, `${key}\n`, { mode: 0o600, flag: 'wx' })
+      try {
+        chmodSync(tmp, 0o600)
+        linkSync(tmp, file) // atomic, and fails (EEXIST) rather than replace a file another server wrote
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+        log.error({ file }, 'dev-api-key appeared while starting; this server accepts only its own key')
+        return
+      } finally {
+        unlinkSync(tmp)
+      }
+      log.warn({ file }, 'no EKMS_AUTH_FILE: generated a development API key (all instances, all actions)')
+    },
+  }
+}
+
+export async function serveCommand(): Promise<void> {
+  const config = loadConfig()
+  const http = loadHttpConfig()
+  let authConfig = http.auth
+  let persistDevKey = (): void => undefined
+  if (authConfig === undefined) {
+    const dev = devAuth(config.catalog.path, http.listen.host ?? '127.0.0.1')
+    authConfig = dev.auth
+    persistDevKey = dev.persist
+  }
+  const auth = createAuthenticator(authConfig)
+  const engine = await createEngineFromConfig(config)
+  const audit = pinoAuditSink(http.auditLog === '-' ? undefined : http.auditLog, http.auditSync ? 0 : 65_536)
+  const app = createHttpApp({
+    engine,
+    auth,
+    audit,
+    bodyLimitBytes: http.bodyLimitBytes,
+    rateLimit: { requests: http.rateLimitPerSecond, windowMs: 1000 },
+    wire: { region: http.region, account: http.account },
+    onServerError: (err, correlationId) => {
+      log.error(
+        {
+          correlationId,
+          code: isEngineError(err) ? err.code : 'INTERNAL_ERROR',
+          message: (err as Error).message,
+        },
+        'request failed',
+      )
+    },
+  })
+  const servers: RunningServer[] = []
+  try {
+    servers.push(await startServer(app, http.listen))
+    if (http.awsKms !== undefined) {
+      const aws = servableAwsKms({
+        engine,
+        credentials: http.awsKms.credentials,
+        region: http.awsKms.region,
+        maxBodyBytes: http.bodyLimitBytes,
+        logger: log,
+      })
+      servers.push(await startServer(aws, { ...http.listen, port: http.awsKms.port }))
+    }
+  } catch (err) {
+    for (const s of servers) await s.close()
+    await engine.close()
+    throw err
+  }
+  const [server, awsServer] = servers
+  if (server === undefined) throw new EngineError('INTERNAL_ERROR', 'serve: no server started')
+  persistDevKey() // only now: a serve that failed to start leaves every file as it was
+  const scheduler = startRotationScheduler(engine, {
+    intervalMs: http.rotationIntervalMs,
+    scheduledDeletions: true,
+    onPass: (r) => {
+      if (r.rotated.length + r.failed.length > 0) log.info(r, 'automatic rotation pass')
+    },
+    onDeletions: (r) => {
+      if (r.destroyed.length > 0) log.info({ destroyed: r.destroyed.length }, 'scheduled deletions done')
+    },
+    onError: (err) => {
+      log.error({ code: err.code, message: err.message }, 'automatic rotation pass failed')
+    },
+  })
+  log.info(
+    {
+      url: server.url,
+      ...(awsServer === undefined ? {} : { awsKmsUrl: awsServer.url }),
+      provider: engine.providerName,
+    },
+    'listening',
+  )
+  let stopping = false
+  const stop = (signal: string): void => {
+    if (stopping) return
+    stopping = true
+    log.info({ signal }, 'shutting down: draining in-flight requests')
+    void (async () => {
+      await Promise.all(servers.map((s) => s.close()))
+      await scheduler.stop()
+      await engine.close()
+      audit.close()
+      log.info('stopped')
+      process.exitCode = 0
+    })()
+  }
+  process.once('SIGTERM', () => {
+    stop('SIGTERM')
+  })
+  process.once('SIGINT', () => {
+    stop('SIGINT')
+  })
+  // Log rotation (logrotate's postrotate, `systemctl reload`): the audit file is opened again by its path.
+  process.on('SIGHUP', () => {
+    try {
+      audit.reopen()
+      log.info('audit log reopened')
+    } catch (err) {
+      log.error(
+        { message: (err as Error).message },
+        'audit log could not be reopened; still writing the old file',
+      )
+    }
+  })
+}
+
+/** The `serve` command for the dispatcher (src/cli/main.ts). */
+export const SERVE: Command = {
+  help: SERVE_HELP,
+  options: {},
+  run: async () => {
+    await serveCommand()
+    return undefined
+  },
+}
