@@ -86,7 +86,8 @@ node --input-type=module -e '
 '
 
 say "envelope-kms serve (port 0), /health, /ready, SIGTERM"
-EKMS_HTTP_PORT=0 npx --no-install envelope-kms serve > serve.out 2> serve.err &
+# The bin npx runs, started directly: npx (npm exec) does not pass SIGTERM on to its child.
+EKMS_HTTP_PORT=0 node_modules/.bin/envelope-kms serve > serve.out 2> serve.err &
 SERVE_PID=$!
 url=""
 for _ in $(seq 1 150); do
