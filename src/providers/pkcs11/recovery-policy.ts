@@ -45,13 +45,13 @@ export class RecoveryPolicy {
   /**
    * Records one confirmed failure. True when a re-initialisation should run now: the threshold is reached
    * and the back-off since the last attempt has passed. A true answer reserves the attempt: until
-   * {@link attempted} reports its outcome, the back-off keeps further answers false.
+   * {@link attempted} reports its outcome (or `maxBackoffMs` passes), further answers are false.
    */
   failure(): boolean {
     this.#failures++
     const now = this.#now()
     if (this.#failures < this.#s.consecutiveFailures || now < this.#notBefore) return false
-    this.#notBefore = now + this.#delay()
+    this.#notBefore = now + this.#s.maxBackoffMs // reserved until attempted() reports
     return true
   }
 
@@ -72,7 +72,8 @@ export class RecoveryPolicy {
     this.#notBefore = 0
   }
 
+  /** `backoffMs` after the first failed attempt, doubling with each further one, at most `maxBackoffMs`. */
   #delay(): number {
-    return Math.min(this.#s.maxBackoffMs, this.#s.backoffMs * 2 ** Math.min(this.#failedAttempts, 30))
+    return Math.min(this.#s.maxBackoffMs, this.#s.backoffMs * 2 ** Math.min(this.#failedAttempts - 1, 30))
   }
 }
