@@ -25,6 +25,7 @@ import type { CallOptions, ProviderHealth } from '../../core/ports.js'
 import { ckrName, ckrOf, classify } from './errors.js'
 import {
   ensureLogin,
+  isLoggedIn,
   reinitializeModule,
   releaseModule,
   type Handle,
@@ -327,13 +328,16 @@ export class SessionGuard implements AnchorSession {
   }
 
   /**
-   * Probes the token of the current generation (attaching first if needed): C_GetTokenInfo on its slot.
-   * True when it answers, which also resets the policy's count. Synchronous: one call to the library.
+   * Probes the token of the current generation (attaching first if needed): C_GetTokenInfo on its slot, and
+   * the anchor session still logged in. True when both hold, which also resets the policy's count.
+   * Synchronous: two calls to the library.
    */
   #probe(): boolean {
     try {
       if (this.#entry.generation !== this.#gen || this.#pool === undefined) this.attach()
       this.#entry.p11.C_GetTokenInfo(this.#slot)
+      // Logged out behind our back (CKR_USER_NOT_LOGGED_IN): the token works, this generation does not.
+      if (this.#anchor === undefined || !isLoggedIn(this.#entry, this.#anchor)) return false
     } catch {
       return false
     }

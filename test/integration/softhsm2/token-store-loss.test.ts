@@ -10,7 +10,8 @@ import { SecretBytes } from '../../../src/index.js'
 import { loadProfile, type Pkcs11Profile } from '../../../src/providers/pkcs11/profile.js'
 import type { Pkcs11Provider } from '../../../src/providers/pkcs11/provider.js'
 import { expectCode } from '../../helpers/expect-code.js'
-import { env, openProvider } from '../../helpers/engine.js'
+import { env, openProvider, SOFTHSM_MODULE } from '../../helpers/engine.js'
+import { js, rawModule, slotByLabel } from '../../helpers/raw-pkcs11.js'
 
 const TOKENS = join(env('EKMS_TEST_FILE_DIR'), 'tokens')
 const CATALOG = '00000000-0000-4000-8000-000000000000'
@@ -109,6 +110,24 @@ describe('a lost token store', () => {
       expect(h.detail).not.toContain(env('EKMS_TEST_PIN'))
     } finally {
       moveBack()
+      await p.close()
+    }
+  })
+
+  it('a logout behind its back (the token works, the login is gone) still re-initialises and logs in again', async () => {
+    const p = await openProvider({ sessionKeyCopy: false })
+    try {
+      const ref = await version(p)
+      const sealed = await p.encrypt(ref, dek(), Buffer.alloc(0))
+      const gen = p.generation
+      const side = rawModule(SOFTHSM_MODULE)
+      const s = side.C_OpenSession(slotByLabel(side, env('EKMS_TEST_TOKEN')), js.CKF_SERIAL_SESSION)
+      side.C_Logout(s) // login is per application: this logs the provider out too
+      side.C_CloseSession(s)
+      const back = await p.decrypt(ref, sealed, Buffer.alloc(0))
+      expect(back.exportCopy().equals(Buffer.alloc(32, 5))).toBe(true)
+      expect(p.generation).toBe(gen + 1)
+    } finally {
       await p.close()
     }
   })
