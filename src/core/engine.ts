@@ -577,10 +577,27 @@ export class EnvelopeEngine {
     )
   }
 
-  /** Provider liveness. */
-  async health(): Promise<{ ok: boolean; provider: string; detail: string; store: boolean }> {
+  /**
+   * Readiness: the provider's probe ({@link RootKeyProvider.health}; the PKCS#11 provider asks the token and
+   * caches the answer for a second) and a catalog ping. `ok` only when both answer; `providerOk` tells which
+   * one did not.
+   */
+  async health(): Promise<{
+    ok: boolean
+    provider: string
+    detail: string
+    store: boolean
+    providerOk: boolean
+  }> {
     const ctx = this.#ctx
-    if (ctx.closed) return { ok: false, provider: ctx.provider.name, detail: 'engine closed', store: false }
+    if (ctx.closed)
+      return {
+        ok: false,
+        provider: ctx.provider.name,
+        detail: 'engine closed',
+        store: false,
+        providerOk: false,
+      }
     const h = await ctx.provider.health()
     let store = true
     try {
@@ -593,6 +610,7 @@ export class EnvelopeEngine {
       provider: ctx.provider.name,
       detail: store ? h.detail : `${h.detail}; catalog unavailable`,
       store,
+      providerOk: h.ok,
     }
   }
 

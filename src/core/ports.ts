@@ -115,7 +115,11 @@ export interface RootKeyProvider {
   generateRandom(length: number, opts?: OutputOptions): Promise<SecretBytes>
   /** Every root-key version object this provider holds that carries the engine's naming scheme. */
   listObjects(opts?: CallOptions): Promise<ProviderObject[]>
-  /** Cheap liveness probe (a session round trip). */
+  /**
+   * Whether the provider can serve now, by a cheap real probe of the backend (PKCS#11: C_GetTokenInfo on the
+   * token, with its recovery when that fails; AWS KMS: GenerateRandom of one byte). `/ready` calls it on every
+   * request: a provider that probes something costly caches the answer (PKCS#11: one second, single-flight).
+   */
   health(): Promise<ProviderHealth>
   /** Releases sessions and handles. Idempotent. */
   close(): Promise<void>

@@ -47,13 +47,15 @@ export function createHttpApp(o: HttpAppOptions): HttpApp {
   const inFlight = { n: 0 }
   const limitBytes = o.bodyLimitBytes ?? 64 * 1024
 
+  // Liveness: the process answers. Never asks the provider, so an HSM outage does not get it restarted.
   app.get('/health', (c) => c.json({ status: 'ok' }))
+  // Readiness: a real probe of the provider (cached by the provider for at most a second) and of the catalog.
   app.get('/ready', async (c) => {
     const h = await o.engine.health()
-    return c.json(
-      { status: h.ok ? 'ready' : 'unavailable', provider: h.provider, store: h.store ? 'ok' : 'unavailable' },
-      h.ok ? 200 : 503,
-    )
+    const store = h.store ? 'ok' : 'unavailable'
+    if (h.ok) return c.json({ status: 'ready', provider: h.provider, store }, 200)
+    const code = h.providerOk ? 'STORE_ERROR' : 'PROVIDER_UNAVAILABLE'
+    return c.json({ status: 'unavailable', code, provider: h.provider, store }, 503, { 'Retry-After': '1' })
   })
 
   mountKeyProtect(app, {

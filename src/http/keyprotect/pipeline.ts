@@ -266,7 +266,15 @@ export function toProblem(err: unknown): HttpProblem {
   if (err instanceof HttpProblem) return err
   if (err instanceof EngineError) {
     const w = wireOf(err.code)
-    return new HttpProblem(w.status, w.code, w.status >= 500 ? 'service error' : err.message, err.target)
+    // 503 (the HSM or KMS is away, the engine is closing): a client may retry, and is told when.
+    const headers: Record<string, string> = w.status === 503 ? { 'Retry-After': '1' } : {}
+    return new HttpProblem(
+      w.status,
+      w.code,
+      w.status >= 500 ? 'service error' : err.message,
+      err.target,
+      headers,
+    )
   }
   return new HttpProblem(500, 'INTERNAL_SERVER_ERR', 'internal error')
 }

@@ -112,6 +112,8 @@ export class AwsKmsProvider implements RootKeyProvider {
   readonly #cooldown: number
   readonly #pendingDays: number
   #closed = false
+  /** The last health probe, reused for a second (`/ready` calls health on every request). */
+  #health: { readonly at: number; readonly result: Promise<ProviderHealth> } | undefined
 
   constructor(options: AwsKmsProviderOptions) {
     if (options.regions.length === 0) {
@@ -282,7 +284,21 @@ export class AwsKmsProvider implements RootKeyProvider {
     return found
   }
 
-  async health(): Promise<ProviderHealth> {
+  /**
+   * `GenerateRandom` of one byte, with the region failover of every call. Callers within a second of the
+   * last probe share its answer (single-flight and cached), so polling `/ready` costs at most one KMS call
+   * per second.
+   */
+  health(): Promise<ProviderHealth> {
+    const now = Date.now()
+    const cached = this.#health
+    if (cached !== undefined && now - cached.at < 1000 && now >= cached.at) return cached.result
+    const result = this.#probe()
+    this.#health = { at: now, result }
+    return result
+  }
+
+  async #probe(): Promise<ProviderHealth> {
     if (this.#closed) return { ok: false, detail: 'aws-kms: closed' }
     try {
       let served = ''

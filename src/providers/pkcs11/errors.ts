@@ -55,8 +55,12 @@ export function ckrValues(list: readonly string[]): Set<number> {
   return out
 }
 
-/** How the provider reacts to a failed call. */
-export type FailureKind = 'session' | 'device' | 'object' | 'other'
+/**
+ * How the provider reacts to a failed call, before its profile is asked: a dead session is replaced, a stale
+ * object handle is looked up again. Device and storage failures are the profile's `recovery.reinitializeOn`
+ * codes (recovery.ts), everything else is the operation's own answer.
+ */
+export type FailureKind = 'session' | 'object' | 'other'
 
 /** Classifies a CKR_ value. */
 export function classify(rv: number | undefined): FailureKind {
@@ -64,19 +68,6 @@ export function classify(rv: number | undefined): FailureKind {
   const b = binding()
   const is = (...n: string[]): boolean => n.some((k) => b[k] === rv)
   if (is('CKR_SESSION_HANDLE_INVALID', 'CKR_SESSION_CLOSED')) return 'session'
-  if (
-    is(
-      'CKR_DEVICE_ERROR',
-      'CKR_DEVICE_REMOVED',
-      'CKR_TOKEN_NOT_PRESENT',
-      'CKR_TOKEN_NOT_RECOGNIZED',
-      'CKR_CRYPTOKI_NOT_INITIALIZED',
-      'CKR_USER_NOT_LOGGED_IN',
-      'CKR_SLOT_ID_INVALID',
-    )
-  ) {
-    return 'device'
-  }
   if (is('CKR_OBJECT_HANDLE_INVALID', 'CKR_KEY_HANDLE_INVALID')) return 'object'
   return 'other'
 }

@@ -41,6 +41,12 @@ export function pkcs11js(): Pkcs11Js {
 const CKS_RO_USER_FUNCTIONS = 1
 const CKS_RW_USER_FUNCTIONS = 3
 
+/** True when `session` is in a logged-in (user) state. */
+export function isLoggedIn(entry: ModuleEntry, session: Handle): boolean {
+  const state = entry.p11.C_GetSessionInfo(session).state
+  return state === CKS_RO_USER_FUNCTIONS || state === CKS_RW_USER_FUNCTIONS
+}
+
 const PIN_KEY = randomBytes(32)
 const pinDigest = (pin: string): Buffer => createHmac('sha256', PIN_KEY).update(pin, 'utf8').digest()
 

@@ -49,6 +49,39 @@ export interface Pkcs11Profile {
    * ciphertext). SoftHSM2: CKR_GENERAL_ERROR (RESULTS gotcha 5).
    */
   readonly authFailureCodes: readonly string[]
+  /** When the provider re-initialises the library after a device or storage failure. */
+  readonly recovery: Pkcs11RecoveryProfile
+}
+
+/**
+ * The profile's `recovery` block (optional in the file; absent fields take {@link DEFAULT_RECOVERY}'s).
+ * A failure whose code is in `reinitializeOn` makes the provider probe the token (C_GetTokenInfo); when the
+ * probe fails too, the failure counts. After `consecutiveFailures` of them (no working probe between), the
+ * provider finalises and re-initialises the library, logs in again and rebuilds its session copies lazily;
+ * attempts are single-flight and spaced by `backoffMs`, doubling up to `maxBackoffMs`.
+ * CKR_CRYPTOKI_NOT_INITIALIZED always counts, whatever the list says.
+ */
+export interface Pkcs11RecoveryProfile {
+  readonly reinitializeOn: readonly string[]
+  readonly consecutiveFailures: number
+  readonly backoffMs: number
+  readonly maxBackoffMs: number
+}
+
+/** The device-level codes of PKCS#11 2.40, one confirmed failure, 100 ms doubling to 5 s. */
+export const DEFAULT_RECOVERY: Pkcs11RecoveryProfile = {
+  reinitializeOn: [
+    'CKR_DEVICE_ERROR',
+    'CKR_DEVICE_REMOVED',
+    'CKR_TOKEN_NOT_PRESENT',
+    'CKR_TOKEN_NOT_RECOGNIZED',
+    'CKR_CRYPTOKI_NOT_INITIALIZED',
+    'CKR_USER_NOT_LOGGED_IN',
+    'CKR_SLOT_ID_INVALID',
+  ],
+  consecutiveFailures: 1,
+  backoffMs: 100,
+  maxBackoffMs: 5000,
 }
 
 const PROFILE_NAMES = ['softhsm2', 'luna'] as const
@@ -110,6 +143,35 @@ export function parseProfile(doc: unknown, path = '<inline>'): Pkcs11Profile {
     sessionKeyCopy: d['sessionKeyCopy'],
     maxSessions: max,
     authFailureCodes: codes as string[],
+    recovery: parseRecovery(d['recovery'], path),
+  }
+}
+
+function parseRecovery(v: unknown, path: string): Pkcs11RecoveryProfile {
+  if (v === undefined) return DEFAULT_RECOVERY
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw bad(path, 'recovery must be an object')
+  const r = v as Record<string, unknown>
+  for (const k of Object.keys(r)) {
+    if (!(k in DEFAULT_RECOVERY)) throw bad(path, `recovery.${k} is not a known field`)
+  }
+  const codes = r['reinitializeOn'] ?? DEFAULT_RECOVERY.reinitializeOn
+  if (!Array.isArray(codes) || !codes.every((c) => typeof c === 'string' && /^CKR_[A-Z_]+$/.test(c))) {
+    throw bad(path, 'recovery.reinitializeOn must be a list of CKR_ names')
+  }
+  const int = (field: keyof Pkcs11RecoveryProfile, min: number, max: number): number => {
+    const n = r[field] ?? DEFAULT_RECOVERY[field]
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max)
+      throw bad(path, `recovery.${field} must be an integer ${min}-${max}`)
+    return n
+  }
+  const backoffMs = int('backoffMs', 1, 60_000)
+  const maxBackoffMs = int('maxBackoffMs', 1, 600_000)
+  if (maxBackoffMs < backoffMs) throw bad(path, 'recovery.maxBackoffMs must be at least recovery.backoffMs')
+  return {
+    reinitializeOn: codes as string[],
+    consecutiveFailures: int('consecutiveFailures', 1, 100),
+    backoffMs,
+    maxBackoffMs,
   }
 }
 

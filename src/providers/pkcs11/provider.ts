@@ -98,6 +98,8 @@ export class Pkcs11Provider implements RootKeyProvider {
       maxSessions: options.maxSessions ?? profile.maxSessions,
       attempts: options.retry?.attempts ?? 3,
       baseDelayMs: options.retry?.baseDelayMs ?? 20,
+      reinitializeOn: ckrValues(profile.recovery.reinitializeOn),
+      recovery: profile.recovery,
     })
     this.#keys = this.#guard.keys
   }
@@ -285,13 +287,12 @@ export class Pkcs11Provider implements RootKeyProvider {
     return this.#guard.op('list objects', (s) => listVersionObjects(this.#js, this.#entry.p11, s), opts)
   }
 
-  async health(): Promise<ProviderHealth> {
-    try {
-      await this.#guard.op('C_GetSessionInfo', (s) => this.#entry.p11.C_GetSessionInfo(s))
-      return { ok: true, detail: `token "${this.#label}" reachable` }
-    } catch (err) {
-      return { ok: false, detail: err instanceof EngineError ? err.message : 'pkcs11: health check failed' }
-    }
+  /**
+   * Whether the token can serve now: C_GetTokenInfo on its slot (SoftHSM2 answers it from its token store,
+   * so a lost store shows), with the profile's recovery when it fails. Cached for one second, single-flight.
+   */
+  health(): Promise<ProviderHealth> {
+    return this.#guard.health()
   }
 
   async close(): Promise<void> {

@@ -3,17 +3,29 @@
  *
  * A {@link SessionGuard} finds the token by label, keeps an anchor session (logged in; it holds the
  * session copies of root keys) and a {@link SessionPool} for operations, and runs each operation through
- * {@link SessionGuard.op}: a dead session is replaced, a dead device or library is re-initialised (a new
- * module generation), a stale object handle is looked up again, all within a bounded number of attempts.
+ * {@link SessionGuard.op}: a dead session is replaced, a stale object handle is looked up again, and a dead
+ * device, library or token store is re-initialised (a new module generation), all within a bounded number of
+ * attempts per operation.
+ *
+ * Re-initialisation is profile-driven (`recovery` in the profile, {@link RecoveryPolicy}): a failure whose
+ * CKR_ code is in `reinitializeOn`, or an EngineError that may be a symptom of a lost store (an object that
+ * is not found), is confirmed by a probe of the token (C_GetTokenInfo, which SoftHSM2 answers from its token
+ * store). A working token means the failure is the operation's own (PROVIDER_ERROR or the EngineError as
+ * is, never "unavailable"); a failed probe counts, and after `consecutiveFailures` of them the library is
+ * finalised and re-initialised, logged in again, and session copies are rebuilt on next use. Attempts are
+ * single-flight and spaced by the profile's back-off; while none may run, operations fail fast with
+ * PROVIDER_UNAVAILABLE (retryable). {@link SessionGuard.health} is the same probe, cached for one second.
+ *
  * The provider owns exactly one guard; the guard owns the key-handle cache, whose handles live and die with
  * its sessions and generation.
  */
 import { setTimeout as delay } from 'node:timers/promises'
 import { EngineError } from '../../core/errors.js'
-import type { CallOptions } from '../../core/ports.js'
+import type { CallOptions, ProviderHealth } from '../../core/ports.js'
 import { ckrName, ckrOf, classify } from './errors.js'
 import {
   ensureLogin,
+  isLoggedIn,
   reinitializeModule,
   releaseModule,
   type Handle,
@@ -21,7 +33,21 @@ import {
   type Pkcs11Js,
 } from './module.js'
 import { KeyHandles, type AnchorSession } from './objects.js'
+import { RecoveryPolicy, type RecoverySettings } from './recovery-policy.js'
 import { SessionPool } from './session-pool.js'
+
+/**
+ * EngineError codes that an operation raises when the token does not show an object it should have (a
+ * missing root-key version, a failed read-back). During a storage outage that is what SoftHSM2 shows, so the
+ * guard probes the token before passing such an error on.
+ */
+const STORAGE_SYMPTOMS: ReadonlySet<string> = new Set(['PROVIDER_ERROR', 'KEY_VERSION_NOT_FOUND'])
+
+/** How long {@link SessionGuard.health} reuses a probe's answer. */
+const HEALTH_CACHE_MS = 1000
+
+/** What the guard does after a failure: try again, give the operation's own error, or report an outage. */
+type Next = 'retry' | 'error' | 'unavailable'
 
 /** What a {@link SessionGuard} needs to know, resolved from the provider's options and profile. */
 export interface SessionGuardSettings {
@@ -37,6 +63,12 @@ export interface SessionGuardSettings {
   readonly attempts: number
   /** The first back-off; it doubles with each attempt. */
   readonly baseDelayMs: number
+  /** CKR_ values of the profile's `recovery.reinitializeOn` (CKR_CRYPTOKI_NOT_INITIALIZED is always one). */
+  readonly reinitializeOn: ReadonlySet<number>
+  /** The profile's recovery threshold and back-off. */
+  readonly recovery: RecoverySettings
+  /** The clock of the recovery back-off and the health cache (tests). Default `Date.now`. */
+  readonly now?: () => number
 }
 
 /** The sessions of one provider and their recovery. Internal to the PKCS#11 provider. */
@@ -51,6 +83,11 @@ export class SessionGuard implements AnchorSession {
   readonly #maxSessions: number
   readonly #attempts: number
   readonly #baseDelay: number
+  readonly #reinitOn: ReadonlySet<number>
+  readonly #policy: RecoveryPolicy
+  readonly #now: () => number
+  #recovering: Promise<boolean> | undefined
+  #health: { readonly at: number; readonly result: Promise<ProviderHealth> } | undefined
   #gen = 0
   #slot: Handle = Buffer.alloc(0)
   #pool: SessionPool | undefined
@@ -67,6 +104,9 @@ export class SessionGuard implements AnchorSession {
     this.#maxSessions = settings.maxSessions
     this.#attempts = settings.attempts
     this.#baseDelay = settings.baseDelayMs
+    this.#reinitOn = new Set([...settings.reinitializeOn, js.CKR_CRYPTOKI_NOT_INITIALIZED])
+    this.#now = settings.now ?? Date.now
+    this.#policy = new RecoveryPolicy(settings.recovery, this.#now)
     this.keys = new KeyHandles(js, entry, this, settings.sessionKeyCopy)
   }
 
@@ -138,10 +178,11 @@ export class SessionGuard implements AnchorSession {
   }
 
   /**
-   * Runs `fn` on a pooled session with bounded recovery: a dead session is replaced, a dead device or
-   * library is re-initialised, a stale object handle is looked up again. After `attempts` tries the
-   * caller gets PROVIDER_UNAVAILABLE. An EngineError thrown by `fn` is the caller's answer and is passed on
-   * as is, its session returned to the pool.
+   * Runs `fn` on a pooled session with bounded recovery: a dead session is replaced, a stale object handle is
+   * looked up again, a dead device, library or token store is re-initialised as the profile says (see the
+   * file header). After `attempts` tries the caller gets PROVIDER_UNAVAILABLE. An EngineError thrown by `fn`
+   * is the caller's answer and is passed on as is, its session returned to the pool (one that may be a
+   * symptom of a lost store is first checked with a probe of the token).
    *
    * HOT PATH: every encrypt, decrypt and generateRandom comes through here. The fast path below is the
    * code that was the provider's private `#op`, moved as is: no async frame, no closure, no Map lookup,
@@ -166,9 +207,8 @@ export class SessionGuard implements AnchorSession {
         } catch (err) {
           if (err instanceof EngineError) {
             pool.release(s)
-            return Promise.reject(err)
-          }
-          pool.discard(s)
+            if (!STORAGE_SYMPTOMS.has(err.code)) return Promise.reject(err)
+          } else pool.discard(s)
           return this.#opSlow(what, fn, opts, err)
         }
         pool.release(s)
@@ -186,12 +226,13 @@ export class SessionGuard implements AnchorSession {
     firstErr: unknown,
   ): Promise<T> {
     let lastErr: unknown = firstErr
-    if (firstErr !== undefined && !(await this.#recover(firstErr, 1))) {
-      throw new EngineError('PROVIDER_ERROR', `pkcs11: ${what} failed (${ckrName(firstErr)})`, {
-        cause: firstErr,
-      })
+    let attempt = 1
+    if (firstErr !== undefined) {
+      const next = await this.#recover(firstErr, 1)
+      if (next !== 'retry') throw this.#failure(what, firstErr, next)
+      attempt = 2
     }
-    for (let attempt = firstErr === undefined ? 1 : 2; attempt <= this.#attempts; attempt++) {
+    for (; attempt <= this.#attempts; attempt++) {
       if (this.#closed) throw new EngineError('PROVIDER_UNAVAILABLE', 'pkcs11: provider is closed')
       if (opts.signal?.aborted === true) throw new EngineError('ABORTED', `${what}: aborted by the caller`)
       let pool: SessionPool
@@ -199,9 +240,12 @@ export class SessionGuard implements AnchorSession {
         if (this.#entry.generation !== this.#gen || this.#pool === undefined) this.attach()
         pool = this.#pool as unknown as SessionPool
       } catch (err) {
-        if (err instanceof EngineError && err.code !== 'PROVIDER_TOKEN_NOT_FOUND') throw err
+        // Login refused, two tokens with the label...: not something a retry fixes.
+        if (err instanceof EngineError && !isOutage(err)) throw err
+        // The token is not there (yet) in this generation: a confirmed failure in itself.
         lastErr = err
-        await delay(this.#baseDelay * 2 ** (attempt - 1))
+        if (!(await this.#confirmed(this.#entry.generation)))
+          await delay(this.#baseDelay * 2 ** (attempt - 1))
         continue
       }
       let s: Handle | undefined
@@ -209,63 +253,151 @@ export class SessionGuard implements AnchorSession {
         s = pool.tryAcquire() ?? (await pool.acquire())
       } catch (err) {
         lastErr = err
-        if (!(await this.#recover(err, attempt))) break
+        // A pool dropped by a re-initialisation rejects its waiters: the next attempt takes the new one.
+        if (err instanceof EngineError) continue
+        const next = await this.#recover(err, attempt)
+        if (next !== 'retry') throw this.#failure(what, err, next)
         continue
       }
+      let failed = false
+      let v: T | undefined
+      let err: unknown
       this.#inflight++
       try {
         const r = fn(s)
-        const v = r instanceof Promise ? await r : r
-        pool.release(s)
-        return v
-      } catch (err) {
-        if (err instanceof EngineError) {
-          pool.release(s)
-          throw err
-        }
-        pool.discard(s)
-        lastErr = err
-        if (!(await this.#recover(err, attempt))) {
-          throw new EngineError('PROVIDER_ERROR', `pkcs11: ${what} failed (${ckrName(err)})`, { cause: err })
-        }
+        v = r instanceof Promise ? await r : r
+      } catch (e) {
+        failed = true
+        err = e
       } finally {
         this.#inflight--
       }
+      if (!failed) {
+        pool.release(s)
+        return v as T
+      }
+      if (err instanceof EngineError) {
+        pool.release(s)
+        if (!STORAGE_SYMPTOMS.has(err.code)) throw err
+      } else pool.discard(s)
+      lastErr = err
+      const next = await this.#recover(err, attempt)
+      if (next !== 'retry') throw this.#failure(what, err, next)
     }
-    throw new EngineError(
-      'PROVIDER_UNAVAILABLE',
-      `pkcs11: ${what} failed after ${this.#attempts} attempts (${ckrName(lastErr)})`,
-      {
-        cause: lastErr,
-        retryable: true,
-      },
-    )
+    throw this.#failure(what, lastErr, 'unavailable')
   }
 
-  /** Prepares a retry after `err`; false when the failure is not one that a retry can fix. */
-  async #recover(err: unknown, attempt: number): Promise<boolean> {
-    const kind = classify(ckrOf(err))
-    switch (kind) {
-      case 'other':
-        return false
-      case 'object':
-        this.keys.clear()
-        return true
-      case 'session':
-        this.#checkAnchor()
-        return true
-      case 'device':
-        if (attempt < this.#attempts) await delay(this.#baseDelay * 2 ** (attempt - 1))
-        // Async operations of other callers may still run on the libuv pool: let them settle before finalising.
-        for (let i = 0; this.#inflight > 1 && i < 250; i++) await delay(2)
-        try {
-          reinitializeModule(this.#entry, this.#gen)
-          this.attach()
-        } catch {
-          /* the next attempt tries again; the last one reports PROVIDER_UNAVAILABLE */
-        }
-        return true
+  /** The error an operation ends with: `err` itself (an EngineError), PROVIDER_ERROR or PROVIDER_UNAVAILABLE. */
+  #failure(what: string, err: unknown, next: Next): unknown {
+    if (next === 'unavailable') {
+      return new EngineError(
+        'PROVIDER_UNAVAILABLE',
+        `pkcs11: ${what} failed, the token does not answer (${ckrName(err)})`,
+        { cause: err, retryable: true },
+      )
     }
+    if (err instanceof EngineError) return err
+    return new EngineError('PROVIDER_ERROR', `pkcs11: ${what} failed (${ckrName(err)})`, { cause: err })
+  }
+
+  /**
+   * Decides what follows a failure of attempt `attempt`, and prepares the retry. A suspect failure (a
+   * `reinitializeOn` code, a possible symptom of a lost store) is an outage only if the token probe fails
+   * too; then the policy may allow a re-initialisation now, else the operation waits its back-off and tries
+   * again while it has attempts left.
+   */
+  async #recover(err: unknown, attempt: number): Promise<Next> {
+    const rv = ckrOf(err)
+    if (!(err instanceof EngineError)) {
+      switch (classify(rv)) {
+        case 'session':
+          this.#checkAnchor()
+          return 'retry'
+        case 'object':
+          this.keys.clear()
+          return 'retry'
+        case 'other':
+          if (rv === undefined || !this.#reinitOn.has(rv)) return 'error'
+      }
+    }
+    if (this.#probe()) return 'error' // the token works: the failure is the operation's own
+    if (await this.#confirmed(this.#entry.generation)) return 'retry'
+    if (attempt >= this.#attempts) return 'unavailable'
+    await delay(this.#baseDelay * 2 ** (attempt - 1))
+    return 'retry'
+  }
+
+  /**
+   * Probes the token of the current generation (attaching first if needed): C_GetTokenInfo on its slot, and
+   * the anchor session still logged in. True when both hold, which also resets the policy's count.
+   * Synchronous: two calls to the library.
+   */
+  #probe(): boolean {
+    try {
+      if (this.#entry.generation !== this.#gen || this.#pool === undefined) this.attach()
+      this.#entry.p11.C_GetTokenInfo(this.#slot)
+      // Logged out behind our back (CKR_USER_NOT_LOGGED_IN): the token works, this generation does not.
+      if (this.#anchor === undefined || !isLoggedIn(this.#entry, this.#anchor)) return false
+    } catch {
+      return false
+    }
+    this.#policy.working()
+    return true
+  }
+
+  /**
+   * Records a confirmed failure seen in generation `seen`; re-initialises when the policy allows it now, or
+   * joins the re-initialisation already running (single-flight). True when the token works afterwards.
+   */
+  async #confirmed(seen: number): Promise<boolean> {
+    if (this.#recovering !== undefined) return this.#recovering
+    if (!this.#policy.failure()) return false
+    const run = this.#reinitialize(seen)
+    this.#recovering = run
+    try {
+      return await run
+    } finally {
+      this.#recovering = undefined
+    }
+  }
+
+  /** C_Finalize, C_Initialize, find the token, log in, probe. Session copies are rebuilt on next use. */
+  async #reinitialize(seen: number): Promise<boolean> {
+    // Async operations of other callers may still run on the libuv pool: let them settle before finalising.
+    for (let i = 0; this.#inflight > 0 && i < 250; i++) await delay(2)
+    let ok = false
+    try {
+      reinitializeModule(this.#entry, seen) // a no-op when another provider of this library already did it
+      this.attach()
+      this.#entry.p11.C_GetTokenInfo(this.#slot)
+      ok = true
+    } catch {
+      /* the token is still away: the policy spaces the next attempt */
+    }
+    this.#policy.attempted(ok)
+    return ok
+  }
+
+  /**
+   * Whether the token can serve now: the probe of {@link op}'s recovery (C_GetTokenInfo, attaching first if
+   * needed), and a re-initialisation when the policy allows one. One probe per second at most: callers
+   * within a second of the last probe share its answer (single-flight and cached).
+   */
+  health(): Promise<ProviderHealth> {
+    const now = this.#now()
+    const cached = this.#health
+    if (cached !== undefined && now - cached.at < HEALTH_CACHE_MS && now >= cached.at) return cached.result
+    const result = this.#checkHealth()
+    this.#health = { at: now, result }
+    return result
+  }
+
+  async #checkHealth(): Promise<ProviderHealth> {
+    if (this.#closed) return { ok: false, detail: 'pkcs11: provider is closed' }
+    if (this.#probe() || (await this.#confirmed(this.#entry.generation))) {
+      return { ok: true, detail: `token "${this.#label}" reachable` }
+    }
+    return { ok: false, detail: `pkcs11: token "${this.#label}" does not answer` }
   }
 
   #checkAnchor(): void {
@@ -301,4 +433,9 @@ export class SessionGuard implements AnchorSession {
     this.keys.clear()
     releaseModule(this.#entry)
   }
+}
+
+/** Attach failures that mean "not there now" rather than "refused": the token or the device is away. */
+function isOutage(err: EngineError): boolean {
+  return err.code === 'PROVIDER_TOKEN_NOT_FOUND' || err.code === 'PROVIDER_UNAVAILABLE'
 }

@@ -145,6 +145,26 @@ describe('multi-region failover', () => {
   })
 })
 
+describe('health', () => {
+  it('probes with GenerateRandom, and reuses an answer for at most one second (single-flight)', async () => {
+    const p = await createAwsKmsProvider(
+      options({ regions: [{ region: 'eu-west-1', endpoint: replica.url }] }),
+    )
+    try {
+      const before = replica.served.get('GenerateRandom') ?? 0
+      const answers = await Promise.all([p.health(), p.health(), p.health()])
+      expect(answers.every((h) => h.ok)).toBe(true)
+      expect(await p.health()).toMatchObject({ ok: true })
+      expect(replica.served.get('GenerateRandom')).toBe(before + 1)
+      await new Promise((r) => setTimeout(r, 1050))
+      expect((await p.health()).ok).toBe(true)
+      expect(replica.served.get('GenerateRandom')).toBe(before + 2)
+    } finally {
+      await p.close()
+    }
+  })
+})
+
 describe('throttling', () => {
   it('a burst of ThrottlingException is retried with backoff; CreateKey runs once (no duplicate KMS key)', async () => {
     const p = await createAwsKmsProvider(options())

@@ -15,6 +15,7 @@ import { createHttpApp } from '../../../src/http/app.js'
 import { createAuthenticator } from '../../../src/http/auth.js'
 import { startServer } from '../../../src/http/server.js'
 import { expectCode } from '../../helpers/expect-code.js'
+import { makeSoftHsmDir } from '../../helpers/softhsm-dir.js'
 import { env, tempCatalogPath } from '../../helpers/engine.js'
 import { ADMIN_KEY, INSTANCE_A, kp, startTestServer, TEST_AUTH, type TestServer } from '../../helpers/http.js'
 
@@ -393,4 +394,127 @@ describe('automatic rotation', () => {
       await sched.stop()
     }
   })
+})
+
+describe('serve and a short loss of the token storage', () => {
+  it("while SoftHSM2's token directory is away, createKey and wraps answer 503 PROVIDER_UNAVAILABLE (AWS: DependencyTimeoutException) and /ready 503; once it is back, they work again without a restart", async () => {
+    // A token directory of its own: the outage must not touch the token the rest of this file uses.
+    const dir = join(env('EKMS_TEST_FILE_DIR'), 'token-loss')
+    const conf = makeSoftHsmDir(dir, [env('EKMS_TEST_TOKEN')], env('EKMS_TEST_SO_PIN'), env('EKMS_TEST_PIN'))
+    const tokens = join(dir, 'tokens')
+    const catalog = tempCatalogPath()
+    const awsCreds = join(dir, 'aws-credentials.json')
+    const secret = 'token-loss-secret-access-key-0123456789'
+    writeFileSync(
+      awsCreds,
+      JSON.stringify([{ accessKeyId: 'AKIATOKENLOSS0000001', secretAccessKey: secret, instance: 'loss' }]),
+      { mode: 0o600 },
+    )
+    const served = await startServe(catalog, {
+      SOFTHSM2_CONF: conf,
+      EKMS_AUDIT_LOG: join(dir, 'audit.log'),
+      EKMS_AWSKMS_PORT: '0',
+      EKMS_AWSKMS_CREDENTIALS_FILE: awsCreds,
+      EKMS_AWSKMS_REGION: 'eu-west-3',
+    })
+    const awsUrl = /"awsKmsUrl":"(http:\/\/[^"]+)"/.exec(served.stderr())?.[1]
+    expect(awsUrl).toBeDefined()
+    const kms = new KMSClient({
+      region: 'eu-west-3',
+      endpoint: awsUrl as string,
+      credentials: { accessKeyId: 'AKIATOKENLOSS0000001', secretAccessKey: secret },
+      maxAttempts: 1,
+    })
+    const apiKey = readFileSync(join(catalog, '..', 'dev-api-key'), 'utf8').trim()
+    const call = async (
+      method: string,
+      path: string,
+      body?: unknown,
+    ): Promise<{ status: number; headers: Headers; json: any }> => {
+      const res = await fetch(`${served.url}/api/v2${path}`, {
+        method,
+        headers: {
+          authorization: `Bearer ${apiKey}`,
+          'bluemix-instance': 'loss',
+          'content-type': 'application/json',
+        },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      })
+      const text = await res.text()
+      return {
+        status: res.status,
+        headers: res.headers,
+        json: text.length > 0 ? JSON.parse(text) : undefined,
+      }
+    }
+    const createKey = (name: string): ReturnType<typeof call> =>
+      call('POST', '/keys', { resources: [{ name }] })
+    const wrap = (id: string): ReturnType<typeof call> => call('POST', `/keys/${id}/actions/wrap`, {})
+    const ready = async (): Promise<{ status: number; json: any }> => {
+      const res = await fetch(`${served.url}/ready`)
+      return { status: res.status, json: await res.json() }
+    }
+    try {
+      const used = (await createKey('used-before')).json.resources[0].id as string
+      const wrapped = await wrap(used) // this key now has a session copy
+      expect(wrapped.status).toBe(200)
+      const untouched = await createKey('no-session-copy-yet')
+      expect(untouched.status).toBe(201)
+      const fresh = untouched.json.resources[0].id as string
+      expect((await ready()).status).toBe(200)
+
+      renameSync(tokens, `${tokens}.away`)
+      let movedBack = false
+      try {
+        const created = await createKey('during-the-outage')
+        expect(created.status).toBe(503)
+        expect(created.json.resources[0].reasons[0].code).toBe('PROVIDER_UNAVAILABLE')
+        expect(created.headers.get('retry-after')).toBe('1')
+        const w = await wrap(fresh)
+        expect(w.status).toBe(503)
+        expect(w.json.resources[0].reasons[0].code).toBe('PROVIDER_UNAVAILABLE')
+        const err: unknown = await kms
+          .send(new CreateKeyCommand({ Description: 'during the outage' }))
+          .catch((e: unknown) => e)
+        expect(err).toMatchObject({ name: 'DependencyTimeoutException', $metadata: { httpStatusCode: 503 } })
+        await new Promise((r) => setTimeout(r, 1100)) // past the probe's cache
+        const r = await ready()
+        expect(r.status).toBe(503)
+        expect(r.json).toMatchObject({ status: 'unavailable', code: 'PROVIDER_UNAVAILABLE', store: 'ok' })
+        expect((await fetch(`${served.url}/health`)).status).toBe(200)
+        renameSync(`${tokens}.away`, tokens)
+        movedBack = true
+      } finally {
+        if (!movedBack) renameSync(`${tokens}.away`, tokens)
+      }
+
+      // Back: the same process recovers within a bounded time, without a restart.
+      const deadline = Date.now() + 15_000
+      let state = ''
+      for (;;) {
+        const [r, c, w1, w2] = [
+          await ready(),
+          await createKey('after-the-outage'),
+          await wrap(fresh),
+          await wrap(used),
+        ]
+        state = `${r.status} ${c.status} ${w1.status} ${w2.status}`
+        if (state === '200 201 200 200') break
+        if (Date.now() > deadline) break
+        await new Promise((res) => setTimeout(res, 250))
+      }
+      expect(state).toBe('200 201 200 200')
+      const unwrapped = await call('POST', `/keys/${used}/actions/unwrap`, {
+        ciphertext: wrapped.json.ciphertext,
+      })
+      expect(unwrapped.status).toBe(200)
+      expect(unwrapped.json.plaintext).toBe(wrapped.json.plaintext)
+      const k = await kms.send(new CreateKeyCommand({ Description: 'after the outage' }))
+      expect(k.KeyMetadata?.KeyId).toBeDefined()
+      expect(served.child.exitCode).toBeNull()
+    } finally {
+      kms.destroy()
+      await served.stop()
+    }
+  }, 60_000)
 })
