@@ -12,7 +12,7 @@
 import { EngineError } from '../../core/errors.js'
 import type { CreateVersionRequest, ProviderObject } from '../../core/ports.js'
 import { ckrOf } from './errors.js'
-import type { Handle, ModuleEntry, Pkcs11Js } from './module.js'
+import { isLoggedIn, type Handle, type ModuleEntry, type Pkcs11Js } from './module.js'
 
 /** Attributes of a root-key version object, read back from the token. */
 export interface Pkcs11ObjectAttributes {
@@ -280,6 +280,14 @@ export class KeyHandles {
       // C_GetTokenInfo fails): "not found" is permanent only when the token itself still answers. If it does
       // not, its error goes to the session guard like any device failure (transient, never "missing").
       p11.C_GetTokenInfo(this.#sessions.slot)
+      // Root keys are private objects: a session logged out behind our back (another C_Logout in this
+      // process) finds none of them. That is the session guard's to repair (re-login), not "missing".
+      if (!isLoggedIn(this.#entry, s)) {
+        throw new EngineError(
+          'PROVIDER_ERROR',
+          'pkcs11: the session is not logged in; its search cannot see root keys',
+        )
+      }
       throw new EngineError(
         'KEY_VERSION_MATERIAL_MISSING',
         'pkcs11: the root key version object does not exist on the token (it was destroyed); ciphertexts under this version cannot be unwrapped',
