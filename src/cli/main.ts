@@ -155,7 +155,14 @@ async function serveCommand(): Promise<void> {
   }
   const auth = createAuthenticator(authConfig)
   const engine = await createEngineFromConfig(config)
-  const audit = pinoAuditSink(http.auditLog === '-' ? undefined : http.auditLog, http.auditSync ? 0 : 65_536)
+  const audit = pinoAuditSink(http.auditLog === '-' ? undefined : http.auditLog, {
+    sync: http.auditSync,
+    maxPendingBytes: http.auditBufferBytes,
+    whenFull: http.auditWhenFull,
+    onPressure: (p) => {
+      log.warn(p, p.full ? 'audit output stalled: buffer full' : 'audit output resumed')
+    },
+  })
   const app = createHttpApp({
     engine,
     auth,
@@ -184,6 +191,7 @@ async function serveCommand(): Promise<void> {
         region: http.awsKms.region,
         maxBodyBytes: http.bodyLimitBytes,
         logger: log,
+        audit,
       })
       servers.push(await startServer(aws, { ...http.listen, port: http.awsKms.port }))
     }
@@ -225,7 +233,11 @@ async function serveCommand(): Promise<void> {
       await Promise.all(servers.map((s) => s.close()))
       await scheduler.stop()
       await engine.close()
-      audit.close()
+      if (!(await audit.close())) {
+        // A write stuck in a stalled destination would keep the process alive.
+        log.error(audit.stats(), 'audit output still stalled at shutdown; the lines left are lost')
+        process.exit(1)
+      }
       log.info('stopped')
       process.exitCode = 0
     })()
