@@ -85,6 +85,13 @@ export interface AuditSinkOptions {
   readonly onPressure?: (p: AuditPressure) => void
 }
 
+/** The lines (newlines) in `b`, at most `max`: a partly written line counts as a line. */
+function countLines(b: Buffer, max: number): number {
+  let n = 0
+  for (let i = b.indexOf(10); i >= 0 && n < max; i = b.indexOf(10, i + 1)) n++
+  return n
+}
+
 /** How long a failed or would-block write waits before it is tried again. */
 const RETRY_MS = 100
 
@@ -110,6 +117,12 @@ class AsyncAuditFile implements DestinationStream {
   #inFlightLines = 0
   #writing = false
   #reopenWanted = false
+  /** Lines queued before a reopen go to the file they were written for (the renamed one). */
+  #reopenFlushFirst = false
+  /** The unwritten rest of a batch whose write failed, its waiters and (about) its line count. */
+  #unwritten: Buffer | undefined
+  #unwrittenWaiters: (() => void)[] = []
+  #unwrittenLines = 0
   #closed = false
   #full = false
   #refused = 0
@@ -141,7 +154,7 @@ class AsyncAuditFile implements DestinationStream {
   }
 
   get pendingBytes(): number {
-    return this.#queued + this.#inFlight
+    return this.#queued + this.#inFlight + (this.#unwritten?.length ?? 0)
   }
 
   stats(): AuditPressure {
@@ -200,35 +213,42 @@ class AsyncAuditFile implements DestinationStream {
   /** Starts a write of everything queued, unless one is in progress or waiting for its retry. */
   #kick(): void {
     if (this.#writing || this.#retry !== undefined) return
-    if (this.#reopenWanted) this.#doReopen()
-    if (this.#queue.length === 0) {
+    if (this.#reopenWanted && (!this.#reopenFlushFirst || this.#queue.length + this.#unwrittenLines === 0)) {
+      this.#doReopen()
+    }
+    if (this.#queue.length === 0 && this.#unwritten === undefined) {
       this.#settleIdle()
       return
     }
-    const data = Buffer.from(this.#queue.join(''), 'utf8')
-    const units = this.#queued
-    const waiters = this.#queueWaiters
+    // The unwritten rest of a failed batch goes first, then what was queued since.
+    const fresh = Buffer.from(this.#queue.join(''), 'utf8')
+    const data = this.#unwritten === undefined ? fresh : Buffer.concat([this.#unwritten, fresh])
+    const waiters = this.#unwrittenWaiters.concat(this.#queueWaiters)
+    this.#inFlightLines = this.#unwrittenLines + this.#queuedLines
+    this.#inFlight = data.length
+    this.#unwritten = undefined
+    this.#unwrittenWaiters = []
+    this.#unwrittenLines = 0
     this.#queue = []
     this.#queueWaiters = []
     this.#queued = 0
-    this.#inFlight = units
-    this.#inFlightLines = this.#queuedLines
     this.#queuedLines = 0
+    this.#reopenFlushFirst = false
     this.#writing = true
-    this.#writeAll(data, 0, (err) => {
+    this.#writeAll(data, 0, (err, written) => {
       this.#writing = false
       this.#inFlight = 0
       const lines = this.#inFlightLines
       this.#inFlightLines = 0
       if (err !== undefined) {
-        // Nothing is lost on a failed write: the batch goes back to the head of the queue and is tried
-        // again; meanwhile the buffer fills and the full-buffer policy applies.
+        // Nothing is lost on a failed write: the rest of the batch is kept and tried again before anything
+        // newer; meanwhile the buffer fills and the full-buffer policy applies.
         const reported = this.#writeError !== undefined
         this.#writeError = err.code ?? 'EIO'
-        this.#queue.unshift(data.toString('utf8'))
-        this.#queueWaiters = waiters.concat(this.#queueWaiters)
-        this.#queued += units
-        this.#queuedLines += lines
+        const rest = data.subarray(written)
+        this.#unwritten = rest
+        this.#unwrittenWaiters = waiters
+        this.#unwrittenLines = countLines(rest, lines)
         if (!reported) this.#onPressure?.(this.stats())
         if (this.#closed && this.#idle.length === 0) return
         this.#retry = setTimeout(() => {
@@ -244,12 +264,17 @@ class AsyncAuditFile implements DestinationStream {
         this.#full = false
         this.#onPressure?.(this.stats())
       }
-      if (this.#sync || this.#queued >= this.#batch || this.#idle.length > 0) this.#kick()
+      if (this.#sync || this.#reopenWanted || this.#queued >= this.#batch || this.#idle.length > 0)
+        this.#kick()
     })
   }
 
   /** Writes all of `data` from `offset`; a would-block (non-blocking fd) or partial write continues. */
-  #writeAll(data: Buffer, offset: number, done: (err: NodeJS.ErrnoException | undefined) => void): void {
+  #writeAll(
+    data: Buffer,
+    offset: number,
+    done: (err: NodeJS.ErrnoException | undefined, written: number) => void,
+  ): void {
     writeFd(this.#fd, data, offset, data.length - offset, null, (err, n) => {
       if (err !== null) {
         if (err.code === 'EAGAIN') {
@@ -258,12 +283,12 @@ class AsyncAuditFile implements DestinationStream {
           }, RETRY_MS / 10).unref()
           return
         }
-        // The part already written stays written; the rest is retried.
-        done(err)
+        // What was written stays written; the rest is kept by the caller.
+        done(err, offset)
         return
       }
       if (offset + n < data.length) this.#writeAll(data, offset + n, done)
-      else done(undefined)
+      else done(undefined, data.length)
     })
   }
 
@@ -283,6 +308,7 @@ class AsyncAuditFile implements DestinationStream {
     // Opened now, so that an error reaches the caller (SIGHUP handler) at once.
     closeSync(AsyncAuditFile.#open(this.#path))
     this.#reopenWanted = true
+    this.#reopenFlushFirst = true
     this.#kick()
   }
 
@@ -318,9 +344,12 @@ class AsyncAuditFile implements DestinationStream {
     clearTimeout(timer)
     if (this.#retry !== undefined) clearTimeout(this.#retry)
     if (!ok) {
-      this.#dropped += this.#queuedLines + this.#inFlightLines
-      for (const w of this.#queueWaiters) w()
+      // Stop retrying; a write still stuck in the destination is abandoned with its lines.
+      this.#idle = []
+      this.#dropped += this.#queuedLines + this.#inFlightLines + this.#unwrittenLines
+      for (const w of this.#unwrittenWaiters.concat(this.#queueWaiters)) w()
       this.#queueWaiters = []
+      this.#unwrittenWaiters = []
     }
     if (ok && this.#ownsFd) closeSync(this.#fd)
     return ok
