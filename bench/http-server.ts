@@ -83,9 +83,7 @@ if (mode === 'hello') {
     void server
       .close()
       .then(() => engine.close())
-      .then(() => {
-        audit.close()
-      })
+      .then(() => audit.close())
   })
 } else {
   process.stderr.write('usage: http-server.ts engine|hello\n')

@@ -46,6 +46,7 @@ export function createHttpApp(o: HttpAppOptions): HttpApp {
   // Counted by the routes themselves (a catch-all middleware would add a compose step to every request).
   const inFlight = { n: 0 }
   const limitBytes = o.bodyLimitBytes ?? 64 * 1024
+  const audit = o.audit ?? nullAuditSink
 
   // Liveness: the process answers. Never asks the provider, so an HSM outage does not get it restarted.
   app.get('/health', (c) => c.json({ status: 'ok' }))
@@ -65,7 +66,7 @@ export function createHttpApp(o: HttpAppOptions): HttpApp {
     bodyBudget: new BodyBudget(o.maxInFlightBodyBytes ?? DEFAULT_BODY_BUDGET_FACTOR * limitBytes),
     inFlight,
     limiter: new FixedWindowLimiter(o.rateLimit ?? { requests: 10_000, windowMs: 1000 }),
-    audit: o.audit ?? nullAuditSink,
+    audit,
     wire: { region: o.wire?.region ?? 'local', account: o.wire?.account ?? 'envelope-kms' },
     ...(o.now === undefined ? {} : { now: o.now }),
     ...(o.onServerError === undefined ? {} : { onServerError: o.onServerError }),
@@ -92,12 +93,32 @@ export function createHttpApp(o: HttpAppOptions): HttpApp {
   })
 
   const cid = (c: Context): string => correlationIdOf(header(c, 'correlation-id'))
-  app.notFound((c) =>
-    c.newResponse(JSON.stringify(errorBody(404, 'NOT_FOUND_ERR', 'No such endpoint.', 'Request')), 404, {
-      'content-type': 'application/json',
-      'correlation-id': cid(c),
-    }),
-  )
+  app.notFound(async (c) => {
+    const correlationId = cid(c)
+    // Every request of the listener is audited (the probes /health, /ready and /openapi.json excepted).
+    const written = audit.record({
+      event: 'kms.request.unknown',
+      outcome: 'failure',
+      status: 404,
+      subject: undefined,
+      instance: undefined,
+      keyId: undefined,
+      correlationId,
+      reason: 'NOT_FOUND_ERR',
+      method: c.req.method.slice(0, 16),
+      route: c.req.path.slice(0, 256),
+      api: 'keyprotect',
+    })
+    if (written !== undefined) await written
+    return c.newResponse(
+      JSON.stringify(errorBody(404, 'NOT_FOUND_ERR', 'No such endpoint.', 'Request')),
+      404,
+      {
+        'content-type': 'application/json',
+        'correlation-id': correlationId,
+      },
+    )
+  })
   app.onError((err, c) => {
     const id = cid(c)
     o.onServerError?.(err, id)

@@ -13,6 +13,8 @@
  * | EKMS_JWT_MAX_LIFETIME_S | longest accepted JWT lifetime, seconds (1 to 366 days); overrides `jwt.maxLifetimeSec` of the auth file | `86400` (24 h) |
  * | EKMS_AUDIT_LOG | audit JSON-lines file, or `-` for stdout | `-` |
  * | EKMS_AUDIT_SYNC | `1`: write every audit line before answering (default: batches of 64 KiB or 200 ms) | off |
+ * | EKMS_AUDIT_BUFFER_BYTES | audit bytes waiting to be written at most (the destination stalled) | `4194304` (4 MiB) |
+ * | EKMS_AUDIT_WHEN_FULL | `reject`: refuse requests with 503 while the audit buffer is full; `drop`: run them, count lost lines | `reject` |
  * | EKMS_ROTATION_INTERVAL_MS | time between automatic-rotation passes | `3600000` |
  * | EKMS_REGION / EKMS_ACCOUNT | printed in CRNs | `local` / `envelope-kms` |
  * | EKMS_AWSKMS_CREDENTIALS_FILE | JSON `[{accessKeyId, secretAccessKey, instance, accountId?}]`: serve the AWS-KMS-compatible API | none (not served) |
@@ -35,8 +37,13 @@ export interface HttpConfig {
   /** EKMS_JWT_MAX_LIFETIME_S, validated; undefined when unset (the auth file's value or 24 h applies). */
   readonly jwtMaxLifetimeSec: number | undefined
   readonly auditLog: string
-  /** Write each audit line synchronously (no batching). */
+  /** Write each audit line before its request is answered (no batching). */
   readonly auditSync: boolean
+  /** Bound of the audit buffer, bytes (EKMS_AUDIT_BUFFER_BYTES). */
+  readonly auditBufferBytes: number
+  /** What a full audit buffer does (EKMS_AUDIT_WHEN_FULL). */
+  readonly auditWhenFull: 'reject' | 'drop'
+
   readonly rotationIntervalMs: number
   readonly region: string
   readonly account: string
@@ -53,6 +60,12 @@ function intVar(env: NodeJS.ProcessEnv, name: string, dflt: number, min: number,
     throw new EngineError('CONFIG_INVALID', `${name}: must be an integer from ${min} to ${max}`)
   }
   return n
+}
+
+function auditWhenFull(raw: string | undefined): 'reject' | 'drop' {
+  if (raw === undefined || raw === '' || raw === 'reject') return 'reject'
+  if (raw === 'drop') return 'drop'
+  throw new EngineError('CONFIG_INVALID', 'EKMS_AUDIT_WHEN_FULL: must be reject or drop')
 }
 
 /** EKMS_AUTH_FILE ({@link AuthConfig}), strictly: an unknown key (`apikeys`) is an error, not ignored. */
@@ -179,6 +192,8 @@ export function loadHttpConfig(env: NodeJS.ProcessEnv = process.env): HttpConfig
     jwtMaxLifetimeSec,
     auditLog: env['EKMS_AUDIT_LOG'] ?? '-',
     auditSync: env['EKMS_AUDIT_SYNC'] === '1',
+    auditBufferBytes: intVar(env, 'EKMS_AUDIT_BUFFER_BYTES', 4 * 1024 * 1024, 65_536, 1024 * 1024 * 1024),
+    auditWhenFull: auditWhenFull(env['EKMS_AUDIT_WHEN_FULL']),
     rotationIntervalMs: intVar(env, 'EKMS_ROTATION_INTERVAL_MS', 3_600_000, 1000, 2 ** 31 - 1),
     region: env['EKMS_REGION'] ?? 'local',
     account: env['EKMS_ACCOUNT'] ?? 'envelope-kms',

@@ -9,7 +9,14 @@ export type { ListenOptions, RunningServer } from './server.js'
 export { createAuthenticator, allowed, AuthError } from './auth.js'
 export type { Authenticator, AuthConfig, ApiKeyConfig, JwtConfig, Principal } from './auth.js'
 export { pinoAuditSink, nullAuditSink } from './audit.js'
-export type { AuditEvent, AuditSink } from './audit.js'
+export type {
+  AuditEvent,
+  AuditSink,
+  AuditSinkOptions,
+  AuditPressure,
+  AuditFullPolicy,
+  PinoAuditSink,
+} from './audit.js'
 export { loadHttpConfig } from './config.js'
 export type { HttpConfig } from './config.js'
 export { FixedWindowLimiter } from './rate-limit.js'

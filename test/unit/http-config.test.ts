@@ -106,3 +106,26 @@ describe('HTTP configuration files are validated strictly', () => {
     expect(e.message).not.toContain('very-secret')
   })
 })
+
+describe('HTTP configuration: the audit buffer (issue 12, point 8)', () => {
+  it('defaults to a 4 MiB bound and the fail-closed policy; reads both variables', () => {
+    const d = loadHttpConfig({})
+    expect([d.auditBufferBytes, d.auditWhenFull, d.auditSync]).toEqual([4 * 1024 * 1024, 'reject', false])
+    const c = loadHttpConfig({
+      EKMS_AUDIT_BUFFER_BYTES: '65536',
+      EKMS_AUDIT_WHEN_FULL: 'drop',
+      EKMS_AUDIT_SYNC: '1',
+    })
+    expect([c.auditBufferBytes, c.auditWhenFull, c.auditSync]).toEqual([65_536, 'drop', true])
+  })
+
+  it('an unknown policy or an out-of-range bound is a CONFIG_INVALID startup error naming it', () => {
+    expect(
+      expectCodeSync(() => loadHttpConfig({ EKMS_AUDIT_WHEN_FULL: 'block' }), 'CONFIG_INVALID').message,
+    ).toBe('EKMS_AUDIT_WHEN_FULL: must be reject or drop')
+    for (const v of ['1000', 'lots', '1.5'])
+      expect(
+        expectCodeSync(() => loadHttpConfig({ EKMS_AUDIT_BUFFER_BYTES: v }), 'CONFIG_INVALID').message,
+      ).toMatch(/^EKMS_AUDIT_BUFFER_BYTES: must be an integer/)
+  })
+})

@@ -22,7 +22,8 @@ export const SERVE_HELP = `usage: envelope-kms serve [--help]
 
 Serves the Key Protect v2 API (and the AWS-KMS-compatible API when EKMS_AWSKMS_PORT is set) until SIGTERM or
 SIGINT; SIGHUP reopens the audit log. Configuration: EKMS_HTTP_*, EKMS_AUTH_FILE, EKMS_AUDIT_LOG,
-EKMS_PKCS11_*, EKMS_CATALOG (docs/http-keyprotect.md).
+EKMS_AUDIT_SYNC, EKMS_AUDIT_BUFFER_BYTES, EKMS_AUDIT_WHEN_FULL (reject|drop), EKMS_PKCS11_*, EKMS_CATALOG
+(docs/http-keyprotect.md).
 `
 
 const log = pino({ base: { log: 'server' }, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination(2))
@@ -92,7 +93,14 @@ export async function serveCommand(): Promise<void> {
   }
   const auth = createAuthenticator(authConfig)
   const engine = await createEngineFromConfig(config)
-  const audit = pinoAuditSink(http.auditLog === '-' ? undefined : http.auditLog, http.auditSync ? 0 : 65_536)
+  const audit = pinoAuditSink(http.auditLog === '-' ? undefined : http.auditLog, {
+    sync: http.auditSync,
+    maxPendingBytes: http.auditBufferBytes,
+    whenFull: http.auditWhenFull,
+    onPressure: (p) => {
+      log.warn(p, p.full ? 'audit output stalled: buffer full' : 'audit output resumed')
+    },
+  })
   const app = createHttpApp({
     engine,
     auth,
@@ -121,6 +129,7 @@ export async function serveCommand(): Promise<void> {
         region: http.awsKms.region,
         maxBodyBytes: http.bodyLimitBytes,
         logger: log,
+        audit,
       })
       servers.push(await startServer(aws, { ...http.listen, port: http.awsKms.port }))
     }
@@ -162,7 +171,11 @@ export async function serveCommand(): Promise<void> {
       await Promise.all(servers.map((s) => s.close()))
       await scheduler.stop()
       await engine.close()
-      audit.close()
+      if (!(await audit.close())) {
+        // A write stuck in a stalled destination would keep the process alive.
+        log.error(audit.stats(), 'audit output still stalled at shutdown; the lines left are lost')
+        process.exit(1)
+      }
       log.info('stopped')
       process.exitCode = 0
     })()

@@ -12,6 +12,8 @@ export type Handler = (ctx: OpContext, body: Json) => Promise<Json>
 
 export interface OpContext extends Scope {
   readonly engine: EnvelopeEngine
+  /** The first key id a reference was resolved to (for the audit event); set by {@link keyIdOf}. */
+  readonly seen?: { keyId: string | undefined }
 }
 
 /** An error raised in AWS terms (`__type`, message, status). */
@@ -31,15 +33,21 @@ export const MAX_CIPHERTEXT = 6144
 
 export async function keyIdOf(c: OpContext, v: unknown, field = 'KeyId'): Promise<string> {
   const ref = parseKeyRef(c, v, field)
-  if ('id' in ref) return ref.id
+  if ('id' in ref) return saw(c, ref.id)
   try {
-    return await c.engine.resolveAliasName(c.instance, ref.alias)
+    return saw(c, await c.engine.resolveAliasName(c.instance, ref.alias))
   } catch (err) {
     if (isEngineError(err, 'ALIAS_NOT_FOUND_ERR')) {
       throw new EngineError('KEY_NOT_FOUND_ERR', `Alias '${ref.alias}' is not found.`)
     }
     throw err
   }
+}
+
+/** Notes `id` as the request's key for its audit event (the first one noted stays); returns it. */
+export function saw(c: OpContext, id: string): string {
+  if (c.seen !== undefined) c.seen.keyId ??= id
+  return id
 }
 
 /** AWS tells a disabled key (DisabledException) from other states (KMSInvalidStateException). */

@@ -4,6 +4,7 @@
  * engine's HSM. Requests are SigV4-verified against configured access keys; each access key acts for one
  * engine instance (tenant). This layer only translates: key rules live in the engine.
  */
+import { randomUUID } from 'node:crypto'
 import { Hono, type Context } from 'hono'
 import type { Logger } from 'pino'
 import type { EnvelopeEngine } from '../../core/engine.js'
@@ -17,6 +18,7 @@ import {
   ClientAbortError,
   CLIENT_CLOSED_REQUEST,
 } from '../body.js'
+import type { AuditEvent, AuditSink } from '../audit.js'
 import { AWS_KMS_ERRORS, clientMessage } from '../errors.js'
 import { AwsError, CONTENT_TYPE, type Handler, type Json, type OpContext } from './operation.js'
 import * as aliases from './operations/aliases.js'
@@ -46,8 +48,16 @@ export interface AwsKmsAppOptions {
    * fit (its Content-Length, or maxBodyBytes when chunked) is refused unread with ThrottlingException.
    */
   readonly maxInFlightBodyBytes?: number
-  /** Request log (operation, status, error type; never bodies, keys or signatures). */
+  /**
+   * Request log (request id, operation, access key id, instance, key id, status, error type; never bodies,
+   * key material, secrets or signatures).
+   */
   readonly logger?: Pick<Logger, 'info' | 'warn' | 'error'>
+  /**
+   * Where audit events go (the Key Protect listener's schema, with `api: "aws-kms"` and the operation
+   * name): one per request, refused ones included. Default: dropped.
+   */
+  readonly audit?: AuditSink
   /**
    * Admission control: called for every authenticated request before it runs; returning true answers
    * `ThrottlingException` without running it (rate limiting, or fault injection in tests).
@@ -85,8 +95,29 @@ const OPERATIONS: Readonly<Record<string, Handler>> = {
 /** The operations this endpoint implements (`TrentService.<name>`). */
 export const AWS_KMS_OPERATIONS: readonly string[] = Object.keys(OPERATIONS)
 
-function reply(c: Context, status: number, body: Json): Response {
-  return c.body(JSON.stringify(body), status as 200, { 'content-type': CONTENT_TYPE })
+/** The request id header AWS answers with (the SDKs read it as `$metadata.requestId`). */
+const REQUEST_ID = 'x-amzn-RequestId'
+
+function reply(c: Context, status: number, body: Json, requestId: string): Response {
+  return c.body(JSON.stringify(body), status as 200, {
+    'content-type': CONTENT_TYPE,
+    [REQUEST_ID]: requestId,
+  })
+}
+
+/** The key the caller named, as given (KeyId, or the field the operation uses instead). */
+function keyRefOf(input: Json): string | undefined {
+  const v = input['KeyId'] ?? input['DestinationKeyId'] ?? input['TargetKeyId'] ?? input['SourceKeyId']
+  return typeof v === 'string' ? v.slice(0, 2048) : undefined
+}
+
+/** The key id an answer names (`KeyId` is an ARN in most of them, `KeyMetadata.KeyId` an id). */
+function keyIdOfAnswer(out: Json): string | undefined {
+  const meta = out['KeyMetadata'] as { KeyId?: unknown } | undefined
+  const v = typeof meta?.KeyId === 'string' ? meta.KeyId : out['KeyId']
+  if (typeof v !== 'string') return undefined
+  const i = v.lastIndexOf(':key/')
+  return i < 0 ? v : v.slice(i + ':key/'.length)
 }
 
 /**
@@ -109,15 +140,34 @@ export function createAwsKmsApp(options: AwsKmsAppOptions): Hono {
   const maxBody = options.maxBodyBytes ?? 64 * 1024
   const budget = new BodyBudget(options.maxInFlightBodyBytes ?? DEFAULT_BODY_BUDGET_FACTOR * maxBody)
   const log = options.logger
+  const audit = options.audit
   const app = new Hono()
 
   app.post('/', async (c) => {
+    const requestId = randomUUID()
     const target = c.req.header('x-amz-target') ?? ''
     const op = target.startsWith('TrentService.') ? target.slice('TrentService.'.length) : ''
+    const known = Object.hasOwn(OPERATIONS, op)
     let status = 200
     let type: string | undefined
     let bodyRead = false
+    let accessKeyId: string | undefined
+    let instance: string | undefined
+    let keyRef: string | undefined
+    let keyId: string | undefined
+    const seen: { keyId: string | undefined } = { keyId: undefined }
+    // Refused because the audit buffer is full: counted by the sink, not recorded.
+    let auditRefused = false
     try {
+      // Audit is a security control: a request whose event cannot be kept does not run.
+      if (audit?.accepting?.() === false) {
+        auditRefused = true
+        throw new AwsError(
+          'ServiceUnavailableException',
+          'The audit log is not accepting events; retry later.',
+          503,
+        )
+      }
       const headers = new Map<string, string>()
       c.req.raw.headers.forEach((v, k) => headers.set(k.toLowerCase(), v))
       // Who is asking, before the body is read: a missing or malformed Authorization, an unknown access
@@ -146,7 +196,9 @@ export function createAwsKmsApp(options: AwsKmsAppOptions): Hono {
         { method: 'POST', path: url.pathname, query: url.searchParams, headers, body },
         pre,
       )
-      const handler = Object.hasOwn(OPERATIONS, op) ? OPERATIONS[op] : undefined
+      accessKeyId = cred.accessKeyId
+      instance = cred.instance
+      const handler = known ? OPERATIONS[op] : undefined
       if (handler === undefined)
         throw new AwsError('UnknownOperationException', `unknown operation ${target.slice(0, 80)}`)
       if (!(c.req.header('content-type') ?? '').startsWith(CONTENT_TYPE)) {
@@ -161,6 +213,7 @@ export function createAwsKmsApp(options: AwsKmsAppOptions): Hono {
       if (typeof input !== 'object' || input === null || Array.isArray(input)) {
         throw new AwsError('SerializationException', 'request body must be a JSON object')
       }
+      keyRef = keyRefOf(input as Json)
       if (options.throttle?.(op, cred.instance) === true)
         throw new AwsError('ThrottlingException', 'Rate exceeded')
       const ctx: OpContext = {
@@ -168,14 +221,20 @@ export function createAwsKmsApp(options: AwsKmsAppOptions): Hono {
         instance: cred.instance,
         accountId: cred.accountId ?? accountIdOf(cred.instance),
         region: options.region,
+        seen,
       }
-      return reply(c, 200, await handler(ctx, input as Json))
+      const out = await handler(ctx, input as Json)
+      keyId = keyIdOfAnswer(out)
+      return reply(c, 200, out, requestId)
     } catch (err) {
       if (err instanceof ClientAbortError) {
         // The client left mid-body: a client abort, not a service failure (no error log, no 5xx).
         status = CLIENT_CLOSED_REQUEST
         type = 'ClientClosedRequest'
-        return new Response(null, { status: CLIENT_CLOSED_REQUEST, headers: { connection: 'close' } })
+        return new Response(null, {
+          status: CLIENT_CLOSED_REQUEST,
+          headers: { connection: 'close', [REQUEST_ID]: requestId },
+        })
       }
       let message: string
       if (err instanceof AwsError || err instanceof SigV4Error) {
@@ -187,22 +246,74 @@ export function createAwsKmsApp(options: AwsKmsAppOptions): Hono {
         type = shape.type
         status = shape.status
         message = clientMessage(shape, err.message)
-        if (status >= 500) log?.error({ op, code: err.code, err: err.message }, 'aws-kms request failed')
+        if (status >= 500)
+          log?.error({ requestId, op, code: err.code, err: err.message }, 'aws-kms request failed')
       } else {
         type = 'KMSInternalException'
         status = 500
         message = 'The service failed to process the request; retry later.'
-        log?.error({ op, err: err instanceof Error ? err.name : typeof err }, 'aws-kms request failed')
+        log?.error(
+          { requestId, op, err: err instanceof Error ? err.name : typeof err },
+          'aws-kms request failed',
+        )
       }
-      const res = reply(c, status, { __type: type, message })
+      const res = reply(c, status, { __type: type, message }, requestId)
+      if (auditRefused) res.headers.set('retry-after', '1')
       // Refused before its body was read (or part way): close the connection rather than let it carry
       // the rest of the upload.
       if (!bodyRead) res.headers.set('connection', 'close')
       return res
     } finally {
-      log?.info({ op, status, ...(type === undefined ? {} : { error: type }) }, 'aws-kms request')
+      keyId ??= seen.keyId
+      log?.info(
+        {
+          requestId,
+          op,
+          ...(accessKeyId === undefined ? {} : { accessKeyId, instance }),
+          ...(keyId === undefined ? {} : { keyId }),
+          status,
+          ...(type === undefined ? {} : { error: type }),
+        },
+        'aws-kms request',
+      )
+      if (audit !== undefined && !auditRefused) {
+        const written = audit.record({
+          event: `aws-kms.${known ? op : 'unknown'}`,
+          outcome: status < 400 ? 'success' : 'failure',
+          status,
+          subject: accessKeyId,
+          instance,
+          keyId,
+          correlationId: requestId,
+          reason: type,
+          method: 'POST',
+          route: '/',
+          api: 'aws-kms',
+          ...(known ? { operation: op } : {}),
+          ...(keyRef === undefined || keyRef === keyId ? {} : { keyRef }),
+        } satisfies AuditEvent)
+        // EKMS_AUDIT_SYNC: the response leaves once its line is written.
+        if (written !== undefined) await written
+      }
     }
   })
-  app.all('*', (c) => reply(c, 404, { __type: 'UnknownOperationException', message: 'POST / only' }))
+  app.all('*', async (c) => {
+    const requestId = randomUUID()
+    const written = audit?.record({
+      event: 'aws-kms.unknown',
+      outcome: 'failure',
+      status: 404,
+      subject: undefined,
+      instance: undefined,
+      keyId: undefined,
+      correlationId: requestId,
+      reason: 'UnknownOperationException',
+      method: c.req.method.slice(0, 16),
+      route: c.req.path.slice(0, 256),
+      api: 'aws-kms',
+    })
+    if (written !== undefined) await written
+    return reply(c, 404, { __type: 'UnknownOperationException', message: 'POST / only' }, requestId)
+  })
   return app
 }

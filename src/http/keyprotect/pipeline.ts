@@ -157,7 +157,21 @@ export function register(
     let req: Req | undefined
     let status = 500
     let reason: string | undefined
+    // Refused because the audit buffer is full: counted by the sink, not recorded.
+    let auditRefused = false
     try {
+      // Audit is a security control: a request whose event cannot be kept (full buffer, fail-closed
+      // policy) does not run.
+      if (o.audit.accepting?.() === false) {
+        auditRefused = true
+        throw new HttpProblem(
+          503,
+          'SERVICE_UNAVAILABLE_ERR',
+          'The audit log is not accepting events; retry later.',
+          undefined,
+          { 'Retry-After': '1' },
+        )
+      }
       try {
         principal = await o.auth.authenticate(header(c, 'authorization'))
       } catch (err) {
@@ -236,7 +250,8 @@ export function register(
               name: pathParam,
             })
           : toProblem(err)
-      if (p.status >= 500) o.onServerError?.(err, correlationId)
+      // An audit refusal is reported by the audit sink itself (once per stall), not per request.
+      if (p.status >= 500 && !auditRefused) o.onServerError?.(err, correlationId)
       status = p.status
       reason = p.code
       return new Response(JSON.stringify(errorBody(p.status, p.code, p.message, def.what, p.target)), {
@@ -244,19 +259,24 @@ export function register(
         headers: { 'content-type': 'application/json', 'correlation-id': correlationId, ...p.headers },
       })
     } finally {
+      if (!auditRefused) {
+        const written = o.audit.record({
+          event,
+          outcome: status < 400 ? 'success' : 'failure',
+          status,
+          subject: principal?.subject,
+          instance,
+          keyId: req?.keyId,
+          correlationId,
+          reason,
+          method: auditMethod,
+          route: auditRoute,
+          api: 'keyprotect',
+        })
+        // EKMS_AUDIT_SYNC: the response leaves once its line is written.
+        if (written !== undefined) await written
+      }
       if (counter !== undefined) counter.n--
-      o.audit.record({
-        event,
-        outcome: status < 400 ? 'success' : 'failure',
-        status,
-        subject: principal?.subject,
-        instance,
-        keyId: req?.keyId,
-        correlationId,
-        reason,
-        method: auditMethod,
-        route: auditRoute,
-      })
     }
   }
 }

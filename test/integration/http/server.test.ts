@@ -163,6 +163,7 @@ describe('envelope-kms serve (a real process)', () => {
       stdio: ['ignore', 'pipe', 'pipe'],
     })
     let stderr = ''
+    const awsRequestIds: (string | undefined)[] = []
     const [url, awsUrl] = await new Promise<[string, string]>((resolve, reject) => {
       child.stderr.on('data', (c: Buffer) => {
         stderr += c.toString()
@@ -208,6 +209,7 @@ describe('envelope-kms serve (a real process)', () => {
         const dec = await kms.send(
           new DecryptCommand({ CiphertextBlob: enc.CiphertextBlob, EncryptionContext: { a: 'b' } }),
         )
+        awsRequestIds.push(k.$metadata.requestId, enc.$metadata.requestId, dec.$metadata.requestId)
         expect(Buffer.from(dec.Plaintext ?? new Uint8Array()).toString()).toBe('over serve')
         const listed = await fetch(`${url}/api/v2/keys`, { headers })
         expect(((await listed.json()) as any).resources.map((r: any) => r.id)).toContain(k.KeyMetadata?.KeyId)
@@ -224,11 +226,25 @@ describe('envelope-kms serve (a real process)', () => {
       .trim()
       .split('\n')
       .map((l) => JSON.parse(l))
-    expect(audit.map((e) => `${e.event} ${e.status}`)).toEqual([
-      'kms.secrets.create 201',
-      'kms.secrets.list 401',
-      'kms.secrets.list 200',
+    // Both listeners write to the one audit log (issue 12, point 6).
+    expect(audit.map((e) => `${e.api} ${e.event} ${e.status}`)).toEqual([
+      'keyprotect kms.secrets.create 201',
+      'keyprotect kms.secrets.list 401',
+      'aws-kms aws-kms.CreateKey 200',
+      'aws-kms aws-kms.Encrypt 200',
+      'aws-kms aws-kms.Decrypt 200',
+      'keyprotect kms.secrets.list 200',
     ])
+    const awsEvents = audit.filter((e) => e.api === 'aws-kms')
+    expect(awsEvents.map((e) => e.correlationId)).toEqual(awsRequestIds)
+    for (const e of awsEvents) {
+      expect(e).toMatchObject({
+        subject: 'AKIASERVETEST0000001',
+        instance: 'cli-instance',
+        outcome: 'success',
+      })
+      expect(e.keyId).toMatch(/^[0-9a-f-]{36}$/)
+    }
   })
 })
 
@@ -360,6 +376,92 @@ describe('serve and signals', () => {
         .map((l) => (JSON.parse(l) as { instance: string }).instance)
     expect(lines(`${auditLog}.1`)).toEqual(['before-rotation'])
     expect(lines(auditLog)).toEqual(['after-rotation'])
+  })
+})
+
+describe('serve and a stalled audit reader (issue 12, point 8)', () => {
+  /**
+   * `serve` with its audit log on stdout, a pipe this test does not read (a readable stream without a
+   * reader stops reading once its buffer is full): unauthenticated requests (each one audited, with a long
+   * instance name for long lines) until the pipe, the stream's buffer and the audit buffer are full.
+   */
+  async function stall(whenFull: 'reject' | 'drop'): Promise<void> {
+    const served = await startServe(tempCatalogPath(), {
+      EKMS_AUDIT_LOG: '-',
+      EKMS_AUDIT_BUFFER_BYTES: '65536',
+      EKMS_AUDIT_WHEN_FULL: whenFull,
+    })
+    const { child, url } = served
+    const stdout = child.stdout
+    if (stdout === null) throw new Error('no stdout pipe')
+    const call = (i: number): Promise<Response> =>
+      fetch(`${url}/api/v2/keys`, {
+        headers: {
+          authorization: 'Bearer not-a-key-not-a-key',
+          'correlation-id': `c${i}-${'x'.repeat(120)}`,
+        },
+        signal: AbortSignal.timeout(3000),
+      })
+    try {
+      let refused: Response | undefined
+      let sent = 0
+      // About 400 bytes a line: the 64 KiB pipe, the stream's buffer and twice the 64 KiB bound are ~1,000.
+      while (sent < 1600 && refused === undefined) {
+        const batch = await Promise.all(Array.from({ length: 20 }, (_, j) => call(sent + j)))
+        sent += batch.length
+        for (const r of batch) {
+          expect([401, 503]).toContain(r.status)
+          if (r.status === 503 && refused === undefined) refused = r
+          else await r.body?.cancel()
+        }
+        if (whenFull === 'drop' && served.stderr().includes('audit output stalled')) break
+      }
+      // The event loop never waits for the audit output: /health answers at once.
+      const t0 = Date.now()
+      const health = await fetch(`${url}/health`, { signal: AbortSignal.timeout(2000) })
+      expect(health.status).toBe(200)
+      expect(Date.now() - t0).toBeLessThan(1000)
+      expect(served.stderr()).toContain('audit output stalled: buffer full')
+      const warning = served
+        .stderr()
+        .split('\n')
+        .find((l) => l.includes('audit output stalled'))
+      const counters = JSON.parse(warning ?? '{}') as { refused: number; dropped: number; full: boolean }
+      expect(counters.full).toBe(true)
+      if (whenFull === 'reject') {
+        // Fail closed: a request that cannot be audited does not run.
+        expect(refused?.status).toBe(503)
+        expect(refused?.headers.get('retry-after')).toBe('1')
+        const body = (await refused?.json()) as { resources: { reasons: { code: string }[] }[] }
+        expect(body.resources[0]?.reasons[0]?.code).toBe('SERVICE_UNAVAILABLE_ERR')
+        expect(counters.refused).toBeGreaterThan(0)
+      } else {
+        expect(refused).toBeUndefined()
+        expect(counters.dropped).toBeGreaterThan(0)
+      }
+      // A reader again: the buffer drains and requests run (and are audited) as before.
+      let lines = ''
+      stdout.on('data', (c: Buffer) => (lines += c.toString()))
+      for (let i = 0; i < 100 && !served.stderr().includes('audit output resumed'); i++)
+        await new Promise((r) => setTimeout(r, 50))
+      expect(served.stderr()).toContain('audit output resumed')
+      const after = await call(99_999)
+      expect(after.status).toBe(401)
+      for (let i = 0; i < 40 && !lines.includes('"c99999-'); i++) await new Promise((r) => setTimeout(r, 50))
+      expect(lines).toContain('"c99999-')
+    } finally {
+      child.stdout?.resume()
+      await served.stop()
+    }
+    expect(served.child.exitCode).toBe(0)
+  }
+
+  it('policy reject (default): /health answers, requests get 503 SERVICE_UNAVAILABLE_ERR while the buffer is full, then run again', async () => {
+    await stall('reject')
+  })
+
+  it('policy drop: /health answers, requests run, dropped lines are counted in the warning on stderr', async () => {
+    await stall('drop')
   })
 })
 

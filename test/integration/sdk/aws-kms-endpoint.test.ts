@@ -28,8 +28,11 @@ import {
   TagResourceCommand,
   UntagResourceCommand,
 } from '@aws-sdk/client-kms'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { openTestEngine, type TestEngine } from '../../helpers/engine.js'
+import { pinoAuditSink } from '../../../src/http/audit.js'
+import { env, openTestEngine, type TestEngine } from '../../helpers/engine.js'
 import { expectCode } from '../../helpers/expect-code.js'
 import {
   sdkClient,
@@ -633,5 +636,141 @@ describe('configuration', () => {
     expect(m?.Arn).toMatch(/^arn:aws:kms:us-east-1:222222222222:key\//)
     b.destroy()
     expect((await kms.send(new CreateKeyCommand({}))).KeyMetadata?.AWSAccountId).toMatch(/^\d{12}$/)
+  })
+})
+
+describe('audit (issue 12, point 6)', () => {
+  it('every request is one audit event with caller, tenant, operation, key as given and resolved, outcome and the x-amzn-RequestId of its response; refused requests too', async () => {
+    const file = join(env('EKMS_TEST_FILE_DIR'), 'aws-kms-audit.log')
+    // sync: each line is written before its response, so the file is complete when the call returns.
+    const audit = pinoAuditSink(file, { sync: true })
+    const aep = await startEndpoint(t.engine, 'us-east-1', { audit })
+    const client = sdkClient(aep)
+    const wrongSecret = sdkClient(aep, TENANT_A, { secret: 'not-the-secret-not-the-secret' })
+    const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/
+    const failedId = async (p: Promise<unknown>): Promise<string | undefined> => {
+      try {
+        await p
+      } catch (err) {
+        return (err as { $metadata?: { requestId?: string } }).$metadata?.requestId
+      }
+      throw new Error('expected the call to fail')
+    }
+    const expected: Record<string, unknown>[] = []
+    const ok = { outcome: 'success', status: 200, subject: TENANT_A.accessKeyId, instance: 'tenant-a' }
+    const plaintext = 'audit-plaintext-never-logged'
+    try {
+      const created = await client.send(new CreateKeyCommand({}))
+      const id = created.KeyMetadata?.KeyId ?? ''
+      const arn = created.KeyMetadata?.Arn ?? ''
+      expected.push({ ...ok, operation: 'CreateKey', keyId: id, id: created.$metadata.requestId })
+      const alias = await client.send(new CreateAliasCommand({ AliasName: 'alias/audited', TargetKeyId: id }))
+      expected.push({ ...ok, operation: 'CreateAlias', keyId: id, id: alias.$metadata.requestId })
+      const enc = await client.send(
+        new EncryptCommand({ KeyId: 'alias/audited', Plaintext: bytes(plaintext) }),
+      )
+      expected.push({
+        ...ok,
+        operation: 'Encrypt',
+        keyRef: 'alias/audited',
+        keyId: id,
+        id: enc.$metadata.requestId,
+      })
+      const dec = await client.send(new DecryptCommand({ CiphertextBlob: enc.CiphertextBlob }))
+      expect(text(dec.Plaintext)).toBe(plaintext)
+      expected.push({ ...ok, operation: 'Decrypt', keyId: id, id: dec.$metadata.requestId })
+      const dk = await client.send(new GenerateDataKeyCommand({ KeyId: arn, KeySpec: 'AES_256' }))
+      expected.push({
+        ...ok,
+        operation: 'GenerateDataKey',
+        keyRef: arn,
+        keyId: id,
+        id: dk.$metadata.requestId,
+      })
+      const notFound = await failedId(client.send(new DescribeKeyCommand({ KeyId: 'alias/nothing-here' })))
+      expected.push({
+        ...ok,
+        outcome: 'failure',
+        status: 400,
+        reason: 'NotFoundException',
+        operation: 'DescribeKey',
+        keyRef: 'alias/nothing-here',
+        keyId: undefined,
+        id: notFound,
+      })
+      // Refused before any operation runs: the caller is unknown.
+      const badSig = await failedId(wrongSecret.send(new GenerateRandomCommand({ NumberOfBytes: 8 })))
+      const refused = { outcome: 'failure', status: 400, subject: undefined, instance: undefined }
+      expected.push({
+        ...refused,
+        reason: 'InvalidSignatureException',
+        operation: 'GenerateRandom',
+        id: badSig,
+      })
+      const unsigned = await fetch(aep.url, {
+        method: 'POST',
+        headers: { 'x-amz-target': 'TrentService.Decrypt', 'content-type': 'application/x-amz-json-1.1' },
+        body: '{}',
+      })
+      expect(unsigned.status).toBe(400)
+      expected.push({
+        ...refused,
+        reason: 'MissingAuthenticationTokenException',
+        operation: 'Decrypt',
+        id: unsigned.headers.get('x-amzn-requestid'),
+      })
+      const notPost = await fetch(`${aep.url}/somewhere`)
+      expect(notPost.status).toBe(404)
+      expected.push({
+        ...refused,
+        status: 404,
+        reason: 'UnknownOperationException',
+        event: 'aws-kms.unknown',
+        method: 'GET',
+        route: '/somewhere',
+        id: notPost.headers.get('x-amzn-requestid'),
+      })
+
+      const raw = readFileSync(file, 'utf8')
+      const events = raw
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+      expect(events).toHaveLength(expected.length)
+      const ids = new Set<unknown>()
+      expected.forEach(({ id, ...want }, i) => {
+        expect(id).toMatch(UUID)
+        ids.add(id)
+        const e = events[i] ?? {}
+        expect(e).toMatchObject({
+          log: 'audit',
+          api: 'aws-kms',
+          correlationId: id,
+          ...(want['operation'] === undefined
+            ? {}
+            : { event: `aws-kms.${want['operation'] as string}`, method: 'POST', route: '/' }),
+          ...Object.fromEntries(Object.entries(want).filter(([, v]) => v !== undefined)),
+        })
+        for (const k of ['subject', 'instance', 'keyId', 'keyRef', 'reason'])
+          if (!(k in want) || want[k] === undefined) expect(e[k], `${i} ${k}`).toBeUndefined()
+      })
+      expect(ids.size).toBe(expected.length)
+      // Never secrets, plaintext, ciphertext or data-key material.
+      for (const secret of [
+        TENANT_A.secretAccessKey,
+        'not-the-secret',
+        plaintext,
+        Buffer.from(plaintext).toString('base64'),
+        Buffer.from(enc.CiphertextBlob ?? new Uint8Array()).toString('base64'),
+        Buffer.from(dk.Plaintext ?? new Uint8Array()).toString('base64'),
+        Buffer.from(dk.CiphertextBlob ?? new Uint8Array()).toString('base64'),
+      ])
+        expect(raw).not.toContain(secret)
+    } finally {
+      client.destroy()
+      wrongSecret.destroy()
+      await aep.close()
+      await audit.close()
+    }
   })
 })

@@ -1,13 +1,13 @@
 /** AWS KMS alias operations (AWS alias names, `alias/...`): CreateAlias, DeleteAlias, ListAliases. */
 import { invalidField } from '../../../core/errors.js'
-import { keyIdOf, marker, markerOf, type Json, type OpContext } from '../operation.js'
+import { keyIdOf, marker, markerOf, saw, type Json, type OpContext } from '../operation.js'
 import { aliasArn, intOf, parseKeyRef, seconds, validateAliasName } from '../translate.js'
 
 export async function createAlias(c: OpContext, b: Json): Promise<Json> {
   const name = validateAliasName(b['AliasName'])
   const target = parseKeyRef(c, b['TargetKeyId'], 'TargetKeyId')
   if (!('id' in target)) throw invalidField('TargetKeyId', 'must be a key id or key ARN, not an alias')
-  await c.engine.createAliasName(c.instance, name, target.id)
+  await c.engine.createAliasName(c.instance, name, saw(c, target.id))
   return {}
 }
 
