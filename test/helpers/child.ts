@@ -25,6 +25,9 @@ const hangAt = mode === 'purge' ? (process.argv[6] ?? '') : ''
 /** Stops here for good: the parent sees `HANG` and kills the process with SIGKILL. */
 const hang = (): Promise<never> => {
   process.stdout.write('HANG\n')
+  // A pending promise alone does not keep Node alive (it would exit 13, "unsettled top-level await", before
+  // the parent's SIGKILL when nothing else holds the event loop): a timer does.
+  setInterval(() => undefined, 60_000)
   return new Promise<never>(() => undefined)
 }
 let destroyed = 0
