@@ -94,6 +94,12 @@ export const ERROR_CODES = [
   'PROVIDER_ACCESS_DENIED',
   /** The provider throttled the call and retries did not get through; retry later. */
   'PROVIDER_THROTTLED',
+  /** The instance has no import token (Key Protect secure import): create one first. */
+  'IMPORT_TOKEN_NOT_FOUND_ERR',
+  /** The instance's import token has expired: create a new one. */
+  'IMPORT_TOKEN_EXPIRED_ERR',
+  /** The import token was retrieved `maxAllowedRetrievals` times already: create a new one. */
+  'IMPORT_TOKEN_RETRIEVALS_EXHAUSTED',
 ] as const
 
 /** Stable error codes. */

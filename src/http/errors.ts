@@ -70,6 +70,10 @@ export const ENGINE_TO_WIRE: Readonly<Record<ErrorCode, { status: number; code: 
   // The engine's own provider (e.g. AWS KMS) refused or throttled the engine: a service-side problem.
   PROVIDER_ACCESS_DENIED: { status: 500, code: 'PROVIDER_ERROR' },
   PROVIDER_THROTTLED: { status: 503, code: 'PROVIDER_UNAVAILABLE' },
+  IMPORT_TOKEN_NOT_FOUND_ERR: { status: 404, code: 'IMPORT_TOKEN_NOT_FOUND_ERR' },
+  IMPORT_TOKEN_EXPIRED_ERR: { status: 409, code: 'IMPORT_TOKEN_EXPIRED_ERR' },
+  // Spec digest §3.6/§6: "retrievals exhausted or expired" share Key Protect's one 409 reason code.
+  IMPORT_TOKEN_RETRIEVALS_EXHAUSTED: { status: 409, code: 'IMPORT_TOKEN_EXPIRED_ERR' },
 }
 
 /** The Key Protect status and wire code of an engine error code. */
@@ -137,6 +141,9 @@ export const AWS_KMS_ERRORS: Readonly<Record<ErrorCode, AwsErrorShape>> = {
   PROVIDER_THROTTLED: e('ThrottlingException'),
   NOT_DUAL_AUTH_ERR: e('KMSInvalidStateException'),
   AUTHORIZATIONS_NOT_MET: e('KMSInvalidStateException'),
+  IMPORT_TOKEN_NOT_FOUND_ERR: e('NotFoundException'),
+  IMPORT_TOKEN_EXPIRED_ERR: e('ExpiredImportTokenException'),
+  IMPORT_TOKEN_RETRIEVALS_EXHAUSTED: e('ExpiredImportTokenException'),
 }
 
 /** Messages shown to AWS clients for service-side failures (details stay in the log). */

@@ -6,6 +6,7 @@
 import type { OpenAPIHono } from '@hono/zod-openapi'
 import { register, type KeyProtectOptions, type RequestHandler, type RouteDef } from './pipeline.js'
 import { aliasRoutes } from './routes/aliases.js'
+import { importTokenRoutes } from './routes/import-token.js'
 import { keyActionRoutes } from './routes/key-actions.js'
 import { keyRingRoutes } from './routes/key-rings.js'
 import { keyRoutes } from './routes/keys.js'
@@ -21,6 +22,7 @@ export const KEY_PROTECT_ROUTES: readonly RouteDef[] = [
   ...policyRoutes,
   ...aliasRoutes,
   ...keyRingRoutes,
+  ...importTokenRoutes,
 ]
 
 function toHono(path: string): string {
