@@ -144,11 +144,18 @@ export interface RootKeyProvider {
    * token object for RSA-OAEP decrypt/unwrap only) and returns its ref and the public key (SPKI PEM).
    */
   createImportKeyPair?(
-    req: { readonly catalogId: string },
+    req: { readonly catalogId: string; readonly createdAt: number },
     opts?: CallOptions,
   ): Promise<{ ref: string; publicKeyPem: string }>
   /** Destroys an import token's key pair. Destroying one that no longer exists succeeds. */
   destroyImportKeyPair?(ref: string, opts?: CallOptions): Promise<void>
+  /**
+   * Every import-token key pair the provider holds, with the catalog and time given at creation: pairs no
+   * token row refers to (a crash between the pair and its row) are swept by `expireImportTokens`.
+   */
+  listImportKeyPairs?(
+    opts?: CallOptions,
+  ): Promise<{ readonly ref: string; readonly catalogId: string; readonly createdAt: number }[]>
   /**
    * True when `sealed` (unwrapped into a temporary device object, its nonce proven) is the material of the
    * root-key version `ref` (restore of an imported key). The temporary object is destroyed.

@@ -93,8 +93,8 @@ export async function createImportToken(
   const rnd = await ctx.provider.generateRandom(12)
   const nonce = rnd.exportCopy() // not secret: it is handed to the client
   rnd.zeroize()
-  const pair = await createPair({ catalogId: ctx.store.catalogId })
   const now = ctx.clock.now()
+  const pair = await createPair({ catalogId: ctx.store.catalogId, createdAt: now })
   const record: ImportTokenRecord = {
     instance,
     providerRef: pair.ref,
@@ -189,19 +189,47 @@ export async function sealedMaterial(
   return { tokenRef: t.providerRef, algorithm, encryptedMaterial, encryptedNonce, iv, nonce: t.nonce }
 }
 
-/** Removes every expired token and destroys its key pair (the scheduler runs it). Returns how many. */
+/**
+ * How old a key pair without a token row must be before {@link expireImportTokens} destroys it: longer than
+ * any `createImportToken` takes between the pair and its row, so that one in flight is never swept.
+ */
+export const ORPHAN_KEY_PAIR_GRACE_MS = 15 * 60_000
+
+/**
+ * Removes every expired token and destroys its key pair, then destroys this catalog's key pairs that no
+ * token refers to (a crash between a pair and its row) once older than {@link ORPHAN_KEY_PAIR_GRACE_MS}.
+ * The scheduler runs it. Returns how many key pairs it removed.
+ */
 export async function expireImportTokens(ctx: EngineContext): Promise<number> {
-  const expired = await storeCall(() => ctx.store.listExpiredImportTokens(ctx.clock.now()))
+  const p = ctx.provider
+  const now = ctx.clock.now()
+  const expired = await storeCall(() => ctx.store.listExpiredImportTokens(now))
   let n = 0
   for (const t of expired) {
-    if (ctx.provider.destroyImportKeyPair !== undefined) {
+    if (p.destroyImportKeyPair !== undefined) {
       try {
-        await ctx.provider.destroyImportKeyPair(t.providerRef)
+        await p.destroyImportKeyPair(t.providerRef)
       } catch {
         continue // the row stays: the next run tries again
       }
     }
     if (await ctx.store.deleteImportToken(t.instance, t.providerRef)) n++
+  }
+  if (p.listImportKeyPairs === undefined || p.destroyImportKeyPair === undefined) return n
+  const pairs = (await p.listImportKeyPairs()).filter(
+    (k) => k.catalogId === ctx.store.catalogId && k.createdAt < now - ORPHAN_KEY_PAIR_GRACE_MS,
+  )
+  if (pairs.length === 0) return n
+  // Every token row (an expiry at or before the largest time is every row).
+  const live = new Set(
+    (await storeCall(() => ctx.store.listExpiredImportTokens(Number.MAX_SAFE_INTEGER))).map(
+      (t) => t.providerRef,
+    ),
+  )
+  for (const k of pairs) {
+    if (live.has(k.ref)) continue
+    await p.destroyImportKeyPair(k.ref)
+    n++
   }
   return n
 }

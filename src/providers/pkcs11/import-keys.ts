@@ -23,6 +23,7 @@ type P11 = ModuleEntry['p11']
 /** PKCS#11 CKZ_DATA_SPECIFIED (pkcs11js exports no CKZ_ constant). */
 const CKZ_DATA_SPECIFIED = 1
 const IMPORT_LABEL_PREFIX = 'ekms/it/v1/'
+const IMPORT_LABEL_RE = /^ekms\/it\/v1\/([0-9a-f-]{36})\/(\d{1,16})$/
 
 /** The OAEP hash of an `encryptionAlgorithm`. */
 export function oaepHashOf(alg: ImportAlgorithm): 'sha1' | 'sha256' {
@@ -77,7 +78,7 @@ export function generateImportKeyPair(
   js: Pkcs11Js,
   p11: P11,
   s: Handle,
-  catalogId: string,
+  req: { readonly catalogId: string; readonly createdAt: number },
   id: Buffer,
 ): string {
   const { publicKey, privateKey } = p11.C_GenerateKeyPair(
@@ -90,7 +91,7 @@ export function generateImportKeyPair(
       { type: js.CKA_MODULUS_BITS, value: 2048 },
       { type: js.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) },
     ],
-    importPrivateKeyTemplate(js, `${IMPORT_LABEL_PREFIX}${catalogId}`, id),
+    importPrivateKeyTemplate(js, `${IMPORT_LABEL_PREFIX}${req.catalogId}/${req.createdAt}`, id),
   )
   try {
     const [n, e] = p11.C_GetAttributeValue(s, publicKey, [
@@ -124,6 +125,37 @@ export function findImportKeys(js: Pkcs11Js, p11: P11, s: Handle, id: Buffer): H
   } finally {
     p11.C_FindObjectsFinal(s)
   }
+}
+
+/** The import-token private keys on the token, from their labels `ekms/it/v1/<catalogId>/<createdAt>`. */
+export function listImportKeyPairs(
+  js: Pkcs11Js,
+  p11: P11,
+  s: Handle,
+): { ref: string; catalogId: string; createdAt: number }[] {
+  p11.C_FindObjectsInit(s, [
+    { type: js.CKA_CLASS, value: js.CKO_PRIVATE_KEY },
+    { type: js.CKA_TOKEN, value: true },
+  ])
+  const handles: Handle[] = []
+  try {
+    for (;;) {
+      const batch = p11.C_FindObjects(s, 256)
+      if (batch.length === 0) break
+      handles.push(...batch)
+    }
+  } finally {
+    p11.C_FindObjectsFinal(s)
+  }
+  const out: { ref: string; catalogId: string; createdAt: number }[] = []
+  for (const h of handles) {
+    const [label, id] = p11.C_GetAttributeValue(s, h, [{ type: js.CKA_LABEL }, { type: js.CKA_ID }])
+    const m = IMPORT_LABEL_RE.exec(label?.value?.toString('utf8') ?? '')
+    const ref = id?.value?.toString('hex') ?? ''
+    if (m === null || !/^[0-9a-f]{32}$/.test(ref)) continue
+    out.push({ ref, catalogId: m[1] as string, createdAt: Number(m[2]) })
+  }
+  return out
 }
 
 /** Device and session failures go to the recovery logic; anything else is about the caller's input. */

@@ -42,7 +42,13 @@ import {
   type KeyHandles,
   type Pkcs11ObjectAttributes,
 } from './objects.js'
-import { findImportKeys, generateImportKeyPair, oaepHashOf, unwrapSealed } from './import-keys.js'
+import {
+  findImportKeys,
+  generateImportKeyPair,
+  listImportKeyPairs,
+  oaepHashOf,
+  unwrapSealed,
+} from './import-keys.js'
 import { loadProfile, type Pkcs11Profile } from './profile.js'
 import { SessionGuard } from './recovery.js'
 
@@ -205,7 +211,7 @@ export class Pkcs11Provider implements RootKeyProvider {
   }
 
   async createImportKeyPair(
-    req: { readonly catalogId: string },
+    req: { readonly catalogId: string; readonly createdAt: number },
     opts: CallOptions = {},
   ): Promise<{ ref: string; publicKeyPem: string }> {
     const rnd = await this.generateRandom(16, opts)
@@ -213,7 +219,7 @@ export class Pkcs11Provider implements RootKeyProvider {
     rnd.zeroize()
     const publicKeyPem = await this.#guard.op(
       'create import key pair',
-      (s) => generateImportKeyPair(this.#js, this.#entry.p11, s, req.catalogId, id),
+      (s) => generateImportKeyPair(this.#js, this.#entry.p11, s, req, id),
       opts,
     )
     return { ref: id.toString('hex'), publicKeyPem }
@@ -227,6 +233,16 @@ export class Pkcs11Provider implements RootKeyProvider {
         for (const h of findImportKeys(this.#js, this.#entry.p11, s, id))
           this.#entry.p11.C_DestroyObject(s, h)
       },
+      opts,
+    )
+  }
+
+  async listImportKeyPairs(
+    opts: CallOptions = {},
+  ): Promise<{ ref: string; catalogId: string; createdAt: number }[]> {
+    return this.#guard.op(
+      'list import key pairs',
+      (s) => listImportKeyPairs(this.#js, this.#entry.p11, s),
       opts,
     )
   }

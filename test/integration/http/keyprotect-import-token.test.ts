@@ -9,7 +9,7 @@
  * Every refusal is checked for its status and reason code, and for leaving the catalog (keys, versions)
  * and the token (its object count, read with raw pkcs11js) as they were.
  */
-import { constants, createCipheriv, publicEncrypt, randomBytes } from 'node:crypto'
+import { constants, createCipheriv, publicEncrypt, randomBytes, randomUUID } from 'node:crypto'
 import { createRequire } from 'node:module'
 import type * as P11 from 'pkcs11js'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -378,6 +378,26 @@ describe('Key Protect SDK: secure import refusals change nothing', () => {
       status: 400,
       code: 'MISSING_FIELD_ERR',
     })
+  })
+})
+
+describe('crash safety of import-token key pairs', () => {
+  it('a key pair without a token row (crash before the row) is swept after 15 min; live and foreign pairs stay', async () => {
+    await newToken({ expiration: 86_400 })
+    const c = s.t.clock
+    const orphan = await s.t.provider.createImportKeyPair({
+      catalogId: s.t.store.catalogId,
+      createdAt: c.now(),
+    })
+    const foreign = await s.t.provider.createImportKeyPair({ catalogId: randomUUID(), createdAt: 0 })
+    const before = tokenObjects()
+    expect(await s.t.engine.expireImportTokens()).toBe(0) // within the grace period: maybe in flight
+    c.advance(15 * 60_000 + 1)
+    expect(await s.t.engine.expireImportTokens()).toBe(1)
+    expect(tokenObjects()).toBe(before - 1)
+    expect((await s.t.provider.listImportKeyPairs()).map((k) => k.ref)).not.toContain(orphan.ref)
+    expect((await kp['getImportToken']!({ ...inst })).status).toBe(200) // the live token's pair is kept
+    await s.t.provider.destroyImportKeyPair(foreign.ref)
   })
 })
 
