@@ -29,6 +29,10 @@ export type {
   ReencryptResult,
   KeyScope,
   EnableOptions,
+  ImportTokenOptions,
+  ImportTokenInfo,
+  ImportTokenRetrieval,
+  SecureImportInput,
 } from './core/engine.js'
 export { parseSearch, parseFilter, parseSort, parseStateList } from './core/keys/query-language.js'
 export type { KeySearch, KeyFilter, KeyQueryItem } from './core/keys/query-language.js'
@@ -80,6 +84,10 @@ export type {
   PurgeJournal,
   PurgingKey,
   UpdateCondition,
+  ImportAlgorithm,
+  SealedMaterial,
+  ImportTokenRecord,
+  ImportTokenStore,
 } from './core/ports.js'
 export type { BatchTask, BatchItemResult, BatchVersion } from './core/ports.js'
 export { startRotationScheduler } from './core/jobs/scheduler.js'

@@ -10,6 +10,7 @@ import type {
   CallOptions,
   Clock,
   DekCache,
+  ImportAlgorithm,
   KeyPolicyType,
   MetadataStore,
   RootKeyProvider,
@@ -243,6 +244,8 @@ export interface CreateKeyOptions {
   readonly keyRingId?: string
   /** Key-level policies set in the same transaction as the key (root keys only). */
   readonly policies?: KeyPoliciesInput
+  /** Root keys: material encrypted under the instance's import token (instead of `payload`). */
+  readonly secureImport?: SecureImportInput
 }
 
 /**
@@ -348,4 +351,43 @@ export interface ReconcileReport {
     readonly version: number
     readonly ref: string
   }[]
+}
+
+/** Options of `createImportToken` (Key Protect `POST /import_token`). */
+export interface ImportTokenOptions {
+  /** Seconds until the token expires: 300-86400, default 600. */
+  readonly expirationSec?: number
+  /** How many times `getImportToken` may return it: 1-500, default 1 (as IBM's `kp import-token create`). */
+  readonly maxAllowedRetrievals?: number
+}
+
+/** An import token's counters and dates. */
+export interface ImportTokenInfo {
+  readonly createdAt: Date
+  readonly expiresAt: Date
+  readonly maxAllowedRetrievals: number
+  readonly remainingRetrievals: number
+}
+
+/** An import token as `getImportToken` returns it: the public key to encrypt material under, and the nonce. */
+export interface ImportTokenRetrieval extends ImportTokenInfo {
+  /** The RSA-2048 public key, SPKI PEM. */
+  readonly publicKeyPem: string
+  /** 12 bytes; AES-GCM encrypt it under the material being imported (`encryptedNonce`). */
+  readonly nonce: Buffer
+}
+
+/**
+ * Key material encrypted under the instance's import token (Key Protect secure import): unwrapped inside
+ * the HSM, so that it never exists in this process.
+ */
+export interface SecureImportInput {
+  /** RSA-OAEP(token public key, material), empty label. */
+  readonly payload: Uint8Array
+  /** AES-GCM(material, iv, token nonce): ciphertext followed by the 16-byte tag. */
+  readonly encryptedNonce: Uint8Array
+  /** 12 bytes. */
+  readonly iv: Uint8Array
+  /** Default `RSAES_OAEP_SHA_256`; the provider lists what it supports in `capabilities.importTokens`. */
+  readonly encryptionAlgorithm?: ImportAlgorithm
 }

@@ -23,6 +23,9 @@ import {
   type CreateKeyOptions,
   type EnableOptions,
   type EngineOptions,
+  type ImportTokenInfo,
+  type ImportTokenOptions,
+  type ImportTokenRetrieval,
   type KeyInfo,
   type KeyPoliciesInput,
   type KeyPolicyInfo,
@@ -36,6 +39,7 @@ import {
   type ReencryptResult,
   type RewrapResult,
   type SealOptions,
+  type SecureImportInput,
   type UnwrapOptions,
   type UnwrapResult,
   type WrapOptions,
@@ -52,6 +56,7 @@ import * as query from './keys/query.js'
 import * as standardKeys from './keys/standard-keys.js'
 import * as tagOps from './keys/tags.js'
 import * as transitions from './keys/transitions.js'
+import * as importTokens from './keys/import-token.js'
 import { createDekWrapper } from './wrap/dek-wrapper.js'
 import { UsageMeter } from './wrap/usage-meter.js'
 import * as batch from './wrap/batch.js'
@@ -70,6 +75,10 @@ export type {
   BatchResult,
   CreateKeyOptions,
   EnableOptions,
+  ImportTokenOptions,
+  ImportTokenInfo,
+  ImportTokenRetrieval,
+  SecureImportInput,
   EngineOptions,
   KeyInfo,
   KeyPoliciesInput,
@@ -213,7 +222,7 @@ export class EnvelopeEngine {
   async rotate(
     instance: string,
     idOrAlias: string,
-    options: { payload?: Uint8Array } & KeyScope = {},
+    options: { payload?: Uint8Array; secureImport?: SecureImportInput } & KeyScope = {},
   ): Promise<KeyInfo> {
     return guard(this.#ctx, 'rotate', () => lifecycle.rotate(this.#ctx, instance, idOrAlias, options))
   }
@@ -295,7 +304,7 @@ export class EnvelopeEngine {
   async restoreKey(
     instance: string,
     idOrAlias: string,
-    options: { payload?: Uint8Array } & KeyScope = {},
+    options: { payload?: Uint8Array; secureImport?: SecureImportInput } & KeyScope = {},
   ): Promise<KeyInfo> {
     return guard(this.#ctx, 'restoreKey', () => deletion.restoreKey(this.#ctx, instance, idOrAlias, options))
   }
@@ -742,6 +751,32 @@ export class EnvelopeEngine {
    */
   async runScheduledDeletions(): Promise<{ destroyed: { instance: string; keyId: string }[] }> {
     return guard(this.#ctx, 'runScheduledDeletions', () => scheduledDeletion.runScheduledDeletions(this.#ctx))
+  }
+
+  /**
+   * Creates the instance's import token (Key Protect secure import), replacing any previous one and
+   * destroying its key pair: an RSA-2048 key pair generated in the provider, a 12-byte nonce.
+   * `expirationSec` 300-86400 (default 600), `maxAllowedRetrievals` 1-500 (default 1).
+   * @throws EngineError INVALID_FIELD_ERR, PROVIDER_UNSUPPORTED (no import tokens, e.g. AWS KMS)
+   */
+  async createImportToken(instance: string, options: ImportTokenOptions = {}): Promise<ImportTokenInfo> {
+    return guard(this.#ctx, 'createImportToken', () =>
+      importTokens.createImportToken(this.#ctx, instance, options),
+    )
+  }
+
+  /**
+   * Returns the instance's import token (public key as SPKI PEM, nonce, counters) and takes one retrieval.
+   * Pass the encrypted material as `secureImport` to {@link createKey}, {@link rotate} or {@link restoreKey}.
+   * @throws EngineError IMPORT_TOKEN_NOT_FOUND_ERR, IMPORT_TOKEN_EXPIRED_ERR, IMPORT_TOKEN_RETRIEVALS_EXHAUSTED
+   */
+  async getImportToken(instance: string): Promise<ImportTokenRetrieval> {
+    return guard(this.#ctx, 'getImportToken', () => importTokens.getImportToken(this.#ctx, instance))
+  }
+
+  /** Removes expired import tokens and destroys their key pairs (the scheduler runs it); returns how many. */
+  async expireImportTokens(): Promise<number> {
+    return guard(this.#ctx, 'expireImportTokens', () => importTokens.expireImportTokens(this.#ctx))
   }
 
   /**

@@ -104,6 +104,12 @@ export const ERROR_CODES = [
    * it was destroyed, and no retry brings it back. Not retryable; `reconcile()` reports such versions.
    */
   'KEY_VERSION_MATERIAL_MISSING',
+  /** The instance has no import token (Key Protect secure import): create one first. */
+  'IMPORT_TOKEN_NOT_FOUND_ERR',
+  /** The instance's import token has expired: create a new one. */
+  'IMPORT_TOKEN_EXPIRED_ERR',
+  /** The import token was retrieved `maxAllowedRetrievals` times already: create a new one. */
+  'IMPORT_TOKEN_RETRIEVALS_EXHAUSTED',
 ] as const
 
 /** Stable error codes. */

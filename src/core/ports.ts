@@ -36,6 +36,33 @@ export interface ProviderCapabilities {
    * its GCM methods refuse with PROVIDER_UNSUPPORTED.
    */
   readonly ciphertext?: 'gcm' | 'opaque'
+  /**
+   * Import tokens (Key Protect secure import): the `encryptionAlgorithm`s the provider can unwrap inside the
+   * device. Absent or empty: no import tokens (PROVIDER_UNSUPPORTED); the provider then has none of
+   * {@link RootKeyProvider.createImportKeyPair}, `destroyImportKeyPair`, `matchesSealedMaterial`.
+   */
+  readonly importTokens?: readonly ImportAlgorithm[]
+}
+
+/** RSA-OAEP variants of a secure import: SHA-256 or SHA-1, each with MGF1 of the same hash and no label. */
+export type ImportAlgorithm = 'RSAES_OAEP_SHA_256' | 'RSAES_OAEP_SHA_1'
+
+/**
+ * Root-key material RSA-OAEP-encrypted under an import token's public key, with the token's nonce AES-GCM
+ * encrypted under that material (spec digest §4.5). The provider unwraps it inside the device: the material
+ * never reaches this process.
+ */
+export interface SealedMaterial {
+  /** The provider ref of the import token's key pair. */
+  readonly tokenRef: string
+  readonly algorithm: ImportAlgorithm
+  readonly encryptedMaterial: Buffer
+  /** AES-GCM of the nonce under the material: ciphertext followed by the 16-byte tag. */
+  readonly encryptedNonce: Buffer
+  /** The 12-byte GCM IV of `encryptedNonce`. */
+  readonly iv: Buffer
+  /** The nonce the import token issued; the decrypted `encryptedNonce` must equal it. */
+  readonly nonce: Buffer
 }
 
 /** The three parts of an AES-GCM encryption. */
@@ -61,6 +88,11 @@ export interface CreateVersionRequest {
   readonly version: number
   /** Imported material (AES key bytes). Absent: the provider generates the key inside the HSM/KMS. */
   readonly material?: SecretBytes | undefined
+  /**
+   * Securely imported material (instead of `material`): unwrapped inside the device, the nonce proven there.
+   * @throws EngineError INVALID_FIELD_ERR (payload or encryptedNonce), PROVIDER_UNSUPPORTED
+   */
+  readonly sealed?: SealedMaterial | undefined
 }
 
 /**
@@ -111,6 +143,29 @@ export interface RootKeyProvider {
     to: { readonly ref: string; readonly aad: Buffer },
     opts?: CallOptions,
   ): Promise<Buffer>
+  /**
+   * Import tokens: generates an RSA-2048 key pair in the device (the private key a sensitive, non-extractable
+   * token object for RSA-OAEP decrypt/unwrap only) and returns its ref and the public key (SPKI PEM).
+   */
+  createImportKeyPair?(
+    req: { readonly catalogId: string; readonly createdAt: number },
+    opts?: CallOptions,
+  ): Promise<{ ref: string; publicKeyPem: string }>
+  /** Destroys an import token's key pair. Destroying one that no longer exists succeeds. */
+  destroyImportKeyPair?(ref: string, opts?: CallOptions): Promise<void>
+  /**
+   * Every import-token key pair the provider holds, with the catalog and time given at creation: pairs no
+   * token row refers to (a crash between the pair and its row) are swept by `expireImportTokens`.
+   */
+  listImportKeyPairs?(
+    opts?: CallOptions,
+  ): Promise<{ readonly ref: string; readonly catalogId: string; readonly createdAt: number }[]>
+  /**
+   * True when `sealed` (unwrapped into a temporary device object, its nonce proven) is the material of the
+   * root-key version `ref` (restore of an imported key). The temporary object is destroyed.
+   * @throws EngineError INVALID_FIELD_ERR (payload or encryptedNonce)
+   */
+  matchesSealedMaterial?(ref: string, sealed: SealedMaterial, opts?: CallOptions): Promise<boolean>
   /** `length` random bytes from the provider's RNG (DEK generation). */
   generateRandom(length: number, opts?: OutputOptions): Promise<SecretBytes>
   /** Every root-key version object this provider holds that carries the engine's naming scheme. */
@@ -453,6 +508,36 @@ export interface PurgeJournal {
   listPurging(): Promise<PurgingKey[]>
 }
 
+/** An instance's import token (Key Protect): one per instance. Times are milliseconds since the epoch. */
+export interface ImportTokenRecord {
+  readonly instance: string
+  /** The provider ref of the token's key pair. */
+  readonly providerRef: string
+  readonly publicKeyPem: string
+  /** 12 random bytes from the provider's RNG, proven by a secure import. */
+  readonly nonce: Buffer
+  readonly createdAt: number
+  readonly expiresAt: number
+  readonly maxRetrievals: number
+  readonly remainingRetrievals: number
+}
+
+/** The import-token role: one token per instance, its retrieval counter decremented atomically. */
+export interface ImportTokenStore {
+  /** Inserts the instance's token or replaces it; returns the replaced one (its key pair is to destroy). */
+  putImportToken(t: ImportTokenRecord): Promise<ImportTokenRecord | undefined>
+  getImportToken(instance: string): Promise<ImportTokenRecord | undefined>
+  /**
+   * Decrements the retrieval counter of the token `providerRef` if it is above 0, atomically; returns the
+   * token after the decrement, or undefined when it was 0 or the token was replaced or removed.
+   */
+  takeImportTokenRetrieval(instance: string, providerRef: string): Promise<ImportTokenRecord | undefined>
+  /** Removes the instance's token if it is still `providerRef`. Returns false otherwise. */
+  deleteImportToken(instance: string, providerRef: string): Promise<boolean>
+  /** Every token whose expiry is at or before `now`, of every instance. */
+  listExpiredImportTokens(now: number): Promise<ImportTokenRecord[]>
+}
+
 /**
  * The catalog of instances, keys, versions and aliases: the intersection of its roles, so that a second
  * store (PostgreSQL) can be built and conformance-tested role by role. Every row belongs to an instance.
@@ -466,7 +551,8 @@ export interface MetadataStore
     PolicyStore,
     TagStore,
     DeletionSchedule,
-    PurgeJournal {}
+    PurgeJournal,
+    ImportTokenStore {}
 
 /**
  * Alias names, tag pairs and scheduled deletion (migration 4). Kept for compatibility: {@link MetadataStore}

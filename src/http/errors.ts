@@ -74,6 +74,10 @@ export const ENGINE_TO_WIRE: Readonly<Record<ErrorCode, { status: number; code: 
   KEY_PURGE_IN_PROGRESS_ERR: { status: 409, code: 'KEY_ACTION_INVALID_STATE_ERR' },
   // The version's HSM object is gone for good: permanent, so 410 Gone, never a 5xx "try again later".
   KEY_VERSION_MATERIAL_MISSING: { status: 410, code: 'KEY_VERSION_MATERIAL_MISSING' },
+  IMPORT_TOKEN_NOT_FOUND_ERR: { status: 404, code: 'IMPORT_TOKEN_NOT_FOUND_ERR' },
+  IMPORT_TOKEN_EXPIRED_ERR: { status: 409, code: 'IMPORT_TOKEN_EXPIRED_ERR' },
+  // Spec digest §3.6/§6: "retrievals exhausted or expired" share Key Protect's one 409 reason code.
+  IMPORT_TOKEN_RETRIEVALS_EXHAUSTED: { status: 409, code: 'IMPORT_TOKEN_EXPIRED_ERR' },
 }
 
 /** The Key Protect status and wire code of an engine error code. */
@@ -144,6 +148,9 @@ export const AWS_KMS_ERRORS: Readonly<Record<ErrorCode, AwsErrorShape>> = {
   KEY_PURGE_IN_PROGRESS_ERR: e('KMSInvalidStateException'),
   // AWS KMS answers KMSInvalidStateException for a key whose material is gone (deleted imported material).
   KEY_VERSION_MATERIAL_MISSING: e('KMSInvalidStateException'),
+  IMPORT_TOKEN_NOT_FOUND_ERR: e('NotFoundException'),
+  IMPORT_TOKEN_EXPIRED_ERR: e('ExpiredImportTokenException'),
+  IMPORT_TOKEN_RETRIEVALS_EXHAUSTED: e('ExpiredImportTokenException'),
 }
 
 /** Messages shown to AWS clients for service-side failures (details stay in the log). */

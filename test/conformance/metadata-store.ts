@@ -451,5 +451,37 @@ export function runMetadataStoreConformance(name: string, open: () => Promise<Me
       )
       expect(mine.every((v) => v.providerRef.length > 0)).toBe(true)
     })
+
+    it('import tokens: one per instance (put replaces and returns the old one), retrievals taken atomically, expiry list', async () => {
+      const token = (instance: string, ref: string, remaining: number, expiresAt = 10_000) => ({
+        instance,
+        providerRef: ref,
+        publicKeyPem: '-----BEGIN PUBLIC KEY-----\nx\n-----END PUBLIC KEY-----\n',
+        nonce: Buffer.from('000102030405060708090a0b', 'hex'),
+        createdAt: 1000,
+        expiresAt,
+        maxRetrievals: 2,
+        remainingRetrievals: remaining,
+      })
+      expect(await s.getImportToken('it-a')).toBeUndefined()
+      expect(await s.putImportToken(token('it-a', 'aa', 2))).toBeUndefined()
+      expect(await s.getImportToken('it-a')).toEqual(token('it-a', 'aa', 2))
+      expect(await s.getImportToken('it-b')).toBeUndefined() // per instance
+      expect(await s.takeImportTokenRetrieval('it-a', 'aa')).toEqual(token('it-a', 'aa', 1))
+      expect(await s.takeImportTokenRetrieval('it-a', 'zz')).toBeUndefined() // another token
+      const takes = await Promise.all([
+        s.takeImportTokenRetrieval('it-a', 'aa'),
+        s.takeImportTokenRetrieval('it-a', 'aa'),
+      ])
+      expect(takes.filter((t) => t !== undefined)).toEqual([token('it-a', 'aa', 0)])
+      expect(await s.putImportToken(token('it-a', 'bb', 2, 20_000))).toEqual(token('it-a', 'aa', 0))
+      expect(await s.takeImportTokenRetrieval('it-a', 'aa')).toBeUndefined() // replaced
+      await s.putImportToken(token('it-b', 'cc', 1, 5000))
+      const expired = await s.listExpiredImportTokens(10_000)
+      expect(expired.filter((t) => t.instance.startsWith('it-'))).toEqual([token('it-b', 'cc', 1, 5000)])
+      expect(await s.deleteImportToken('it-b', 'zz')).toBe(false)
+      expect(await s.deleteImportToken('it-b', 'cc')).toBe(true)
+      expect(await s.getImportToken('it-b')).toBeUndefined()
+    })
   })
 }

@@ -15,6 +15,7 @@ import type { KeyStateValue } from '../../src/core/key-state.js'
 import type {
   AliasNameRecord,
   DeletionScheduleRecord,
+  ImportTokenRecord,
   KeyPatch,
   KeyPolicyRecord,
   KeyRecord,
@@ -88,6 +89,7 @@ export class MemoryStore implements MetadataStore {
   readonly #aliasNames = new Map<string, AliasNameRecord>()
   readonly #tagPairs = new Map<string, Map<string, string>>()
   readonly #schedules = new Map<string, DeletionScheduleRecord>()
+  readonly #importTokens = new Map<string, ImportTokenRecord>()
   #changes = 0
   #closed = false
 
@@ -601,6 +603,50 @@ export class MemoryStore implements MetadataStore {
       .filter((s) => s.deletionDate <= now)
       .sort((a, b) => a.deletionDate - b.deletionDate || cmp(a.instance, b.instance) || cmp(a.keyId, b.keyId))
       .map((s) => ({ ...s }))
+  }
+
+  // ------------------------------------------------------------------------------------------ ImportTokenStore
+
+  async putImportToken(t: ImportTokenRecord): Promise<ImportTokenRecord | undefined> {
+    await this.#enter('putImportToken', [t])
+    const old = this.#importTokens.get(t.instance)
+    this.#importTokens.set(t.instance, { ...t, nonce: Buffer.from(t.nonce) })
+    this.#wrote()
+    return old
+  }
+
+  async getImportToken(instance: string): Promise<ImportTokenRecord | undefined> {
+    await this.#enter('getImportToken', [instance])
+    const t = this.#importTokens.get(instance)
+    return t === undefined ? undefined : { ...t, nonce: Buffer.from(t.nonce) }
+  }
+
+  async takeImportTokenRetrieval(
+    instance: string,
+    providerRef: string,
+  ): Promise<ImportTokenRecord | undefined> {
+    await this.#enter('takeImportTokenRetrieval', [instance, providerRef])
+    const t = this.#importTokens.get(instance)
+    if (t === undefined || t.providerRef !== providerRef || t.remainingRetrievals <= 0) return undefined
+    const next = { ...t, remainingRetrievals: t.remainingRetrievals - 1 }
+    this.#importTokens.set(instance, next)
+    this.#wrote()
+    return { ...next, nonce: Buffer.from(next.nonce) }
+  }
+
+  async deleteImportToken(instance: string, providerRef: string): Promise<boolean> {
+    await this.#enter('deleteImportToken', [instance, providerRef])
+    if (this.#importTokens.get(instance)?.providerRef !== providerRef) return false
+    this.#importTokens.delete(instance)
+    this.#wrote()
+    return true
+  }
+
+  async listExpiredImportTokens(now: number): Promise<ImportTokenRecord[]> {
+    await this.#enter('listExpiredImportTokens', [now])
+    return [...this.#importTokens.values()]
+      .filter((t) => t.expiresAt <= now)
+      .map((t) => ({ ...t, nonce: Buffer.from(t.nonce) }))
   }
 
   // ------------------------------------------------------------------------------------------ internals

@@ -39,6 +39,11 @@ export function startRotationScheduler(
       } catch (err) {
         options.onError?.(toEngineError(err, 'rotation scheduler'))
       }
+      try {
+        await engine.expireImportTokens() // expired import tokens' key pairs leave the HSM
+      } catch (err) {
+        options.onError?.(toEngineError(err, 'import token expiry'))
+      }
       if (options.scheduledDeletions === true) {
         try {
           options.onDeletions?.(await engine.runScheduledDeletions())

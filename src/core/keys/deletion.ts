@@ -8,9 +8,10 @@ import { EngineError, invalidField } from '../errors.js'
 import { assertActionAllowed, KeyState } from '../key-state.js'
 import type { KeyPatch, KeyRecord } from '../ports.js'
 import { optionsObject, validateActor } from '../validate.js'
-import { DAY, type KeyInfo, type KeyScope } from '../engine-types.js'
+import { DAY, type KeyInfo, type KeyScope, type SecureImportInput } from '../engine-types.js'
 import type { CachedKey } from './directory.js'
-import { checkMaterialMatches } from './provisioning.js'
+import { checkMaterialMatches, checkSealedMaterialMatches } from './provisioning.js'
+import { secureImportOf } from './import-token.js'
 import { transition } from './transitions.js'
 import { dualAuthInfo, toKeyInfo } from './views.js'
 
@@ -104,7 +105,7 @@ export async function restoreKey(
   ctx: EngineContext,
   instance: string,
   idOrAlias: string,
-  options: { payload?: Uint8Array } & KeyScope,
+  options: { payload?: Uint8Array; secureImport?: SecureImportInput } & KeyScope,
 ): Promise<KeyInfo> {
   options = optionsObject(options)
   const k = await ctx.keys.resolve(instance, idOrAlias, true, options.keyRingId)
@@ -122,7 +123,11 @@ export async function restoreKey(
   if (now - deletedAt > ctx.life.restoreWindowMs) {
     throw new EngineError('KEY_ACTION_INVALID_STATE_ERR', 'key: the restore window has passed')
   }
-  if (r.imported && !r.extractable) {
+  const rootImported = r.imported && !r.extractable
+  const secure = await secureImportOf(ctx, instance, options.secureImport, options.payload, !rootImported)
+  if (secure !== undefined) {
+    await checkSealedMaterialMatches(ctx, k, secure)
+  } else if (rootImported) {
     if (options.payload === undefined) {
       throw new EngineError(
         'MISSING_FIELD_ERR',

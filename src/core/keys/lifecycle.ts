@@ -19,7 +19,8 @@ import {
   validateName,
   validateTags,
 } from '../validate.js'
-import type { CreateKeyOptions, KeyInfo, KeyScope } from '../engine-types.js'
+import type { CreateKeyOptions, KeyInfo, KeyScope, SecureImportInput } from '../engine-types.js'
+import { secureImportOf } from './import-token.js'
 import { newKeyRecord } from './key-record.js'
 import { policyRecords } from './policies.js'
 import { createProviderObject, createRootKey, discardProviderObject, rootMaterial } from './provisioning.js'
@@ -70,13 +71,15 @@ export async function createKey(
     createdBy,
     expirationDate,
   })
+  const secure = await secureImportOf(ctx, instance, options.secureImport, options.payload, extractable)
   if (extractable) {
     await createStandardKey(ctx, base, options.payload, aliases)
   } else {
     let material: SecretBytes | undefined
     if (options.payload !== undefined) material = rootMaterial(ctx, options.payload)
     try {
-      await createRootKey(ctx, { ...base, imported: material !== undefined }, material, aliases, policies)
+      const imported = material !== undefined || secure !== undefined
+      await createRootKey(ctx, { ...base, imported }, material, aliases, policies, secure)
     } finally {
       material?.zeroize()
     }
@@ -89,7 +92,7 @@ export async function rotate(
   ctx: EngineContext,
   instance: string,
   idOrAlias: string,
-  options: { payload?: Uint8Array } & KeyScope,
+  options: { payload?: Uint8Array; secureImport?: SecureImportInput } & KeyScope,
 ): Promise<KeyInfo> {
   options = optionsObject(options)
   const k0 = await ctx.keys.resolve(instance, idOrAlias, false, options.keyRingId)
@@ -106,19 +109,20 @@ export async function rotate(
       )
     }
     let material: SecretBytes | undefined
-    if (r.imported) {
+    const secure = await secureImportOf(ctx, instance, options.secureImport, options.payload, !r.imported)
+    if (r.imported && secure === undefined) {
       if (options.payload === undefined) {
         throw new EngineError('MISSING_FIELD_ERR', 'payload: an imported key needs new material to rotate', {
           target: { type: 'field', name: 'payload' },
         })
       }
       material = rootMaterial(ctx, options.payload)
-    } else if (options.payload !== undefined) {
+    } else if (!r.imported && options.payload !== undefined) {
       throw invalidField('payload', 'only imported keys take material at rotation')
     }
     try {
       const version = r.currentVersion + 1
-      const ref = await createProviderObject(ctx, instance, r.id, version, material)
+      const ref = await createProviderObject(ctx, instance, r.id, version, material, secure)
       const v: KeyVersionRecord = {
         instance,
         keyId: r.id,

@@ -7,7 +7,7 @@
 import { createDecipheriv } from 'node:crypto'
 import { storeCall, type EngineContext } from '../context.js'
 import { EngineError, invalidField } from '../errors.js'
-import type { KeyPolicyRecord, KeyRecord, KeyVersionRecord } from '../ports.js'
+import type { KeyPolicyRecord, KeyRecord, KeyVersionRecord, SealedMaterial } from '../ports.js'
 import { SecretBytes } from '../secret-bytes.js'
 import { validateBytes } from '../validate.js'
 import { currentVersion, type CachedKey } from './directory.js'
@@ -32,17 +32,27 @@ export function rootMaterial(ctx: EngineContext, payload: unknown): SecretBytes 
   return SecretBytes.copyOf(bytes)
 }
 
-/** Writes the pending row, creates the provider object, and returns its ref. */
+/**
+ * Writes the pending row, creates the provider object, and returns its ref. `sealed`: securely imported
+ * material, unwrapped inside the provider (import-token.ts), instead of `material`.
+ */
 export async function createProviderObject(
   ctx: EngineContext,
   instance: string,
   keyId: string,
   version: number,
   material: SecretBytes | undefined,
+  sealed?: SealedMaterial,
 ): Promise<string> {
   await storeCall(() => ctx.store.addPending({ instance, keyId, version, startedAt: ctx.clock.now() }))
   try {
-    return await ctx.provider.createVersion({ catalogId: ctx.store.catalogId, keyId, version, material })
+    return await ctx.provider.createVersion({
+      catalogId: ctx.store.catalogId,
+      keyId,
+      version,
+      material,
+      ...(sealed === undefined ? {} : { sealed }),
+    })
   } catch (err) {
     await ctx.store.removePending(instance, keyId, version).catch(() => undefined)
     throw err
@@ -73,8 +83,9 @@ export async function createRootKey(
   material: SecretBytes | undefined,
   aliases: readonly string[],
   policies: readonly KeyPolicyRecord[] = [],
+  sealed?: SealedMaterial,
 ): Promise<void> {
-  const ref = await createProviderObject(ctx, record.instance, record.id, 1, material)
+  const ref = await createProviderObject(ctx, record.instance, record.id, 1, material, sealed)
   const v: KeyVersionRecord = {
     instance: record.instance,
     keyId: record.id,
@@ -88,6 +99,28 @@ export async function createRootKey(
   } catch (err) {
     await discardProviderObject(ctx, record.instance, record.id, 1, ref)
     throw err
+  }
+}
+
+/**
+ * Checks that securely imported material is the key's current version's, inside the provider (restore).
+ * @throws EngineError INVALID_FIELD_ERR (does not match), PROVIDER_UNSUPPORTED, KEY_USAGE_LIMIT_ERR
+ */
+export async function checkSealedMaterialMatches(
+  ctx: EngineContext,
+  k: CachedKey,
+  sealed: SealedMaterial,
+): Promise<void> {
+  if (ctx.provider.matchesSealedMaterial === undefined) {
+    throw new EngineError(
+      'PROVIDER_UNSUPPORTED',
+      `payload: provider ${ctx.provider.name} has no import tokens`,
+    )
+  }
+  const v = currentVersion(k)
+  await ctx.usage.take(k.record.instance, v, 1) // the probe's AES-GCM invocation under the version
+  if (!(await ctx.provider.matchesSealedMaterial(v.providerRef, sealed))) {
+    throw invalidField('payload', 'does not match the key material of this key')
   }
 }
 

@@ -13,6 +13,7 @@ import {
 } from './pipeline.js'
 import { aliasRoutes } from './routes/aliases.js'
 import { DEPRECATED_ACTIONS, deprecatedActionRoute, deprecatedRoute } from './routes/deprecated-actions.js'
+import { importTokenRoutes } from './routes/import-token.js'
 import { keyActionRoutes } from './routes/key-actions.js'
 import { keyRingRoutes } from './routes/key-rings.js'
 import { keyRoutes } from './routes/keys.js'
@@ -29,6 +30,7 @@ export const KEY_PROTECT_ROUTES: readonly RouteDef[] = [
   ...aliasRoutes,
   ...keyRingRoutes,
   deprecatedActionRoute,
+  ...importTokenRoutes,
 ]
 
 function toHono(path: string): string {

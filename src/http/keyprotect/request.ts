@@ -5,7 +5,8 @@
  */
 import type { z } from '@hono/zod-openapi'
 import type { Context } from 'hono'
-import type { KeyPoliciesInput } from '../../core/engine.js'
+import type { KeyPoliciesInput, SecureImportInput } from '../../core/engine.js'
+import type { ImportAlgorithm } from '../../core/ports.js'
 import type { Principal } from '../auth.js'
 import {
   BODY_REFUSED_HEADERS,
@@ -153,22 +154,27 @@ export function validate<T extends z.ZodType>(
   throw new HttpProblem(400, code, message, { type: where, name })
 }
 
-/** Refuses the secure-import fields (import tokens are not available in this release). */
-export function noSecureImport(r: {
-  encryptedNonce?: unknown
-  iv?: unknown
-  encryptionAlgorithm?: unknown
-}): void {
-  for (const name of ['encryptedNonce', 'iv', 'encryptionAlgorithm'] as const) {
-    if (r[name] !== undefined) {
-      throw new HttpProblem(
-        400,
-        'INVALID_FIELD_ERR',
-        `${name}: secure import with an import token is not available in this release; send payload alone`,
-        { type: 'field', name },
-      )
-    }
+/**
+ * The material fields of create, rotate and restore: a plaintext `payload`, or, when any of
+ * `encryptedNonce`, `iv`, `encryptionAlgorithm` is present, a secure import with the instance's import token
+ * (the engine checks that all of them are there). The caller zeroes the returned buffers.
+ */
+export function materialInput(r: {
+  payload?: string | undefined
+  encryptedNonce?: string | undefined
+  iv?: string | undefined
+  encryptionAlgorithm?: ImportAlgorithm | undefined
+}): { payload?: Buffer; secureImport?: SecureImportInput } {
+  if (r.encryptedNonce === undefined && r.iv === undefined && r.encryptionAlgorithm === undefined) {
+    return r.payload === undefined ? {} : { payload: b64(r.payload) }
   }
+  const secureImport = {
+    ...(r.payload === undefined ? {} : { payload: b64(r.payload) }),
+    ...(r.encryptedNonce === undefined ? {} : { encryptedNonce: b64(r.encryptedNonce) }),
+    ...(r.iv === undefined ? {} : { iv: b64(r.iv) }),
+    ...(r.encryptionAlgorithm === undefined ? {} : { encryptionAlgorithm: r.encryptionAlgorithm }),
+  } as SecureImportInput
+  return { secureImport }
 }
 
 /** Key Protect's policy resources → the engine's policy input. */

@@ -75,6 +75,29 @@ export const RotateBody = z
   .strict()
   .openapi('RotateKeyRequestBody')
 
+/** POST /import_token (`expiration` in seconds; the seed's curl example quotes it as a string). */
+export const ImportTokenBody = z
+  .object({
+    expiration: z.union([z.number().int(), z.string().regex(/^\d{1,9}$/)]).optional(),
+    maxAllowedRetrievals: z.number().int().optional(),
+  })
+  .strict()
+  .openapi('ImportTokenCreateBody')
+
+export const ImportTokenResponse = z
+  .object({
+    creationDate: z.string(),
+    expirationDate: z.string(),
+    maxAllowedRetrievals: z.number().int(),
+    remainingRetrievals: z.number().int(),
+  })
+  .openapi('ImportToken')
+
+export const ImportTokenRetrieval = ImportTokenResponse.extend({
+  payload: z.string().openapi({ description: 'base64 of the PEM (SPKI) RSA public key' }),
+  nonce: z.string().openapi({ description: 'base64 of the 12-byte nonce' }),
+}).openapi('GetImportToken')
+
 export const RestoreResource = z.object({ payload: Base64.optional(), ...SecureImport }).strict()
 export const RestoreBody = envelope(RestoreResource, 1).openapi('RestoreKeyBody')
 

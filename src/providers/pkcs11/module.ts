@@ -38,8 +38,8 @@ export function pkcs11js(): Pkcs11Js {
 }
 
 /** Session states (PKCS#11 v2.40 §5.4); pkcs11js exports no CKS_ constants. */
-const CKS_RO_USER_FUNCTIONS = 1
-const CKS_RW_USER_FUNCTIONS = 3
+export const CKS_RO_USER_FUNCTIONS = 1
+export const CKS_RW_USER_FUNCTIONS = 3
 
 /** True when `session` is in a logged-in (user) state. */
 export function isLoggedIn(entry: ModuleEntry, session: Handle): boolean {

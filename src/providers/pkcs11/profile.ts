@@ -49,6 +49,11 @@ export interface Pkcs11Profile {
    * ciphertext). SoftHSM2: CKR_GENERAL_ERROR (RESULTS gotcha 5).
    */
   readonly authFailureCodes: readonly string[]
+  /**
+   * The RSA-OAEP hashes (MGF1 of the same hash, empty label) the device unwraps with, for import tokens.
+   * Default both; SoftHSM2 2.6.1 implements SHA-1 only (CKR_ARGUMENTS_BAD otherwise, docs/security.md).
+   */
+  readonly oaepHashes: readonly ('sha1' | 'sha256')[]
   /** When the provider re-initialises the library after a device or storage failure. */
   readonly recovery: Pkcs11RecoveryProfile
 }
@@ -130,6 +135,10 @@ export function parseProfile(doc: unknown, path = '<inline>'): Pkcs11Profile {
   if (!Array.isArray(codes) || !codes.every((c) => typeof c === 'string' && /^CKR_[A-Z_]+$/.test(c))) {
     throw bad(path, 'authFailureCodes must be a list of CKR_ names')
   }
+  const oaep = d['oaepHashes'] ?? ['sha1', 'sha256']
+  if (!Array.isArray(oaep) || !oaep.every((h) => h === 'sha1' || h === 'sha256')) {
+    throw bad(path, 'oaepHashes must be a list of sha1 / sha256')
+  }
   return {
     name: d['name'],
     mechanisms: {
@@ -143,6 +152,7 @@ export function parseProfile(doc: unknown, path = '<inline>'): Pkcs11Profile {
     sessionKeyCopy: d['sessionKeyCopy'],
     maxSessions: max,
     authFailureCodes: codes as string[],
+    oaepHashes: oaep as ('sha1' | 'sha256')[],
     recovery: parseRecovery(d['recovery'], path),
   }
 }

@@ -19,6 +19,8 @@
 import { EngineError } from '../../core/errors.js'
 import type {
   CallOptions,
+  ImportAlgorithm,
+  SealedMaterial,
   OutputOptions,
   CreateVersionRequest,
   GcmSealed,
@@ -40,6 +42,13 @@ import {
   type KeyHandles,
   type Pkcs11ObjectAttributes,
 } from './objects.js'
+import {
+  findImportKeys,
+  generateImportKeyPair,
+  listImportKeyPairs,
+  oaepHashOf,
+  unwrapSealed,
+} from './import-keys.js'
 import { loadProfile, type Pkcs11Profile } from './profile.js'
 import { SessionGuard } from './recovery.js'
 
@@ -70,7 +79,7 @@ const ZERO_IV = Buffer.alloc(12)
 /** A {@link RootKeyProvider} over one PKCS#11 token. Create it with {@link createPkcs11Provider}. */
 export class Pkcs11Provider implements RootKeyProvider {
   readonly name: string
-  readonly capabilities: ProviderCapabilities = { importMaterial: true, importLengths: [16, 24, 32] }
+  readonly capabilities: ProviderCapabilities
   readonly profile: Pkcs11Profile
   readonly #js = pkcs11js()
   readonly #entry: ModuleEntry
@@ -86,6 +95,10 @@ export class Pkcs11Provider implements RootKeyProvider {
   constructor(options: Pkcs11ProviderOptions, profile: Pkcs11Profile, entry: ModuleEntry) {
     this.profile = profile
     this.name = `pkcs11:${profile.name}`
+    const importTokens: ImportAlgorithm[] = []
+    if (profile.oaepHashes.includes('sha256')) importTokens.push('RSAES_OAEP_SHA_256')
+    if (profile.oaepHashes.includes('sha1')) importTokens.push('RSAES_OAEP_SHA_1')
+    this.capabilities = { importMaterial: true, importLengths: [16, 24, 32], importTokens }
     this.#entry = entry
     this.#label = options.tokenLabel
     this.#sync = (options.callMode ?? profile.callMode) === 'sync'
@@ -145,11 +158,18 @@ export class Pkcs11Provider implements RootKeyProvider {
     const gcm = this.profile.mechanisms.aesGcm
     const template = versionTemplate(js, versionLabel(req), id, gcm)
     const material = req.material
+    const sealed = req.sealed
+    if (sealed !== undefined) this.#checkAlgorithm(sealed.algorithm)
     await this.#guard.op(
       'create root key version',
       (s) => {
         const p11 = this.#entry.p11
-        if (material === undefined) {
+        if (sealed !== undefined) {
+          // Unwrapped inside the token with the root-key template; the nonce proven there (import-keys.ts).
+          unwrapSealed(js, p11, s, sealed, refToId(sealed.tokenRef), template, (iv) =>
+            this.#gcm(iv, Buffer.alloc(0)),
+          )
+        } else if (material === undefined) {
           p11.C_GenerateKey(s, { mechanism: this.profile.mechanisms.aesKeyGen }, [
             ...template,
             { type: js.CKA_VALUE_LEN, value: 32 },
@@ -190,6 +210,88 @@ export class Pkcs11Provider implements RootKeyProvider {
       )
     }
     return ref
+  }
+
+  async createImportKeyPair(
+    req: { readonly catalogId: string; readonly createdAt: number },
+    opts: CallOptions = {},
+  ): Promise<{ ref: string; publicKeyPem: string }> {
+    const rnd = await this.generateRandom(16, opts)
+    const id = rnd.exportCopy() // CKA_ID is not secret
+    rnd.zeroize()
+    const publicKeyPem = await this.#guard.op(
+      'create import key pair',
+      (s) => generateImportKeyPair(this.#js, this.#entry.p11, s, req, id),
+      opts,
+    )
+    return { ref: id.toString('hex'), publicKeyPem }
+  }
+
+  async destroyImportKeyPair(ref: string, opts: CallOptions = {}): Promise<void> {
+    const id = refToId(ref)
+    await this.#guard.op(
+      'destroy import key pair',
+      (s) => {
+        for (const h of findImportKeys(this.#js, this.#entry.p11, s, id))
+          this.#entry.p11.C_DestroyObject(s, h)
+      },
+      opts,
+    )
+  }
+
+  async listImportKeyPairs(
+    opts: CallOptions = {},
+  ): Promise<{ ref: string; catalogId: string; createdAt: number }[]> {
+    return this.#guard.op(
+      'list import key pairs',
+      (s) => listImportKeyPairs(this.#js, this.#entry.p11, s),
+      opts,
+    )
+  }
+
+  async matchesSealedMaterial(ref: string, sealed: SealedMaterial, opts: CallOptions = {}): Promise<boolean> {
+    this.#checkAlgorithm(sealed.algorithm)
+    const js = this.#js
+    const gcm = this.profile.mechanisms.aesGcm
+    // A session object: GCM decrypt only, gone with the session even if the destroy below never runs.
+    const template = versionTemplate(js, 'ekms/import-check', Buffer.alloc(16), gcm)
+      .filter((a) => a.type !== js.CKA_TOKEN && a.type !== js.CKA_ENCRYPT)
+      .concat([
+        { type: js.CKA_TOKEN, value: false },
+        { type: js.CKA_ENCRYPT, value: false },
+      ])
+    const probe = SecretBytes.adopt(Buffer.alloc(16))
+    const aad = Buffer.from('envelope-kms/material-check/v1', 'ascii')
+    const sealedProbe = await this.encrypt(ref, probe, aad, opts)
+    return this.#guard.op(
+      'check imported material',
+      (s) => {
+        const p11 = this.#entry.p11
+        const h = unwrapSealed(js, p11, s, sealed, refToId(sealed.tokenRef), template, (iv) =>
+          this.#gcm(iv, Buffer.alloc(0)),
+        )
+        try {
+          p11.C_DecryptInit(s, this.#gcm(sealedProbe.iv, aad), h)
+          p11.C_Decrypt(s, Buffer.concat([sealedProbe.encrypted, sealedProbe.tag]), Buffer.alloc(32))
+          return true
+        } catch {
+          return false
+        } finally {
+          p11.C_DestroyObject(s, h)
+        }
+      },
+      opts,
+    )
+  }
+
+  #checkAlgorithm(alg: ImportAlgorithm): void {
+    if (!this.profile.oaepHashes.includes(oaepHashOf(alg))) {
+      throw new EngineError(
+        'PROVIDER_UNSUPPORTED',
+        `encryptionAlgorithm: ${alg} is not supported by the ${this.profile.name} token (profile oaepHashes)`,
+        { target: { type: 'field', name: 'encryptionAlgorithm' } },
+      )
+    }
   }
 
   async destroyVersion(ref: string, opts: CallOptions = {}): Promise<void> {

@@ -140,4 +140,18 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE keys ADD COLUMN purging_since INTEGER;
   CREATE INDEX keys_purging ON keys(purging_since) WHERE purging_since IS NOT NULL;
   `,
+  // 6: import tokens (Key Protect secure import): one per instance, its key pair in the provider.
+  `
+  CREATE TABLE import_tokens (
+    instance             TEXT PRIMARY KEY,
+    provider_ref         TEXT NOT NULL,
+    public_key_pem       TEXT NOT NULL,
+    nonce                BLOB NOT NULL,
+    created_at           INTEGER NOT NULL,
+    expires_at           INTEGER NOT NULL,
+    max_retrievals       INTEGER NOT NULL CHECK (max_retrievals BETWEEN 1 AND 500),
+    remaining_retrievals INTEGER NOT NULL CHECK (remaining_retrievals BETWEEN 0 AND max_retrievals)
+  ) STRICT;
+  CREATE INDEX import_tokens_expiry ON import_tokens(expires_at);
+  `,
 ]

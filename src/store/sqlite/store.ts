@@ -16,6 +16,8 @@ import type { KeyStateValue } from '../../core/key-state.js'
 import type {
   AliasNameRecord,
   DeletionScheduleRecord,
+  ImportTokenRecord,
+  ImportTokenStore,
   KeyPatch,
   KeyPolicyRecord,
   KeyRecord,
@@ -28,6 +30,7 @@ import type {
   TagPair,
   UpdateCondition,
 } from '../../core/ports.js'
+import { importTokenStore } from './import-tokens.js'
 import { MIGRATIONS } from './migrations.js'
 import {
   PATCH_COLUMNS,
@@ -61,11 +64,13 @@ export class SqliteStore implements MetadataStore {
   readonly catalogId: string
   readonly #db: Db
   readonly #s: Statements
+  readonly #tokens: ImportTokenStore
   #closed = false
 
   constructor(db: Db) {
     this.#db = db
     this.#s = prepareStatements(db)
+    this.#tokens = importTokenStore(db)
     const id = db.prepare<[], string>("SELECT v FROM catalog_meta WHERE k = 'catalog_id'").pluck().get()
     if (id === undefined) throw new EngineError('STORE_ERROR', 'catalog: has no catalog_id')
     this.catalogId = id
@@ -73,6 +78,23 @@ export class SqliteStore implements MetadataStore {
 
   changeCounter(): number {
     return this.#s.dataVersion.get() ?? 0
+  }
+
+  // Import tokens: import-tokens.ts.
+  putImportToken(t: ImportTokenRecord): Promise<ImportTokenRecord | undefined> {
+    return this.#tokens.putImportToken(t)
+  }
+  getImportToken(instance: string): Promise<ImportTokenRecord | undefined> {
+    return this.#tokens.getImportToken(instance)
+  }
+  takeImportTokenRetrieval(instance: string, ref: string): Promise<ImportTokenRecord | undefined> {
+    return this.#tokens.takeImportTokenRetrieval(instance, ref)
+  }
+  deleteImportToken(instance: string, ref: string): Promise<boolean> {
+    return this.#tokens.deleteImportToken(instance, ref)
+  }
+  listExpiredImportTokens(now: number): Promise<ImportTokenRecord[]> {
+    return this.#tokens.listExpiredImportTokens(now)
   }
 
   async getKey(instance: string, id: string): Promise<KeyRecord | undefined> {

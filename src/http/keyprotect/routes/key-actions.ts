@@ -4,7 +4,7 @@
  */
 import type { z } from '@hono/zod-openapi'
 import type { KeyProtectOptions, RouteDef } from '../pipeline.js'
-import { b64, HttpProblem, noSecureImport, type Req } from '../request.js'
+import { b64, HttpProblem, materialInput, type Req } from '../request.js'
 import { empty, json } from '../response.js'
 import * as S from '../schemas.js'
 
@@ -73,16 +73,12 @@ export async function rewrapKey(r: Req, { engine }: KeyProtectOptions): Promise<
 /** rotate: a new root key version (imported keys with new material, zeroed after). */
 export async function rotateKey(r: Req, { engine }: KeyProtectOptions): Promise<Response> {
   const body = (r.body ?? {}) as z.infer<typeof S.RotateBody>
-  noSecureImport(body)
-  const payload = body.payload === undefined ? undefined : b64(body.payload)
+  const material = materialInput(body)
   try {
-    const k = await engine.rotate(r.instance, r.param('id'), {
-      keyRingId: r.keyRing,
-      ...(payload === undefined ? {} : { payload }),
-    })
+    const k = await engine.rotate(r.instance, r.param('id'), { keyRingId: r.keyRing, ...material })
     r.keyId = k.id
   } finally {
-    payload?.fill(0)
+    material.payload?.fill(0)
   }
   return empty(r, 204)
 }

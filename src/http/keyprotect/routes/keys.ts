@@ -5,7 +5,7 @@
 import type { z } from '@hono/zod-openapi'
 import { parseStateList } from '../../../core/keys/query-language.js'
 import type { KeyProtectOptions, RouteDef } from '../pipeline.js'
-import { b64, HttpProblem, int, noSecureImport, policiesInput, type Req } from '../request.js'
+import { HttpProblem, int, materialInput, policiesInput, type Req } from '../request.js'
 import { empty, json, keyEnvelope, keyWithPayload } from '../response.js'
 import * as S from '../schemas.js'
 import { collection, KEY_TYPE, keyResource, rfc3339 } from '../wire.js'
@@ -58,13 +58,13 @@ export async function createKey(r: Req, o: KeyProtectOptions): Promise<Response>
   const body = r.body as z.infer<typeof S.CreateKeyWithPoliciesBody>
   const res = body.resources[0]
   if (res === undefined) throw new HttpProblem(400, 'MISSING_FIELD_ERR', 'resources: is empty')
-  noSecureImport(res)
+  const material = materialInput(res)
   const policies = policiesInput(res.rotation, res.dualAuthDelete)
   const k = await o.engine.createKey(r.instance, {
     name: res.name,
     ...(res.description === undefined ? {} : { description: res.description }),
     extractable: res.extractable ?? false,
-    ...(res.payload === undefined ? {} : { payload: b64(res.payload) }),
+    ...material,
     ...(res.expirationDate === undefined ? {} : { expirationDate: new Date(res.expirationDate) }),
     ...(res.aliases === undefined ? {} : { aliases: res.aliases }),
     ...(res.tags === undefined ? {} : { tags: res.tags }),
@@ -124,10 +124,9 @@ export async function purgeKey(r: Req, { engine, wire }: KeyProtectOptions): Pro
 /** POST /keys/{id}/restore: restore a deleted key (imported keys with their material). */
 export async function restoreKey(r: Req, { engine, wire }: KeyProtectOptions): Promise<Response> {
   const res = (r.body as z.infer<typeof S.RestoreBody> | undefined)?.resources[0]
-  if (res !== undefined) noSecureImport(res)
   const k = await engine.restoreKey(r.instance, r.param('id'), {
     keyRingId: r.keyRing,
-    ...(res?.payload === undefined ? {} : { payload: b64(res.payload) }),
+    ...(res === undefined ? {} : materialInput(res)),
   })
   r.keyId = k.id
   return json(r, 201, keyEnvelope(wire, k))
