@@ -39,6 +39,17 @@ describe('examples', () => {
     ])
   })
 
+  it('secure-import: import token, material unwrapped in the HSM, wrap/unwrap, wrong nonce refused', async () => {
+    useTestToken()
+    const { main } = await import('../examples/secure-import.js')
+    expect(await main()).toEqual([
+      expect.stringMatching(/^import token valid until \d{4}-\d\d-\d\dT.*Z, 2 retrievals$/),
+      expect.stringMatching(/^securely imported root key [0-9a-f-]{36}: imported=true, extractable=false$/),
+      'wrap and unwrap with it: true',
+      'a payload that does not prove the nonce fails with INVALID_FIELD_ERR',
+    ])
+  })
+
   it('seal-open: record with context, wrong context refused, 8 MiB stream, cached data keys', async () => {
     useTestToken()
     const { main } = await import('../examples/seal-open.js')
