@@ -26,6 +26,8 @@ export type {
   KeyPolicyInfo,
   KeyRingInfo,
   AliasNameInfo,
+  AddAliasOptions,
+  KeyAliasInfo,
   ReencryptResult,
   KeyScope,
   EnableOptions,

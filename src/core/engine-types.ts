@@ -66,6 +66,23 @@ export interface AliasNameInfo {
   readonly updatedAt: Date
 }
 
+/** What {@link EnvelopeEngine.addAlias} returns: the stored alias (an existing one keeps its creator and date). */
+export interface KeyAliasInfo {
+  /** True when this call added the alias, false when the key already had it. */
+  readonly created: boolean
+  readonly keyId: string
+  readonly alias: string
+  readonly createdAt: Date
+  /** Undefined for an alias added before its creator was recorded. */
+  readonly createdBy: string | undefined
+}
+
+/** Options of {@link EnvelopeEngine.addAlias}. */
+export interface AddAliasOptions extends KeyScope {
+  /** Who adds the alias (stored; answered as the alias's creator from then on). */
+  readonly createdBy?: string | undefined
+}
+
 /** What {@link EnvelopeEngine.reencrypt} returns. */
 export interface ReencryptResult {
   readonly ciphertext: string

@@ -17,6 +17,7 @@ import { systemClock, type CallOptions, type KeyPolicyType, type TagPair } from 
 import { optionsObject } from './validate.js'
 import {
   KEY_PROTECT_LIFECYCLE,
+  type AddAliasOptions,
   type AliasNameInfo,
   type BatchOptions,
   type BatchResult,
@@ -26,6 +27,7 @@ import {
   type ImportTokenInfo,
   type ImportTokenOptions,
   type ImportTokenRetrieval,
+  type KeyAliasInfo,
   type KeyInfo,
   type KeyPoliciesInput,
   type KeyPolicyInfo,
@@ -70,6 +72,7 @@ import * as scheduledDeletion from './jobs/scheduled-deletion.js'
 
 export { KEY_PROTECT_LIFECYCLE } from './engine-types.js'
 export type {
+  AddAliasOptions,
   AliasNameInfo,
   BatchOptions,
   BatchResult,
@@ -78,6 +81,7 @@ export type {
   ImportTokenOptions,
   ImportTokenInfo,
   ImportTokenRetrieval,
+  KeyAliasInfo,
   SecureImportInput,
   EngineOptions,
   KeyInfo,
@@ -407,7 +411,8 @@ export class EnvelopeEngine {
   }
 
   /**
-   * Adds an alias to a key; `created` false when the key already had it.
+   * Adds an alias to a key; `created` false when the key already had it. Returns the stored alias: an
+   * existing one keeps its first `createdBy` (the `createdBy` option of the call that added it) and date.
    * `keyRingId` (optional): the key must be in that key ring, else KEY_NOT_FOUND_ERR.
    * @throws EngineError INVALID_FIELD_ERR, KEY_ALIAS_NOT_UNIQUE_ERR, KEY_ALIAS_QUOTA_ERR, KEY_DELETED_ERR
    */
@@ -415,9 +420,11 @@ export class EnvelopeEngine {
     instance: string,
     idOrAlias: string,
     alias: string,
-    scope: KeyScope = {},
-  ): Promise<{ created: boolean }> {
-    return guard(this.#ctx, 'addAlias', () => aliases.addAlias(this.#ctx, instance, idOrAlias, alias, scope))
+    options: AddAliasOptions = {},
+  ): Promise<KeyAliasInfo> {
+    return guard(this.#ctx, 'addAlias', () =>
+      aliases.addAlias(this.#ctx, instance, idOrAlias, alias, options),
+    )
   }
 
   /**

@@ -82,11 +82,43 @@ export function runMetadataStoreConformance(name: string, open: () => Promise<Me
       expect(await s.getKey('dup', b.id)).toBeUndefined()
       expect(await s.getKeyIdByAlias('dup', 'x2')).toBeUndefined()
       await expectCode(s.addAlias('dup', b.id, 'x1', 1, 5), 'KEY_ALIAS_NOT_UNIQUE_ERR')
-      expect(await s.addAlias('dup', a.id, 'x1', 1, 5)).toBe('exists')
-      for (const n of ['x3', 'x4', 'x5', 'x6']) expect(await s.addAlias('dup', a.id, n, 1, 5)).toBe('created')
+      // x1 came with the key: the stored record carries the key's creation date and creator.
+      expect(await s.addAlias('dup', a.id, 'x1', 1, 5, 'someone-else')).toEqual({
+        result: 'exists',
+        createdAt: a.createdAt,
+        createdBy: a.createdBy,
+      })
+      for (const n of ['x3', 'x4', 'x5', 'x6']) {
+        expect((await s.addAlias('dup', a.id, n, 1, 5)).result).toBe('created')
+      }
       await expectCode(s.addAlias('dup', a.id, 'x7', 1, 5), 'KEY_ALIAS_QUOTA_ERR')
       expect(await s.removeAlias('dup', a.id, 'x6')).toBe(true)
       expect(await s.removeAlias('dup', a.id, 'x6')).toBe(false)
+    })
+
+    it('addAlias keeps the first creator and date of an alias: a second add returns the stored record', async () => {
+      const k = keyRecord('alias-by')
+      await s.insertKey(k, versionOf(k), [])
+      expect(await s.addAlias('alias-by', k.id, 'first', 1000, 5, 'alice')).toEqual({
+        result: 'created',
+        createdAt: 1000,
+        createdBy: 'alice',
+      })
+      expect(await s.addAlias('alias-by', k.id, 'first', 9000, 5, 'bob')).toEqual({
+        result: 'exists',
+        createdAt: 1000,
+        createdBy: 'alice',
+      })
+      expect(await s.addAlias('alias-by', k.id, 'anonymous', 2000, 5)).toEqual({
+        result: 'created',
+        createdAt: 2000,
+        createdBy: undefined,
+      })
+      expect(await s.addAlias('alias-by', k.id, 'anonymous', 3000, 5, 'bob')).toEqual({
+        result: 'exists',
+        createdAt: 2000,
+        createdBy: undefined,
+      })
     })
 
     it('insertVersion is compare-and-set on the current version', async () => {

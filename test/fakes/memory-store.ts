@@ -13,6 +13,7 @@ import { randomUUID } from 'node:crypto'
 import { EngineError } from '../../src/core/errors.js'
 import type { KeyStateValue } from '../../src/core/key-state.js'
 import type {
+  AliasAddResult,
   AliasNameRecord,
   DeletionScheduleRecord,
   ImportTokenRecord,
@@ -54,6 +55,7 @@ interface VersionRow {
 interface AliasRow {
   readonly keyId: string
   readonly createdAt: number
+  readonly createdBy: string | undefined
 }
 
 const k2 = (a: string, b: string): string => `${a}\u0000${b}`
@@ -199,7 +201,11 @@ export class MemoryStore implements MetadataStore {
       this.#versions.set(kk, new Map([[version.version, { rec: { ...version }, reserved: 0 }]]))
     }
     for (const a of aliases)
-      this.#aliases.set(k2(key.instance, a), { keyId: key.id, createdAt: key.createdAt })
+      this.#aliases.set(k2(key.instance, a), {
+        keyId: key.id,
+        createdAt: key.createdAt,
+        createdBy: key.createdBy,
+      })
     for (const p of policies) this.#putPolicy(p)
     this.#pending.delete(k3(key.instance, key.id, version.version))
     this.#wrote()
@@ -345,10 +351,13 @@ export class MemoryStore implements MetadataStore {
     alias: string,
     createdAt: number,
     maxPerKey: number,
-  ): Promise<'created' | 'exists'> {
-    await this.#enter('addAlias', [instance, keyId, alias, createdAt, maxPerKey])
+    createdBy?: string,
+  ): Promise<AliasAddResult> {
+    await this.#enter('addAlias', [instance, keyId, alias, createdAt, maxPerKey, createdBy])
     const owner = this.#aliases.get(k2(instance, alias))
-    if (owner?.keyId === keyId) return 'exists'
+    if (owner?.keyId === keyId) {
+      return { result: 'exists', createdAt: owner.createdAt, createdBy: owner.createdBy }
+    }
     if (owner !== undefined) {
       throw new EngineError(
         'KEY_ALIAS_NOT_UNIQUE_ERR',
@@ -360,9 +369,9 @@ export class MemoryStore implements MetadataStore {
     if (n >= maxPerKey)
       throw new EngineError('KEY_ALIAS_QUOTA_ERR', `alias: a key has at most ${maxPerKey} aliases`)
     this.#needKey(instance, keyId)
-    this.#aliases.set(k2(instance, alias), { keyId, createdAt })
+    this.#aliases.set(k2(instance, alias), { keyId, createdAt, createdBy })
     this.#wrote()
-    return 'created'
+    return { result: 'created', createdAt, createdBy }
   }
 
   async removeAlias(instance: string, keyId: string, alias: string): Promise<boolean> {

@@ -14,6 +14,7 @@ import type { Database as Db } from 'better-sqlite3'
 import { EngineError } from '../../core/errors.js'
 import type { KeyStateValue } from '../../core/key-state.js'
 import type {
+  AliasAddResult,
   AliasNameRecord,
   DeletionScheduleRecord,
   ImportTokenRecord,
@@ -203,7 +204,7 @@ export class SqliteStore implements MetadataStore {
       }
       for (const a of aliases) {
         try {
-          this.#s.insertAlias.run(key.instance, a, key.id, key.createdAt)
+          this.#s.insertAlias.run(key.instance, a, key.id, key.createdAt, key.createdBy ?? null)
         } catch (err) {
           if (isUniqueViolation(err)) {
             throw new EngineError(
@@ -344,10 +345,13 @@ export class SqliteStore implements MetadataStore {
     alias: string,
     createdAt: number,
     maxPerKey: number,
-  ): Promise<'created' | 'exists'> {
-    const tx = this.#db.transaction((): 'created' | 'exists' => {
+    createdBy?: string,
+  ): Promise<AliasAddResult> {
+    const tx = this.#db.transaction((): AliasAddResult => {
       const owner = this.#s.aliasOwner.get(instance, alias)
-      if (owner === keyId) return 'exists'
+      if (owner?.key_id === keyId) {
+        return { result: 'exists', createdAt: owner.created_at, createdBy: owner.created_by ?? undefined }
+      }
       if (owner !== undefined) {
         throw new EngineError(
           'KEY_ALIAS_NOT_UNIQUE_ERR',
@@ -357,8 +361,8 @@ export class SqliteStore implements MetadataStore {
       if ((this.#s.aliasCount.get(instance, keyId) ?? 0) >= maxPerKey) {
         throw new EngineError('KEY_ALIAS_QUOTA_ERR', `alias: a key has at most ${maxPerKey} aliases`)
       }
-      this.#s.insertAlias.run(instance, alias, keyId, createdAt)
-      return 'created'
+      this.#s.insertAlias.run(instance, alias, keyId, createdAt, createdBy ?? null)
+      return { result: 'created', createdAt, createdBy }
     })
     return tx.immediate()
   }
