@@ -19,6 +19,7 @@ import {
   KEY_PROTECT_LIFECYCLE,
   type AddAliasOptions,
   type AliasNameInfo,
+  type AutoPurgeResult,
   type BatchOptions,
   type BatchResult,
   type CreateKeyOptions,
@@ -69,11 +70,13 @@ import * as sealOps from './envelope/seal.js'
 import { reconcile as reconcileOp } from './jobs/reconcile.js'
 import * as rotation from './jobs/rotation.js'
 import * as scheduledDeletion from './jobs/scheduled-deletion.js'
+import * as autoPurge from './jobs/auto-purge.js'
 
 export { KEY_PROTECT_LIFECYCLE } from './engine-types.js'
 export type {
   AddAliasOptions,
   AliasNameInfo,
+  AutoPurgeResult,
   BatchOptions,
   BatchResult,
   CreateKeyOptions,
@@ -758,6 +761,18 @@ export class EnvelopeEngine {
    */
   async runScheduledDeletions(): Promise<{ destroyed: { instance: string; keyId: string }[] }> {
     return guard(this.#ctx, 'runScheduledDeletions', () => scheduledDeletion.runScheduledDeletions(this.#ctx))
+  }
+
+  /**
+   * The automatic purge (Key Protect): destroys every key deleted (state 5) more than the lifecycle's
+   * `purgeScheduledAfterMs` (default 90 days) ago — its `purgeScheduledOn` date has passed — through the
+   * crash-safe purge protocol of {@link purgeKey} (irreversible; a pass that stopped half-way is finished
+   * by the next one or by {@link reconcile}). Each key is purged once: a second pass finds nothing to do.
+   * A key that fails is reported in `failed` and the pass goes on. The scheduler runs it when started with
+   * `autoPurge: true` (as `envelope-kms serve` does).
+   */
+  async runAutoPurge(): Promise<AutoPurgeResult> {
+    return guard(this.#ctx, 'runAutoPurge', () => autoPurge.runAutoPurge(this.#ctx))
   }
 
   /**

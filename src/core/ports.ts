@@ -512,6 +512,19 @@ export interface PurgeJournal {
   ): Promise<boolean>
   /** Every key marked as being purged, of every instance, oldest mark first. */
   listPurging(): Promise<PurgingKey[]>
+  /**
+   * Keys in state 5 (deleted, marked for purging or not) whose deletion date (`deletedAt`, else
+   * `stateChangedAt`) is at or before `before`, of every instance, oldest deletion first, at most `limit`:
+   * the candidates of the automatic purge.
+   */
+  listDeletedBefore(before: number, limit: number): Promise<DeletedKey[]>
+}
+
+/** A deleted key ({@link PurgeJournal.listDeletedBefore}). */
+export interface DeletedKey {
+  readonly instance: string
+  readonly keyId: string
+  readonly deletedAt: number
 }
 
 /** An instance's import token (Key Protect): one per instance. Times are milliseconds since the epoch. */

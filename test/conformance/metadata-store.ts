@@ -471,6 +471,35 @@ export function runMetadataStoreConformance(name: string, open: () => Promise<Me
       expect((await s.listAllVersions()).filter((v) => v.keyId === k.id)).toEqual([])
     })
 
+    it('listDeletedBefore lists keys in state 5 deleted at or before a date, oldest first, marked or not', async () => {
+      const I = 'deleted-before'
+      const del = async (deletedAt: number | undefined, stateChangedAt: number): Promise<string> => {
+        const k = keyRecord(I)
+        await s.insertKey(k, versionOf(k), [])
+        expect(await s.updateKey(I, k.id, 1, { state: 5, deletedAt, stateChangedAt })).toBe(true)
+        return k.id
+      }
+      const a = await del(5000, 5000)
+      const b = await del(undefined, 6000) // no deletion date recorded: the state change counts
+      const c = await del(9000, 9000)
+      const e = await del(5500, 5500)
+      expect(await s.markPurging(I, e, 5, { updatedAt: 7000 }, 7000)).toBe(true)
+      const active = keyRecord(I)
+      await s.insertKey(active, versionOf(active), [])
+      const mine = async (before: number): Promise<unknown[]> =>
+        (await s.listDeletedBefore(before, 10_000)).filter((d) => d.instance === I)
+      expect(await mine(6000)).toEqual([
+        { instance: I, keyId: a, deletedAt: 5000 },
+        { instance: I, keyId: e, deletedAt: 5500 },
+        { instance: I, keyId: b, deletedAt: 6000 },
+      ])
+      expect((await mine(10_000)).map((d) => (d as { keyId: string }).keyId)).toEqual([a, e, b, c])
+      expect(await mine(4999)).toEqual([])
+      const one = await s.listDeletedBefore(6000, 1)
+      expect(one).toHaveLength(1)
+      expect(one[0]?.deletedAt).toBeLessThanOrEqual(5000)
+    })
+
     it('listAllVersions lists the versions of every key of every instance', async () => {
       const a = keyRecord('all-versions-a')
       const b = keyRecord('all-versions-b')

@@ -15,6 +15,7 @@ import type { KeyStateValue } from '../../src/core/key-state.js'
 import type {
   AliasAddResult,
   AliasNameRecord,
+  DeletedKey,
   DeletionScheduleRecord,
   ImportTokenRecord,
   KeyPatch,
@@ -293,6 +294,15 @@ export class MemoryStore implements MetadataStore {
       .filter((r) => r.purgingSince !== undefined)
       .map((r) => ({ instance: r.instance, keyId: r.id, since: r.purgingSince ?? 0 }))
       .sort((a, b) => a.since - b.since || cmp(a.instance, b.instance) || cmp(a.keyId, b.keyId))
+  }
+
+  async listDeletedBefore(before: number, limit: number): Promise<DeletedKey[]> {
+    await this.#enter('listDeletedBefore', [before, limit])
+    return [...this.#keys.values()]
+      .filter((r) => r.state === 5 && (r.deletedAt ?? r.stateChangedAt) <= before)
+      .map((r) => ({ instance: r.instance, keyId: r.id, deletedAt: r.deletedAt ?? r.stateChangedAt }))
+      .sort((a, b) => a.deletedAt - b.deletedAt || cmp(a.instance, b.instance) || cmp(a.keyId, b.keyId))
+      .slice(0, limit)
   }
 
   async ping(): Promise<void> {

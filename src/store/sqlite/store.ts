@@ -16,6 +16,7 @@ import type { KeyStateValue } from '../../core/key-state.js'
 import type {
   AliasAddResult,
   AliasNameRecord,
+  DeletedKey,
   DeletionScheduleRecord,
   ImportTokenRecord,
   ImportTokenStore,
@@ -337,6 +338,16 @@ export class SqliteStore implements MetadataStore {
          ORDER BY purging_since, instance, id`,
       )
       .all()
+  }
+
+  async listDeletedBefore(before: number, limit: number): Promise<DeletedKey[]> {
+    return this.#db
+      .prepare<[number, number], DeletedKey>(
+        `SELECT instance, id AS keyId, coalesce(deleted_at, state_changed_at) AS deletedAt FROM keys
+         WHERE state = 5 AND coalesce(deleted_at, state_changed_at) <= ?
+         ORDER BY deletedAt, instance, id LIMIT ?`,
+      )
+      .all(before, limit)
   }
 
   async addAlias(
