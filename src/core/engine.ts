@@ -13,7 +13,13 @@ import type { Transform } from 'node:stream'
 import { guard, type EngineContext } from './context.js'
 import { EngineError, type ErrorCode } from './errors.js'
 import { Mechanism } from './format/ciphertext.js'
-import { systemClock, type CallOptions, type KeyPolicyType, type TagPair } from './ports.js'
+import {
+  systemClock,
+  type CallOptions,
+  type ImportAlgorithm,
+  type KeyPolicyType,
+  type TagPair,
+} from './ports.js'
 import { optionsObject } from './validate.js'
 import {
   KEY_PROTECT_LIFECYCLE,
@@ -157,6 +163,15 @@ export class EnvelopeEngine {
   /** The provider's name, e.g. `pkcs11:softhsm2`. */
   get providerName(): string {
     return this.#ctx.provider.name
+  }
+
+  /**
+   * The `encryptionAlgorithm`s of a secure import the provider can unwrap inside the device, preferred
+   * first (a PKCS#11 token: its profile's `oaepHashes`; SoftHSM2 2.6: `RSAES_OAEP_SHA_1` only). Empty: no
+   * import tokens ({@link createImportToken} is PROVIDER_UNSUPPORTED).
+   */
+  get importAlgorithms(): readonly ImportAlgorithm[] {
+    return [...(this.#ctx.provider.capabilities.importTokens ?? [])]
   }
 
   /**
