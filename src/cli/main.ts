@@ -17,7 +17,8 @@ commands:
   init         provision a SoftHSM2 token, its PIN file and the catalog in the working directory
   doctor       check the module, token, PIN, mechanisms, catalog and clock; one verdict per line
   serve        serve the Key Protect v2 API (EKMS_HTTP_*, EKMS_AUTH_FILE, EKMS_PKCS11_*, EKMS_CATALOG)
-  keys         list|create|get|rotate|disable|enable|delete|restore root keys
+  keys         list|create|import|get|rotate|disable|enable|delete|restore root keys
+  import-token create|show the instance's import token (secure import of key material)
   wrap         wrap a DEK (stdin) with a root key; prints the ciphertext in base64
   unwrap       unwrap a ciphertext (base64 on stdin); writes the DEK
   rotate-due   run one automatic-rotation pass (keys whose rotation policy is due) and print it as JSON
@@ -37,6 +38,7 @@ const COMMANDS: Readonly<Record<string, () => Promise<Command | CommandGroup>>> 
   doctor: async () => (await import('./commands/doctor.js')).DOCTOR,
   serve: async () => (await import('./commands/serve.js')).SERVE,
   keys: async () => (await import('./commands/keys.js')).KEYS,
+  'import-token': async () => (await import('./commands/import-token.js')).IMPORT_TOKEN,
   wrap: async () => (await import('./commands/wrap.js')).WRAP,
   unwrap: async () => (await import('./commands/wrap.js')).UNWRAP,
   'rotate-due': async () => (await import('./commands/rotate-due.js')).ROTATE_DUE,

@@ -9,6 +9,7 @@ const NOT_FOUND: readonly ErrorCode[] = [
   'ALIAS_NOT_FOUND_ERR',
   'KEY_RING_NOT_FOUND_ERR',
   'KEY_VERSION_NOT_FOUND',
+  'IMPORT_TOKEN_NOT_FOUND_ERR',
 ]
 
 /** Writes one line to stdout. */

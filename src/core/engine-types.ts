@@ -2,7 +2,7 @@
  * The public types of the engine: lifecycle rules, options and results of {@link EnvelopeEngine}'s methods.
  * Kept apart from the facade so that operation modules can use them without importing engine.ts.
  */
-import type { EngineError } from './errors.js'
+import type { EngineError, ErrorCode } from './errors.js'
 import type { KeyStateValue } from './key-state.js'
 import type { EncryptionContext } from './format/message.js'
 import type {
@@ -64,6 +64,23 @@ export interface AliasNameInfo {
   readonly keyId: string
   readonly createdAt: Date
   readonly updatedAt: Date
+}
+
+/** What {@link EnvelopeEngine.addAlias} returns: the stored alias (an existing one keeps its creator and date). */
+export interface KeyAliasInfo {
+  /** True when this call added the alias, false when the key already had it. */
+  readonly created: boolean
+  readonly keyId: string
+  readonly alias: string
+  readonly createdAt: Date
+  /** Undefined for an alias added before its creator was recorded. */
+  readonly createdBy: string | undefined
+}
+
+/** Options of {@link EnvelopeEngine.addAlias}. */
+export interface AddAliasOptions extends KeyScope {
+  /** Who adds the alias (stored; answered as the alias's creator from then on). */
+  readonly createdBy?: string | undefined
 }
 
 /** What {@link EnvelopeEngine.reencrypt} returns. */
@@ -322,6 +339,19 @@ export interface ListVersionsOptions extends KeyScope {
   readonly offset?: number
   /** Also list versions of a deleted key. */
   readonly allKeyStates?: boolean
+}
+
+/** What {@link EnvelopeEngine.runAutoPurge} did. */
+export interface AutoPurgeResult {
+  /** Keys destroyed for good by this pass (their provider objects and catalog rows are gone). */
+  readonly purged: readonly { readonly instance: string; readonly keyId: string; readonly deletedAt: Date }[]
+  /** Keys whose purge failed (e.g. the provider is unavailable): the next pass tries them again. */
+  readonly failed: readonly {
+    readonly instance: string
+    readonly keyId: string
+    readonly code: ErrorCode
+    readonly message: string
+  }[]
 }
 
 /** What {@link EnvelopeEngine.reconcile} found and did. */

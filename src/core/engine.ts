@@ -13,11 +13,19 @@ import type { Transform } from 'node:stream'
 import { guard, type EngineContext } from './context.js'
 import { EngineError, type ErrorCode } from './errors.js'
 import { Mechanism } from './format/ciphertext.js'
-import { systemClock, type CallOptions, type KeyPolicyType, type TagPair } from './ports.js'
+import {
+  systemClock,
+  type CallOptions,
+  type ImportAlgorithm,
+  type KeyPolicyType,
+  type TagPair,
+} from './ports.js'
 import { optionsObject } from './validate.js'
 import {
   KEY_PROTECT_LIFECYCLE,
+  type AddAliasOptions,
   type AliasNameInfo,
+  type AutoPurgeResult,
   type BatchOptions,
   type BatchResult,
   type CreateKeyOptions,
@@ -26,6 +34,7 @@ import {
   type ImportTokenInfo,
   type ImportTokenOptions,
   type ImportTokenRetrieval,
+  type KeyAliasInfo,
   type KeyInfo,
   type KeyPoliciesInput,
   type KeyPolicyInfo,
@@ -67,10 +76,13 @@ import * as sealOps from './envelope/seal.js'
 import { reconcile as reconcileOp } from './jobs/reconcile.js'
 import * as rotation from './jobs/rotation.js'
 import * as scheduledDeletion from './jobs/scheduled-deletion.js'
+import * as autoPurge from './jobs/auto-purge.js'
 
 export { KEY_PROTECT_LIFECYCLE } from './engine-types.js'
 export type {
+  AddAliasOptions,
   AliasNameInfo,
+  AutoPurgeResult,
   BatchOptions,
   BatchResult,
   CreateKeyOptions,
@@ -78,6 +90,7 @@ export type {
   ImportTokenOptions,
   ImportTokenInfo,
   ImportTokenRetrieval,
+  KeyAliasInfo,
   SecureImportInput,
   EngineOptions,
   KeyInfo,
@@ -150,6 +163,15 @@ export class EnvelopeEngine {
   /** The provider's name, e.g. `pkcs11:softhsm2`. */
   get providerName(): string {
     return this.#ctx.provider.name
+  }
+
+  /**
+   * The `encryptionAlgorithm`s of a secure import the provider can unwrap inside the device, preferred
+   * first (a PKCS#11 token: its profile's `oaepHashes`; SoftHSM2 2.6: `RSAES_OAEP_SHA_1` only). Empty: no
+   * import tokens ({@link createImportToken} is PROVIDER_UNSUPPORTED).
+   */
+  get importAlgorithms(): readonly ImportAlgorithm[] {
+    return [...(this.#ctx.provider.capabilities.importTokens ?? [])]
   }
 
   /**
@@ -407,7 +429,8 @@ export class EnvelopeEngine {
   }
 
   /**
-   * Adds an alias to a key; `created` false when the key already had it.
+   * Adds an alias to a key; `created` false when the key already had it. Returns the stored alias: an
+   * existing one keeps its first `createdBy` (the `createdBy` option of the call that added it) and date.
    * `keyRingId` (optional): the key must be in that key ring, else KEY_NOT_FOUND_ERR.
    * @throws EngineError INVALID_FIELD_ERR, KEY_ALIAS_NOT_UNIQUE_ERR, KEY_ALIAS_QUOTA_ERR, KEY_DELETED_ERR
    */
@@ -415,9 +438,11 @@ export class EnvelopeEngine {
     instance: string,
     idOrAlias: string,
     alias: string,
-    scope: KeyScope = {},
-  ): Promise<{ created: boolean }> {
-    return guard(this.#ctx, 'addAlias', () => aliases.addAlias(this.#ctx, instance, idOrAlias, alias, scope))
+    options: AddAliasOptions = {},
+  ): Promise<KeyAliasInfo> {
+    return guard(this.#ctx, 'addAlias', () =>
+      aliases.addAlias(this.#ctx, instance, idOrAlias, alias, options),
+    )
   }
 
   /**
@@ -751,6 +776,18 @@ export class EnvelopeEngine {
    */
   async runScheduledDeletions(): Promise<{ destroyed: { instance: string; keyId: string }[] }> {
     return guard(this.#ctx, 'runScheduledDeletions', () => scheduledDeletion.runScheduledDeletions(this.#ctx))
+  }
+
+  /**
+   * The automatic purge (Key Protect): destroys every key deleted (state 5) more than the lifecycle's
+   * `purgeScheduledAfterMs` (default 90 days) ago — its `purgeScheduledOn` date has passed — through the
+   * crash-safe purge protocol of {@link purgeKey} (irreversible; a pass that stopped half-way is finished
+   * by the next one or by {@link reconcile}). Each key is purged once: a second pass finds nothing to do.
+   * A key that fails is reported in `failed` and the pass goes on. The scheduler runs it when started with
+   * `autoPurge: true` (as `envelope-kms serve` does).
+   */
+  async runAutoPurge(): Promise<AutoPurgeResult> {
+    return guard(this.#ctx, 'runAutoPurge', () => autoPurge.runAutoPurge(this.#ctx))
   }
 
   /**

@@ -373,13 +373,19 @@ export interface UsageLedger {
 export interface AliasStore {
   getKeyIdByAlias(instance: string, alias: string): Promise<string | undefined>
   listAliases(instance: string, keyId: string): Promise<string[]>
+  /**
+   * Adds a Key Protect alias to `keyId`, or finds it already there; either way returns the stored record
+   * (an existing alias keeps its first `createdAt` and `createdBy`).
+   * @throws EngineError KEY_ALIAS_NOT_UNIQUE_ERR (another key has it), KEY_ALIAS_QUOTA_ERR
+   */
   addAlias(
     instance: string,
     keyId: string,
     alias: string,
     createdAt: number,
     maxPerKey: number,
-  ): Promise<'created' | 'exists'>
+    createdBy?: string,
+  ): Promise<AliasAddResult>
   removeAlias(instance: string, keyId: string, alias: string): Promise<boolean>
   /** Creates an alias name. Returns false when the instance already has that name. */
   createAliasName(instance: string, name: string, keyId: string, now: number): Promise<boolean>
@@ -506,6 +512,19 @@ export interface PurgeJournal {
   ): Promise<boolean>
   /** Every key marked as being purged, of every instance, oldest mark first. */
   listPurging(): Promise<PurgingKey[]>
+  /**
+   * Keys in state 5 (deleted, marked for purging or not) whose deletion date (`deletedAt`, else
+   * `stateChangedAt`) is at or before `before`, of every instance, oldest deletion first, at most `limit`:
+   * the candidates of the automatic purge.
+   */
+  listDeletedBefore(before: number, limit: number): Promise<DeletedKey[]>
+}
+
+/** A deleted key ({@link PurgeJournal.listDeletedBefore}). */
+export interface DeletedKey {
+  readonly instance: string
+  readonly keyId: string
+  readonly deletedAt: number
 }
 
 /** An instance's import token (Key Protect): one per instance. Times are milliseconds since the epoch. */
@@ -566,6 +585,14 @@ export interface MetadataStoreNamesAndSchedules
     >,
     TagStore,
     DeletionSchedule {}
+
+/** {@link AliasStore.addAlias}: whether the alias was added, and the stored alias. */
+export interface AliasAddResult {
+  readonly result: 'created' | 'exists'
+  readonly createdAt: number
+  /** Undefined for an alias stored before its creator was recorded (SQLite migration 9). */
+  readonly createdBy: string | undefined
+}
 
 /** A path-like alias name (AWS KMS `alias/...`), separate from Key Protect aliases and re-pointable. */
 export interface AliasNameRecord {

@@ -82,11 +82,43 @@ export function runMetadataStoreConformance(name: string, open: () => Promise<Me
       expect(await s.getKey('dup', b.id)).toBeUndefined()
       expect(await s.getKeyIdByAlias('dup', 'x2')).toBeUndefined()
       await expectCode(s.addAlias('dup', b.id, 'x1', 1, 5), 'KEY_ALIAS_NOT_UNIQUE_ERR')
-      expect(await s.addAlias('dup', a.id, 'x1', 1, 5)).toBe('exists')
-      for (const n of ['x3', 'x4', 'x5', 'x6']) expect(await s.addAlias('dup', a.id, n, 1, 5)).toBe('created')
+      // x1 came with the key: the stored record carries the key's creation date and creator.
+      expect(await s.addAlias('dup', a.id, 'x1', 1, 5, 'someone-else')).toEqual({
+        result: 'exists',
+        createdAt: a.createdAt,
+        createdBy: a.createdBy,
+      })
+      for (const n of ['x3', 'x4', 'x5', 'x6']) {
+        expect((await s.addAlias('dup', a.id, n, 1, 5)).result).toBe('created')
+      }
       await expectCode(s.addAlias('dup', a.id, 'x7', 1, 5), 'KEY_ALIAS_QUOTA_ERR')
       expect(await s.removeAlias('dup', a.id, 'x6')).toBe(true)
       expect(await s.removeAlias('dup', a.id, 'x6')).toBe(false)
+    })
+
+    it('addAlias keeps the first creator and date of an alias: a second add returns the stored record', async () => {
+      const k = keyRecord('alias-by')
+      await s.insertKey(k, versionOf(k), [])
+      expect(await s.addAlias('alias-by', k.id, 'first', 1000, 5, 'alice')).toEqual({
+        result: 'created',
+        createdAt: 1000,
+        createdBy: 'alice',
+      })
+      expect(await s.addAlias('alias-by', k.id, 'first', 9000, 5, 'bob')).toEqual({
+        result: 'exists',
+        createdAt: 1000,
+        createdBy: 'alice',
+      })
+      expect(await s.addAlias('alias-by', k.id, 'anonymous', 2000, 5)).toEqual({
+        result: 'created',
+        createdAt: 2000,
+        createdBy: undefined,
+      })
+      expect(await s.addAlias('alias-by', k.id, 'anonymous', 3000, 5, 'bob')).toEqual({
+        result: 'exists',
+        createdAt: 2000,
+        createdBy: undefined,
+      })
     })
 
     it('insertVersion is compare-and-set on the current version', async () => {
@@ -437,6 +469,35 @@ export function runMetadataStoreConformance(name: string, open: () => Promise<Me
       await s.deleteKeyRows(I, k.id)
       expect((await s.listPurging()).filter((p) => p.instance === I)).toEqual([])
       expect((await s.listAllVersions()).filter((v) => v.keyId === k.id)).toEqual([])
+    })
+
+    it('listDeletedBefore lists keys in state 5 deleted at or before a date, oldest first, marked or not', async () => {
+      const I = 'deleted-before'
+      const del = async (deletedAt: number | undefined, stateChangedAt: number): Promise<string> => {
+        const k = keyRecord(I)
+        await s.insertKey(k, versionOf(k), [])
+        expect(await s.updateKey(I, k.id, 1, { state: 5, deletedAt, stateChangedAt })).toBe(true)
+        return k.id
+      }
+      const a = await del(5000, 5000)
+      const b = await del(undefined, 6000) // no deletion date recorded: the state change counts
+      const c = await del(9000, 9000)
+      const e = await del(5500, 5500)
+      expect(await s.markPurging(I, e, 5, { updatedAt: 7000 }, 7000)).toBe(true)
+      const active = keyRecord(I)
+      await s.insertKey(active, versionOf(active), [])
+      const mine = async (before: number): Promise<unknown[]> =>
+        (await s.listDeletedBefore(before, 10_000)).filter((d) => d.instance === I)
+      expect(await mine(6000)).toEqual([
+        { instance: I, keyId: a, deletedAt: 5000 },
+        { instance: I, keyId: e, deletedAt: 5500 },
+        { instance: I, keyId: b, deletedAt: 6000 },
+      ])
+      expect((await mine(10_000)).map((d) => (d as { keyId: string }).keyId)).toEqual([a, e, b, c])
+      expect(await mine(4999)).toEqual([])
+      const one = await s.listDeletedBefore(6000, 1)
+      expect(one).toHaveLength(1)
+      expect(one[0]?.deletedAt).toBeLessThanOrEqual(5000)
     })
 
     it('listAllVersions lists the versions of every key of every instance', async () => {

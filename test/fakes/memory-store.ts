@@ -13,7 +13,9 @@ import { randomUUID } from 'node:crypto'
 import { EngineError } from '../../src/core/errors.js'
 import type { KeyStateValue } from '../../src/core/key-state.js'
 import type {
+  AliasAddResult,
   AliasNameRecord,
+  DeletedKey,
   DeletionScheduleRecord,
   ImportTokenRecord,
   KeyPatch,
@@ -54,6 +56,7 @@ interface VersionRow {
 interface AliasRow {
   readonly keyId: string
   readonly createdAt: number
+  readonly createdBy: string | undefined
 }
 
 const k2 = (a: string, b: string): string => `${a}\u0000${b}`
@@ -199,7 +202,11 @@ export class MemoryStore implements MetadataStore {
       this.#versions.set(kk, new Map([[version.version, { rec: { ...version }, reserved: 0 }]]))
     }
     for (const a of aliases)
-      this.#aliases.set(k2(key.instance, a), { keyId: key.id, createdAt: key.createdAt })
+      this.#aliases.set(k2(key.instance, a), {
+        keyId: key.id,
+        createdAt: key.createdAt,
+        createdBy: key.createdBy,
+      })
     for (const p of policies) this.#putPolicy(p)
     this.#pending.delete(k3(key.instance, key.id, version.version))
     this.#wrote()
@@ -289,6 +296,15 @@ export class MemoryStore implements MetadataStore {
       .sort((a, b) => a.since - b.since || cmp(a.instance, b.instance) || cmp(a.keyId, b.keyId))
   }
 
+  async listDeletedBefore(before: number, limit: number): Promise<DeletedKey[]> {
+    await this.#enter('listDeletedBefore', [before, limit])
+    return [...this.#keys.values()]
+      .filter((r) => r.state === 5 && (r.deletedAt ?? r.stateChangedAt) <= before)
+      .map((r) => ({ instance: r.instance, keyId: r.id, deletedAt: r.deletedAt ?? r.stateChangedAt }))
+      .sort((a, b) => a.deletedAt - b.deletedAt || cmp(a.instance, b.instance) || cmp(a.keyId, b.keyId))
+      .slice(0, limit)
+  }
+
   async ping(): Promise<void> {
     await this.#enter('ping', [])
   }
@@ -345,10 +361,13 @@ export class MemoryStore implements MetadataStore {
     alias: string,
     createdAt: number,
     maxPerKey: number,
-  ): Promise<'created' | 'exists'> {
-    await this.#enter('addAlias', [instance, keyId, alias, createdAt, maxPerKey])
+    createdBy?: string,
+  ): Promise<AliasAddResult> {
+    await this.#enter('addAlias', [instance, keyId, alias, createdAt, maxPerKey, createdBy])
     const owner = this.#aliases.get(k2(instance, alias))
-    if (owner?.keyId === keyId) return 'exists'
+    if (owner?.keyId === keyId) {
+      return { result: 'exists', createdAt: owner.createdAt, createdBy: owner.createdBy }
+    }
     if (owner !== undefined) {
       throw new EngineError(
         'KEY_ALIAS_NOT_UNIQUE_ERR',
@@ -360,9 +379,9 @@ export class MemoryStore implements MetadataStore {
     if (n >= maxPerKey)
       throw new EngineError('KEY_ALIAS_QUOTA_ERR', `alias: a key has at most ${maxPerKey} aliases`)
     this.#needKey(instance, keyId)
-    this.#aliases.set(k2(instance, alias), { keyId, createdAt })
+    this.#aliases.set(k2(instance, alias), { keyId, createdAt, createdBy })
     this.#wrote()
-    return 'created'
+    return { result: 'created', createdAt, createdBy }
   }
 
   async removeAlias(instance: string, keyId: string, alias: string): Promise<boolean> {

@@ -1,5 +1,5 @@
 /**
- * `envelope-kms keys list|create|get|rotate|disable|enable|delete|restore`: root keys of one instance, over
+ * `envelope-kms keys list|create|import|get|rotate|disable|enable|delete|restore`: root keys of one instance, over
  * the public engine API. `--json` prints the engine's KeyInfo (one JSON document); otherwise a table or one
  * line per key.
  */
@@ -9,12 +9,15 @@ import {
   INSTANCE_OPTIONS,
   instanceOption,
   intOption,
+  stringList,
   stringOption,
+  UsageError,
   type Command,
   type CommandGroup,
   type OptionValues,
 } from '../args.js'
 import { withEngine } from '../engine.js'
+import { chooseImportAlgorithm, readMaterialFile, sealMaterial } from '../material.js'
 import { out, outJson, table } from '../output.js'
 
 const STATE_NAMES: Readonly<Record<number, string>> = {
@@ -155,6 +158,63 @@ ${COMMON}
   },
 }
 
+const importKey: Command = {
+  help: `usage: envelope-kms keys import <name> --material-file F --instance I [options]
+
+Imports key material as a root key through the instance's import token (secure import), as IBM's
+\`kp key create --import-token\` does: retrieves the token's public key and nonce (one retrieval),
+RSA-OAEP-encrypts the material under the public key and AES-GCM-encrypts the nonce under the material,
+then creates the key; the HSM unwraps the material into a non-extractable object and proves the nonce.
+Create the token first: envelope-kms import-token create.
+
+The material file holds 16, 24 or 32 raw bytes (convert base64 with \`base64 -d\`) and must not be
+accessible by group or others (chmod 600); it is read once and the copy in memory is zeroed.
+
+options:
+  --material-file F  the key material (required)
+  --algorithm A      RSAES_OAEP_SHA_256 or RSAES_OAEP_SHA_1 (default: the first the HSM supports;
+                     SoftHSM2 supports RSAES_OAEP_SHA_1 only)
+  --description D    a description
+  --alias A          an alias (up to 5 per key)
+${COMMON}
+`,
+  options: {
+    ...INSTANCE_OPTIONS,
+    'material-file': { type: 'string' },
+    algorithm: { type: 'string' },
+    description: { type: 'string' },
+    alias: { type: 'string', multiple: true },
+  },
+  positionals: ['name'],
+  run: async (values, [name]) => {
+    const instance = instanceOption(values)
+    const file = stringOption(values, 'material-file')
+    if (file === undefined || file === '') throw new UsageError('--material-file is required')
+    const description = stringOption(values, 'description')
+    const aliases = stringList(values, 'alias')
+    const requested = stringOption(values, 'algorithm')
+    const k = await withEngine(async (e) => {
+      const algorithm = chooseImportAlgorithm(e.importAlgorithms, requested)
+      const material = readMaterialFile(file)
+      let secureImport
+      try {
+        secureImport = sealMaterial(await e.getImportToken(instance), material, algorithm)
+      } finally {
+        material.fill(0)
+      }
+      return e.createKey(instance, {
+        name: name ?? '',
+        ...(description === undefined ? {} : { description }),
+        ...(aliases.length === 0 ? {} : { aliases }),
+        secureImport,
+        createdBy: 'cli',
+      })
+    })
+    printKey(values, k)
+    return undefined
+  },
+}
+
 const get: Command = {
   help: `usage: envelope-kms keys get <key> --instance I [--json]
 
@@ -200,6 +260,7 @@ Manages root keys through the engine (the same catalog and token as serve).
 subcommands:
   list                     list the instance's keys
   create <name>            create a root key
+  import <name>            import key material (--material-file) through the instance's import token
   get <key>                show one key
   rotate <key>             add a new version (new wraps use it; old ciphertexts still unwrap)
   disable <key>            suspend a key (state 2): wrap and unwrap are refused
@@ -213,6 +274,7 @@ Each subcommand has --help. Exit codes: 0 done, 1 failed (error CODE: message on
   subcommands: {
     list,
     create,
+    import: importKey,
     get,
     rotate: keyAction(
       'rotate',

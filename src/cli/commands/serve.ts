@@ -2,7 +2,7 @@
  * `envelope-kms serve`: the Key Protect v2 API (and the AWS-KMS-compatible API when configured) until SIGTERM
  * or SIGINT; SIGHUP reopens the audit log. Configuration: src/config.ts and src/http/config.ts.
  */
-import { randomBytes } from 'node:crypto'
+import { randomBytes, randomUUID } from 'node:crypto'
 import { chmodSync, existsSync, linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { pino } from 'pino'
@@ -11,7 +11,9 @@ import { createEngineFromConfig } from '../../default-engine.js'
 import { EngineError, isEngineError } from '../../core/errors.js'
 import { startRotationScheduler } from '../../core/jobs/scheduler.js'
 import { createHttpApp } from '../../http/app.js'
-import { pinoAuditSink } from '../../http/audit.js'
+import type { AutoPurgeResult } from '../../core/engine.js'
+import { pinoAuditSink, type AuditEvent } from '../../http/audit.js'
+import { wireOf } from '../../http/errors.js'
 import { createAuthenticator, type AuthConfig } from '../../http/auth.js'
 import { loadHttpConfig } from '../../http/config.js'
 import { startServer, type RunningServer } from '../../http/server.js'
@@ -79,6 +81,48 @@ function devAuth(catalogPath: string, host: string): { auth: AuthConfig; persist
       log.warn({ file }, 'no EKMS_AUTH_FILE: generated a development API key (all instances, all actions)')
     },
   }
+}
+
+/** The audit subject of what the scheduler does on its own (no caller). */
+export const SCHEDULER_SUBJECT = 'envelope-kms:scheduler'
+
+/**
+ * The audit events of one automatic purge pass: one `kms.secrets.purge` per key, `success` (status 204, as
+ * `DELETE /keys/{id}/purge`) for a purged key, `failure` with the Key Protect status and reason code for a
+ * key whose purge failed. The pass's events share one correlation id; method `SCHEDULER`, route
+ * `auto-purge`, operation `autoPurge`.
+ */
+export function autoPurgeAuditEvents(r: AutoPurgeResult, correlationId: string = randomUUID()): AuditEvent[] {
+  const base = {
+    event: 'kms.secrets.purge',
+    subject: SCHEDULER_SUBJECT,
+    correlationId,
+    method: 'SCHEDULER',
+    route: 'auto-purge',
+    api: 'keyprotect',
+    operation: 'autoPurge',
+  } as const
+  return [
+    ...r.purged.map((p): AuditEvent => ({
+      ...base,
+      outcome: 'success',
+      status: 204,
+      instance: p.instance,
+      keyId: p.keyId,
+      reason: undefined,
+    })),
+    ...r.failed.map((f): AuditEvent => {
+      const w = wireOf(f.code)
+      return {
+        ...base,
+        outcome: 'failure',
+        status: w.status,
+        instance: f.instance,
+        keyId: f.keyId,
+        reason: w.code,
+      }
+    }),
+  ]
 }
 
 export async function serveCommand(): Promise<void> {
@@ -149,6 +193,21 @@ export async function serveCommand(): Promise<void> {
     },
     onDeletions: (r) => {
       if (r.destroyed.length > 0) log.info({ destroyed: r.destroyed.length }, 'scheduled deletions done')
+    },
+    autoPurge: true,
+    onAutoPurge: (r) => {
+      if (r.purged.length > 0) log.info({ purged: r.purged.length }, 'automatic purge done')
+      for (const f of r.failed) {
+        log.error(
+          { instance: f.instance, keyId: f.keyId, code: f.code, message: f.message },
+          'automatic purge of a key failed; the next pass retries it',
+        )
+      }
+      for (const e of autoPurgeAuditEvents(r)) {
+        void Promise.resolve(audit.record(e)).catch((err: unknown) => {
+          log.error({ message: (err as Error).message }, 'automatic purge: audit event not written')
+        })
+      }
     },
     onError: (err) => {
       log.error({ code: err.code, message: err.message }, 'automatic rotation pass failed')

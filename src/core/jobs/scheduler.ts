@@ -1,9 +1,10 @@
 /**
- * Runs {@link EnvelopeEngine.rotateDueKeys} (and, when asked, {@link EnvelopeEngine.runScheduledDeletions})
+ * Runs {@link EnvelopeEngine.rotateDueKeys} and {@link EnvelopeEngine.expireImportTokens} (and, when asked,
+ * {@link EnvelopeEngine.runScheduledDeletions} and the automatic purge {@link EnvelopeEngine.runAutoPurge})
  * at start, catching up on work missed while the process was down, and then every `intervalMs`. One pass at
  * a time; a failing pass is reported, never thrown.
  */
-import type { EnvelopeEngine } from '../engine.js'
+import type { AutoPurgeResult, EnvelopeEngine } from '../engine.js'
 import { toEngineError, type EngineError } from '../errors.js'
 
 export interface RotationSchedulerOptions {
@@ -15,6 +16,13 @@ export interface RotationSchedulerOptions {
   /** Also destroy keys whose scheduled deletion date passed (AWS KMS `ScheduleKeyDeletion`). */
   readonly scheduledDeletions?: boolean
   readonly onDeletions?: (r: Awaited<ReturnType<EnvelopeEngine['runScheduledDeletions']>>) => void
+  /**
+   * Also purge keys deleted more than the lifecycle's `purgeScheduledAfterMs` (90 days) ago (Key Protect's
+   * automatic purge, at their `purgeScheduledOn` date).
+   */
+  readonly autoPurge?: boolean
+  /** Called after each automatic purge with what it purged and what failed (to log and audit). */
+  readonly onAutoPurge?: (r: AutoPurgeResult) => void
 }
 
 export interface RotationScheduler {
@@ -49,6 +57,13 @@ export function startRotationScheduler(
           options.onDeletions?.(await engine.runScheduledDeletions())
         } catch (err) {
           options.onError?.(toEngineError(err, 'scheduled deletions'))
+        }
+      }
+      if (options.autoPurge === true) {
+        try {
+          options.onAutoPurge?.(await engine.runAutoPurge())
+        } catch (err) {
+          options.onError?.(toEngineError(err, 'automatic purge'))
         }
       }
     })

@@ -8,26 +8,36 @@
 import { assertAllowed, storeCall, type EngineContext } from '../context.js'
 import { EngineError, invalidField } from '../errors.js'
 import { optionsObject, validateAlias, validateInstance } from '../validate.js'
-import type { AliasNameInfo, KeyScope } from '../engine-types.js'
+import type { AddAliasOptions, AliasNameInfo, KeyAliasInfo, KeyScope } from '../engine-types.js'
 
 // ---------------------------------------------------------------- Key Protect aliases
 
-/** Adds a Key Protect alias to a key; `created` false when the key already had it. */
+/** Adds a Key Protect alias to a key; `created` false when the key already had it (its stored record). */
 export async function addAlias(
   ctx: EngineContext,
   instance: string,
   idOrAlias: string,
   alias: string,
-  scope: KeyScope,
-): Promise<{ created: boolean }> {
+  options: AddAliasOptions,
+): Promise<KeyAliasInfo> {
   validateAlias(alias)
-  const k = await ctx.keys.resolve(instance, idOrAlias, true, optionsObject(scope).keyRingId)
+  const o = optionsObject(options)
+  if (o.createdBy !== undefined && typeof o.createdBy !== 'string') {
+    throw invalidField('createdBy', 'must be a string')
+  }
+  const k = await ctx.keys.resolve(instance, idOrAlias, true, o.keyRingId)
   assertAllowed(ctx, 'addAlias', k.record)
   const res = await storeCall(() =>
-    ctx.store.addAlias(instance, k.record.id, alias, ctx.clock.now(), ctx.life.maxAliasesPerKey),
+    ctx.store.addAlias(instance, k.record.id, alias, ctx.clock.now(), ctx.life.maxAliasesPerKey, o.createdBy),
   )
   ctx.keys.invalidate(instance, k.record.id)
-  return { created: res === 'created' }
+  return {
+    created: res.result === 'created',
+    keyId: k.record.id,
+    alias,
+    createdAt: new Date(res.createdAt),
+    createdBy: res.createdBy,
+  }
 }
 
 /** Removes a Key Protect alias (the key stays). */

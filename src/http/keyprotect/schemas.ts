@@ -226,7 +226,12 @@ export const PolicyCollection = collectionOf(
   'PolicyCollection',
 )
 export const AliasCollection = collectionOf(
-  z.object({ keyId: z.string(), alias: z.string(), createdBy: z.string(), creationDate: z.string() }),
+  z.object({
+    keyId: z.string(),
+    alias: z.string(),
+    createdBy: z.string().optional(),
+    creationDate: z.string(),
+  }),
   'AliasCollection',
 )
 export const KeyRingCollection = collectionOf(

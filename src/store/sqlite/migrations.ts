@@ -154,4 +154,16 @@ export const MIGRATIONS: readonly string[] = [
   ) STRICT;
   CREATE INDEX import_tokens_expiry ON import_tokens(expires_at);
   `,
+  // 7: reserved for registrations (issue 13 item 2) — placeholder on this branch, replaced at merge.
+  `
+  SELECT 1;
+  `,
+  // 8: reserved for instance policies (item 4) — placeholder on this branch, replaced at merge.
+  `
+  SELECT 1;
+  `,
+  // 9: who added a Key Protect alias (answered as the alias's createdBy); NULL for aliases added before.
+  `
+  ALTER TABLE aliases ADD COLUMN created_by TEXT;
+  `,
 ]

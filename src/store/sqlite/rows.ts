@@ -60,6 +60,13 @@ export function toPolicy(r: PolicyRow): KeyPolicyRecord {
   }
 }
 
+/** A Key Protect `aliases` row (created_by: migration 9, NULL for aliases added before it). */
+export interface AliasRow {
+  key_id: string
+  created_at: number
+  created_by: string | null
+}
+
 /** An `alias_names` row (migration 4). */
 export interface AliasNameRow {
   instance: string

@@ -7,7 +7,7 @@
  */
 import type { Database as Db, Statement } from 'better-sqlite3'
 import type { PendingVersion } from '../../core/ports.js'
-import type { KeyRow, PolicyRow, RingRow, VersionRow } from './rows.js'
+import type { AliasRow, KeyRow, PolicyRow, RingRow, VersionRow } from './rows.js'
 
 /** The prepared statements of one catalog connection, by purpose. */
 export interface Statements {
@@ -21,13 +21,13 @@ export interface Statements {
   insertInstance: Statement<[string, number]>
   insertKey: Statement<Record<string, unknown>>
   insertVersion: Statement<[string, string, number, string, string, number]>
-  insertAlias: Statement<[string, string, string, number]>
+  insertAlias: Statement<[string, string, string, number, string | null]>
   addPending: Statement<[string, string, number, number]>
   removePending: Statement<[string, string, number]>
   listPending: Statement<[], PendingVersion>
   bumpVersion: Statement<[number, number | null, number, string, string, number]>
   deleteKey: Statement<[string, string]>
-  aliasOwner: Statement<[string, string], string>
+  aliasOwner: Statement<[string, string], AliasRow>
   aliasCount: Statement<[string, string], number>
   deleteAlias: Statement<[string, string, string]>
   usage: Statement<[string, string, number], number>
@@ -81,8 +81,8 @@ export function prepareStatements(db: Db): Statements {
     insertVersion: p<[string, string, number, string, string, number]>(
       'INSERT INTO key_versions (instance, key_id, version, version_id, provider_ref, created_at) VALUES (?, ?, ?, ?, ?, ?)',
     ),
-    insertAlias: p<[string, string, string, number]>(
-      'INSERT INTO aliases (instance, alias, key_id, created_at) VALUES (?, ?, ?, ?)',
+    insertAlias: p<[string, string, string, number, string | null]>(
+      'INSERT INTO aliases (instance, alias, key_id, created_at, created_by) VALUES (?, ?, ?, ?, ?)',
     ),
     addPending: p<[string, string, number, number]>(
       'INSERT OR IGNORE INTO pending_versions (instance, key_id, version, started_at) VALUES (?, ?, ?, ?)',
@@ -98,9 +98,9 @@ export function prepareStatements(db: Db): Statements {
     >(`UPDATE keys SET current_version = ?, last_rotated_at = coalesce(?, last_rotated_at), updated_at = ?
         WHERE instance = ? AND id = ? AND current_version = ? AND purging_since IS NULL`),
     deleteKey: p<[string, string]>('DELETE FROM keys WHERE instance = ? AND id = ?'),
-    aliasOwner: p<[string, string], string>(
-      'SELECT key_id FROM aliases WHERE instance = ? AND alias = ?',
-    ).pluck(),
+    aliasOwner: p<[string, string], AliasRow>(
+      'SELECT key_id, created_at, created_by FROM aliases WHERE instance = ? AND alias = ?',
+    ),
     aliasCount: p<[string, string], number>(
       'SELECT count(*) FROM aliases WHERE instance = ? AND key_id = ?',
     ).pluck(),

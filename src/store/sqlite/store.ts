@@ -14,7 +14,9 @@ import type { Database as Db } from 'better-sqlite3'
 import { EngineError } from '../../core/errors.js'
 import type { KeyStateValue } from '../../core/key-state.js'
 import type {
+  AliasAddResult,
   AliasNameRecord,
+  DeletedKey,
   DeletionScheduleRecord,
   ImportTokenRecord,
   ImportTokenStore,
@@ -203,7 +205,7 @@ export class SqliteStore implements MetadataStore {
       }
       for (const a of aliases) {
         try {
-          this.#s.insertAlias.run(key.instance, a, key.id, key.createdAt)
+          this.#s.insertAlias.run(key.instance, a, key.id, key.createdAt, key.createdBy ?? null)
         } catch (err) {
           if (isUniqueViolation(err)) {
             throw new EngineError(
@@ -338,16 +340,29 @@ export class SqliteStore implements MetadataStore {
       .all()
   }
 
+  async listDeletedBefore(before: number, limit: number): Promise<DeletedKey[]> {
+    return this.#db
+      .prepare<[number, number], DeletedKey>(
+        `SELECT instance, id AS keyId, coalesce(deleted_at, state_changed_at) AS deletedAt FROM keys
+         WHERE state = 5 AND coalesce(deleted_at, state_changed_at) <= ?
+         ORDER BY deletedAt, instance, id LIMIT ?`,
+      )
+      .all(before, limit)
+  }
+
   async addAlias(
     instance: string,
     keyId: string,
     alias: string,
     createdAt: number,
     maxPerKey: number,
-  ): Promise<'created' | 'exists'> {
-    const tx = this.#db.transaction((): 'created' | 'exists' => {
+    createdBy?: string,
+  ): Promise<AliasAddResult> {
+    const tx = this.#db.transaction((): AliasAddResult => {
       const owner = this.#s.aliasOwner.get(instance, alias)
-      if (owner === keyId) return 'exists'
+      if (owner?.key_id === keyId) {
+        return { result: 'exists', createdAt: owner.created_at, createdBy: owner.created_by ?? undefined }
+      }
       if (owner !== undefined) {
         throw new EngineError(
           'KEY_ALIAS_NOT_UNIQUE_ERR',
@@ -357,8 +372,8 @@ export class SqliteStore implements MetadataStore {
       if ((this.#s.aliasCount.get(instance, keyId) ?? 0) >= maxPerKey) {
         throw new EngineError('KEY_ALIAS_QUOTA_ERR', `alias: a key has at most ${maxPerKey} aliases`)
       }
-      this.#s.insertAlias.run(instance, alias, keyId, createdAt)
-      return 'created'
+      this.#s.insertAlias.run(instance, alias, keyId, createdAt, createdBy ?? null)
+      return { result: 'created', createdAt, createdBy }
     })
     return tx.immediate()
   }

@@ -122,10 +122,13 @@ describe('envelope-kms command line', () => {
       ['wrap'],
       ['unwrap'],
       ['keys'],
-      ...['list', 'create', 'get', 'rotate', 'disable', 'enable', 'delete', 'restore'].map((s) => [
+      ...['list', 'create', 'import', 'get', 'rotate', 'disable', 'enable', 'delete', 'restore'].map((s) => [
         'keys',
         s,
       ]),
+      ['import-token'],
+      ['import-token', 'create'],
+      ['import-token', 'show'],
     ]
     for (const command of commands) {
       const r = run(dir, [...command, '--help'])

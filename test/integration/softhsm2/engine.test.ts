@@ -430,9 +430,22 @@ describe('key kinds and metadata', () => {
     const k2 = await t.engine.createKey(inst, { name: 'a2' })
     await expectCode(t.engine.createKey(inst, { name: 'dup', aliases: ['one'] }), 'KEY_ALIAS_NOT_UNIQUE_ERR')
     await expectCode(t.engine.addAlias(inst, k2.id, 'one'), 'KEY_ALIAS_NOT_UNIQUE_ERR')
-    expect(await t.engine.addAlias(inst, k.id, 'one')).toEqual({ created: false })
-    for (const a of ['two', 'three', 'four', 'five'])
-      expect(await t.engine.addAlias(inst, k.id, a)).toEqual({ created: true })
+    expect(await t.engine.addAlias(inst, k.id, 'one', { createdBy: 'late' })).toEqual({
+      created: false,
+      keyId: k.id,
+      alias: 'one',
+      createdAt: k.createdAt,
+      createdBy: undefined,
+    })
+    for (const a of ['two', 'three', 'four', 'five']) {
+      expect(await t.engine.addAlias(inst, k.id, a, { createdBy: 'op' })).toEqual({
+        created: true,
+        keyId: k.id,
+        alias: a,
+        createdAt: new Date(t.clock.now()),
+        createdBy: 'op',
+      })
+    }
     await expectCode(t.engine.addAlias(inst, k.id, 'six'), 'KEY_ALIAS_QUOTA_ERR')
     for (const bad of [
       'x',

@@ -38,11 +38,18 @@ describe('SQLite catalog', () => {
       "INSERT INTO keys (instance, id, name, extractable, imported, state, created_at, updated_at, state_changed_at, current_version) VALUES ('old', 'k1', 'n', 0, 0, 1, 1, 1, 1, 1)",
     ).run()
     db.prepare("INSERT INTO key_versions VALUES ('old', 'k1', 1, 'k1', 'ref', 1)").run()
+    db.prepare("INSERT INTO aliases VALUES ('old', 'old-alias', 'k1', 7)").run()
     db.close()
     const s = await openSqliteStore({ path })
     expect(s.catalogId).toBe('11111111-1111-4111-8111-111111111111')
     expect((await s.getKey('old', 'k1'))?.name).toBe('n')
     expect(await s.usageReserved('old', 'k1', 1)).toBe(0)
+    // Migration 9: an alias stored before its creator was recorded has none.
+    expect(await s.addAlias('old', 'k1', 'old-alias', 99, 5, 'later')).toEqual({
+      result: 'exists',
+      createdAt: 7,
+      createdBy: undefined,
+    })
     await s.close()
   })
 

@@ -8,18 +8,26 @@ import { empty, json } from '../response.js'
 import * as S from '../schemas.js'
 import { ALIAS_TYPE, collection, rfc3339 } from '../wire.js'
 
-/** POST /keys/{id}/aliases/{alias}: 201 when added, 200 when the key already had it. */
+/**
+ * POST /keys/{id}/aliases/{alias}: 201 when added, 200 when the key already had it. Either way the body is
+ * the stored alias: an existing one answers its first creator and creation date, not this caller and now.
+ */
 export async function createAlias(r: Req, { engine }: KeyProtectOptions): Promise<Response> {
-  const alias = r.param('alias')
-  const scope = { keyRingId: r.keyRing }
-  const res = await engine.addAlias(r.instance, r.param('id'), alias, scope)
-  const k = await engine.getKey(r.instance, r.param('id'), scope)
-  r.keyId = k.id
+  const a = await engine.addAlias(r.instance, r.param('id'), r.param('alias'), {
+    keyRingId: r.keyRing,
+    createdBy: r.principal.subject,
+  })
+  r.keyId = a.keyId
   return json(
     r,
-    res.created ? 201 : 200,
+    a.created ? 201 : 200,
     collection(ALIAS_TYPE, [
-      { keyId: k.id, alias, createdBy: r.principal.subject, creationDate: rfc3339(new Date()) },
+      {
+        keyId: a.keyId,
+        alias: a.alias,
+        ...(a.createdBy === undefined ? {} : { createdBy: a.createdBy }),
+        creationDate: rfc3339(a.createdAt),
+      },
     ]),
   )
 }

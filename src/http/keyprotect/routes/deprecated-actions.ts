@@ -64,7 +64,9 @@ export const deprecatedActionRoute: RouteDef = {
   query: z.object({ action: z.string().optional().openapi({ enum: ActionName.options }) }).strict(),
   body: { schema: z.unknown(), contentType: 'application/vnd.ibm.kms.key_action+json', required: false },
   responses: {
-    200: { description: 'wrap, unwrap, rewrap: as the action endpoint' },
+    200: {
+      description: 'wrap, unwrap, rewrap: as the action endpoint; rotate with Prefer: return=representation',
+    },
     201: { description: 'restore: the restored key' },
     204: { description: 'rotate, enable, disable, setKeyForDeletion, unsetKeyForDeletion' },
   },

@@ -3,9 +3,10 @@
  * dual-authorization set/unset for deletion, enable and disable (spec digest §3).
  */
 import type { z } from '@hono/zod-openapi'
+import type { KeyInfo } from '../../../core/engine.js'
 import type { KeyProtectOptions, RouteDef } from '../pipeline.js'
 import { b64, HttpProblem, materialInput, type Req } from '../request.js'
-import { empty, json } from '../response.js'
+import { empty, json, keyEnvelope } from '../response.js'
 import * as S from '../schemas.js'
 
 /** wrap: wrap the given DEK, or generate a 32-byte DEK and wrap it. Plaintext buffers are zeroed. */
@@ -70,17 +71,21 @@ export async function rewrapKey(r: Req, { engine }: KeyProtectOptions): Promise<
   })
 }
 
-/** rotate: a new root key version (imported keys with new material, zeroed after). */
-export async function rotateKey(r: Req, { engine }: KeyProtectOptions): Promise<Response> {
+/**
+ * rotate: a new root key version (imported keys with new material, zeroed after). 204; with
+ * `Prefer: return=representation`, 200 and the rotated key enveloped (spec digest §1.5, as DELETE).
+ */
+export async function rotateKey(r: Req, { engine, wire }: KeyProtectOptions): Promise<Response> {
   const body = (r.body ?? {}) as z.infer<typeof S.RotateBody>
   const material = materialInput(body)
+  let k: KeyInfo
   try {
-    const k = await engine.rotate(r.instance, r.param('id'), { keyRingId: r.keyRing, ...material })
+    k = await engine.rotate(r.instance, r.param('id'), { keyRingId: r.keyRing, ...material })
     r.keyId = k.id
   } finally {
     material.payload?.fill(0)
   }
-  return empty(r, 204)
+  return r.prefer === 'return=representation' ? json(r, 200, keyEnvelope(wire, k)) : empty(r, 204)
 }
 
 /** setKeyForDeletion: the first authorisation of a dual-authorization delete. */
@@ -169,7 +174,10 @@ export const keyActionRoutes: readonly RouteDef[] = [
     params: S.IdParam,
     query: S.EmptyQuery,
     body: actionBody(S.RotateBody, 'rotate', false),
-    responses: { 204: { description: 'Rotated' } },
+    responses: {
+      200: { description: 'The rotated key (Prefer: return=representation)', schema: S.KeyCollection },
+      204: { description: 'Rotated' },
+    },
     handler: rotateKey,
   },
   {

@@ -3,6 +3,7 @@
  * restore and list versions (spec digest §2).
  */
 import type { z } from '@hono/zod-openapi'
+import type { KeyInfo } from '../../../core/engine.js'
 import { parseStateList } from '../../../core/keys/query-language.js'
 import type { KeyProtectOptions, RouteDef } from '../pipeline.js'
 import { HttpProblem, int, materialInput, policiesInput, type Req } from '../request.js'
@@ -121,14 +122,21 @@ export async function purgeKey(r: Req, { engine, wire }: KeyProtectOptions): Pro
   return r.prefer === 'return=representation' ? json(r, 200, keyEnvelope(wire, k)) : empty(r, 204)
 }
 
-/** POST /keys/{id}/restore: restore a deleted key (imported keys with their material). */
+/**
+ * POST /keys/{id}/restore: restore a deleted key (imported keys with their material). 201 with the key;
+ * with `Prefer: return=minimal`, 201 with only its id (`resources:[{id}]`, as create, spec digest §1.5).
+ */
 export async function restoreKey(r: Req, { engine, wire }: KeyProtectOptions): Promise<Response> {
   const res = (r.body as z.infer<typeof S.RestoreBody> | undefined)?.resources[0]
-  const k = await engine.restoreKey(r.instance, r.param('id'), {
-    keyRingId: r.keyRing,
-    ...(res === undefined ? {} : materialInput(res)),
-  })
+  const material = res === undefined ? {} : materialInput(res)
+  let k: KeyInfo
+  try {
+    k = await engine.restoreKey(r.instance, r.param('id'), { keyRingId: r.keyRing, ...material })
+  } finally {
+    material.payload?.fill(0)
+  }
   r.keyId = k.id
+  if (r.prefer === 'return=minimal') return json(r, 201, collection(KEY_TYPE, [{ id: k.id }]))
   return json(r, 201, keyEnvelope(wire, k))
 }
 
