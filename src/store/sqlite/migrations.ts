@@ -154,4 +154,23 @@ export const MIGRATIONS: readonly string[] = [
   ) STRICT;
   CREATE INDEX import_tokens_expiry ON import_tokens(expires_at);
   `,
+  // 7: PLACEHOLDER on this branch only (issue 13, item 4): migration 7 belongs to another branch of issue 13
+  // and replaces this entry at merge. Migrations apply by index (user_version = index + 1), so the array must
+  // be contiguous for migration 8 to run.
+  `SELECT 1;`,
+  // 8: instance policies (Key Protect, spec digest §4.7): one row per instance and policy type.
+  `
+  CREATE TABLE instance_policies (
+    instance   TEXT NOT NULL,
+    type       TEXT NOT NULL CHECK (type IN ('allowedNetwork', 'dualAuthDelete', 'allowedIP',
+                                             'keyCreateImportAccess', 'metrics', 'rotation')),
+    enabled    INTEGER NOT NULL CHECK (enabled IN (0, 1)),
+    attributes TEXT,
+    created_at INTEGER NOT NULL,
+    created_by TEXT,
+    updated_at INTEGER NOT NULL,
+    updated_by TEXT,
+    PRIMARY KEY (instance, type)
+  ) STRICT;
+  `,
 ]
