@@ -36,6 +36,9 @@ export type {
   ImportTokenInfo,
   ImportTokenRetrieval,
   SecureImportInput,
+  InstancePolicyAttributes,
+  InstancePolicyInfo,
+  InstancePolicyInput,
 } from './core/engine.js'
 export { parseSearch, parseFilter, parseSort, parseStateList } from './core/keys/query-language.js'
 export type { KeySearch, KeyFilter, KeyQueryItem } from './core/keys/query-language.js'
@@ -56,6 +59,7 @@ export type { ParsedCiphertext } from './core/format/ciphertext.js'
 export type {
   RootKeyProvider,
   MetadataStore,
+  InstancePolicyType,
   Clock,
   CallOptions,
   OutputOptions,

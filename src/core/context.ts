@@ -8,6 +8,7 @@ import { assertActionAllowed, effectiveState, type KeyAction, type KeyStateValue
 import type { LifecyclePolicy } from './engine-types.js'
 import type { BatchRunner, Clock, DekCache, KeyRecord, MetadataStore, RootKeyProvider } from './ports.js'
 import type { CachedKey, KeyDirectory } from './keys/directory.js'
+import type { InstancePolicyCache } from './keys/instance-policies.js'
 import type { KeyLocks } from './keys/locks.js'
 import type { UsageMeter } from './wrap/usage-meter.js'
 import type { DekWrapper } from './wrap/dek-wrapper.js'
@@ -21,6 +22,8 @@ export interface EngineContext {
   readonly life: LifecyclePolicy
   /** Key metadata and alias cache over the catalog. */
   readonly keys: KeyDirectory
+  /** Each instance's policies (allowedIP, keyCreateImportAccess, defaults for new keys), cached. */
+  readonly instancePolicies: InstancePolicyCache
   /** Per-key serialisation of read-modify-write operations. */
   readonly locks: KeyLocks
   /** The AES-GCM invocation budget per root-key version. */

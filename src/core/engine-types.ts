@@ -11,6 +11,7 @@ import type {
   Clock,
   DekCache,
   ImportAlgorithm,
+  InstancePolicyType,
   KeyPolicyType,
   MetadataStore,
   RootKeyProvider,
@@ -225,6 +226,41 @@ export interface KeyPoliciesInput {
   readonly rotation?: { readonly enabled: boolean; readonly intervalMonth?: number | undefined }
   /** Stored now; enforced (two-person delete) with the dual-authorization endpoints. Cannot be turned off. */
   readonly dualAuthDelete?: { readonly enabled: boolean }
+}
+
+/**
+ * Attributes of an instance policy, in Key Protect's names (spec digest §4.7): `interval_month` (rotation,
+ * 1–12), `allowed_network` (allowedNetwork), `allowed_ip` (allowedIP: IPv4/IPv6 CIDRs or addresses),
+ * `create_root_key`, `create_standard_key`, `import_root_key`, `import_standard_key` (default true) and
+ * `enforce_token` (default false) for keyCreateImportAccess. dualAuthDelete and metrics have none.
+ */
+export interface InstancePolicyAttributes {
+  readonly interval_month?: number | undefined
+  readonly allowed_network?: 'public-and-private' | 'private-only' | undefined
+  readonly allowed_ip?: readonly string[] | undefined
+  readonly create_root_key?: boolean | undefined
+  readonly create_standard_key?: boolean | undefined
+  readonly import_root_key?: boolean | undefined
+  readonly import_standard_key?: boolean | undefined
+  readonly enforce_token?: boolean | undefined
+}
+
+/** One instance policy as given by a caller. Attributes are needed when enabled, ignored when disabled. */
+export interface InstancePolicyInput {
+  readonly type: InstancePolicyType
+  readonly enabled: boolean
+  readonly attributes?: InstancePolicyAttributes | undefined
+}
+
+/** One instance policy with its bookkeeping; `attributes` completed with the defaults, none when disabled. */
+export interface InstancePolicyInfo {
+  readonly type: InstancePolicyType
+  readonly enabled: boolean
+  readonly attributes: InstancePolicyAttributes | undefined
+  readonly createdAt: Date
+  readonly createdBy: string | undefined
+  readonly updatedAt: Date
+  readonly updatedBy: string | undefined
 }
 
 /** One key-level policy with its bookkeeping. */

@@ -10,13 +10,14 @@
  * Over 500 lines only because it carries the TSDoc of all 51 public members; each body is a delegation.
  */
 import type { Transform } from 'node:stream'
-import { guard, type EngineContext } from './context.js'
+import { checkOpen, guard, type EngineContext } from './context.js'
 import { EngineError, type ErrorCode } from './errors.js'
 import { Mechanism } from './format/ciphertext.js'
 import {
   systemClock,
   type CallOptions,
   type ImportAlgorithm,
+  type InstancePolicyType,
   type KeyPolicyType,
   type TagPair,
 } from './ports.js'
@@ -35,6 +36,8 @@ import {
   type ImportTokenOptions,
   type ImportTokenRetrieval,
   type KeyAliasInfo,
+  type InstancePolicyInfo,
+  type InstancePolicyInput,
   type KeyInfo,
   type KeyPoliciesInput,
   type KeyPolicyInfo,
@@ -66,6 +69,7 @@ import * as standardKeys from './keys/standard-keys.js'
 import * as tagOps from './keys/tags.js'
 import * as transitions from './keys/transitions.js'
 import * as importTokens from './keys/import-token.js'
+import * as instancePolicies from './keys/instance-policies.js'
 import { createDekWrapper } from './wrap/dek-wrapper.js'
 import { UsageMeter } from './wrap/usage-meter.js'
 import * as batch from './wrap/batch.js'
@@ -91,6 +95,9 @@ export type {
   ImportTokenInfo,
   ImportTokenRetrieval,
   KeyAliasInfo,
+  InstancePolicyAttributes,
+  InstancePolicyInfo,
+  InstancePolicyInput,
   SecureImportInput,
   EngineOptions,
   KeyInfo,
@@ -145,6 +152,11 @@ export class EnvelopeEngine {
       clock,
       life: { ...KEY_PROTECT_LIFECYCLE, ...options.lifecycle },
       keys,
+      instancePolicies: new instancePolicies.InstancePolicyCache(
+        store,
+        () => clock.now(),
+        options.metadataCacheTtlMs ?? 1000,
+      ),
       locks: new KeyLocks(),
       usage,
       wrapper,
@@ -814,6 +826,46 @@ export class EnvelopeEngine {
   /** Removes expired import tokens and destroys their key pairs (the scheduler runs it); returns how many. */
   async expireImportTokens(): Promise<number> {
     return guard(this.#ctx, 'expireImportTokens', () => importTokens.expireImportTokens(this.#ctx))
+  }
+
+  /**
+   * Sets instance policies (Key Protect `dualAuthDelete`, `rotation`, `allowedNetwork`, `allowedIP`,
+   * `keyCreateImportAccess`, `metrics`), each type at most once, in one catalog transaction. Attributes are
+   * needed when a policy with attributes is enabled and dropped when it is disabled. rotation and
+   * dualAuthDelete apply to root keys created afterwards that do not name their own; allowedIP is enforced
+   * by {@link checkClientAddress}; keyCreateImportAccess by {@link createKey} and {@link rotate}.
+   * @throws EngineError INVALID_FIELD_ERR, MISSING_FIELD_ERR
+   */
+  async setInstancePolicies(
+    instance: string,
+    policies: readonly InstancePolicyInput[],
+    options: { updatedBy?: string } = {},
+  ): Promise<InstancePolicyInfo[]> {
+    return guard(this.#ctx, 'setInstancePolicies', () =>
+      instancePolicies.setInstancePolicies(this.#ctx, instance, policies, options),
+    )
+  }
+
+  /**
+   * The instance's policies, all or of one type, ordered by type; a type never set is absent.
+   * @throws EngineError INVALID_FIELD_ERR (an unknown type)
+   */
+  async getInstancePolicies(instance: string, type?: InstancePolicyType): Promise<InstancePolicyInfo[]> {
+    return guard(this.#ctx, 'getInstancePolicies', () =>
+      instancePolicies.getInstancePolicies(this.#ctx, instance, type),
+    )
+  }
+
+  /**
+   * Checks a client address (IPv4, IPv6 or IPv4-mapped IPv6; undefined when unknown) against the
+   * instance's allowedIP policy. Answers synchronously (`undefined`) while the instance's policies are
+   * cached (the engine's metadata TTL, invalidated by {@link setInstancePolicies}), else with a promise.
+   * @throws EngineError IP_ADDRESS_NOT_ALLOWED_ERR (thrown, or the promise rejects), STORE_ERROR
+   */
+  checkClientAddress(instance: string, address: string | undefined): undefined | Promise<void> {
+    checkOpen(this.#ctx, 'checkClientAddress')
+    const r = instancePolicies.checkClientAddress(this.#ctx, instance, address)
+    return r === undefined ? undefined : guard(this.#ctx, 'checkClientAddress', () => r)
   }
 
   /**

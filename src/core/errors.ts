@@ -110,6 +110,13 @@ export const ERROR_CODES = [
   'IMPORT_TOKEN_EXPIRED_ERR',
   /** The import token was retrieved `maxAllowedRetrievals` times already: create a new one. */
   'IMPORT_TOKEN_RETRIEVALS_EXHAUSTED',
+  /**
+   * The instance's keyCreateImportAccess policy forbids this kind of create, import or rotation (root or
+   * standard, generated or imported), or requires an import token for imported material.
+   */
+  'KEY_CREATE_IMPORT_ACCESS_ERR',
+  /** The client address is outside the instance's allowedIP policy (or unknown while one is active). */
+  'IP_ADDRESS_NOT_ALLOWED_ERR',
 ] as const
 
 /** Stable error codes. */

@@ -557,6 +557,34 @@ export interface ImportTokenStore {
   listExpiredImportTokens(now: number): Promise<ImportTokenRecord[]>
 }
 
+/** Instance policy types (Key Protect instance policies, spec digest §4.7). */
+export type InstancePolicyType =
+  'allowedNetwork' | 'dualAuthDelete' | 'allowedIP' | 'keyCreateImportAccess' | 'metrics' | 'rotation'
+
+/**
+ * One instance policy. `attributes` is the policy's attribute object as core validated and completed it
+ * (Key Protect's attribute names, e.g. `allowed_ip`, `interval_month`); undefined when the policy is
+ * disabled or has no attributes. Times are milliseconds since the epoch.
+ */
+export interface InstancePolicyRecord {
+  readonly instance: string
+  readonly type: InstancePolicyType
+  readonly enabled: boolean
+  readonly attributes: Readonly<Record<string, unknown>> | undefined
+  readonly createdAt: number
+  readonly createdBy: string | undefined
+  readonly updatedAt: number
+  readonly updatedBy: string | undefined
+}
+
+/** The instance-policy role: at most one policy of each type per instance. */
+export interface InstancePolicyStore {
+  /** Inserts or replaces the given policies (all of `instance`), in one transaction. */
+  putInstancePolicies(instance: string, policies: readonly InstancePolicyRecord[]): Promise<void>
+  /** An instance's policies, ordered by type. */
+  listInstancePolicies(instance: string): Promise<InstancePolicyRecord[]>
+}
+
 /**
  * The catalog of instances, keys, versions and aliases: the intersection of its roles, so that a second
  * store (PostgreSQL) can be built and conformance-tested role by role. Every row belongs to an instance.
@@ -571,7 +599,8 @@ export interface MetadataStore
     TagStore,
     DeletionSchedule,
     PurgeJournal,
-    ImportTokenStore {}
+    ImportTokenStore,
+    InstancePolicyStore {}
 
 /**
  * Alias names, tag pairs and scheduled deletion (migration 4). Kept for compatibility: {@link MetadataStore}

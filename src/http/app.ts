@@ -4,7 +4,9 @@
  */
 import { OpenAPIHono } from '@hono/zod-openapi'
 import type { Context } from 'hono'
+import { addressList, type AddressList } from '../core/address-list.js'
 import type { EnvelopeEngine } from '../core/engine.js'
+import { EngineError } from '../core/errors.js'
 import { type AuditSink, nullAuditSink } from './audit.js'
 import type { Authenticator } from './auth.js'
 import { BodyBudget, DEFAULT_BODY_BUDGET_FACTOR } from './body.js'
@@ -30,6 +32,12 @@ export interface HttpAppOptions {
   readonly audit?: AuditSink
   /** Region and account printed in Key Protect CRNs (default `local`, `envelope-kms`). */
   readonly wire?: Partial<WireOptions>
+  /**
+   * Proxies (IPv4/IPv6 addresses or CIDRs) whose `X-Forwarded-For` header names the client address for the
+   * allowedIP instance policy; default none (the socket's peer is the client).
+   * @throws EngineError CONFIG_INVALID (from createHttpApp) for an invalid entry
+   */
+  readonly trustedProxies?: readonly string[]
   readonly now?: () => number
   readonly onServerError?: (err: unknown, correlationId: string) => void
 }
@@ -38,6 +46,15 @@ export interface HttpApp {
   readonly app: OpenAPIHono
   /** Requests being served now (graceful shutdown waits for 0). */
   inFlight(): number
+}
+
+/** The trusted proxies as an address list; CONFIG_INVALID naming the first invalid entry. */
+function trustedProxyList(cidrs: readonly string[]): AddressList {
+  try {
+    return addressList(cidrs)
+  } catch (err) {
+    throw new EngineError('CONFIG_INVALID', `trustedProxies: ${(err as Error).message}`, { cause: err })
+  }
 }
 
 /** Builds the HTTP app over an open engine. */
@@ -68,6 +85,9 @@ export function createHttpApp(o: HttpAppOptions): HttpApp {
     limiter: new FixedWindowLimiter(o.rateLimit ?? { requests: 10_000, windowMs: 1000 }),
     audit,
     wire: { region: o.wire?.region ?? 'local', account: o.wire?.account ?? 'envelope-kms' },
+    ...(o.trustedProxies === undefined || o.trustedProxies.length === 0
+      ? {}
+      : { trustedProxies: trustedProxyList(o.trustedProxies) }),
     ...(o.now === undefined ? {} : { now: o.now }),
     ...(o.onServerError === undefined ? {} : { onServerError: o.onServerError }),
   })

@@ -15,6 +15,7 @@
  * | EKMS_AUDIT_SYNC | `1`: write every audit line before answering (default: batches of 64 KiB or 200 ms) | off |
  * | EKMS_AUDIT_BUFFER_BYTES | audit bytes waiting to be written at most (the destination stalled) | `4194304` (4 MiB) |
  * | EKMS_AUDIT_WHEN_FULL | `reject`: refuse requests with 503 while the audit buffer is full; `drop`: run them, count lost lines | `reject` |
+ * | EKMS_TRUSTED_PROXIES | comma-separated IPv4/IPv6 addresses or CIDRs of proxies whose `X-Forwarded-For` is believed (allowedIP instance policy) | none |
  * | EKMS_ROTATION_INTERVAL_MS | time between automatic-rotation passes | `3600000` |
  * | EKMS_REGION / EKMS_ACCOUNT | printed in CRNs | `local` / `envelope-kms` |
  * | EKMS_AWSKMS_CREDENTIALS_FILE | JSON `[{accessKeyId, secretAccessKey, instance, accountId?}]`: serve the AWS-KMS-compatible API | none (not served) |
@@ -44,6 +45,8 @@ export interface HttpConfig {
   /** What a full audit buffer does (EKMS_AUDIT_WHEN_FULL). */
   readonly auditWhenFull: 'reject' | 'drop'
 
+  /** EKMS_TRUSTED_PROXIES: proxies whose X-Forwarded-For names the client (allowedIP policy); [] = none. */
+  readonly trustedProxies: readonly string[]
   readonly rotationIntervalMs: number
   readonly region: string
   readonly account: string
@@ -106,6 +109,23 @@ const AWS_CREDENTIALS_FILE = z.array(
     accountId: z.string().min(1).optional(),
   }),
 )
+
+/** One EKMS_TRUSTED_PROXIES entry: an IPv4/IPv6 address or CIDR. */
+const TRUSTED_PROXY = z.union([z.ipv4(), z.ipv6(), z.cidrv4(), z.cidrv6()])
+
+/** EKMS_TRUSTED_PROXIES, comma-separated; every invalid entry named. */
+function trustedProxies(raw: string | undefined): string[] {
+  if (raw === undefined || raw.trim() === '') return []
+  const entries = raw.split(',').map((e) => e.trim())
+  const bad = entries.filter((e) => !TRUSTED_PROXY.safeParse(e).success)
+  if (bad.length > 0) {
+    throw new EngineError(
+      'CONFIG_INVALID',
+      `EKMS_TRUSTED_PROXIES: not an IPv4/IPv6 address or CIDR: ${bad.map((b) => JSON.stringify(b)).join(', ')}`,
+    )
+  }
+  return entries
+}
 
 /**
  * `raw` checked against `schema`; every fault at once, each with its path and what was expected (never the
@@ -194,6 +214,7 @@ export function loadHttpConfig(env: NodeJS.ProcessEnv = process.env): HttpConfig
     auditSync: env['EKMS_AUDIT_SYNC'] === '1',
     auditBufferBytes: intVar(env, 'EKMS_AUDIT_BUFFER_BYTES', 4 * 1024 * 1024, 65_536, 1024 * 1024 * 1024),
     auditWhenFull: auditWhenFull(env['EKMS_AUDIT_WHEN_FULL']),
+    trustedProxies: trustedProxies(env['EKMS_TRUSTED_PROXIES']),
     rotationIntervalMs: intVar(env, 'EKMS_ROTATION_INTERVAL_MS', 3_600_000, 1000, 2 ** 31 - 1),
     region: env['EKMS_REGION'] ?? 'local',
     account: env['EKMS_ACCOUNT'] ?? 'envelope-kms',

@@ -78,6 +78,9 @@ export const ENGINE_TO_WIRE: Readonly<Record<ErrorCode, { status: number; code: 
   IMPORT_TOKEN_EXPIRED_ERR: { status: 409, code: 'IMPORT_TOKEN_EXPIRED_ERR' },
   // Spec digest §3.6/§6: "retrievals exhausted or expired" share Key Protect's one 409 reason code.
   IMPORT_TOKEN_RETRIEVALS_EXHAUSTED: { status: 409, code: 'IMPORT_TOKEN_EXPIRED_ERR' },
+  KEY_CREATE_IMPORT_ACCESS_ERR: { status: 409, code: 'KEY_CREATE_IMPORT_ACCESS_ERR' },
+  // Spec digest §1.4: 403 is "a policy block"; the digest names no reason code for allowedIP, this is ours.
+  IP_ADDRESS_NOT_ALLOWED_ERR: { status: 403, code: 'IP_ADDRESS_NOT_ALLOWED_ERR' },
 }
 
 /** The Key Protect status and wire code of an engine error code. */
@@ -151,6 +154,8 @@ export const AWS_KMS_ERRORS: Readonly<Record<ErrorCode, AwsErrorShape>> = {
   IMPORT_TOKEN_NOT_FOUND_ERR: e('NotFoundException'),
   IMPORT_TOKEN_EXPIRED_ERR: e('ExpiredImportTokenException'),
   IMPORT_TOKEN_RETRIEVALS_EXHAUSTED: e('ExpiredImportTokenException'),
+  KEY_CREATE_IMPORT_ACCESS_ERR: e('KMSInvalidStateException'),
+  IP_ADDRESS_NOT_ALLOWED_ERR: e('AccessDeniedException'),
 }
 
 /** Messages shown to AWS clients for service-side failures (details stay in the log). */

@@ -3,7 +3,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import type { KeyRecord, KeyVersionRecord, MetadataStore } from '../../src/index.js'
+import type { InstancePolicyType, KeyRecord, KeyVersionRecord, MetadataStore } from '../../src/index.js'
 import { newKeyRecord } from '../../src/core/keys/key-record.js'
 import { expectCode } from '../helpers/expect-code.js'
 
@@ -543,6 +543,38 @@ export function runMetadataStoreConformance(name: string, open: () => Promise<Me
       expect(await s.deleteImportToken('it-b', 'zz')).toBe(false)
       expect(await s.deleteImportToken('it-b', 'cc')).toBe(true)
       expect(await s.getImportToken('it-b')).toBeUndefined()
+    })
+
+    it('instance policies: one per instance and type (put replaces), attributes kept as given, listed by type', async () => {
+      const pol = (instance: string, type: InstancePolicyType, enabled: boolean, attributes?: object) => ({
+        instance,
+        type,
+        enabled,
+        attributes: attributes as Record<string, unknown> | undefined,
+        createdAt: 1000,
+        createdBy: 'alice',
+        updatedAt: 2000,
+        updatedBy: undefined,
+      })
+      expect(await s.listInstancePolicies('ip-a')).toEqual([])
+      const ip = pol('ip-a', 'allowedIP', true, { allowed_ip: ['10.0.0.0/8', '2001:db8::/32'] })
+      const rot = pol('ip-a', 'rotation', true, { interval_month: 3 })
+      await s.putInstancePolicies('ip-a', [rot, ip, pol('ip-a', 'metrics', false)])
+      expect(await s.listInstancePolicies('ip-a')).toEqual([ip, pol('ip-a', 'metrics', false), rot])
+      expect(await s.listInstancePolicies('ip-b')).toEqual([]) // per instance
+      const off = { ...pol('ip-a', 'allowedIP', false), updatedAt: 3000, updatedBy: 'bob' }
+      await s.putInstancePolicies('ip-a', [off])
+      expect(await s.listInstancePolicies('ip-a')).toEqual([off, pol('ip-a', 'metrics', false), rot])
+      // One transaction: a policy of another instance refuses the whole call.
+      await expect(
+        s.putInstancePolicies('ip-a', [pol('ip-a', 'dualAuthDelete', true), pol('ip-b', 'metrics', true)]),
+      ).rejects.toThrow()
+      expect((await s.listInstancePolicies('ip-a')).map((p) => p.type)).toEqual([
+        'allowedIP',
+        'metrics',
+        'rotation',
+      ])
+      expect(await s.listInstancePolicies('ip-b')).toEqual([])
     })
   })
 }

@@ -18,6 +18,7 @@ import type {
   DeletedKey,
   DeletionScheduleRecord,
   ImportTokenRecord,
+  InstancePolicyRecord,
   KeyPatch,
   KeyPolicyRecord,
   KeyRecord,
@@ -93,6 +94,7 @@ export class MemoryStore implements MetadataStore {
   readonly #tagPairs = new Map<string, Map<string, string>>()
   readonly #schedules = new Map<string, DeletionScheduleRecord>()
   readonly #importTokens = new Map<string, ImportTokenRecord>()
+  readonly #instancePolicies = new Map<string, InstancePolicyRecord>()
   #changes = 0
   #closed = false
 
@@ -666,6 +668,27 @@ export class MemoryStore implements MetadataStore {
     return [...this.#importTokens.values()]
       .filter((t) => t.expiresAt <= now)
       .map((t) => ({ ...t, nonce: Buffer.from(t.nonce) }))
+  }
+
+  // -------------------------------------------------------------------------------------- InstancePolicyStore
+
+  async putInstancePolicies(instance: string, policies: readonly InstancePolicyRecord[]): Promise<void> {
+    await this.#enter('putInstancePolicies', [instance, policies])
+    if (policies.some((p) => p.instance !== instance)) {
+      throw new Error('instance policies: a policy of another instance')
+    }
+    for (const p of policies) {
+      this.#instancePolicies.set(`${instance}\u0000${p.type}`, structuredClone(p))
+    }
+    this.#wrote()
+  }
+
+  async listInstancePolicies(instance: string): Promise<InstancePolicyRecord[]> {
+    await this.#enter('listInstancePolicies', [instance])
+    return [...this.#instancePolicies.values()]
+      .filter((p) => p.instance === instance)
+      .sort((a, b) => cmp(a.type, b.type))
+      .map((p) => structuredClone(p))
   }
 
   // ------------------------------------------------------------------------------------------ internals

@@ -129,3 +129,21 @@ describe('HTTP configuration: the audit buffer (issue 12, point 8)', () => {
       ).toMatch(/^EKMS_AUDIT_BUFFER_BYTES: must be an integer/)
   })
 })
+
+describe('HTTP configuration: EKMS_TRUSTED_PROXIES', () => {
+  it('is empty by default; a comma-separated list of IPv4/IPv6 addresses and CIDRs is read as given', () => {
+    expect(loadHttpConfig({}).trustedProxies).toEqual([])
+    expect(
+      loadHttpConfig({ EKMS_TRUSTED_PROXIES: ' 10.0.0.1, 10.1.0.0/16,::1, fd00::/8 ' }).trustedProxies,
+    ).toEqual(['10.0.0.1', '10.1.0.0/16', '::1', 'fd00::/8'])
+  })
+
+  it('an entry that is not an address or CIDR is a CONFIG_INVALID startup error naming it', () => {
+    expect(
+      expectCodeSync(
+        () => loadHttpConfig({ EKMS_TRUSTED_PROXIES: '10.0.0.1,proxy.local,10.0.0.0/33' }),
+        'CONFIG_INVALID',
+      ).message,
+    ).toBe('EKMS_TRUSTED_PROXIES: not an IPv4/IPv6 address or CIDR: "proxy.local", "10.0.0.0/33"')
+  })
+})

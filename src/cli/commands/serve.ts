@@ -152,6 +152,7 @@ export async function serveCommand(): Promise<void> {
     bodyLimitBytes: http.bodyLimitBytes,
     rateLimit: { requests: http.rateLimitPerSecond, windowMs: 1000 },
     wire: { region: http.region, account: http.account },
+    trustedProxies: http.trustedProxies,
     onServerError: (err, correlationId) => {
       log.error(
         {

@@ -21,6 +21,7 @@ import {
 } from '../validate.js'
 import type { CreateKeyOptions, KeyInfo, KeyScope, SecureImportInput } from '../engine-types.js'
 import { secureImportOf } from './import-token.js'
+import { assertCreateImportAccess, instanceKeyPolicyDefaults } from './instance-policies.js'
 import { newKeyRecord } from './key-record.js'
 import { policyRecords } from './policies.js'
 import { createProviderObject, createRootKey, discardProviderObject, rootMaterial } from './provisioning.js'
@@ -60,6 +61,17 @@ export async function createKey(
       : policyRecords(instance, id, [], optionsObject(options.policies), createdBy, now)
   if (policies.length > 0 && extractable) {
     throw new EngineError('KEY_INVALID_STATE_ERR', 'policies: apply only to root keys (extractable=false)')
+  }
+  await assertCreateImportAccess(ctx, instance, {
+    root: !extractable,
+    imported: options.payload !== undefined || options.secureImport !== undefined,
+    withToken: options.secureImport !== undefined,
+    op: 'create',
+  })
+  // The instance's rotation and dualAuthDelete policies, for a root key that does not name its own.
+  if (!extractable) {
+    const defaults = await instanceKeyPolicyDefaults(ctx, instance, policies)
+    policies.push(...policyRecords(instance, id, [], defaults, createdBy, now))
   }
   if (keyRingId !== 'default' && (await ctx.store.getKeyRing(instance, keyRingId)) === undefined) {
     throw new EngineError('KEY_RING_NOT_FOUND_ERR', `keyRingID: "${keyRingId}" does not exist`)
@@ -108,6 +120,12 @@ export async function rotate(
         'key: was rotated less than the minimum interval ago',
       )
     }
+    await assertCreateImportAccess(ctx, instance, {
+      root: true,
+      imported: r.imported,
+      withToken: options.secureImport !== undefined,
+      op: 'rotate',
+    })
     let material: SecretBytes | undefined
     const secure = await secureImportOf(ctx, instance, options.secureImport, options.payload, !r.imported)
     if (r.imported && secure === undefined) {

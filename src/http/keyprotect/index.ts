@@ -14,6 +14,7 @@ import {
 import { aliasRoutes } from './routes/aliases.js'
 import { DEPRECATED_ACTIONS, deprecatedActionRoute, deprecatedRoute } from './routes/deprecated-actions.js'
 import { importTokenRoutes } from './routes/import-token.js'
+import { instanceRoutes } from './routes/instance.js'
 import { keyActionRoutes } from './routes/key-actions.js'
 import { keyRingRoutes } from './routes/key-rings.js'
 import { keyRoutes } from './routes/keys.js'
@@ -31,6 +32,7 @@ export const KEY_PROTECT_ROUTES: readonly RouteDef[] = [
   ...keyRingRoutes,
   deprecatedActionRoute,
   ...importTokenRoutes,
+  ...instanceRoutes,
 ]
 
 function toHono(path: string): string {

@@ -4,9 +4,11 @@
  * event (always, success or failure). Errors of any step become the Key Protect error envelope here.
  */
 import { randomUUID } from 'node:crypto'
+import type { IncomingMessage } from 'node:http'
 import { createRoute, type OpenAPIHono, type z } from '@hono/zod-openapi'
 import type { Context } from 'hono'
 import type { EnvelopeEngine } from '../../core/engine.js'
+import type { AddressList } from '../../core/address-list.js'
 import { EngineError, isEngineError } from '../../core/errors.js'
 import type { AuditSink } from '../audit.js'
 import { allowed, AuthError, type Authenticator, type Principal } from '../auth.js'
@@ -31,6 +33,12 @@ export interface KeyProtectOptions {
   readonly audit: AuditSink
   /** Region and account printed in CRNs. */
   readonly wire: WireOptions
+  /**
+   * Proxies whose `X-Forwarded-For` is believed (EKMS_TRUSTED_PROXIES): the client address of a request is
+   * its socket's peer, or, when that peer is a trusted proxy, the right-most `X-Forwarded-For` entry that is
+   * not one. Used by the allowedIP instance policy.
+   */
+  readonly trustedProxies?: AddressList
   /** Time source of the rate limiter (tests inject one). */
   readonly now?: () => number
   /** Where unexpected failures (5xx) are reported, with the correlation id; never request bodies. */
@@ -188,6 +196,9 @@ export function register(
       if (!allowed(principal, instance, def.iam)) {
         throw new HttpProblem(401, 'UNAUTHORIZED_ERR', `not allowed: ${def.iam}`)
       }
+      // The instance's allowedIP policy: synchronous while its policies are cached in the engine.
+      const ipCheck = o.engine.checkClientAddress(instance, clientAddress(c, o.trustedProxies))
+      if (ipCheck !== undefined) await ipCheck
       const rlKey = `${instance}\u0000${limiterRoute}`
       const t = now()
       if (!o.limiter.take(rlKey, t)) {
@@ -242,7 +253,7 @@ export function register(
         reason = 'CLIENT_CLOSED_REQUEST'
         return new Response(null, { status: CLIENT_CLOSED_REQUEST, headers: { connection: 'close' } })
       }
-      // Only the handler raises engine errors (the steps before it raise HttpProblem or AuthError).
+      // Engine errors come from the handler, or from the allowedIP check (IP_ADDRESS_NOT_ALLOWED_ERR).
       const p =
         pathParam !== undefined && isEngineError(err, 'INVALID_FIELD_ERR')
           ? new HttpProblem(400, 'INVALID_PATH_PARAM_ERR', `${pathParam}: ${err.message}`, {
@@ -297,6 +308,27 @@ export function toProblem(err: unknown): HttpProblem {
     )
   }
   return new HttpProblem(500, 'INTERNAL_SERVER_ERR', 'internal error')
+}
+
+/**
+ * The client address of a request: the socket's peer, or, when the peer is a trusted proxy, the right-most
+ * `X-Forwarded-For` entry that is not a trusted proxy (the left-most when all are). Undefined when the
+ * request came without a socket (e.g. `app.request()` in-process).
+ */
+export function clientAddress(c: Context, trusted: AddressList | undefined): string | undefined {
+  const peer = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming?.socket.remoteAddress
+  if (trusted === undefined || peer === undefined || !trusted.matches(peer)) return peer
+  const xff = header(c, 'x-forwarded-for')
+  if (xff === undefined) return peer
+  const hops = xff
+    .split(',')
+    .map((h) => h.trim())
+    .filter((h) => h.length > 0)
+  for (let i = hops.length - 1; i >= 0; i--) {
+    const hop = hops[i] ?? ''
+    if (!trusted.matches(hop)) return hop
+  }
+  return hops[0] ?? peer
 }
 
 /** A correlation id for the request: the caller's, or a fresh v4 UUID. */

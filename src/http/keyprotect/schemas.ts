@@ -112,6 +112,38 @@ export const PolicyResourceInput = z
   .strict()
 export const PutPoliciesBody = envelope(PolicyResourceInput, 2).openapi('SetKeyPoliciesBody')
 
+const InstancePolicyTypeEnum = z.enum([
+  'allowedNetwork',
+  'dualAuthDelete',
+  'allowedIP',
+  'keyCreateImportAccess',
+  'metrics',
+  'rotation',
+])
+const InstancePolicyAttributes = z
+  .object({
+    interval_month: z.number().int().optional(),
+    allowed_network: z.enum(['public-and-private', 'private-only']).optional(),
+    allowed_ip: z.array(z.string().max(64)).max(1000).optional(),
+    create_root_key: z.boolean().optional(),
+    create_standard_key: z.boolean().optional(),
+    import_root_key: z.boolean().optional(),
+    import_standard_key: z.boolean().optional(),
+    enforce_token: z.boolean().optional(),
+  })
+  .strict()
+  .openapi('InstancePolicyAttributes')
+const InstancePolicyData = z
+  .object({ enabled: z.boolean(), attributes: InstancePolicyAttributes.optional() })
+  .strict()
+export const InstancePolicyResourceInput = z
+  .object({ policy_type: InstancePolicyTypeEnum, policy_data: InstancePolicyData })
+  .strict()
+export const PutInstancePoliciesBody = envelope(InstancePolicyResourceInput, 6).openapi(
+  'SetInstancePoliciesBody',
+)
+export const InstancePolicyQuery = z.object({ policy: InstancePolicyTypeEnum.optional() }).strict()
+
 const BoolString = z.enum(['true', 'false'])
 const IntString = z.string().regex(/^\d{1,9}$/, 'must be a non-negative integer')
 
@@ -224,6 +256,21 @@ export const PolicyCollection = collectionOf(
     lastUpdateDate: z.string(),
   }),
   'PolicyCollection',
+)
+export const InstancePolicyCollection = collectionOf(
+  z.object({
+    policy_type: InstancePolicyTypeEnum,
+    policy_data: InstancePolicyData,
+    createdBy: z.string(),
+    creationDate: z.string(),
+    updatedBy: z.string(),
+    lastUpdated: z.string(),
+  }),
+  'InstancePolicyCollection',
+)
+export const AllowedIpPortCollection = collectionOf(
+  z.object({ private_endpoint_port: z.number().int() }),
+  'AllowedIpPortCollection',
 )
 export const AliasCollection = collectionOf(
   z.object({

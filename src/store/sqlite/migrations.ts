@@ -158,9 +158,20 @@ export const MIGRATIONS: readonly string[] = [
   `
   SELECT 1;
   `,
-  // 8: reserved for instance policies (item 4) — placeholder on this branch, replaced at merge.
+  // 8: instance policies (Key Protect, spec digest §4.7): one row per instance and policy type.
   `
-  SELECT 1;
+  CREATE TABLE instance_policies (
+    instance   TEXT NOT NULL,
+    type       TEXT NOT NULL CHECK (type IN ('allowedNetwork', 'dualAuthDelete', 'allowedIP',
+                                             'keyCreateImportAccess', 'metrics', 'rotation')),
+    enabled    INTEGER NOT NULL CHECK (enabled IN (0, 1)),
+    attributes TEXT,
+    created_at INTEGER NOT NULL,
+    created_by TEXT,
+    updated_at INTEGER NOT NULL,
+    updated_by TEXT,
+    PRIMARY KEY (instance, type)
+  ) STRICT;
   `,
   // 9: who added a Key Protect alias (answered as the alias's createdBy); NULL for aliases added before.
   `

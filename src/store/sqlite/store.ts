@@ -20,6 +20,8 @@ import type {
   DeletionScheduleRecord,
   ImportTokenRecord,
   ImportTokenStore,
+  InstancePolicyRecord,
+  InstancePolicyStore,
   KeyPatch,
   KeyPolicyRecord,
   KeyRecord,
@@ -33,6 +35,7 @@ import type {
   UpdateCondition,
 } from '../../core/ports.js'
 import { importTokenStore } from './import-tokens.js'
+import { instancePolicyStore } from './instance-policies.js'
 import { MIGRATIONS } from './migrations.js'
 import {
   PATCH_COLUMNS,
@@ -67,12 +70,14 @@ export class SqliteStore implements MetadataStore {
   readonly #db: Db
   readonly #s: Statements
   readonly #tokens: ImportTokenStore
+  readonly #instancePolicies: InstancePolicyStore
   #closed = false
 
   constructor(db: Db) {
     this.#db = db
     this.#s = prepareStatements(db)
     this.#tokens = importTokenStore(db)
+    this.#instancePolicies = instancePolicyStore(db)
     const id = db.prepare<[], string>("SELECT v FROM catalog_meta WHERE k = 'catalog_id'").pluck().get()
     if (id === undefined) throw new EngineError('STORE_ERROR', 'catalog: has no catalog_id')
     this.catalogId = id
@@ -97,6 +102,14 @@ export class SqliteStore implements MetadataStore {
   }
   listExpiredImportTokens(now: number): Promise<ImportTokenRecord[]> {
     return this.#tokens.listExpiredImportTokens(now)
+  }
+
+  // Instance policies: instance-policies.ts.
+  putInstancePolicies(instance: string, policies: readonly InstancePolicyRecord[]): Promise<void> {
+    return this.#instancePolicies.putInstancePolicies(instance, policies)
+  }
+  listInstancePolicies(instance: string): Promise<InstancePolicyRecord[]> {
+    return this.#instancePolicies.listInstancePolicies(instance)
   }
 
   async getKey(instance: string, id: string): Promise<KeyRecord | undefined> {

@@ -73,6 +73,9 @@ describe('GET /openapi.json', () => {
         'post /keys/{id}/actions/wrap': 'wrapKey',
         'post /keys/{id}/restore': 'restoreKey',
         'get /key_rings': 'listKeyRings',
+        'put /instance/policies': 'putInstancePolicy',
+        'get /instance/policies': 'getInstancePolicy',
+        'get /instance/allowed_ip_port': 'getAllowedIpPort',
       }),
     )
     for (const [route, id] of sdk) {

@@ -11,6 +11,7 @@ import { createDekSource } from '../../../src/core/envelope/dek-source.js'
 import { encodeContext } from '../../../src/core/format/message.js'
 import { KeyDirectory } from '../../../src/core/keys/directory.js'
 import { createKey } from '../../../src/core/keys/lifecycle.js'
+import { InstancePolicyCache } from '../../../src/core/keys/instance-policies.js'
 import { KeyLocks } from '../../../src/core/keys/locks.js'
 import { disable } from '../../../src/core/keys/transitions.js'
 import { createDekWrapper } from '../../../src/core/wrap/dek-wrapper.js'
@@ -62,6 +63,7 @@ function world(o: { cache?: DekCacheOptions | false; provider?: InsecureMemoryPr
     clock,
     life: KEY_PROTECT_LIFECYCLE,
     keys,
+    instancePolicies: new InstancePolicyCache(store, () => clock.now(), 60_000),
     locks: new KeyLocks(),
     usage: new UsageMeter(store, 2 ** 32, 65_536),
     wrapper,
