@@ -78,6 +78,12 @@ export const ENGINE_TO_WIRE: Readonly<Record<ErrorCode, { status: number; code: 
   IMPORT_TOKEN_EXPIRED_ERR: { status: 409, code: 'IMPORT_TOKEN_EXPIRED_ERR' },
   // Spec digest §3.6/§6: "retrievals exhausted or expired" share Key Protect's one 409 reason code.
   IMPORT_TOKEN_RETRIEVALS_EXHAUSTED: { status: 409, code: 'IMPORT_TOKEN_EXPIRED_ERR' },
+  REGISTRATION_NOT_FOUND_ERR: { status: 404, code: 'REGISTRATION_NOT_FOUND_ERR' },
+  REGISTRATION_DUP_ERR: { status: 409, code: 'REGISTRATION_DUP_ERR' },
+  REG_INVALID_STATE_ERR: { status: 409, code: 'REG_INVALID_STATE_ERR' },
+  PROTECTED_RESOURCE_ERR: { status: 409, code: 'PROTECTED_RESOURCE_ERR' },
+  PREV_KEY_DEL_ERR: { status: 409, code: 'PREV_KEY_DEL_ERR' },
+  EVENT_NOT_FOUND: { status: 404, code: 'EVENT_NOT_FOUND' },
 }
 
 /** The Key Protect status and wire code of an engine error code. */
@@ -151,6 +157,13 @@ export const AWS_KMS_ERRORS: Readonly<Record<ErrorCode, AwsErrorShape>> = {
   IMPORT_TOKEN_NOT_FOUND_ERR: e('NotFoundException'),
   IMPORT_TOKEN_EXPIRED_ERR: e('ExpiredImportTokenException'),
   IMPORT_TOKEN_RETRIEVALS_EXHAUSTED: e('ExpiredImportTokenException'),
+  REGISTRATION_NOT_FOUND_ERR: e('NotFoundException'),
+  REGISTRATION_DUP_ERR: e('AlreadyExistsException'),
+  REG_INVALID_STATE_ERR: e('KMSInvalidStateException'),
+  // AWS KMS has no registrations; a key still in use elsewhere is refused as a state conflict.
+  PROTECTED_RESOURCE_ERR: e('KMSInvalidStateException'),
+  PREV_KEY_DEL_ERR: e('KMSInvalidStateException'),
+  EVENT_NOT_FOUND: e('NotFoundException'),
 }
 
 /** Messages shown to AWS clients for service-side failures (details stay in the log). */

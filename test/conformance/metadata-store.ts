@@ -3,7 +3,13 @@
  */
 import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import type { KeyRecord, KeyVersionRecord, MetadataStore } from '../../src/index.js'
+import type {
+  KeyEventRecord,
+  KeyRecord,
+  KeyVersionRecord,
+  MetadataStore,
+  RegistrationRecord,
+} from '../../src/index.js'
 import { newKeyRecord } from '../../src/core/keys/key-record.js'
 import { expectCode } from '../helpers/expect-code.js'
 
@@ -482,6 +488,90 @@ export function runMetadataStoreConformance(name: string, open: () => Promise<Me
       expect(await s.deleteImportToken('it-b', 'zz')).toBe(false)
       expect(await s.deleteImportToken('it-b', 'cc')).toBe(true)
       expect(await s.getImportToken('it-b')).toBeUndefined()
+    })
+    it('registrations: insert refuses a duplicate, update needs one, listing per key / ring / instance in order, forced removal, gone with the key', async () => {
+      const reg = (k: KeyRecord, crn: string, t: number, over: Partial<RegistrationRecord> = {}) => ({
+        instance: k.instance,
+        keyId: k.id,
+        resourceCrn: crn,
+        description: 'd',
+        registrationMetadata: undefined,
+        preventKeyDeletion: false,
+        keyVersionId: undefined,
+        deactivated: false,
+        createdAt: t,
+        createdBy: 'svc',
+        updatedAt: t,
+        updatedBy: 'svc',
+        ...over,
+      })
+      await s.createKeyRing({ instance: 'rg-a', id: 'ring-r', createdAt: 1, createdBy: undefined }, 10)
+      const a = keyRecord('rg-a')
+      const b = keyRecord('rg-a', { keyRingId: 'ring-r' })
+      const other = keyRecord('rg-b')
+      for (const k of [a, b, other]) await s.insertKey(k, versionOf(k), [])
+      const crn = 'crn:v1:bluemix:public:cos:us-south:a/acc:svc-1:bucket:x/y'
+      const r1 = reg(a, crn, 10, { registrationMetadata: '{"m":1}', keyVersionId: a.id })
+      expect(await s.insertRegistration(r1)).toBe(true)
+      expect(await s.insertRegistration({ ...r1, description: 'other' })).toBe(false)
+      expect(await s.getRegistration('rg-a', a.id, crn)).toEqual(r1)
+      expect(await s.getRegistration('rg-b', a.id, crn)).toBeUndefined()
+      const r2 = reg(a, `${crn}2`, 5, { preventKeyDeletion: true })
+      const r3 = reg(b, crn, 7)
+      await s.insertRegistration(r2)
+      await s.insertRegistration(r3)
+      await s.insertRegistration(reg(other, crn, 1))
+      expect(await s.listRegistrations('rg-a', {})).toEqual([r2, r3, r1])
+      expect(await s.listRegistrations('rg-a', { keyId: a.id })).toEqual([r2, r1])
+      expect(await s.listRegistrations('rg-a', { keyRingId: 'ring-r' })).toEqual([r3])
+      const changed = { ...r1, description: undefined, deactivated: true, updatedAt: 20, updatedBy: 'u2' }
+      expect(await s.updateRegistration(changed)).toBe(true)
+      expect(await s.getRegistration('rg-a', a.id, crn)).toEqual(changed)
+      expect(await s.updateRegistration({ ...changed, resourceCrn: `${crn}-none` })).toBe(false)
+      expect(await s.deleteRegistration('rg-a', a.id, `${crn}2`)).toBe(true)
+      expect(await s.deleteRegistration('rg-a', a.id, `${crn}2`)).toBe(false)
+      expect(await s.deleteKeyRegistrations('rg-a', a.id)).toBe(1)
+      expect(await s.listRegistrations('rg-a', { keyId: a.id })).toEqual([])
+      await s.deleteKeyRows('rg-a', b.id)
+      expect(await s.listRegistrations('rg-a', {})).toEqual([])
+      expect(await s.listRegistrations('rg-b', {})).toHaveLength(1)
+    })
+
+    it('key events: appended in order per key, found by id per instance, acknowledged in place, gone with the key', async () => {
+      const k = keyRecord('ev-a')
+      await s.insertKey(k, versionOf(k), [])
+      const ev = (id: string, type: KeyEventRecord['type'], crn?: string) => ({
+        instance: 'ev-a',
+        eventId: id,
+        keyId: k.id,
+        type,
+        keyVersion: 1,
+        resourceCrn: crn,
+        createdAt: 100,
+        createdBy: type === 'rotate' ? undefined : 'alice',
+        ackedAt: undefined,
+        ackState: undefined,
+      })
+      const [e1, e2, e3] = [randomUUID(), randomUUID(), randomUUID()]
+      await s.appendKeyEvents([ev(e1, 'rotate')])
+      await s.appendKeyEvents([ev(e2, 'sync', 'crn:v1:x'), ev(e3, 'delete')])
+      expect(await s.listKeyEvents('ev-a', k.id)).toEqual([
+        ev(e1, 'rotate'),
+        ev(e2, 'sync', 'crn:v1:x'),
+        ev(e3, 'delete'),
+      ])
+      expect(await s.getKeyEvent('ev-a', e2)).toEqual(ev(e2, 'sync', 'crn:v1:x'))
+      expect(await s.getKeyEvent('ev-b', e2)).toBeUndefined()
+      expect(await s.ackKeyEvent('ev-b', e2, 200, 'DEK_ENABLED')).toBe(false)
+      expect(await s.ackKeyEvent('ev-a', e2, 200, 'DEK_ENABLED')).toBe(true)
+      expect(await s.getKeyEvent('ev-a', e2)).toEqual({
+        ...ev(e2, 'sync', 'crn:v1:x'),
+        ackedAt: 200,
+        ackState: 'DEK_ENABLED',
+      })
+      await s.deleteKeyRows('ev-a', k.id)
+      expect(await s.listKeyEvents('ev-a', k.id)).toEqual([])
+      expect(await s.getKeyEvent('ev-a', e1)).toBeUndefined()
     })
   })
 }

@@ -13,17 +13,23 @@ import {
 } from './pipeline.js'
 import { aliasRoutes } from './routes/aliases.js'
 import { DEPRECATED_ACTIONS, deprecatedActionRoute, deprecatedRoute } from './routes/deprecated-actions.js'
+import { eventRoutes } from './routes/events.js'
 import { importTokenRoutes } from './routes/import-token.js'
 import { keyActionRoutes } from './routes/key-actions.js'
 import { keyRingRoutes } from './routes/key-rings.js'
 import { keyRoutes } from './routes/keys.js'
 import { policyRoutes } from './routes/policies.js'
+import { registrationRoutes, registrationsAllKeysRoute } from './routes/registrations.js'
 
 export { correlationIdOf, toProblem, type KeyProtectOptions, type RouteDef } from './pipeline.js'
 export { HttpProblem } from './request.js'
 
-/** Every Key Protect route, in registration (and OpenAPI document) order. */
+/**
+ * Every Key Protect route, in registration (and OpenAPI document) order. The static `GET /keys/registrations`
+ * comes before `GET /keys/{id}`, which would otherwise take it (Hono runs the first matching route).
+ */
 export const KEY_PROTECT_ROUTES: readonly RouteDef[] = [
+  registrationsAllKeysRoute,
   ...keyRoutes,
   ...keyActionRoutes,
   ...policyRoutes,
@@ -31,6 +37,8 @@ export const KEY_PROTECT_ROUTES: readonly RouteDef[] = [
   ...keyRingRoutes,
   deprecatedActionRoute,
   ...importTokenRoutes,
+  ...registrationRoutes,
+  ...eventRoutes,
 ]
 
 function toHono(path: string): string {

@@ -18,6 +18,8 @@ import type {
   DeletionScheduleRecord,
   ImportTokenRecord,
   ImportTokenStore,
+  KeyEventLog,
+  KeyEventRecord,
   KeyPatch,
   KeyPolicyRecord,
   KeyRecord,
@@ -27,11 +29,14 @@ import type {
   MetadataStore,
   PendingVersion,
   PurgingKey,
+  RegistrationRecord,
+  RegistrationStore,
   TagPair,
   UpdateCondition,
 } from '../../core/ports.js'
 import { importTokenStore } from './import-tokens.js'
 import { MIGRATIONS } from './migrations.js'
+import { registrationStore } from './registrations.js'
 import {
   PATCH_COLUMNS,
   toAliasName,
@@ -65,12 +70,14 @@ export class SqliteStore implements MetadataStore {
   readonly #db: Db
   readonly #s: Statements
   readonly #tokens: ImportTokenStore
+  readonly #regs: RegistrationStore & KeyEventLog
   #closed = false
 
   constructor(db: Db) {
     this.#db = db
     this.#s = prepareStatements(db)
     this.#tokens = importTokenStore(db)
+    this.#regs = registrationStore(db)
     const id = db.prepare<[], string>("SELECT v FROM catalog_meta WHERE k = 'catalog_id'").pluck().get()
     if (id === undefined) throw new EngineError('STORE_ERROR', 'catalog: has no catalog_id')
     this.catalogId = id
@@ -78,6 +85,41 @@ export class SqliteStore implements MetadataStore {
 
   changeCounter(): number {
     return this.#s.dataVersion.get() ?? 0
+  }
+
+  // Registrations and key events: registrations.ts.
+  getRegistration(instance: string, keyId: string, crn: string): Promise<RegistrationRecord | undefined> {
+    return this.#regs.getRegistration(instance, keyId, crn)
+  }
+  insertRegistration(r: RegistrationRecord): Promise<boolean> {
+    return this.#regs.insertRegistration(r)
+  }
+  updateRegistration(r: RegistrationRecord): Promise<boolean> {
+    return this.#regs.updateRegistration(r)
+  }
+  deleteRegistration(instance: string, keyId: string, crn: string): Promise<boolean> {
+    return this.#regs.deleteRegistration(instance, keyId, crn)
+  }
+  deleteKeyRegistrations(instance: string, keyId: string): Promise<number> {
+    return this.#regs.deleteKeyRegistrations(instance, keyId)
+  }
+  listRegistrations(
+    instance: string,
+    query: { readonly keyId?: string | undefined; readonly keyRingId?: string | undefined },
+  ): Promise<RegistrationRecord[]> {
+    return this.#regs.listRegistrations(instance, query)
+  }
+  appendKeyEvents(events: readonly KeyEventRecord[]): Promise<void> {
+    return this.#regs.appendKeyEvents(events)
+  }
+  listKeyEvents(instance: string, keyId: string): Promise<KeyEventRecord[]> {
+    return this.#regs.listKeyEvents(instance, keyId)
+  }
+  getKeyEvent(instance: string, eventId: string): Promise<KeyEventRecord | undefined> {
+    return this.#regs.getKeyEvent(instance, eventId)
+  }
+  ackKeyEvent(instance: string, eventId: string, ackedAt: number, ackState: string): Promise<boolean> {
+    return this.#regs.ackKeyEvent(instance, eventId, ackedAt, ackState)
   }
 
   // Import tokens: import-tokens.ts.
