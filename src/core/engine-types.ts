@@ -18,7 +18,7 @@ import type {
 } from './ports.js'
 
 const MINUTE = 60_000
-const HOUR = 60 * MINUTE
+export const HOUR = 60 * MINUTE
 /** One day in milliseconds. */
 export const DAY = 24 * HOUR
 
@@ -44,6 +44,8 @@ export interface LifecyclePolicy {
   readonly maxKeyRingsPerInstance: number
   /** Keys a search, filter or custom sort may look at (Key Protect: 5000). */
   readonly maxSearchSpace: number
+  /** At most one sync of a key's registrations per this interval (default 1 h, REQ_TOO_EARLY_ERR); 0: no limit. */
+  readonly minSyncIntervalMs?: number
 }
 
 export const KEY_PROTECT_LIFECYCLE: LifecyclePolicy = {

@@ -901,8 +901,9 @@ export class EnvelopeEngine {
 
   /**
    * Re-notifies the services registered to a root key: records one `sync` event per registration in the
-   * key's event log and returns them (none without registrations).
-   * @throws EngineError KEY_ROOT_REQ_ERR (a standard key), KEY_NOT_FOUND_ERR
+   * key's event log and returns them (none without registrations). At most once per `minSyncIntervalMs`
+   * (lifecycle policy, default 1 h) per key.
+   * @throws EngineError KEY_ROOT_REQ_ERR (a standard key), REQ_TOO_EARLY_ERR, KEY_NOT_FOUND_ERR
    */
   async syncKey(
     instance: string,

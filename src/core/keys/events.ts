@@ -9,7 +9,7 @@ import { assertAllowed, storeCall, type EngineContext } from '../context.js'
 import { EngineError, invalidField } from '../errors.js'
 import type { KeyEventRecord, KeyEventType } from '../ports.js'
 import { optionsObject, validateActor, validateInstance } from '../validate.js'
-import type { EventAckInput, KeyEventInfo, KeyScope } from '../engine-types.js'
+import { HOUR, type EventAckInput, type KeyEventInfo, type KeyScope } from '../engine-types.js'
 import type { CachedKey } from './directory.js'
 
 /** Appends one event of `type` for key `k` (after the operation committed; the caller holds no secret). */
@@ -78,6 +78,17 @@ export async function syncKey(
     const k = await ctx.keys.load(instance, k0.record.id, true)
     const r = k.record
     assertAllowed(ctx, 'sync', r)
+    const interval = ctx.life.minSyncIntervalMs ?? HOUR
+    if (interval > 0) {
+      const last = (await storeCall(() => ctx.store.listKeyEvents(instance, r.id)))
+        .filter((e) => e.type === 'sync')
+        .at(-1)
+      if (last !== undefined && ctx.clock.now() - last.createdAt < interval) {
+        throw new EngineError('REQ_TOO_EARLY_ERR', 'key: its registrations were synced less than 1 h ago', {
+          retryable: true,
+        })
+      }
+    }
     const regs = await storeCall(() => ctx.store.listRegistrations(instance, { keyId: r.id }))
     const now = ctx.clock.now()
     const events: KeyEventRecord[] = regs.map((g) => ({

@@ -334,7 +334,10 @@ describe('Key Protect key events', () => {
     const id = await rootKey('events-ack')
     await register(id, bucketCrn('a1'))
     await sdk['syncAssociatedResources']!({ ...inst, id })
-    const [ev] = await s.t.store.listKeyEvents(INSTANCE_A, id)
+    const again = await raw(s, 'POST', `/keys/${id}/actions/sync`)
+    expect([again.status, reasonCode(again.json)]).toEqual([409, 'REQ_TOO_EARLY_ERR'])
+    const [ev, ...rest] = await s.t.store.listKeyEvents(INSTANCE_A, id)
+    expect(rest).toEqual([])
     const ack = (eventId: string, timestamp = '2026-11-30T12:00:00Z') => ({
       metadata: { collectionType: 'application/vnd.ibm.kms.event_acknowledge+json', collectionTotal: 1 },
       resources: [{ eventId, adopterKeyState: 'DEK_ENABLED', timestamp, keyStateData: { keyVersion: id } }],

@@ -83,8 +83,9 @@ describe('registration rules', () => {
 
   it('a dual-auth refusal of a forced delete leaves the registrations (checked before anything is removed)', async () => {
     const w = world()
-    const id = (await w.engine.createKey(I, { name: 'key-1', policies: { dualAuthDelete: { enabled: true } } }))
-      .id
+    const id = (
+      await w.engine.createKey(I, { name: 'key-1', policies: { dualAuthDelete: { enabled: true } } })
+    ).id
     await w.engine.createRegistration(I, id, CRN)
     await expectCode(w.engine.deleteKey(I, id, { force: true, deletedBy: 'bob' }), 'AUTHORIZATIONS_NOT_MET')
     expect(await w.store.listRegistrations(I, { keyId: id })).toHaveLength(1)
@@ -113,6 +114,20 @@ describe('registration rules', () => {
 })
 
 describe('key events', () => {
+  it('sync at most once an hour per key: REQ_TOO_EARLY_ERR (retryable) sooner, nothing recorded', async () => {
+    const w = world()
+    const id = (await w.engine.createKey(I, { name: 'key-1' })).id
+    await w.engine.createRegistration(I, id, CRN)
+    expect(await w.engine.syncKey(I, id)).toHaveLength(1)
+    w.clock.advance(59 * 60_000)
+    const err = await expectCode(w.engine.syncKey(I, id), 'REQ_TOO_EARLY_ERR')
+    expect(err.retryable).toBe(true)
+    expect(await w.engine.listKeyEvents(I, id)).toHaveLength(1)
+    w.clock.advance(60_000)
+    expect(await w.engine.syncKey(I, id)).toHaveLength(1)
+    expect((await w.engine.listKeyEvents(I, id)).map((e) => e.type)).toEqual(['sync', 'sync'])
+  })
+
   it('acknowledgements are all or none: one unknown event records none', async () => {
     const w = world()
     const id = (await w.engine.createKey(I, { name: 'key-1' })).id
