@@ -278,6 +278,11 @@ export interface ListKeysQuery {
 export interface UpdateCondition {
   /** Refuse (return false) while the key has a deletion schedule: enable must not race ScheduleKeyDeletion. */
   readonly unlessPendingDeletion?: boolean
+  /**
+   * Refuse while the key has registrations (`any`), or registrations with preventKeyDeletion (`protected`):
+   * a key delete must not race a registration created by another process.
+   */
+  readonly unlessRegistered?: 'any' | 'protected'
 }
 
 export type KeyPatch = Partial<
@@ -567,7 +572,11 @@ export interface RegistrationStore {
     keyId: string,
     resourceCrn: string,
   ): Promise<RegistrationRecord | undefined>
-  /** Inserts a registration; false when the key already has one for that CRN (nothing written). */
+  /**
+   * Inserts a registration if its key is still Active (1) and not being purged, atomically (a key delete in
+   * another process cannot slip in between); false when the key already has one for that CRN or is no longer
+   * Active (nothing written).
+   */
   insertRegistration(r: RegistrationRecord): Promise<boolean>
   /** Replaces an existing registration (same key and CRN); false when there is none. */
   updateRegistration(r: RegistrationRecord): Promise<boolean>

@@ -532,6 +532,21 @@ export function runMetadataStoreConformance(name: string, open: () => Promise<Me
       expect(await s.deleteRegistration('rg-a', a.id, `${crn}2`)).toBe(false)
       expect(await s.deleteKeyRegistrations('rg-a', a.id)).toBe(1)
       expect(await s.listRegistrations('rg-a', { keyId: a.id })).toEqual([])
+      // The insert is conditional on the key being Active (1) and not purged.
+      const suspended = keyRecord('rg-a', { state: 2 })
+      await s.insertKey(suspended, versionOf(suspended), [])
+      expect(await s.insertRegistration(reg(suspended, crn, 30))).toBe(false)
+      expect(await s.listRegistrations('rg-a', { keyId: suspended.id })).toEqual([])
+      // updateKey's unlessRegistered: any registration, or only protected ones.
+      const patch = { state: 5 as const, updatedAt: 40 }
+      expect(await s.updateKey('rg-a', b.id, 1, patch, { unlessRegistered: 'any' })).toBe(false)
+      expect(await s.updateKey('rg-a', b.id, 1, patch, { unlessRegistered: 'protected' })).toBe(true)
+      const c = keyRecord('rg-a')
+      await s.insertKey(c, versionOf(c), [])
+      await s.insertRegistration(reg(c, crn, 50, { preventKeyDeletion: true }))
+      expect(await s.updateKey('rg-a', c.id, 1, patch, { unlessRegistered: 'protected' })).toBe(false)
+      expect((await s.getKey('rg-a', c.id))?.state).toBe(1)
+      await s.deleteKeyRows('rg-a', c.id)
       await s.deleteKeyRows('rg-a', b.id)
       expect(await s.listRegistrations('rg-a', {})).toEqual([])
       expect(await s.listRegistrations('rg-b', {})).toHaveLength(1)

@@ -241,6 +241,17 @@ export class MemoryStore implements MetadataStore {
   ): Promise<boolean> {
     await this.#enter('updateKey', [instance, id, expectState, patch])
     if (condition.unlessPendingDeletion === true && this.#schedules.has(k2(instance, id))) return false
+    if (condition.unlessRegistered !== undefined) {
+      for (const r of this.#registrations.values()) {
+        if (
+          r.instance === instance &&
+          r.keyId === id &&
+          (condition.unlessRegistered === 'any' || r.preventKeyDeletion)
+        ) {
+          return false
+        }
+      }
+    }
     if (!this.#patchIf(instance, id, expectState, patch)) return false
     this.#wrote()
     return true
@@ -673,7 +684,8 @@ export class MemoryStore implements MetadataStore {
     await this.#enter('insertRegistration', [r])
     const id = k3(r.instance, r.keyId, r.resourceCrn)
     if (this.#registrations.has(id)) return false
-    if (!this.#keys.has(k2(r.instance, r.keyId))) throw fkError()
+    const key = this.#keys.get(k2(r.instance, r.keyId))
+    if (key === undefined || key.state !== 1 || key.purgingSince !== undefined) return false
     this.#registrations.set(id, { ...r })
     this.#wrote()
     return true

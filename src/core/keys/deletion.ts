@@ -61,7 +61,8 @@ export async function deleteKey(
       return { state: KeyState.DESTROYED, stateChangedAt: now, updatedAt: now, deletedAt: now, deletedBy }
     },
     options,
-    {},
+    // The registration rule again in the write itself: another process may register meanwhile.
+    { unlessRegistered: force ? 'protected' : 'any' },
     {
       before: async (k) => {
         removeRegistrations = await checkKeyDeletable(ctx, instance, k.record.id, force)

@@ -4,7 +4,7 @@
  * key or across keys with a CRN pattern. A registration's state is not stored: it follows its key's
  * (`registrationState`). The key-deletion rule (`checkKeyDeletable`) is applied by deletion.ts.
  */
-import { assertAllowed, storeCall, type EngineContext } from '../context.js'
+import { assertAllowed, concurrentChange, storeCall, type EngineContext } from '../context.js'
 import { EngineError } from '../errors.js'
 import { KeyState, type KeyStateValue } from '../key-state.js'
 import type { RegistrationRecord } from '../ports.js'
@@ -198,8 +198,9 @@ export async function createRegistration(
       return { registration: toInfo(ctx, k, rec), created: true }
     }
     const old = await storeCall(() => ctx.store.getRegistration(instance, k.record.id, crn))
+    // Not inserted and none there: the key left state 1 in another process since it was read.
+    if (old === undefined) throw concurrentChange('key: state changed concurrently; registration not created')
     if (
-      old !== undefined &&
       old.preventKeyDeletion === rec.preventKeyDeletion &&
       old.description === rec.description &&
       old.registrationMetadata === rec.registrationMetadata

@@ -22,7 +22,10 @@ const EVENT_OF: Partial<Record<KeyAction, KeyEventType>> = {
 
 /** Extras of {@link transition}. */
 export interface TransitionHooks {
-  /** Runs under the key's lock after the state check and before the write; throwing refuses the action. */
+  /**
+   * Runs under the key's lock after the state check and before the write; throwing refuses the action. When
+   * the compare-and-set fails it runs again, so that its refusal (not "changed concurrently") is reported.
+   */
   readonly before?: (k: CachedKey) => Promise<void>
   /** Who acts, recorded with the event. */
   readonly by?: string | undefined
@@ -57,6 +60,8 @@ export async function transition(
     if (!ok) {
       // Another process may have scheduled the deletion since the check above: say so, not "retry".
       if (condition.unlessPendingDeletion === true) await refuseIfPendingDeletion(ctx, instance, r.id)
+      // ...or created a registration that the hook refuses: its code, not "retry".
+      if (hooks.before !== undefined) await hooks.before(k)
       throw concurrentChange(`key: state changed concurrently; ${action} not applied`)
     }
     const fresh = await ctx.keys.load(instance, r.id, true)

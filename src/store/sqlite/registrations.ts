@@ -93,10 +93,12 @@ export function registrationStore(db: Db): RegistrationStore & KeyEventLog {
   const get = db.prepare<[string, string, string], RegistrationRow>(
     'SELECT * FROM registrations WHERE instance = ? AND key_id = ? AND resource_crn = ?',
   )
+  // One statement: the key's state check and the insert are atomic against another process's delete.
   const insert = db.prepare(
     `INSERT OR IGNORE INTO registrations (description, registration_metadata, prevent_key_deletion,
        key_version_id, deactivated, created_at, created_by, updated_at, updated_by, instance, key_id, resource_crn)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+     SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
+     WHERE EXISTS (SELECT 1 FROM keys k WHERE k.instance = ? AND k.id = ? AND k.state = 1 AND k.purging_since IS NULL)`,
   )
   const update = db.prepare(
     `UPDATE registrations SET description = ?, registration_metadata = ?, prevent_key_deletion = ?,
@@ -154,7 +156,7 @@ export function registrationStore(db: Db): RegistrationStore & KeyEventLog {
       const r = get.get(instance, keyId, crn)
       return r === undefined ? undefined : toRegistration(r)
     },
-    insertRegistration: async (r) => insert.run(...regArgs(r)).changes === 1,
+    insertRegistration: async (r) => insert.run(...regArgs(r), r.instance, r.keyId).changes === 1,
     updateRegistration: async (r) => update.run(...regArgs(r)).changes === 1,
     deleteRegistration: async (instance, keyId, crn) => del.run(instance, keyId, crn).changes === 1,
     deleteKeyRegistrations: async (instance, keyId) => delKey.run(instance, keyId).changes,

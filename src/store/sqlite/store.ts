@@ -329,9 +329,15 @@ export class SqliteStore implements MetadataStore {
       condition.unlessPendingDeletion === true
         ? ' AND NOT EXISTS (SELECT 1 FROM key_deletion_schedule s WHERE s.instance = keys.instance AND s.key_id = keys.id)'
         : ''
+    const unlessRegistered =
+      condition.unlessRegistered === undefined
+        ? ''
+        : ` AND NOT EXISTS (SELECT 1 FROM registrations r WHERE r.instance = keys.instance AND r.key_id = keys.id${
+            condition.unlessRegistered === 'protected' ? ' AND r.prevent_key_deletion = 1' : ''
+          })`
     const res = this.#db
       .prepare(
-        `UPDATE keys SET ${sets.join(', ')} WHERE instance = ? AND id = ? AND state = ? AND purging_since IS NULL${unlessPending}`,
+        `UPDATE keys SET ${sets.join(', ')} WHERE instance = ? AND id = ? AND state = ? AND purging_since IS NULL${unlessPending}${unlessRegistered}`,
       )
       .run(...args, instance, id, expectState)
     return res.changes === 1

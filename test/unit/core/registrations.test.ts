@@ -81,6 +81,61 @@ describe('registration rules', () => {
     await expectCode(w.engine.createRegistration(I, id, CRN), 'KEY_DELETED_ERR')
   })
 
+  it('a registration another process creates between the delete check and its write still refuses the delete (the write checks it too)', async () => {
+    let armed = false
+    const store = createMemoryStore({
+      gate: async (op, args) => {
+        if (op !== 'updateKey' || !armed) return
+        armed = false
+        const [instance, keyId] = args as [string, string]
+        // Another engine process registers a protected resource now, after this one checked.
+        await store.insertRegistration({
+          instance,
+          keyId,
+          resourceCrn: CRN,
+          description: undefined,
+          registrationMetadata: undefined,
+          preventKeyDeletion: true,
+          keyVersionId: undefined,
+          deactivated: false,
+          createdAt: 1,
+          createdBy: undefined,
+          updatedAt: 1,
+          updatedBy: undefined,
+        })
+      },
+    })
+    const engine = new EnvelopeEngine({
+      provider: createInsecureMemoryProvider(),
+      store,
+      clock: new ManualClock(),
+    })
+    const id = (await engine.createKey(I, { name: 'key-1' })).id
+    armed = true
+    await expectCode(engine.deleteKey(I, id, { force: true }), 'PREV_KEY_DEL_ERR')
+    expect((await engine.getKey(I, id)).state).toBe(1)
+    expect(await store.listRegistrations(I, { keyId: id })).toHaveLength(1)
+  })
+
+  it('a registration is not created on a key another process deleted meanwhile (the insert checks the state)', async () => {
+    const w = world()
+    const id = (await w.engine.createKey(I, { name: 'key-1' })).id
+    const second = new EnvelopeEngine({
+      provider: createInsecureMemoryProvider(),
+      store: w.store,
+      clock: w.clock,
+    })
+    await second.getKey(I, id) // cached as Active in the second process
+    await w.engine.deleteKey(I, id)
+    const err = await expectCode(
+      second.createRegistration(I, id, CRN),
+      'KEY_ACTION_INVALID_STATE_ERR',
+      'KEY_DELETED_ERR',
+    )
+    expect(err).toBeDefined()
+    expect(await w.store.listRegistrations(I, { keyId: id })).toEqual([])
+  })
+
   it('a dual-auth refusal of a forced delete leaves the registrations (checked before anything is removed)', async () => {
     const w = world()
     const id = (
