@@ -39,6 +39,11 @@ export type {
   InstancePolicyAttributes,
   InstancePolicyInfo,
   InstancePolicyInput,
+  RegistrationInput,
+  RegistrationInfo,
+  ListRegistrationsOptions,
+  KeyEventInfo,
+  EventAckInput,
 } from './core/engine.js'
 export { parseSearch, parseFilter, parseSort, parseStateList } from './core/keys/query-language.js'
 export type { KeySearch, KeyFilter, KeyQueryItem } from './core/keys/query-language.js'
@@ -96,6 +101,11 @@ export type {
   SealedMaterial,
   ImportTokenRecord,
   ImportTokenStore,
+  RegistrationRecord,
+  RegistrationStore,
+  KeyEventType,
+  KeyEventRecord,
+  KeyEventLog,
 } from './core/ports.js'
 export type { BatchTask, BatchItemResult, BatchVersion } from './core/ports.js'
 export { startRotationScheduler } from './core/jobs/scheduler.js'

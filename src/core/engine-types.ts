@@ -12,13 +12,14 @@ import type {
   DekCache,
   ImportAlgorithm,
   InstancePolicyType,
+  KeyEventType,
   KeyPolicyType,
   MetadataStore,
   RootKeyProvider,
 } from './ports.js'
 
 const MINUTE = 60_000
-const HOUR = 60 * MINUTE
+export const HOUR = 60 * MINUTE
 /** One day in milliseconds. */
 export const DAY = 24 * HOUR
 
@@ -44,6 +45,8 @@ export interface LifecyclePolicy {
   readonly maxKeyRingsPerInstance: number
   /** Keys a search, filter or custom sort may look at (Key Protect: 5000). */
   readonly maxSearchSpace: number
+  /** At most one sync of a key's registrations per this interval (default 1 h, REQ_TOO_EARLY_ERR); 0: no limit. */
+  readonly minSyncIntervalMs?: number
 }
 
 export const KEY_PROTECT_LIFECYCLE: LifecyclePolicy = {
@@ -456,4 +459,71 @@ export interface SecureImportInput {
   readonly iv: Uint8Array
   /** Default `RSAES_OAEP_SHA_256`; the provider lists what it supports in `capabilities.importTokens`. */
   readonly encryptionAlgorithm?: ImportAlgorithm
+}
+
+/** What a registration says (Key Protect registration create, PATCH, PUT). */
+export interface RegistrationInput {
+  /** The resource must not lose its key (WORM, retention): the key's deletion is refused, even forced. */
+  readonly preventKeyDeletion?: boolean | undefined
+  readonly description?: string | undefined
+  /** Opaque service-to-service metadata, up to 4096 characters. */
+  readonly registrationMetadata?: string | undefined
+  /** The key version the resource uses (a version id of the key). */
+  readonly keyVersionId?: string | undefined
+}
+
+/** A registration as the API shows it. */
+export interface RegistrationInfo {
+  readonly keyId: string
+  readonly keyName: string
+  readonly resourceCrn: string
+  readonly description: string | undefined
+  readonly registrationMetadata: string | undefined
+  readonly preventKeyDeletion: boolean
+  /** The version named by `keyVersionId`, else the key's current version. */
+  readonly keyVersion: KeyVersionInfo
+  /**
+   * Follows the key's state: 1 while the key is Active, 2 (Suspended) while it is disabled or deleted, 3 once
+   * deactivated (`deactivateRegistration`) or while the key is Deactivated, 0 while it is Pre-activation.
+   */
+  readonly state: KeyStateValue
+  readonly createdAt: Date
+  readonly createdBy: string | undefined
+  readonly updatedAt: Date
+  readonly updatedBy: string | undefined
+}
+
+/** Options of {@link EnvelopeEngine.listRegistrations}. */
+export interface ListRegistrationsOptions extends KeyScope {
+  /** 1–5000, default 200. */
+  readonly limit?: number
+  readonly offset?: number
+  /**
+   * A resource CRN pattern: `*` as a segment matches any segment, a `*` in the last segment makes it a prefix
+   * search. Across keys it must name at least the service instance (8 segments, no `*` among them).
+   */
+  readonly resourceCrnQuery?: string
+  readonly preventKeyDeletion?: boolean
+}
+
+/** One event of a key's event log. */
+export interface KeyEventInfo {
+  readonly eventId: string
+  readonly keyId: string
+  readonly type: KeyEventType
+  readonly keyVersion: number
+  /** The registration notified (sync), else undefined. */
+  readonly resourceCrn: string | undefined
+  readonly createdAt: Date
+  readonly createdBy: string | undefined
+  readonly ackedAt: Date | undefined
+  readonly ackState: string | undefined
+}
+
+/** One acknowledgement of {@link EnvelopeEngine.acknowledgeEvents} (Key Protect `POST /event_ack`). */
+export interface EventAckInput {
+  readonly eventId: string
+  /** The key state the service adopted, e.g. `DEK_ENABLED`. */
+  readonly adopterKeyState: string
+  readonly timestamp: Date
 }

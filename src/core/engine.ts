@@ -32,12 +32,14 @@ import {
   type CreateKeyOptions,
   type EnableOptions,
   type EngineOptions,
+  type EventAckInput,
   type ImportTokenInfo,
   type ImportTokenOptions,
   type ImportTokenRetrieval,
   type KeyAliasInfo,
   type InstancePolicyInfo,
   type InstancePolicyInput,
+  type KeyEventInfo,
   type KeyInfo,
   type KeyPoliciesInput,
   type KeyPolicyInfo,
@@ -45,10 +47,13 @@ import {
   type KeyScope,
   type KeyVersionInfo,
   type ListKeysOptions,
+  type ListRegistrationsOptions,
   type ListVersionsOptions,
   type OpenOptions,
   type ReconcileReport,
   type ReencryptResult,
+  type RegistrationInfo,
+  type RegistrationInput,
   type RewrapResult,
   type SealOptions,
   type SecureImportInput,
@@ -70,6 +75,8 @@ import * as tagOps from './keys/tags.js'
 import * as transitions from './keys/transitions.js'
 import * as importTokens from './keys/import-token.js'
 import * as instancePolicies from './keys/instance-policies.js'
+import * as events from './keys/events.js'
+import * as registrations from './keys/registrations.js'
 import { createDekWrapper } from './wrap/dek-wrapper.js'
 import { UsageMeter } from './wrap/usage-meter.js'
 import * as batch from './wrap/batch.js'
@@ -99,6 +106,11 @@ export type {
   InstancePolicyInfo,
   InstancePolicyInput,
   SecureImportInput,
+  RegistrationInput,
+  RegistrationInfo,
+  ListRegistrationsOptions,
+  KeyEventInfo,
+  EventAckInput,
   EngineOptions,
   KeyInfo,
   KeyPoliciesInput,
@@ -286,13 +298,16 @@ export class EnvelopeEngine {
 
   /**
    * Soft-deletes a key (state 5). It can be restored within the restore window and purged after 4 h.
+   * A key with registrations is refused (PROTECTED_RESOURCE_ERR) unless `force`, which removes them; a
+   * registration with `preventKeyDeletion` refuses it even forced (PREV_KEY_DEL_ERR). Nothing changes on a
+   * refusal.
    * `keyRingId` (optional): the key must be in that key ring, else KEY_NOT_FOUND_ERR.
-   * @throws EngineError KEY_DELETED_ERR (already deleted), KEY_NOT_FOUND_ERR
+   * @throws EngineError KEY_DELETED_ERR (already deleted), KEY_NOT_FOUND_ERR, PROTECTED_RESOURCE_ERR, PREV_KEY_DEL_ERR, AUTHORIZATIONS_NOT_MET
    */
   async deleteKey(
     instance: string,
     idOrAlias: string,
-    options: { deletedBy?: string } & KeyScope = {},
+    options: { deletedBy?: string; force?: boolean } & KeyScope = {},
   ): Promise<KeyInfo> {
     return guard(this.#ctx, 'deleteKey', () => deletion.deleteKey(this.#ctx, instance, idOrAlias, options))
   }
@@ -821,6 +836,150 @@ export class EnvelopeEngine {
    */
   async getImportToken(instance: string): Promise<ImportTokenRetrieval> {
     return guard(this.#ctx, 'getImportToken', () => importTokens.getImportToken(this.#ctx, instance))
+  }
+
+  /**
+   * Registers a cloud resource (its CRN: `crn:v1:…`, specified to at least the service instance, at most 10
+   * segments) to an Active root key. `created` is false when an identical registration already exists.
+   * `keyRingId` (optional): the key must be in that key ring, else KEY_NOT_FOUND_ERR.
+   * @throws EngineError REGISTRATION_DUP_ERR (it exists with other properties), KEY_INVALID_STATE_ERR (not an Active root key), KEY_NOT_FOUND_ERR, INVALID_FIELD_ERR
+   */
+  async createRegistration(
+    instance: string,
+    idOrAlias: string,
+    resourceCrn: string,
+    input: RegistrationInput = {},
+    options: { by?: string } & KeyScope = {},
+  ): Promise<{ registration: RegistrationInfo; created: boolean }> {
+    return guard(this.#ctx, 'createRegistration', () =>
+      registrations.createRegistration(this.#ctx, instance, idOrAlias, resourceCrn, input, options),
+    )
+  }
+
+  /**
+   * Merges `input` into a registration (the fields not given are kept).
+   * @throws EngineError REGISTRATION_NOT_FOUND_ERR, KEY_NOT_FOUND_ERR, INVALID_FIELD_ERR
+   */
+  async updateRegistration(
+    instance: string,
+    idOrAlias: string,
+    resourceCrn: string,
+    input: RegistrationInput,
+    options: { by?: string } & KeyScope = {},
+  ): Promise<RegistrationInfo> {
+    return guard(this.#ctx, 'updateRegistration', () =>
+      registrations.updateRegistration(this.#ctx, instance, idOrAlias, resourceCrn, input, options, true),
+    )
+  }
+
+  /**
+   * Replaces a registration's properties with `input` (the fields not given are reset).
+   * @throws EngineError REGISTRATION_NOT_FOUND_ERR, KEY_NOT_FOUND_ERR, INVALID_FIELD_ERR
+   */
+  async replaceRegistration(
+    instance: string,
+    idOrAlias: string,
+    resourceCrn: string,
+    input: RegistrationInput,
+    options: { by?: string } & KeyScope = {},
+  ): Promise<RegistrationInfo> {
+    return guard(this.#ctx, 'replaceRegistration', () =>
+      registrations.updateRegistration(this.#ctx, instance, idOrAlias, resourceCrn, input, options, false),
+    )
+  }
+
+  /**
+   * Deletes a registration and returns what it was.
+   * @throws EngineError REGISTRATION_NOT_FOUND_ERR, KEY_NOT_FOUND_ERR, INVALID_FIELD_ERR
+   */
+  async deleteRegistration(
+    instance: string,
+    idOrAlias: string,
+    resourceCrn: string,
+    scope: KeyScope = {},
+  ): Promise<RegistrationInfo> {
+    return guard(this.#ctx, 'deleteRegistration', () =>
+      registrations.deleteRegistration(this.#ctx, instance, idOrAlias, resourceCrn, scope),
+    )
+  }
+
+  /**
+   * Deactivates a Suspended (2) registration — one whose key is disabled or deleted (Key Protect's deprecated
+   * `?action=deactivate`).
+   * @throws EngineError REG_INVALID_STATE_ERR, REGISTRATION_NOT_FOUND_ERR, KEY_NOT_FOUND_ERR
+   */
+  async deactivateRegistration(
+    instance: string,
+    idOrAlias: string,
+    resourceCrn: string,
+    options: { by?: string } & KeyScope = {},
+  ): Promise<RegistrationInfo> {
+    return guard(this.#ctx, 'deactivateRegistration', () =>
+      registrations.deactivateRegistration(this.#ctx, instance, idOrAlias, resourceCrn, options),
+    )
+  }
+
+  /**
+   * A key's registrations, paged, optionally filtered by a CRN pattern (`*` per segment; in the last segment,
+   * a prefix) and by preventKeyDeletion. `total` counts every match.
+   * @throws EngineError KEY_NOT_FOUND_ERR, INVALID_FIELD_ERR (target `param`)
+   */
+  async listRegistrations(
+    instance: string,
+    idOrAlias: string,
+    options: ListRegistrationsOptions = {},
+  ): Promise<{ registrations: RegistrationInfo[]; total: number }> {
+    return guard(this.#ctx, 'listRegistrations', () =>
+      registrations.listRegistrations(this.#ctx, instance, idOrAlias, options),
+    )
+  }
+
+  /**
+   * The instance's registrations across keys (of the keys in `keyRingId` when given), paged. A
+   * `resourceCrnQuery` must name at least the service instance, without `*` in its first 8 segments.
+   * @throws EngineError INVALID_FIELD_ERR (target `param`)
+   */
+  async listAllRegistrations(
+    instance: string,
+    options: ListRegistrationsOptions = {},
+  ): Promise<{ registrations: RegistrationInfo[]; total: number }> {
+    return guard(this.#ctx, 'listAllRegistrations', () =>
+      registrations.listRegistrations(this.#ctx, instance, undefined, options),
+    )
+  }
+
+  /**
+   * Re-notifies the services registered to a root key: records one `sync` event per registration in the
+   * key's event log and returns them (none without registrations). At most once per `minSyncIntervalMs`
+   * (lifecycle policy, default 1 h) per key.
+   * @throws EngineError KEY_ROOT_REQ_ERR (a standard key), REQ_TOO_EARLY_ERR, KEY_NOT_FOUND_ERR
+   */
+  async syncKey(
+    instance: string,
+    idOrAlias: string,
+    options: { by?: string } & KeyScope = {},
+  ): Promise<KeyEventInfo[]> {
+    return guard(this.#ctx, 'syncKey', () => events.syncKey(this.#ctx, instance, idOrAlias, options))
+  }
+
+  /**
+   * A key's event log, oldest first: rotate, disable, enable, delete, restore, policy and sync events, each
+   * with its acknowledgement once a registered service sent one.
+   * @throws EngineError KEY_NOT_FOUND_ERR
+   */
+  async listKeyEvents(instance: string, idOrAlias: string, scope: KeyScope = {}): Promise<KeyEventInfo[]> {
+    return guard(this.#ctx, 'listKeyEvents', () =>
+      events.listKeyEvents(this.#ctx, instance, idOrAlias, scope),
+    )
+  }
+
+  /**
+   * Records acknowledgements of key events by registered services (Key Protect `POST /event_ack`), all or
+   * none: every event must exist in the instance.
+   * @throws EngineError EVENT_NOT_FOUND, MISSING_FIELD_ERR (eventId, timestamp), INVALID_FIELD_ERR
+   */
+  async acknowledgeEvents(instance: string, acks: readonly EventAckInput[]): Promise<void> {
+    return guard(this.#ctx, 'acknowledgeEvents', () => events.acknowledgeEvents(this.#ctx, instance, acks))
   }
 
   /** Removes expired import tokens and destroys their key pairs (the scheduler runs it); returns how many. */

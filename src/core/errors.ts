@@ -117,6 +117,18 @@ export const ERROR_CODES = [
   'KEY_CREATE_IMPORT_ACCESS_ERR',
   /** The client address is outside the instance's allowedIP policy (or unknown while one is active). */
   'IP_ADDRESS_NOT_ALLOWED_ERR',
+  /** The key has no registration for that resource CRN. */
+  'REGISTRATION_NOT_FOUND_ERR',
+  /** A registration for that key and resource CRN exists with different properties. */
+  'REGISTRATION_DUP_ERR',
+  /** Deactivating a registration needs it Suspended (2): its key disabled or deleted. */
+  'REG_INVALID_STATE_ERR',
+  /** The key has registrations (cloud resources protected by it): delete with `force` to remove them. */
+  'PROTECTED_RESOURCE_ERR',
+  /** A registration with `preventKeyDeletion` blocks the key's deletion, even a forced one. */
+  'PREV_KEY_DEL_ERR',
+  /** The acknowledged event does not exist in this instance. */
+  'EVENT_NOT_FOUND',
 ] as const
 
 /** Stable error codes. */

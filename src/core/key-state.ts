@@ -37,6 +37,8 @@ export type KeyAction =
   | 'setForDeletion'
   | 'scheduleDeletion'
   | 'getPayload'
+  | 'register'
+  | 'sync'
 
 /** One row of the table: where an action is allowed, and the code (and words) of each refusal. */
 export interface ActionRule {
@@ -106,6 +108,20 @@ export const ACTION_RULES: Readonly<Record<KeyAction, ActionRule>> = {
     kindError: ['KEY_ROOT_REQ_ERR', 'key: is a standard key'],
     stateError: ['KEY_ACTION_INVALID_STATE_ERR', (s) => `key: cannot schedule deletion in state ${s}`],
   },
+  register: {
+    states: [1],
+    kind: 'root',
+    kindError: [
+      'KEY_INVALID_STATE_ERR',
+      'key: registrations need a root key (extractable=false) in the Active (1) state',
+    ],
+    stateError: [
+      'KEY_INVALID_STATE_ERR',
+      'key: registrations need a root key (extractable=false) in the Active (1) state',
+    ],
+  },
+  // Sync re-notifies the registered services of the key's state, whatever it is (deleted included).
+  sync: { states: [0, 1, 2, 3, 5], kind: 'root', kindError: ['KEY_ROOT_REQ_ERR', 'key: is a standard key'] },
   getPayload: {
     states: LIVE,
     kind: 'standard',

@@ -278,6 +278,11 @@ export interface ListKeysQuery {
 export interface UpdateCondition {
   /** Refuse (return false) while the key has a deletion schedule: enable must not race ScheduleKeyDeletion. */
   readonly unlessPendingDeletion?: boolean
+  /**
+   * Refuse while the key has registrations (`any`), or registrations with preventKeyDeletion (`protected`):
+   * a key delete must not race a registration created by another process.
+   */
+  readonly unlessRegistered?: 'any' | 'protected'
 }
 
 export type KeyPatch = Partial<
@@ -586,6 +591,89 @@ export interface InstancePolicyStore {
 }
 
 /**
+ * A registration (Key Protect): a cloud resource, named by its CRN, protected by a root key. Its state is not
+ * stored: it follows the key's (core/keys/registrations.ts), except `deactivated`, set by the deprecated
+ * `?action=deactivate`.
+ */
+export interface RegistrationRecord {
+  readonly instance: string
+  readonly keyId: string
+  readonly resourceCrn: string
+  readonly description: string | undefined
+  /** Opaque service-to-service metadata, stored as given. */
+  readonly registrationMetadata: string | undefined
+  readonly preventKeyDeletion: boolean
+  /** The key version the resource uses (`keyVersionId` of a PUT), when it said. */
+  readonly keyVersionId: string | undefined
+  readonly deactivated: boolean
+  readonly createdAt: number
+  readonly createdBy: string | undefined
+  readonly updatedAt: number
+  readonly updatedBy: string | undefined
+}
+
+/** The registration role: one row per (instance, key, resource CRN), gone with its key. */
+export interface RegistrationStore {
+  getRegistration(
+    instance: string,
+    keyId: string,
+    resourceCrn: string,
+  ): Promise<RegistrationRecord | undefined>
+  /**
+   * Inserts a registration if its key is still Active (1) and not being purged, atomically (a key delete in
+   * another process cannot slip in between); false when the key already has one for that CRN or is no longer
+   * Active (nothing written).
+   */
+  insertRegistration(r: RegistrationRecord): Promise<boolean>
+  /** Replaces an existing registration (same key and CRN); false when there is none. */
+  updateRegistration(r: RegistrationRecord): Promise<boolean>
+  /** Removes a registration; false when there was none. */
+  deleteRegistration(instance: string, keyId: string, resourceCrn: string): Promise<boolean>
+  /** Removes every registration of a key (a forced delete); returns how many. */
+  deleteKeyRegistrations(instance: string, keyId: string): Promise<number>
+  /**
+   * The instance's registrations, of one key (`keyId`, which wins over `keyRingId`) or of the keys in one key
+   * ring, ordered by creation time, key id and CRN. (CRN patterns and paging are applied by core.)
+   */
+  listRegistrations(
+    instance: string,
+    query: { readonly keyId?: string | undefined; readonly keyRingId?: string | undefined },
+  ): Promise<RegistrationRecord[]>
+}
+
+/** Lifecycle events of a key, kept in its event log (and notified to its registrations). */
+export type KeyEventType = 'rotate' | 'disable' | 'enable' | 'delete' | 'restore' | 'policy' | 'sync'
+
+/** One event of a key's durable event log. Times are milliseconds since the epoch. */
+export interface KeyEventRecord {
+  readonly instance: string
+  /** A v4 UUID; what `POST /event_ack` names. */
+  readonly eventId: string
+  readonly keyId: string
+  readonly type: KeyEventType
+  /** The key's version when the event happened. */
+  readonly keyVersion: number
+  /** The registration notified (sync events: one per registration), else undefined. */
+  readonly resourceCrn: string | undefined
+  readonly createdAt: number
+  readonly createdBy: string | undefined
+  /** When a registered service acknowledged it, and the key state it reported (`adopterKeyState`). */
+  readonly ackedAt: number | undefined
+  readonly ackState: string | undefined
+}
+
+/** The key-event role: an append-only log per key (gone with the key), acknowledgements recorded in place. */
+export interface KeyEventLog {
+  /** Appends events in one transaction. */
+  appendKeyEvents(events: readonly KeyEventRecord[]): Promise<void>
+  /** A key's events, oldest first. */
+  listKeyEvents(instance: string, keyId: string): Promise<KeyEventRecord[]>
+  getKeyEvent(instance: string, eventId: string): Promise<KeyEventRecord | undefined>
+  /** Records an acknowledgement; false when the instance has no such event. */
+  ackKeyEvent(instance: string, eventId: string, ackedAt: number, ackState: string): Promise<boolean>
+}
+
+/**
  * The catalog of instances, keys, versions and aliases: the intersection of its roles, so that a second
  * store (PostgreSQL) can be built and conformance-tested role by role. Every row belongs to an instance.
  */
@@ -600,7 +688,9 @@ export interface MetadataStore
     DeletionSchedule,
     PurgeJournal,
     ImportTokenStore,
-    InstancePolicyStore {}
+    InstancePolicyStore,
+    RegistrationStore,
+    KeyEventLog {}
 
 /**
  * Alias names, tag pairs and scheduled deletion (migration 4). Kept for compatibility: {@link MetadataStore}

@@ -81,6 +81,12 @@ export const ENGINE_TO_WIRE: Readonly<Record<ErrorCode, { status: number; code: 
   KEY_CREATE_IMPORT_ACCESS_ERR: { status: 409, code: 'KEY_CREATE_IMPORT_ACCESS_ERR' },
   // Spec digest §1.4: 403 is "a policy block"; the digest names no reason code for allowedIP, this is ours.
   IP_ADDRESS_NOT_ALLOWED_ERR: { status: 403, code: 'IP_ADDRESS_NOT_ALLOWED_ERR' },
+  REGISTRATION_NOT_FOUND_ERR: { status: 404, code: 'REGISTRATION_NOT_FOUND_ERR' },
+  REGISTRATION_DUP_ERR: { status: 409, code: 'REGISTRATION_DUP_ERR' },
+  REG_INVALID_STATE_ERR: { status: 409, code: 'REG_INVALID_STATE_ERR' },
+  PROTECTED_RESOURCE_ERR: { status: 409, code: 'PROTECTED_RESOURCE_ERR' },
+  PREV_KEY_DEL_ERR: { status: 409, code: 'PREV_KEY_DEL_ERR' },
+  EVENT_NOT_FOUND: { status: 404, code: 'EVENT_NOT_FOUND' },
 }
 
 /** The Key Protect status and wire code of an engine error code. */
@@ -156,6 +162,13 @@ export const AWS_KMS_ERRORS: Readonly<Record<ErrorCode, AwsErrorShape>> = {
   IMPORT_TOKEN_RETRIEVALS_EXHAUSTED: e('ExpiredImportTokenException'),
   KEY_CREATE_IMPORT_ACCESS_ERR: e('KMSInvalidStateException'),
   IP_ADDRESS_NOT_ALLOWED_ERR: e('AccessDeniedException'),
+  REGISTRATION_NOT_FOUND_ERR: e('NotFoundException'),
+  REGISTRATION_DUP_ERR: e('AlreadyExistsException'),
+  REG_INVALID_STATE_ERR: e('KMSInvalidStateException'),
+  // AWS KMS has no registrations; a key still in use elsewhere is refused as a state conflict.
+  PROTECTED_RESOURCE_ERR: e('KMSInvalidStateException'),
+  PREV_KEY_DEL_ERR: e('KMSInvalidStateException'),
+  EVENT_NOT_FOUND: e('NotFoundException'),
 }
 
 /** Messages shown to AWS clients for service-side failures (details stay in the log). */

@@ -3,7 +3,14 @@
  */
 import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import type { InstancePolicyType, KeyRecord, KeyVersionRecord, MetadataStore } from '../../src/index.js'
+import type {
+  InstancePolicyType,
+  KeyEventRecord,
+  KeyRecord,
+  KeyVersionRecord,
+  MetadataStore,
+  RegistrationRecord,
+} from '../../src/index.js'
 import { newKeyRecord } from '../../src/core/keys/key-record.js'
 import { expectCode } from '../helpers/expect-code.js'
 
@@ -575,6 +582,106 @@ export function runMetadataStoreConformance(name: string, open: () => Promise<Me
         'rotation',
       ])
       expect(await s.listInstancePolicies('ip-b')).toEqual([])
+    })
+
+    it('registrations: insert refuses a duplicate, update needs one, listing per key / ring / instance in order, forced removal, gone with the key', async () => {
+      const reg = (k: KeyRecord, crn: string, t: number, over: Partial<RegistrationRecord> = {}) => ({
+        instance: k.instance,
+        keyId: k.id,
+        resourceCrn: crn,
+        description: 'd',
+        registrationMetadata: undefined,
+        preventKeyDeletion: false,
+        keyVersionId: undefined,
+        deactivated: false,
+        createdAt: t,
+        createdBy: 'svc',
+        updatedAt: t,
+        updatedBy: 'svc',
+        ...over,
+      })
+      await s.createKeyRing({ instance: 'rg-a', id: 'ring-r', createdAt: 1, createdBy: undefined }, 10)
+      const a = keyRecord('rg-a')
+      const b = keyRecord('rg-a', { keyRingId: 'ring-r' })
+      const other = keyRecord('rg-b')
+      for (const k of [a, b, other]) await s.insertKey(k, versionOf(k), [])
+      const crn = 'crn:v1:bluemix:public:cos:us-south:a/acc:svc-1:bucket:x/y'
+      const r1 = reg(a, crn, 10, { registrationMetadata: '{"m":1}', keyVersionId: a.id })
+      expect(await s.insertRegistration(r1)).toBe(true)
+      expect(await s.insertRegistration({ ...r1, description: 'other' })).toBe(false)
+      expect(await s.getRegistration('rg-a', a.id, crn)).toEqual(r1)
+      expect(await s.getRegistration('rg-b', a.id, crn)).toBeUndefined()
+      const r2 = reg(a, `${crn}2`, 5, { preventKeyDeletion: true })
+      const r3 = reg(b, crn, 7)
+      await s.insertRegistration(r2)
+      await s.insertRegistration(r3)
+      await s.insertRegistration(reg(other, crn, 1))
+      expect(await s.listRegistrations('rg-a', {})).toEqual([r2, r3, r1])
+      expect(await s.listRegistrations('rg-a', { keyId: a.id })).toEqual([r2, r1])
+      expect(await s.listRegistrations('rg-a', { keyRingId: 'ring-r' })).toEqual([r3])
+      const changed = { ...r1, description: undefined, deactivated: true, updatedAt: 20, updatedBy: 'u2' }
+      expect(await s.updateRegistration(changed)).toBe(true)
+      expect(await s.getRegistration('rg-a', a.id, crn)).toEqual(changed)
+      expect(await s.updateRegistration({ ...changed, resourceCrn: `${crn}-none` })).toBe(false)
+      expect(await s.deleteRegistration('rg-a', a.id, `${crn}2`)).toBe(true)
+      expect(await s.deleteRegistration('rg-a', a.id, `${crn}2`)).toBe(false)
+      expect(await s.deleteKeyRegistrations('rg-a', a.id)).toBe(1)
+      expect(await s.listRegistrations('rg-a', { keyId: a.id })).toEqual([])
+      // The insert is conditional on the key being Active (1) and not purged.
+      const suspended = keyRecord('rg-a', { state: 2 })
+      await s.insertKey(suspended, versionOf(suspended), [])
+      expect(await s.insertRegistration(reg(suspended, crn, 30))).toBe(false)
+      expect(await s.listRegistrations('rg-a', { keyId: suspended.id })).toEqual([])
+      // updateKey's unlessRegistered: any registration, or only protected ones.
+      const patch = { state: 5 as const, updatedAt: 40 }
+      expect(await s.updateKey('rg-a', b.id, 1, patch, { unlessRegistered: 'any' })).toBe(false)
+      expect(await s.updateKey('rg-a', b.id, 1, patch, { unlessRegistered: 'protected' })).toBe(true)
+      const c = keyRecord('rg-a')
+      await s.insertKey(c, versionOf(c), [])
+      await s.insertRegistration(reg(c, crn, 50, { preventKeyDeletion: true }))
+      expect(await s.updateKey('rg-a', c.id, 1, patch, { unlessRegistered: 'protected' })).toBe(false)
+      expect((await s.getKey('rg-a', c.id))?.state).toBe(1)
+      await s.deleteKeyRows('rg-a', c.id)
+      await s.deleteKeyRows('rg-a', b.id)
+      expect(await s.listRegistrations('rg-a', {})).toEqual([])
+      expect(await s.listRegistrations('rg-b', {})).toHaveLength(1)
+    })
+
+    it('key events: appended in order per key, found by id per instance, acknowledged in place, gone with the key', async () => {
+      const k = keyRecord('ev-a')
+      await s.insertKey(k, versionOf(k), [])
+      const ev = (id: string, type: KeyEventRecord['type'], crn?: string) => ({
+        instance: 'ev-a',
+        eventId: id,
+        keyId: k.id,
+        type,
+        keyVersion: 1,
+        resourceCrn: crn,
+        createdAt: 100,
+        createdBy: type === 'rotate' ? undefined : 'alice',
+        ackedAt: undefined,
+        ackState: undefined,
+      })
+      const [e1, e2, e3] = [randomUUID(), randomUUID(), randomUUID()]
+      await s.appendKeyEvents([ev(e1, 'rotate')])
+      await s.appendKeyEvents([ev(e2, 'sync', 'crn:v1:x'), ev(e3, 'delete')])
+      expect(await s.listKeyEvents('ev-a', k.id)).toEqual([
+        ev(e1, 'rotate'),
+        ev(e2, 'sync', 'crn:v1:x'),
+        ev(e3, 'delete'),
+      ])
+      expect(await s.getKeyEvent('ev-a', e2)).toEqual(ev(e2, 'sync', 'crn:v1:x'))
+      expect(await s.getKeyEvent('ev-b', e2)).toBeUndefined()
+      expect(await s.ackKeyEvent('ev-b', e2, 200, 'DEK_ENABLED')).toBe(false)
+      expect(await s.ackKeyEvent('ev-a', e2, 200, 'DEK_ENABLED')).toBe(true)
+      expect(await s.getKeyEvent('ev-a', e2)).toEqual({
+        ...ev(e2, 'sync', 'crn:v1:x'),
+        ackedAt: 200,
+        ackState: 'DEK_ENABLED',
+      })
+      await s.deleteKeyRows('ev-a', k.id)
+      expect(await s.listKeyEvents('ev-a', k.id)).toEqual([])
+      expect(await s.getKeyEvent('ev-a', e1)).toBeUndefined()
     })
   })
 }

@@ -19,6 +19,8 @@ import type {
   DeletionScheduleRecord,
   ImportTokenRecord,
   InstancePolicyRecord,
+  KeyEventRecord,
+  RegistrationRecord,
   KeyPatch,
   KeyPolicyRecord,
   KeyRecord,
@@ -95,6 +97,8 @@ export class MemoryStore implements MetadataStore {
   readonly #schedules = new Map<string, DeletionScheduleRecord>()
   readonly #importTokens = new Map<string, ImportTokenRecord>()
   readonly #instancePolicies = new Map<string, InstancePolicyRecord>()
+  readonly #registrations = new Map<string, RegistrationRecord>()
+  readonly #events = new Map<string, KeyEventRecord>()
   #changes = 0
   #closed = false
 
@@ -246,6 +250,17 @@ export class MemoryStore implements MetadataStore {
   ): Promise<boolean> {
     await this.#enter('updateKey', [instance, id, expectState, patch])
     if (condition.unlessPendingDeletion === true && this.#schedules.has(k2(instance, id))) return false
+    if (condition.unlessRegistered !== undefined) {
+      for (const r of this.#registrations.values()) {
+        if (
+          r.instance === instance &&
+          r.keyId === id &&
+          (condition.unlessRegistered === 'any' || r.preventKeyDeletion)
+        ) {
+          return false
+        }
+      }
+    }
     if (!this.#patchIf(instance, id, expectState, patch)) return false
     this.#wrote()
     return true
@@ -265,6 +280,10 @@ export class MemoryStore implements MetadataStore {
       if (row.instance === instance && row.keyId === id) this.#aliasNames.delete(n)
     this.#tagPairs.delete(kk)
     this.#schedules.delete(kk)
+    for (const [n, row] of this.#registrations)
+      if (row.instance === instance && row.keyId === id) this.#registrations.delete(n)
+    for (const [n, row] of this.#events)
+      if (row.instance === instance && row.keyId === id) this.#events.delete(n)
     this.#wrote()
   }
 
@@ -689,6 +708,112 @@ export class MemoryStore implements MetadataStore {
       .filter((p) => p.instance === instance)
       .sort((a, b) => cmp(a.type, b.type))
       .map((p) => structuredClone(p))
+  }
+
+  // ------------------------------------------------------------------------------- RegistrationStore
+
+  async getRegistration(
+    instance: string,
+    keyId: string,
+    crn: string,
+  ): Promise<RegistrationRecord | undefined> {
+    await this.#enter('getRegistration', [instance, keyId, crn])
+    const r = this.#registrations.get(k3(instance, keyId, crn))
+    return r === undefined ? undefined : { ...r }
+  }
+
+  async insertRegistration(r: RegistrationRecord): Promise<boolean> {
+    await this.#enter('insertRegistration', [r])
+    const id = k3(r.instance, r.keyId, r.resourceCrn)
+    if (this.#registrations.has(id)) return false
+    const key = this.#keys.get(k2(r.instance, r.keyId))
+    if (key === undefined || key.state !== 1 || key.purgingSince !== undefined) return false
+    this.#registrations.set(id, { ...r })
+    this.#wrote()
+    return true
+  }
+
+  async updateRegistration(r: RegistrationRecord): Promise<boolean> {
+    await this.#enter('updateRegistration', [r])
+    const id = k3(r.instance, r.keyId, r.resourceCrn)
+    if (!this.#registrations.has(id)) return false
+    this.#registrations.set(id, { ...r })
+    this.#wrote()
+    return true
+  }
+
+  async deleteRegistration(instance: string, keyId: string, crn: string): Promise<boolean> {
+    await this.#enter('deleteRegistration', [instance, keyId, crn])
+    if (!this.#registrations.delete(k3(instance, keyId, crn))) return false
+    this.#wrote()
+    return true
+  }
+
+  async deleteKeyRegistrations(instance: string, keyId: string): Promise<number> {
+    await this.#enter('deleteKeyRegistrations', [instance, keyId])
+    let n = 0
+    for (const [id, r] of this.#registrations) {
+      if (r.instance === instance && r.keyId === keyId) {
+        this.#registrations.delete(id)
+        n++
+      }
+    }
+    if (n > 0) this.#wrote()
+    return n
+  }
+
+  async listRegistrations(
+    instance: string,
+    query: { readonly keyId?: string | undefined; readonly keyRingId?: string | undefined },
+  ): Promise<RegistrationRecord[]> {
+    await this.#enter('listRegistrations', [instance, query])
+    return [...this.#registrations.values()]
+      .filter(
+        (r) =>
+          r.instance === instance &&
+          (query.keyId !== undefined
+            ? r.keyId === query.keyId
+            : query.keyRingId === undefined ||
+              this.#keys.get(k2(instance, r.keyId))?.keyRingId === query.keyRingId),
+      )
+      .sort((a, b) => a.createdAt - b.createdAt || cmp(a.keyId, b.keyId) || cmp(a.resourceCrn, b.resourceCrn))
+      .map((r) => ({ ...r }))
+  }
+
+  // ------------------------------------------------------------------------------------- KeyEventLog
+
+  async appendKeyEvents(events: readonly KeyEventRecord[]): Promise<void> {
+    await this.#enter('appendKeyEvents', [events])
+    for (const e of events) {
+      if (!this.#keys.has(k2(e.instance, e.keyId))) throw fkError()
+      if (this.#events.has(k2(e.instance, e.eventId)))
+        throw new Error('memory store: UNIQUE constraint failed')
+    }
+    for (const e of events) this.#events.set(k2(e.instance, e.eventId), { ...e })
+    this.#wrote()
+  }
+
+  async listKeyEvents(instance: string, keyId: string): Promise<KeyEventRecord[]> {
+    await this.#enter('listKeyEvents', [instance, keyId])
+    // Map iteration order is insertion order: the append order.
+    return [...this.#events.values()]
+      .filter((e) => e.instance === instance && e.keyId === keyId)
+      .map((e) => ({ ...e }))
+  }
+
+  async getKeyEvent(instance: string, eventId: string): Promise<KeyEventRecord | undefined> {
+    await this.#enter('getKeyEvent', [instance, eventId])
+    const e = this.#events.get(k2(instance, eventId))
+    return e === undefined ? undefined : { ...e }
+  }
+
+  async ackKeyEvent(instance: string, eventId: string, ackedAt: number, ackState: string): Promise<boolean> {
+    await this.#enter('ackKeyEvent', [instance, eventId, ackedAt, ackState])
+    const e = this.#events.get(k2(instance, eventId))
+    if (e === undefined) return false
+    this.#events.set(k2(instance, eventId), { ...e, ackedAt, ackState })
+    this.#wrote()
+    return true
   }
 
   // ------------------------------------------------------------------------------------------ internals

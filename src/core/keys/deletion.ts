@@ -12,19 +12,29 @@ import { DAY, type KeyInfo, type KeyScope, type SecureImportInput } from '../eng
 import type { CachedKey } from './directory.js'
 import { checkMaterialMatches, checkSealedMaterialMatches } from './provisioning.js'
 import { secureImportOf } from './import-token.js'
+import { checkKeyDeletable } from './registrations.js'
 import { transition } from './transitions.js'
 import { dualAuthInfo, toKeyInfo } from './views.js'
 
-/** Soft-deletes a key (state 5); with dual authorization, only a second user after a first authorised it. */
+/**
+ * Soft-deletes a key (state 5); with dual authorization, only a second user after a first authorised it.
+ * A key with registrations is refused unless `force`, which removes them once the key is deleted; a
+ * registration with preventKeyDeletion refuses it even forced (registrations.ts `checkKeyDeletable`).
+ */
 export async function deleteKey(
   ctx: EngineContext,
   instance: string,
   idOrAlias: string,
-  options: { deletedBy?: string } & KeyScope,
+  options: { deletedBy?: string; force?: boolean } & KeyScope,
 ): Promise<KeyInfo> {
   options = optionsObject(options)
   const deletedBy = validateActor(options.deletedBy, 'deletedBy')
+  if (options.force !== undefined && typeof options.force !== 'boolean') {
+    throw invalidField('force', 'must be a boolean')
+  }
+  const force = options.force === true
   let dualAuth = false
+  let removeRegistrations = false
   const info = await transition(
     ctx,
     instance,
@@ -51,7 +61,18 @@ export async function deleteKey(
       return { state: KeyState.DESTROYED, stateChangedAt: now, updatedAt: now, deletedAt: now, deletedBy }
     },
     options,
+    // The registration rule again in the write itself: another process may register meanwhile.
+    { unlessRegistered: force ? 'protected' : 'any' },
+    {
+      before: async (k) => {
+        removeRegistrations = await checkKeyDeletable(ctx, instance, k.record.id, force)
+      },
+      by: deletedBy,
+    },
   )
+  if (removeRegistrations) {
+    await storeCall(() => ctx.store.deleteKeyRegistrations(instance, info.id))
+  }
   if (dualAuth) {
     // The authorisation is used up: a restored key needs a new one.
     await storeCall(() => ctx.store.setDeletionAuth(instance, info.id, undefined, undefined))

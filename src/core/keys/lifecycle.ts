@@ -27,6 +27,7 @@ import { policyRecords } from './policies.js'
 import { createProviderObject, createRootKey, discardProviderObject, rootMaterial } from './provisioning.js'
 import { createStandardKey } from './standard-keys.js'
 import { toKeyInfo } from './views.js'
+import { appendKeyEvent } from './events.js'
 
 /** Creates a root key (version 1 in the provider) or a standard key. */
 export async function createKey(
@@ -158,7 +159,9 @@ export async function rotate(
       material?.zeroize()
     }
     ctx.keys.invalidate(instance, r.id)
-    return toKeyInfo(await ctx.keys.load(instance, r.id, true), ctx.life, ctx.clock.now())
+    const fresh = await ctx.keys.load(instance, r.id, true)
+    await appendKeyEvent(ctx, fresh, 'rotate')
+    return toKeyInfo(fresh, ctx.life, ctx.clock.now())
   })
 }
 

@@ -8,6 +8,7 @@ import { EngineError, invalidField } from '../errors.js'
 import type { KeyPolicyRecord, KeyPolicyType } from '../ports.js'
 import { optionsObject, validateActor } from '../validate.js'
 import type { KeyPoliciesInput, KeyPolicyInfo, KeyScope } from '../engine-types.js'
+import { appendKeyEvent } from './events.js'
 import { policyInfo } from './views.js'
 
 /** A root key's policies, optionally of one type. */
@@ -46,6 +47,7 @@ export async function setKeyPolicies(
     for (const p of records) await storeCall(() => ctx.store.putKeyPolicy(p))
     ctx.keys.invalidate(instance, k.record.id)
     const fresh = await ctx.keys.load(instance, k.record.id, true)
+    await appendKeyEvent(ctx, fresh, 'policy', actor)
     const types = new Set(records.map((p) => p.type))
     return fresh.policies.filter((p) => types.has(p.type)).map(policyInfo)
   })

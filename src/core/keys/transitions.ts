@@ -6,10 +6,30 @@
 import { assertAllowed, concurrentChange, storeCall, type EngineContext } from '../context.js'
 import { EngineError, invalidField } from '../errors.js'
 import { KeyState, type KeyAction } from '../key-state.js'
-import type { KeyPatch, KeyRecord, UpdateCondition } from '../ports.js'
+import type { KeyEventType, KeyPatch, KeyRecord, UpdateCondition } from '../ports.js'
 import type { EnableOptions, KeyInfo, KeyScope } from '../engine-types.js'
 import type { CachedKey } from './directory.js'
+import { appendKeyEvent } from './events.js'
 import { toKeyInfo } from './views.js'
+
+/** The event a committed transition appends to the key's event log. */
+const EVENT_OF: Partial<Record<KeyAction, KeyEventType>> = {
+  disable: 'disable',
+  enable: 'enable',
+  delete: 'delete',
+  restore: 'restore',
+}
+
+/** Extras of {@link transition}. */
+export interface TransitionHooks {
+  /**
+   * Runs under the key's lock after the state check and before the write; throwing refuses the action. When
+   * the compare-and-set fails it runs again, so that its refusal (not "changed concurrently") is reported.
+   */
+  readonly before?: (k: CachedKey) => Promise<void>
+  /** Who acts, recorded with the event. */
+  readonly by?: string | undefined
+}
 
 /**
  * Applies `patchFor`'s patch if the key is still in the state it was read in, after checking `action`
@@ -24,6 +44,7 @@ export async function transition(
   patchFor: (r: KeyRecord, now: number, k: CachedKey) => KeyPatch,
   scope: KeyScope = {},
   condition: UpdateCondition = {},
+  hooks: TransitionHooks = {},
 ): Promise<KeyInfo> {
   const k0 = await ctx.keys.resolve(instance, idOrAlias, true, scope.keyRingId)
   return ctx.locks.withKey(instance, k0.record.id, async () => {
@@ -31,6 +52,7 @@ export async function transition(
     const r = k.record
     if (condition.unlessPendingDeletion === true) await refuseIfPendingDeletion(ctx, instance, r.id)
     assertAllowed(ctx, action, r)
+    if (hooks.before !== undefined) await hooks.before(k)
     const now = ctx.clock.now()
     const patch = patchFor(r, now, k)
     const ok = await storeCall(() => ctx.store.updateKey(instance, r.id, r.state, patch, condition))
@@ -38,9 +60,14 @@ export async function transition(
     if (!ok) {
       // Another process may have scheduled the deletion since the check above: say so, not "retry".
       if (condition.unlessPendingDeletion === true) await refuseIfPendingDeletion(ctx, instance, r.id)
+      // ...or created a registration that the hook refuses: its code, not "retry".
+      if (hooks.before !== undefined) await hooks.before(k)
       throw concurrentChange(`key: state changed concurrently; ${action} not applied`)
     }
-    return toKeyInfo(await ctx.keys.load(instance, r.id, true), ctx.life, ctx.clock.now())
+    const fresh = await ctx.keys.load(instance, r.id, true)
+    const event = EVENT_OF[action]
+    if (event !== undefined) await appendKeyEvent(ctx, fresh, event, hooks.by)
+    return toKeyInfo(fresh, ctx.life, ctx.clock.now())
   })
 }
 

@@ -13,18 +13,24 @@ import {
 } from './pipeline.js'
 import { aliasRoutes } from './routes/aliases.js'
 import { DEPRECATED_ACTIONS, deprecatedActionRoute, deprecatedRoute } from './routes/deprecated-actions.js'
+import { eventRoutes } from './routes/events.js'
 import { importTokenRoutes } from './routes/import-token.js'
 import { instanceRoutes } from './routes/instance.js'
 import { keyActionRoutes } from './routes/key-actions.js'
 import { keyRingRoutes } from './routes/key-rings.js'
 import { keyRoutes } from './routes/keys.js'
 import { policyRoutes } from './routes/policies.js'
+import { registrationRoutes, registrationsAllKeysRoute } from './routes/registrations.js'
 
 export { correlationIdOf, toProblem, type KeyProtectOptions, type RouteDef } from './pipeline.js'
 export { HttpProblem } from './request.js'
 
-/** Every Key Protect route, in registration (and OpenAPI document) order. */
+/**
+ * Every Key Protect route, in registration (and OpenAPI document) order. The static `GET /keys/registrations`
+ * comes before `GET /keys/{id}`, which would otherwise take it (Hono runs the first matching route).
+ */
 export const KEY_PROTECT_ROUTES: readonly RouteDef[] = [
+  registrationsAllKeysRoute,
   ...keyRoutes,
   ...keyActionRoutes,
   ...policyRoutes,
@@ -33,6 +39,8 @@ export const KEY_PROTECT_ROUTES: readonly RouteDef[] = [
   deprecatedActionRoute,
   ...importTokenRoutes,
   ...instanceRoutes,
+  ...registrationRoutes,
+  ...eventRoutes,
 ]
 
 function toHono(path: string): string {

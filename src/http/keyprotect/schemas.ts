@@ -7,6 +7,8 @@ import { z } from '@hono/zod-openapi'
 const BASE64_RE = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/
 
 export const Base64 = z.string().min(1).regex(BASE64_RE, 'must be a base64 encoded value')
+const BoolString = z.enum(['true', 'false'])
+const IntString = z.string().regex(/^\d{1,9}$/, 'must be a non-negative integer')
 
 const Aad = z.array(z.string().max(4096)).max(126).openapi({ description: 'Additional authenticated data' })
 
@@ -101,6 +103,31 @@ export const ImportTokenRetrieval = ImportTokenResponse.extend({
 export const RestoreResource = z.object({ payload: Base64.optional(), ...SecureImport }).strict()
 export const RestoreBody = envelope(RestoreResource, 1).openapi('RestoreKeyBody')
 
+/** Registration input: `preventKeyDeletion` as a bool or the string the doc examples send. */
+export const RegistrationInputResource = z
+  .object({
+    preventKeyDeletion: z.union([z.boolean(), BoolString]).optional(),
+    description: z.string().optional(),
+    registrationMetadata: z.string().optional(),
+    keyVersionId: z.string().optional(),
+  })
+  .strict()
+export const RegistrationBody = envelope(RegistrationInputResource, 1).openapi('RegistrationInputBody')
+export const DeactivateBody = envelope(z.object({ resourceCrn: z.string() }).strict(), 1).openapi(
+  'DeactivateRegistrationBody',
+)
+export const EventAckBody = envelope(
+  z
+    .object({
+      eventId: z.string(),
+      adopterKeyState: z.string(),
+      timestamp: z.string(),
+      keyStateData: z.object({ keyVersion: z.unknown().optional() }).loose().optional(),
+    })
+    .strict(),
+  100,
+).openapi('EventAcknowledgeBody')
+
 export const PatchKeyBody = z.object({ keyRingID: z.string() }).strict().openapi('PatchKeyRequestBody')
 
 export const PolicyResourceInput = z
@@ -144,9 +171,6 @@ export const PutInstancePoliciesBody = envelope(InstancePolicyResourceInput, 6).
 )
 export const InstancePolicyQuery = z.object({ policy: InstancePolicyTypeEnum.optional() }).strict()
 
-const BoolString = z.enum(['true', 'false'])
-const IntString = z.string().regex(/^\d{1,9}$/, 'must be a non-negative integer')
-
 export const ListKeysQuery = z
   .object({
     limit: IntString.optional(),
@@ -181,8 +205,23 @@ export const KeyRingsQuery = z
   .strict()
 export const EmptyQuery = z.object({}).strict()
 
+export const RegistrationsQuery = z
+  .object({
+    limit: IntString.optional(),
+    offset: IntString.optional(),
+    urlEncodedResourceCRNQuery: z.string().optional(),
+    preventKeyDeletion: BoolString.optional(),
+    totalCount: BoolString.optional(),
+  })
+  .strict()
+export const DeactivateQuery = z.object({ action: z.enum(['deactivate']) }).strict()
+
 export const IdParam = z.object({ id: z.string().openapi({ description: 'Key id (v4 UUID) or alias' }) })
 export const AliasParams = z.object({ id: z.string(), alias: z.string() })
+export const RegistrationParams = z.object({
+  id: z.string(),
+  urlEncodedResourceCRN: z.string().openapi({ description: 'The resource CRN, percent-encoded' }),
+})
 export const KeyRingParam = z.object({ 'key-ring-id': z.string() })
 
 export const Headers = z.object({
@@ -284,6 +323,26 @@ export const AliasCollection = collectionOf(
 export const KeyRingCollection = collectionOf(
   z.object({ id: z.string(), creationDate: z.string().optional(), createdBy: z.string().optional() }),
   'KeyRingCollection',
+)
+export const RegistrationCollection = collectionOf(
+  z.object({
+    keyId: z.string(),
+    keyName: z.string().optional(),
+    resourceCrn: z.string(),
+    createdBy: z.string(),
+    creationDate: z.string(),
+    updatedBy: z.string(),
+    lastUpdated: z.string(),
+    description: z.string().optional(),
+    registrationMetadata: z.string().optional(),
+    preventKeyDeletion: z.boolean(),
+    keyVersion: KeyVersion,
+  }),
+  'RegistrationCollection',
+)
+export const ResourceCrnCollection = collectionOf(
+  z.object({ resourceCrn: z.string() }),
+  'ResourceCrnCollection',
 )
 export const WrapResponse = z
   .object({

@@ -3,13 +3,15 @@
  * (spec digest §1.3, §1.4, §2.1). The table mapping engine error codes to statuses is in ../errors.ts.
  */
 import type { WireCode } from '../errors.js'
-import type { KeyInfo, KeyPolicyInfo } from '../../core/engine.js'
+import type { KeyInfo, KeyPolicyInfo, RegistrationInfo } from '../../core/engine.js'
 
 export const KEY_TYPE = 'application/vnd.ibm.kms.key+json'
 export const POLICY_TYPE = 'application/vnd.ibm.kms.policy+json'
 export const ERROR_TYPE = 'application/vnd.ibm.kms.error+json'
 export const ALIAS_TYPE = 'application/vnd.ibm.kms.alias+json'
 export const KEY_RING_TYPE = 'application/vnd.ibm.kms.key_ring+json'
+export const REGISTRATION_TYPE = 'application/vnd.ibm.kms.registration+json'
+export const RESOURCE_CRN_TYPE = 'application/vnd.ibm.kms.resource_crn+json'
 export const MORE_INFO = 'https://cloud.ibm.com/apidocs/key-protect'
 
 const REASON_PHRASE: Readonly<Record<number, string>> = {
@@ -174,5 +176,22 @@ export function policyResource(o: WireOptions, instance: string, p: KeyPolicyInf
     creationDate: rfc3339(p.createdAt),
     updatedBy: p.updatedBy ?? 'unknown',
     lastUpdateDate: rfc3339(p.updatedAt),
+  }
+}
+
+/** A registration resource (§3.7). */
+export function registrationResource(g: RegistrationInfo): Record<string, unknown> {
+  return {
+    keyId: g.keyId,
+    keyName: g.keyName,
+    resourceCrn: g.resourceCrn,
+    createdBy: g.createdBy ?? 'unknown',
+    creationDate: rfc3339(g.createdAt),
+    updatedBy: g.updatedBy ?? 'unknown',
+    lastUpdated: rfc3339(g.updatedAt),
+    ...(g.description === undefined ? {} : { description: g.description }),
+    ...(g.registrationMetadata === undefined ? {} : { registrationMetadata: g.registrationMetadata }),
+    preventKeyDeletion: g.preventKeyDeletion,
+    keyVersion: { id: g.keyVersion.id, creationDate: rfc3339(g.keyVersion.createdAt) },
   }
 }

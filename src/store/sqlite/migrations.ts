@@ -154,9 +154,42 @@ export const MIGRATIONS: readonly string[] = [
   ) STRICT;
   CREATE INDEX import_tokens_expiry ON import_tokens(expires_at);
   `,
-  // 7: reserved for registrations (issue 13 item 2) — placeholder on this branch, replaced at merge.
+  // 7: registrations (resources protected by a root key) and the per-key event log (Key Protect).
   `
-  SELECT 1;
+  CREATE TABLE registrations (
+    instance               TEXT NOT NULL,
+    key_id                 TEXT NOT NULL,
+    resource_crn           TEXT NOT NULL,
+    description            TEXT,
+    registration_metadata  TEXT,
+    prevent_key_deletion   INTEGER NOT NULL CHECK (prevent_key_deletion IN (0, 1)),
+    key_version_id         TEXT,
+    deactivated            INTEGER NOT NULL DEFAULT 0 CHECK (deactivated IN (0, 1)),
+    created_at             INTEGER NOT NULL,
+    created_by             TEXT,
+    updated_at             INTEGER NOT NULL,
+    updated_by             TEXT,
+    PRIMARY KEY (instance, key_id, resource_crn),
+    FOREIGN KEY (instance, key_id) REFERENCES keys(instance, id) ON DELETE CASCADE
+  ) STRICT;
+  CREATE INDEX registrations_listing ON registrations(instance, created_at, key_id, resource_crn);
+
+  CREATE TABLE key_events (
+    instance     TEXT NOT NULL,
+    event_id     TEXT NOT NULL,
+    key_id       TEXT NOT NULL,
+    seq          INTEGER NOT NULL,
+    type         TEXT NOT NULL CHECK (type IN ('rotate', 'disable', 'enable', 'delete', 'restore', 'policy', 'sync')),
+    key_version  INTEGER NOT NULL,
+    resource_crn TEXT,
+    created_at   INTEGER NOT NULL,
+    created_by   TEXT,
+    acked_at     INTEGER,
+    ack_state    TEXT,
+    PRIMARY KEY (instance, event_id),
+    FOREIGN KEY (instance, key_id) REFERENCES keys(instance, id) ON DELETE CASCADE
+  ) STRICT;
+  CREATE INDEX key_events_by_key ON key_events(instance, key_id, seq);
   `,
   // 8: instance policies (Key Protect, spec digest §4.7): one row per instance and policy type.
   `

@@ -22,6 +22,8 @@ import type {
   ImportTokenStore,
   InstancePolicyRecord,
   InstancePolicyStore,
+  KeyEventLog,
+  KeyEventRecord,
   KeyPatch,
   KeyPolicyRecord,
   KeyRecord,
@@ -31,12 +33,15 @@ import type {
   MetadataStore,
   PendingVersion,
   PurgingKey,
+  RegistrationRecord,
+  RegistrationStore,
   TagPair,
   UpdateCondition,
 } from '../../core/ports.js'
 import { importTokenStore } from './import-tokens.js'
 import { instancePolicyStore } from './instance-policies.js'
 import { MIGRATIONS } from './migrations.js'
+import { registrationStore } from './registrations.js'
 import {
   PATCH_COLUMNS,
   toAliasName,
@@ -71,6 +76,7 @@ export class SqliteStore implements MetadataStore {
   readonly #s: Statements
   readonly #tokens: ImportTokenStore
   readonly #instancePolicies: InstancePolicyStore
+  readonly #regs: RegistrationStore & KeyEventLog
   #closed = false
 
   constructor(db: Db) {
@@ -78,6 +84,7 @@ export class SqliteStore implements MetadataStore {
     this.#s = prepareStatements(db)
     this.#tokens = importTokenStore(db)
     this.#instancePolicies = instancePolicyStore(db)
+    this.#regs = registrationStore(db)
     const id = db.prepare<[], string>("SELECT v FROM catalog_meta WHERE k = 'catalog_id'").pluck().get()
     if (id === undefined) throw new EngineError('STORE_ERROR', 'catalog: has no catalog_id')
     this.catalogId = id
@@ -85,6 +92,41 @@ export class SqliteStore implements MetadataStore {
 
   changeCounter(): number {
     return this.#s.dataVersion.get() ?? 0
+  }
+
+  // Registrations and key events: registrations.ts.
+  getRegistration(instance: string, keyId: string, crn: string): Promise<RegistrationRecord | undefined> {
+    return this.#regs.getRegistration(instance, keyId, crn)
+  }
+  insertRegistration(r: RegistrationRecord): Promise<boolean> {
+    return this.#regs.insertRegistration(r)
+  }
+  updateRegistration(r: RegistrationRecord): Promise<boolean> {
+    return this.#regs.updateRegistration(r)
+  }
+  deleteRegistration(instance: string, keyId: string, crn: string): Promise<boolean> {
+    return this.#regs.deleteRegistration(instance, keyId, crn)
+  }
+  deleteKeyRegistrations(instance: string, keyId: string): Promise<number> {
+    return this.#regs.deleteKeyRegistrations(instance, keyId)
+  }
+  listRegistrations(
+    instance: string,
+    query: { readonly keyId?: string | undefined; readonly keyRingId?: string | undefined },
+  ): Promise<RegistrationRecord[]> {
+    return this.#regs.listRegistrations(instance, query)
+  }
+  appendKeyEvents(events: readonly KeyEventRecord[]): Promise<void> {
+    return this.#regs.appendKeyEvents(events)
+  }
+  listKeyEvents(instance: string, keyId: string): Promise<KeyEventRecord[]> {
+    return this.#regs.listKeyEvents(instance, keyId)
+  }
+  getKeyEvent(instance: string, eventId: string): Promise<KeyEventRecord | undefined> {
+    return this.#regs.getKeyEvent(instance, eventId)
+  }
+  ackKeyEvent(instance: string, eventId: string, ackedAt: number, ackState: string): Promise<boolean> {
+    return this.#regs.ackKeyEvent(instance, eventId, ackedAt, ackState)
   }
 
   // Import tokens: import-tokens.ts.
@@ -302,9 +344,15 @@ export class SqliteStore implements MetadataStore {
       condition.unlessPendingDeletion === true
         ? ' AND NOT EXISTS (SELECT 1 FROM key_deletion_schedule s WHERE s.instance = keys.instance AND s.key_id = keys.id)'
         : ''
+    const unlessRegistered =
+      condition.unlessRegistered === undefined
+        ? ''
+        : ` AND NOT EXISTS (SELECT 1 FROM registrations r WHERE r.instance = keys.instance AND r.key_id = keys.id${
+            condition.unlessRegistered === 'protected' ? ' AND r.prevent_key_deletion = 1' : ''
+          })`
     const res = this.#db
       .prepare(
-        `UPDATE keys SET ${sets.join(', ')} WHERE instance = ? AND id = ? AND state = ? AND purging_since IS NULL${unlessPending}`,
+        `UPDATE keys SET ${sets.join(', ')} WHERE instance = ? AND id = ? AND state = ? AND purging_since IS NULL${unlessPending}${unlessRegistered}`,
       )
       .run(...args, instance, id, expectState)
     return res.changes === 1

@@ -76,6 +76,16 @@ describe('GET /openapi.json', () => {
         'put /instance/policies': 'putInstancePolicy',
         'get /instance/policies': 'getInstancePolicy',
         'get /instance/allowed_ip_port': 'getAllowedIpPort',
+        'get /keys/{id}/registrations': 'getRegistrations',
+        'get /keys/registrations': 'getRegistrationsAllKeys',
+        'post /keys/{id}/actions/sync': 'syncAssociatedResources',
+        // Newer IBM SDKs (not in the pinned 0.1.2) name the registration writes and event_ack so.
+        'post /keys/{id}/registrations/{urlEncodedResourceCRN}': 'createRegistration',
+        'patch /keys/{id}/registrations/{urlEncodedResourceCRN}': 'updateRegistration',
+        'put /keys/{id}/registrations/{urlEncodedResourceCRN}': 'replaceRegistration',
+        'delete /keys/{id}/registrations/{urlEncodedResourceCRN}': 'deleteRegistration',
+        'post /keys/{id}/registrations': 'deactivateRegistration',
+        'post /event_ack': 'eventAcknowledge',
       }),
     )
     for (const [route, id] of sdk) {

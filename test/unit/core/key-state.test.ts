@@ -30,9 +30,14 @@ const TABLE: Record<KeyAction, KeyStateValue[]> = {
   setForDeletion: [0, 1, 2, 3],
   scheduleDeletion: [1, 2],
   getPayload: [0, 1, 2, 3],
+  register: [1],
+  sync: [0, 1, 2, 3, 5],
 }
 /** Actions whose refusal outside their states (other than 5) has a code of its own. */
-const STATE_CODE: Partial<Record<KeyAction, ErrorCode>> = { setPolicies: 'KEY_INVALID_STATE_ERR' }
+const STATE_CODE: Partial<Record<KeyAction, ErrorCode>> = {
+  setPolicies: 'KEY_INVALID_STATE_ERR',
+  register: 'KEY_INVALID_STATE_ERR',
+}
 const STATES: KeyStateValue[] = [0, 1, 2, 3, 5]
 
 describe('key states', () => {

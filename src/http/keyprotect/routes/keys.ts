@@ -108,6 +108,7 @@ export async function patchKey(r: Req, { engine, wire }: KeyProtectOptions): Pro
 export async function deleteKey(r: Req, { engine, wire }: KeyProtectOptions): Promise<Response> {
   const k = await engine.deleteKey(r.instance, r.param('id'), {
     deletedBy: r.principal.subject,
+    force: r.query['force'] === 'true',
     keyRingId: r.keyRing,
   })
   r.keyId = k.id
