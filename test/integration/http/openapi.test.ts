@@ -18,6 +18,51 @@ import { startTestServer, TEST_AUTH, type TestServer } from '../../helpers/http.
 
 const run = promisify(execFile)
 
+/** The 41 operations of the Key Protect v2 spec digest (shared/spec/key-protect-v2.md §0), as method and path. */
+const SPEC_OPERATIONS = [
+  'post /keys',
+  'get /keys',
+  'head /keys',
+  'post /keys_with_policy_overrides',
+  'get /keys/{id}',
+  'post /keys/{id}?action=<action>',
+  'patch /keys/{id}',
+  'delete /keys/{id}',
+  'get /keys/{id}/metadata',
+  'delete /keys/{id}/purge',
+  'post /keys/{id}/restore',
+  'get /keys/{id}/versions',
+  'post /keys/{id}/actions/wrap',
+  'post /keys/{id}/actions/unwrap',
+  'post /keys/{id}/actions/rewrap',
+  'post /keys/{id}/actions/rotate',
+  'post /keys/{id}/actions/setKeyForDeletion',
+  'post /keys/{id}/actions/unsetKeyForDeletion',
+  'post /keys/{id}/actions/enable',
+  'post /keys/{id}/actions/disable',
+  'post /keys/{id}/actions/sync',
+  'put /keys/{id}/policies',
+  'get /keys/{id}/policies',
+  'put /instance/policies',
+  'get /instance/policies',
+  'get /instance/allowed_ip_port',
+  'post /import_token',
+  'get /import_token',
+  'post /keys/{id}/registrations/{urlEncodedResourceCRN}',
+  'patch /keys/{id}/registrations/{urlEncodedResourceCRN}',
+  'put /keys/{id}/registrations/{urlEncodedResourceCRN}',
+  'delete /keys/{id}/registrations/{urlEncodedResourceCRN}',
+  'post /keys/{id}/registrations?action=deactivate',
+  'get /keys/{id}/registrations',
+  'get /keys/registrations',
+  'post /event_ack',
+  'post /keys/{id}/aliases/{alias}',
+  'delete /keys/{id}/aliases/{alias}',
+  'get /key_rings',
+  'post /key_rings/{key-ring-id}',
+  'delete /key_rings/{key-ring-id}',
+]
+
 interface Operation {
   operationId?: string
   security?: unknown
@@ -73,6 +118,8 @@ describe('GET /openapi.json', () => {
         'post /keys/{id}/actions/wrap': 'wrapKey',
         'post /keys/{id}/restore': 'restoreKey',
         'get /key_rings': 'listKeyRings',
+        'post /import_token': 'postImportToken',
+        'get /import_token': 'getImportToken',
         'put /instance/policies': 'putInstancePolicy',
         'get /instance/policies': 'getInstancePolicy',
         'get /instance/allowed_ip_port': 'getAllowedIpPort',
@@ -94,6 +141,20 @@ describe('GET /openapi.json', () => {
     }
     const documented = Object.values(doc.paths).reduce((n, p) => n + Object.keys(p).length, 0)
     expect(documented).toBe(KEY_PROTECT_ROUTES.length)
+  })
+
+  it("documents every one of the spec digest's 41 operations (the ?action= forms as a query parameter)", () => {
+    expect(SPEC_OPERATIONS).toHaveLength(41)
+    const missing = SPEC_OPERATIONS.filter((op) => {
+      const [method = '', target = ''] = op.split(' ')
+      const [path = '', query] = target.split('?')
+      const o = doc.paths[`/api/v2${path}`]?.[method]
+      if (o === undefined) return true
+      if (query === undefined) return false
+      const params = (o as { parameters?: { in: string; name: string }[] }).parameters ?? []
+      return !params.some((p) => p.in === 'query' && p.name === 'action')
+    })
+    expect(missing).toEqual([])
   })
 
   it('declares the bearer scheme, a server, the licence and the package version', () => {

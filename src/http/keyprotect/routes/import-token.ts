@@ -51,6 +51,7 @@ export const importTokenRoutes: readonly RouteDef[] = [
     query: S.EmptyQuery,
     body: { schema: S.ImportTokenBody, contentType: 'application/json', required: false },
     responses: { 200: { description: 'Created (un-enveloped)', schema: S.ImportTokenResponse } },
+    operationId: 'postImportToken',
     handler: createImportToken,
   },
   {
