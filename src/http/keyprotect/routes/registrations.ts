@@ -82,21 +82,22 @@ export async function createRegistration(r: Req, { engine }: KeyProtectOptions):
 }
 
 /** PATCH /keys/{id}/registrations/{urlEncodedResourceCRN}: merge. */
-export async function updateRegistration(r: Req, { engine }: KeyProtectOptions): Promise<Response> {
-  const g = await params(() =>
-    engine.updateRegistration(r.instance, r.param('id'), r.param('urlEncodedResourceCRN'), input(r), {
-      by: r.principal.subject,
-      keyRingId: r.keyRing,
-    }),
-  )
-  r.keyId = g.keyId
-  return json(r, 200, collection(REGISTRATION_TYPE, [registrationResource(g)]))
+export async function updateRegistration(r: Req, o: KeyProtectOptions): Promise<Response> {
+  return changeRegistration(r, o.engine.updateRegistration.bind(o.engine))
 }
 
 /** PUT /keys/{id}/registrations/{urlEncodedResourceCRN}: replace. */
-export async function replaceRegistration(r: Req, { engine }: KeyProtectOptions): Promise<Response> {
+export async function replaceRegistration(r: Req, o: KeyProtectOptions): Promise<Response> {
+  return changeRegistration(r, o.engine.replaceRegistration.bind(o.engine))
+}
+
+/** PATCH and PUT: the same call shape and the same 200 answer; only the engine's rule differs. */
+async function changeRegistration(
+  r: Req,
+  change: KeyProtectOptions['engine']['updateRegistration'],
+): Promise<Response> {
   const g = await params(() =>
-    engine.replaceRegistration(r.instance, r.param('id'), r.param('urlEncodedResourceCRN'), input(r), {
+    change(r.instance, r.param('id'), r.param('urlEncodedResourceCRN'), input(r), {
       by: r.principal.subject,
       keyRingId: r.keyRing,
     }),
