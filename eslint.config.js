@@ -119,6 +119,27 @@ export default tseslint.config(
     },
   },
   {
+    // Tenant key providers are a service above the facade: they use the engine's public API (an instance
+    // handed to them), never the operation folders behind it.
+    files: ['src/core/tenant-keys/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            CORE_PORTS_ONLY,
+            {
+              group: ['../keys/*', '../wrap/*', '../envelope/*', '../context.js'],
+              message:
+                'tenant-keys/ uses the engine facade, not the operation folders (docs/architecture.md)',
+            },
+            { group: ['../engine.js'], allowTypeImports: true, message: 'tenant-keys/ is handed the engine' },
+          ],
+        },
+      ],
+    },
+  },
+  {
     files: ['src/providers/**/*.ts', 'src/store/**/*.ts'],
     rules: {
       'no-restricted-imports': [

@@ -129,6 +129,33 @@ export const ERROR_CODES = [
   'PREV_KEY_DEL_ERR',
   /** The acknowledged event does not exist in this instance. */
   'EVENT_NOT_FOUND',
+  /** The tenant has no key provider with that fingerprint (tenant key providers, Qlik `arnFingerPrint`). */
+  'KEY_PROVIDER_NOT_FOUND',
+  /** The key (ARN) is already registered as a key provider of this tenant. */
+  'KEY_PROVIDER_EXISTS',
+  /** The key provider's ARN (or key reference) is malformed. */
+  'KEY_PROVIDER_ARN_INVALID',
+  /**
+   * The key provider is in use: it is current, a migration reads from or writes to it, or catalog entries are
+   * still wrapped under it. Migrate away (or reset to the default) first.
+   */
+  'KEY_PROVIDER_IN_USE',
+  /** The tenant already uses this key provider (reset when already on the default, migrate to the current one). */
+  'KEY_PROVIDER_ALREADY_CURRENT',
+  /** A key-provider migration is already running for this tenant; wait for it (one at a time). */
+  'MIGRATION_IN_PROGRESS',
+  /** The tenant has no ongoing or completed key-provider migration. */
+  'MIGRATION_NOT_FOUND',
+  /** The job does not exist (or belongs to another tenant: the two are indistinguishable). */
+  'JOB_NOT_FOUND',
+  /** A job of this type is already queued or running for this tenant (one at a time). */
+  'JOB_CONFLICT',
+  /** The job is finished (completed, failed or cancelled) and cannot be changed. */
+  'JOB_FINISHED',
+  /** The tenant's data-key catalog has no entry of that name. */
+  'DATA_KEY_NOT_FOUND',
+  /** The tenant's data-key catalog already has an entry of that name. */
+  'DATA_KEY_EXISTS',
 ] as const
 
 /** Stable error codes. */

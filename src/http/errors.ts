@@ -87,6 +87,18 @@ export const ENGINE_TO_WIRE: Readonly<Record<ErrorCode, { status: number; code: 
   PROTECTED_RESOURCE_ERR: { status: 409, code: 'PROTECTED_RESOURCE_ERR' },
   PREV_KEY_DEL_ERR: { status: 409, code: 'PREV_KEY_DEL_ERR' },
   EVENT_NOT_FOUND: { status: 404, code: 'EVENT_NOT_FOUND' },
+  KEY_PROVIDER_NOT_FOUND: { status: 404, code: 'NOT_FOUND_ERR' },
+  KEY_PROVIDER_EXISTS: { status: 409, code: 'BAD_BODY_ERR' },
+  KEY_PROVIDER_ARN_INVALID: { status: 400, code: 'INVALID_FIELD_ERR' },
+  KEY_PROVIDER_IN_USE: { status: 409, code: 'KEY_ACTION_INVALID_STATE_ERR' },
+  KEY_PROVIDER_ALREADY_CURRENT: { status: 409, code: 'KEY_ACTION_INVALID_STATE_ERR' },
+  MIGRATION_IN_PROGRESS: { status: 409, code: 'KEY_ACTION_INVALID_STATE_ERR' },
+  MIGRATION_NOT_FOUND: { status: 404, code: 'NOT_FOUND_ERR' },
+  JOB_NOT_FOUND: { status: 404, code: 'NOT_FOUND_ERR' },
+  JOB_CONFLICT: { status: 409, code: 'KEY_ACTION_INVALID_STATE_ERR' },
+  JOB_FINISHED: { status: 409, code: 'KEY_ACTION_INVALID_STATE_ERR' },
+  DATA_KEY_NOT_FOUND: { status: 404, code: 'NOT_FOUND_ERR' },
+  DATA_KEY_EXISTS: { status: 409, code: 'BAD_BODY_ERR' },
 }
 
 /** The Key Protect status and wire code of an engine error code. */
@@ -169,6 +181,20 @@ export const AWS_KMS_ERRORS: Readonly<Record<ErrorCode, AwsErrorShape>> = {
   PROTECTED_RESOURCE_ERR: e('KMSInvalidStateException'),
   PREV_KEY_DEL_ERR: e('KMSInvalidStateException'),
   EVENT_NOT_FOUND: e('NotFoundException'),
+  // Tenant key providers, jobs and the data-key catalog have no AWS KMS operation; a library error that
+  // reaches this listener anyway is shaped as the nearest AWS exception.
+  KEY_PROVIDER_NOT_FOUND: e('NotFoundException'),
+  KEY_PROVIDER_EXISTS: e('AlreadyExistsException'),
+  KEY_PROVIDER_ARN_INVALID: e('ValidationException'),
+  KEY_PROVIDER_IN_USE: e('KMSInvalidStateException'),
+  KEY_PROVIDER_ALREADY_CURRENT: e('KMSInvalidStateException'),
+  MIGRATION_IN_PROGRESS: e('KMSInvalidStateException'),
+  MIGRATION_NOT_FOUND: e('NotFoundException'),
+  JOB_NOT_FOUND: e('NotFoundException'),
+  JOB_CONFLICT: e('KMSInvalidStateException'),
+  JOB_FINISHED: e('KMSInvalidStateException'),
+  DATA_KEY_NOT_FOUND: e('NotFoundException'),
+  DATA_KEY_EXISTS: e('AlreadyExistsException'),
 }
 
 /** Messages shown to AWS clients for service-side failures (details stay in the log). */

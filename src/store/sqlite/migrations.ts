@@ -210,4 +210,10 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE aliases ADD COLUMN created_by TEXT;
   `,
+  // 10: reserved (AWS-compatible endpoint: key regions, multi-region keys), filled in by its branch.
+  `-- reserved 10`,
+  // 11: reserved (the job system: jobs), filled in by its branch.
+  `-- reserved 11`,
+  // 12: reserved (tenant key providers, tenant key state, the data-key catalog), filled in by its branch.
+  `-- reserved 12`,
 ]
