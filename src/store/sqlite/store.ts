@@ -38,7 +38,9 @@ import type {
   TagPair,
   UpdateCondition,
 } from '../../core/ports.js'
+import type { JobPatch, JobRecord, JobStore, ListJobsQuery } from '../../core/ports-jobs.js'
 import { importTokenStore } from './import-tokens.js'
+import { jobStore } from './jobs.js'
 import { instancePolicyStore } from './instance-policies.js'
 import { MIGRATIONS } from './migrations.js'
 import { registrationStore } from './registrations.js'
@@ -69,14 +71,15 @@ function isUniqueViolation(err: unknown): boolean {
   )
 }
 
-/** {@link MetadataStore} on one SQLite file. */
-export class SqliteStore implements MetadataStore {
+/** {@link MetadataStore} (and the {@link JobStore} role) on one SQLite file. */
+export class SqliteStore implements MetadataStore, JobStore {
   readonly catalogId: string
   readonly #db: Db
   readonly #s: Statements
   readonly #tokens: ImportTokenStore
   readonly #instancePolicies: InstancePolicyStore
   readonly #regs: RegistrationStore & KeyEventLog
+  readonly #jobs: JobStore
   #closed = false
 
   constructor(db: Db) {
@@ -85,6 +88,7 @@ export class SqliteStore implements MetadataStore {
     this.#tokens = importTokenStore(db)
     this.#instancePolicies = instancePolicyStore(db)
     this.#regs = registrationStore(db)
+    this.#jobs = jobStore(db)
     const id = db.prepare<[], string>("SELECT v FROM catalog_meta WHERE k = 'catalog_id'").pluck().get()
     if (id === undefined) throw new EngineError('STORE_ERROR', 'catalog: has no catalog_id')
     this.catalogId = id
@@ -92,6 +96,23 @@ export class SqliteStore implements MetadataStore {
 
   changeCounter(): number {
     return this.#s.dataVersion.get() ?? 0
+  }
+
+  // Jobs: jobs.ts.
+  insertJob(job: JobRecord): Promise<boolean> {
+    return this.#jobs.insertJob(job)
+  }
+  getJob(id: string): Promise<JobRecord | undefined> {
+    return this.#jobs.getJob(id)
+  }
+  listJobs(query: ListJobsQuery): Promise<{ jobs: JobRecord[]; total: number }> {
+    return this.#jobs.listJobs(query)
+  }
+  updateJob(id: string, expectedRevision: number, patch: JobPatch): Promise<JobRecord | undefined> {
+    return this.#jobs.updateJob(id, expectedRevision, patch)
+  }
+  listActiveJobs(): Promise<JobRecord[]> {
+    return this.#jobs.listActiveJobs()
   }
 
   // Registrations and key events: registrations.ts.
