@@ -38,8 +38,10 @@ import type {
   TagPair,
   UpdateCondition,
 } from '../../core/ports.js'
+import type { KeyRegionRecord, KeyRegionStore } from '../../core/ports-key-regions.js'
 import { importTokenStore } from './import-tokens.js'
 import { instancePolicyStore } from './instance-policies.js'
+import { keyRegionStore } from './key-regions.js'
 import { MIGRATIONS } from './migrations.js'
 import { registrationStore } from './registrations.js'
 import {
@@ -69,14 +71,15 @@ function isUniqueViolation(err: unknown): boolean {
   )
 }
 
-/** {@link MetadataStore} on one SQLite file. */
-export class SqliteStore implements MetadataStore {
+/** {@link MetadataStore} on one SQLite file, with the {@link KeyRegionStore} role beside it. */
+export class SqliteStore implements MetadataStore, KeyRegionStore {
   readonly catalogId: string
   readonly #db: Db
   readonly #s: Statements
   readonly #tokens: ImportTokenStore
   readonly #instancePolicies: InstancePolicyStore
   readonly #regs: RegistrationStore & KeyEventLog
+  readonly #keyRegions: KeyRegionStore
   #closed = false
 
   constructor(db: Db) {
@@ -85,6 +88,7 @@ export class SqliteStore implements MetadataStore {
     this.#tokens = importTokenStore(db)
     this.#instancePolicies = instancePolicyStore(db)
     this.#regs = registrationStore(db)
+    this.#keyRegions = keyRegionStore(db)
     const id = db.prepare<[], string>("SELECT v FROM catalog_meta WHERE k = 'catalog_id'").pluck().get()
     if (id === undefined) throw new EngineError('STORE_ERROR', 'catalog: has no catalog_id')
     this.catalogId = id
@@ -92,6 +96,26 @@ export class SqliteStore implements MetadataStore {
 
   changeCounter(): number {
     return this.#s.dataVersion.get() ?? 0
+  }
+
+  // Key regions (the AWS-compatible endpoint's regions and key policies): key-regions.ts.
+  listKeyRegions(instance: string, keyId: string): Promise<KeyRegionRecord[]> {
+    return this.#keyRegions.listKeyRegions(instance, keyId)
+  }
+  listInstanceKeyRegions(instance: string): Promise<KeyRegionRecord[]> {
+    return this.#keyRegions.listInstanceKeyRegions(instance)
+  }
+  insertKeyRegion(r: KeyRegionRecord): Promise<boolean> {
+    return this.#keyRegions.insertKeyRegion(r)
+  }
+  setKeyRegionPolicy(
+    instance: string,
+    keyId: string,
+    region: string,
+    policy: string | undefined,
+    updatedAt: number,
+  ): Promise<boolean> {
+    return this.#keyRegions.setKeyRegionPolicy(instance, keyId, region, policy, updatedAt)
   }
 
   // Registrations and key events: registrations.ts.
