@@ -110,6 +110,7 @@ export type {
   KeyEventLog,
 } from './core/ports.js'
 export type { BatchTask, BatchItemResult, BatchVersion } from './core/ports.js'
+export type { KeyRegionRecord, KeyRegionStore } from './core/ports-key-regions.js'
 export { startRotationScheduler } from './core/jobs/scheduler.js'
 export type { RotationScheduler, RotationSchedulerOptions } from './core/jobs/scheduler.js'
 export { createJobRunner, JobRunner } from './core/jobs/runner.js'

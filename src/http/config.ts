@@ -20,7 +20,8 @@
  * | EKMS_REGION / EKMS_ACCOUNT | printed in CRNs | `local` / `envelope-kms` |
  * | EKMS_AWSKMS_CREDENTIALS_FILE | JSON `[{accessKeyId, secretAccessKey, instance, accountId?}]`: serve the AWS-KMS-compatible API | none (not served) |
  * | EKMS_AWSKMS_PORT | its port (same host and TLS settings as above) | `4599` |
- * | EKMS_AWSKMS_REGION | the region it answers for | `us-east-1` |
+ * | EKMS_AWSKMS_REGIONS | comma-separated regions it serves, the default one first (e.g. `eu-west-1,eu-west-3`) | `us-east-1` |
+ * | EKMS_AWSKMS_REGION | one region (the one-region form of EKMS_AWSKMS_REGIONS; not both) | `us-east-1` |
  */
 import { readFileSync } from 'node:fs'
 import { z } from 'zod'
@@ -52,7 +53,13 @@ export interface HttpConfig {
   readonly account: string
   /** The AWS-KMS-compatible listener; undefined when no credentials file is configured. */
   readonly awsKms:
-    { readonly port: number; readonly region: string; readonly credentials: AwsKmsCredential[] } | undefined
+    | {
+        readonly port: number
+        /** The regions served, the default one first (EKMS_AWSKMS_REGIONS or EKMS_AWSKMS_REGION). */
+        readonly regions: readonly string[]
+        readonly credentials: AwsKmsCredential[]
+      }
+    | undefined
 }
 
 function intVar(env: NodeJS.ProcessEnv, name: string, dflt: number, min: number, max: number): number {
@@ -127,6 +134,29 @@ function trustedProxies(raw: string | undefined): string[] {
   return entries
 }
 
+const REGION_RE = /^[a-z0-9-]{1,64}$/
+
+/** EKMS_AWSKMS_REGIONS (comma-separated, default first) or EKMS_AWSKMS_REGION; `us-east-1` without either. */
+function awsRegions(env: NodeJS.ProcessEnv): string[] {
+  const list = env['EKMS_AWSKMS_REGIONS']
+  const one = env['EKMS_AWSKMS_REGION']
+  const hasList = list !== undefined && list.trim() !== ''
+  const hasOne = one !== undefined && one !== ''
+  if (hasList && hasOne)
+    throw new EngineError('CONFIG_INVALID', 'EKMS_AWSKMS_REGIONS / EKMS_AWSKMS_REGION: give one of them')
+  const regions = hasList ? list.split(',').map((r) => r.trim()) : [hasOne ? one : 'us-east-1']
+  const name = hasList ? 'EKMS_AWSKMS_REGIONS' : 'EKMS_AWSKMS_REGION'
+  const bad = regions.filter((r) => !REGION_RE.test(r))
+  if (bad.length > 0)
+    throw new EngineError(
+      'CONFIG_INVALID',
+      `${name}: not a region name: ${bad.map((b) => JSON.stringify(b)).join(', ')}`,
+    )
+  if (new Set(regions).size !== regions.length)
+    throw new EngineError('CONFIG_INVALID', `${name}: a region repeats`)
+  return regions
+}
+
 /**
  * `raw` checked against `schema`; every fault at once, each with its path and what was expected (never the
  * value: these files hold secrets).
@@ -193,7 +223,7 @@ export function loadHttpConfig(env: NodeJS.ProcessEnv = process.env): HttpConfig
     ) as AwsKmsCredential[]
     awsKms = {
       port: intVar(env, 'EKMS_AWSKMS_PORT', 4599, 0, 65535),
-      region: env['EKMS_AWSKMS_REGION'] ?? 'us-east-1',
+      regions: awsRegions(env),
       credentials: creds,
     }
   }

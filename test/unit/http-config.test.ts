@@ -147,3 +147,42 @@ describe('HTTP configuration: EKMS_TRUSTED_PROXIES', () => {
     ).toBe('EKMS_TRUSTED_PROXIES: not an IPv4/IPv6 address or CIDR: "proxy.local", "10.0.0.0/33"')
   })
 })
+
+describe('HTTP configuration: the regions of the AWS-KMS-compatible endpoint (issue 14, point 4)', () => {
+  const creds = (): string => {
+    const dir = mkdtempSync(join(tmpdir(), 'ekms-aws-regions-'))
+    const f = join(dir, 'aws.json')
+    writeFileSync(
+      f,
+      JSON.stringify([{ accessKeyId: 'AKIAEXAMPLE000000001', secretAccessKey: 's', instance: 'a' }]),
+    )
+    return f
+  }
+
+  it('EKMS_AWSKMS_REGIONS lists the regions served, the default first; EKMS_AWSKMS_REGION is the one-region form; us-east-1 without either', () => {
+    const f = creds()
+    const regions = (env: Record<string, string>): readonly string[] | undefined =>
+      loadHttpConfig({ EKMS_AWSKMS_CREDENTIALS_FILE: f, ...env }).awsKms?.regions
+    expect(regions({ EKMS_AWSKMS_REGIONS: 'eu-west-1, eu-west-3' })).toEqual(['eu-west-1', 'eu-west-3'])
+    expect(regions({ EKMS_AWSKMS_REGION: 'eu-west-3' })).toEqual(['eu-west-3'])
+    expect(regions({})).toEqual(['us-east-1'])
+  })
+
+  it('both variables, a bad region name or a repeated region are CONFIG_INVALID naming the variable', () => {
+    const f = creds()
+    const load = (env: Record<string, string>) => () =>
+      loadHttpConfig({ EKMS_AWSKMS_CREDENTIALS_FILE: f, ...env })
+    expect(
+      expectCodeSync(
+        load({ EKMS_AWSKMS_REGIONS: 'eu-west-1', EKMS_AWSKMS_REGION: 'eu-west-1' }),
+        'CONFIG_INVALID',
+      ).message,
+    ).toMatch(/give one of them/)
+    expect(
+      expectCodeSync(load({ EKMS_AWSKMS_REGIONS: 'eu-west-1,EU_WEST' }), 'CONFIG_INVALID').message,
+    ).toMatch(/EKMS_AWSKMS_REGIONS: not a region name: "EU_WEST"/)
+    expect(
+      expectCodeSync(load({ EKMS_AWSKMS_REGIONS: 'eu-west-1,eu-west-1' }), 'CONFIG_INVALID').message,
+    ).toMatch(/a region repeats/)
+  })
+})

@@ -171,7 +171,7 @@ export async function serveCommand(): Promise<void> {
       const aws = servableAwsKms({
         engine,
         credentials: http.awsKms.credentials,
-        region: http.awsKms.region,
+        regions: http.awsKms.regions,
         maxBodyBytes: http.bodyLimitBytes,
         logger: log,
         audit,

@@ -210,8 +210,23 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE aliases ADD COLUMN created_by TEXT;
   `,
-  // 10: reserved (AWS-compatible endpoint: key regions, multi-region keys), filled in by its branch.
-  `-- reserved 10`,
+  // 10: key regions of the AWS-compatible endpoint: the regions a key is present in (multi-region keys: the
+  // primary's region and each replica's), its description and key policy there. No row: the default region.
+  `
+  CREATE TABLE key_regions (
+    instance       TEXT NOT NULL,
+    key_id         TEXT NOT NULL,
+    region         TEXT NOT NULL,
+    primary_region TEXT NOT NULL,
+    multi_region   INTEGER NOT NULL CHECK (multi_region IN (0, 1)),
+    description    TEXT,
+    policy         TEXT,
+    created_at     INTEGER NOT NULL,
+    updated_at     INTEGER NOT NULL,
+    PRIMARY KEY (instance, key_id, region),
+    FOREIGN KEY (instance, key_id) REFERENCES keys(instance, id) ON DELETE CASCADE
+  ) STRICT;
+  `,
   // 11: the job system (core/jobs/runner.ts): durable job records. At most one active (queued or running)
   // job of a type per tenant, enforced here by a unique partial index so that two processes cannot both
   // start one.

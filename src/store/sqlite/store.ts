@@ -39,9 +39,11 @@ import type {
   UpdateCondition,
 } from '../../core/ports.js'
 import type { JobPatch, JobRecord, JobStore, ListJobsQuery } from '../../core/ports-jobs.js'
+import type { KeyRegionRecord, KeyRegionStore } from '../../core/ports-key-regions.js'
 import { importTokenStore } from './import-tokens.js'
 import { jobStore } from './jobs.js'
 import { instancePolicyStore } from './instance-policies.js'
+import { keyRegionStore } from './key-regions.js'
 import { MIGRATIONS } from './migrations.js'
 import { registrationStore } from './registrations.js'
 import {
@@ -71,8 +73,8 @@ function isUniqueViolation(err: unknown): boolean {
   )
 }
 
-/** {@link MetadataStore} (and the {@link JobStore} role) on one SQLite file. */
-export class SqliteStore implements MetadataStore, JobStore {
+/** {@link MetadataStore} on one SQLite file, with the {@link JobStore} and {@link KeyRegionStore} roles beside it. */
+export class SqliteStore implements MetadataStore, JobStore, KeyRegionStore {
   readonly catalogId: string
   readonly #db: Db
   readonly #s: Statements
@@ -80,6 +82,7 @@ export class SqliteStore implements MetadataStore, JobStore {
   readonly #instancePolicies: InstancePolicyStore
   readonly #regs: RegistrationStore & KeyEventLog
   readonly #jobs: JobStore
+  readonly #keyRegions: KeyRegionStore
   #closed = false
 
   constructor(db: Db) {
@@ -89,6 +92,7 @@ export class SqliteStore implements MetadataStore, JobStore {
     this.#instancePolicies = instancePolicyStore(db)
     this.#regs = registrationStore(db)
     this.#jobs = jobStore(db)
+    this.#keyRegions = keyRegionStore(db)
     const id = db.prepare<[], string>("SELECT v FROM catalog_meta WHERE k = 'catalog_id'").pluck().get()
     if (id === undefined) throw new EngineError('STORE_ERROR', 'catalog: has no catalog_id')
     this.catalogId = id
@@ -113,6 +117,26 @@ export class SqliteStore implements MetadataStore, JobStore {
   }
   listActiveJobs(): Promise<JobRecord[]> {
     return this.#jobs.listActiveJobs()
+  }
+
+  // Key regions (the AWS-compatible endpoint's regions and key policies): key-regions.ts.
+  listKeyRegions(instance: string, keyId: string): Promise<KeyRegionRecord[]> {
+    return this.#keyRegions.listKeyRegions(instance, keyId)
+  }
+  listInstanceKeyRegions(instance: string): Promise<KeyRegionRecord[]> {
+    return this.#keyRegions.listInstanceKeyRegions(instance)
+  }
+  insertKeyRegion(r: KeyRegionRecord): Promise<boolean> {
+    return this.#keyRegions.insertKeyRegion(r)
+  }
+  setKeyRegionPolicy(
+    instance: string,
+    keyId: string,
+    region: string,
+    policy: string | undefined,
+    updatedAt: number,
+  ): Promise<boolean> {
+    return this.#keyRegions.setKeyRegionPolicy(instance, keyId, region, policy, updatedAt)
   }
 
   // Registrations and key events: registrations.ts.
