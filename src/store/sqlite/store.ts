@@ -38,10 +38,12 @@ import type {
   TagPair,
   UpdateCondition,
 } from '../../core/ports.js'
+import type { VaultKeyStore } from '../../core/ports-vault-keys.js'
 import { importTokenStore } from './import-tokens.js'
 import { instancePolicyStore } from './instance-policies.js'
 import { MIGRATIONS } from './migrations.js'
 import { registrationStore } from './registrations.js'
+import { vaultKeyStore } from './vault-keys.js'
 import {
   PATCH_COLUMNS,
   toAliasName,
@@ -77,6 +79,8 @@ export class SqliteStore implements MetadataStore {
   readonly #tokens: ImportTokenStore
   readonly #instancePolicies: InstancePolicyStore
   readonly #regs: RegistrationStore & KeyEventLog
+  /** The vault keys of the Azure-Key-Vault-compatible API (vault-keys.ts): a role beside MetadataStore. */
+  readonly vaultKeys: VaultKeyStore
   #closed = false
 
   constructor(db: Db) {
@@ -88,6 +92,7 @@ export class SqliteStore implements MetadataStore {
     const id = db.prepare<[], string>("SELECT v FROM catalog_meta WHERE k = 'catalog_id'").pluck().get()
     if (id === undefined) throw new EngineError('STORE_ERROR', 'catalog: has no catalog_id')
     this.catalogId = id
+    this.vaultKeys = vaultKeyStore(db, id)
   }
 
   changeCounter(): number {
