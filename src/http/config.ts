@@ -22,6 +22,11 @@
  * | EKMS_AWSKMS_PORT | its port (same host and TLS settings as above) | `4599` |
  * | EKMS_AWSKMS_REGIONS | comma-separated regions it serves, the default one first (e.g. `eu-west-1,eu-west-3`) | `us-east-1` |
  * | EKMS_AWSKMS_REGION | one region (the one-region form of EKMS_AWSKMS_REGIONS; not both) | `us-east-1` |
+ * | EKMS_AZUREKV_PORT | serve the Azure-Key-Vault-compatible API on this port (same host; HTTPS only) | none (not served) |
+ * | EKMS_AZUREKV_TLS_CERT / EKMS_AZUREKV_TLS_KEY | its PEM certificate and key (required with the port) | none |
+ * | EKMS_AZUREKV_AUTHORITY | the `authorization` of its 401 challenge (token authority with tenant) | `https://login.microsoftonline.com/envelope-kms` |
+ * | EKMS_AZUREKV_RESOURCE | the `resource` of its challenge (clients ask for `<resource>/.default`) | `https://vault.azure.net` |
+ * | EKMS_AZUREKV_RETENTION_DAYS | days a soft-deleted vault key stays recoverable (7 to 90) | `90` |
  */
 import { readFileSync } from 'node:fs'
 import { z } from 'zod'
@@ -60,6 +65,44 @@ export interface HttpConfig {
         readonly credentials: AwsKmsCredential[]
       }
     | undefined
+  /** The Azure-Key-Vault-compatible listener (always HTTPS); undefined when EKMS_AZUREKV_PORT is unset. */
+  readonly azureKv: AzureKvListenConfig | undefined
+}
+
+/** The Azure-Key-Vault-compatible listener's settings (EKMS_AZUREKV_*). */
+export interface AzureKvListenConfig {
+  readonly port: number
+  readonly tls: { readonly certFile: string; readonly keyFile: string }
+  readonly authority: string
+  readonly resource: string
+  readonly retentionDays: number
+}
+
+/** EKMS_AZUREKV_*: undefined without a port; the TLS files are required with it (the SDK needs HTTPS). */
+function azureKvConfig(env: NodeJS.ProcessEnv): AzureKvListenConfig | undefined {
+  const port = env['EKMS_AZUREKV_PORT']
+  if (port === undefined || port === '') return undefined
+  const certFile = env['EKMS_AZUREKV_TLS_CERT']
+  const keyFile = env['EKMS_AZUREKV_TLS_KEY']
+  if (certFile === undefined || certFile === '' || keyFile === undefined || keyFile === '') {
+    throw new EngineError(
+      'CONFIG_INVALID',
+      'EKMS_AZUREKV_TLS_CERT / EKMS_AZUREKV_TLS_KEY: are required with EKMS_AZUREKV_PORT (Azure SDKs send tokens over HTTPS only)',
+    )
+  }
+  const url = (name: string, dflt: string): string => {
+    const v = env[name] ?? dflt
+    if (!/^https:\/\/[^\s"]+$/.test(v))
+      throw new EngineError('CONFIG_INVALID', `${name}: must be an https URL`)
+    return v.replace(/\/+$/, '')
+  }
+  return {
+    port: intVar(env, 'EKMS_AZUREKV_PORT', 0, 0, 65535),
+    tls: { certFile, keyFile },
+    authority: url('EKMS_AZUREKV_AUTHORITY', 'https://login.microsoftonline.com/envelope-kms'),
+    resource: url('EKMS_AZUREKV_RESOURCE', 'https://vault.azure.net'),
+    retentionDays: intVar(env, 'EKMS_AZUREKV_RETENTION_DAYS', 90, 7, 90),
+  }
 }
 
 function intVar(env: NodeJS.ProcessEnv, name: string, dflt: number, min: number, max: number): number {
@@ -230,6 +273,7 @@ export function loadHttpConfig(env: NodeJS.ProcessEnv = process.env): HttpConfig
   const port = env['EKMS_HTTP_PORT']
   return {
     awsKms,
+    azureKv: azureKvConfig(env),
     listen: {
       host: env['EKMS_HTTP_HOST'] ?? '127.0.0.1',
       ...(port === undefined || port === '' ? {} : { port: intVar(env, 'EKMS_HTTP_PORT', 8080, 0, 65535) }),

@@ -186,3 +186,46 @@ describe('HTTP configuration: the regions of the AWS-KMS-compatible endpoint (is
     ).toMatch(/a region repeats/)
   })
 })
+
+describe('HTTP configuration: EKMS_AZUREKV_*', () => {
+  it('is off without a port; with one it needs both TLS files (HTTPS only)', () => {
+    expect(loadHttpConfig({}).azureKv).toBeUndefined()
+    const e = expectCodeSync(() => loadHttpConfig({ EKMS_AZUREKV_PORT: '8444' }), 'CONFIG_INVALID')
+    expect(e.message).toContain('EKMS_AZUREKV_TLS_CERT / EKMS_AZUREKV_TLS_KEY')
+    expectCodeSync(
+      () => loadHttpConfig({ EKMS_AZUREKV_PORT: '8444', EKMS_AZUREKV_TLS_CERT: '/c.pem' }),
+      'CONFIG_INVALID',
+    )
+  })
+
+  it('reads the port, files, challenge parameters and retention, with their defaults', () => {
+    const tls = { EKMS_AZUREKV_TLS_CERT: '/c.pem', EKMS_AZUREKV_TLS_KEY: '/k.pem' }
+    expect(loadHttpConfig({ EKMS_AZUREKV_PORT: '8444', ...tls }).azureKv).toEqual({
+      port: 8444,
+      tls: { certFile: '/c.pem', keyFile: '/k.pem' },
+      authority: 'https://login.microsoftonline.com/envelope-kms',
+      resource: 'https://vault.azure.net',
+      retentionDays: 90,
+    })
+    const c = loadHttpConfig({
+      EKMS_AZUREKV_PORT: '0',
+      ...tls,
+      EKMS_AZUREKV_AUTHORITY: 'https://login.example.com/tenant-1/',
+      EKMS_AZUREKV_RESOURCE: 'https://kms.example.com',
+      EKMS_AZUREKV_RETENTION_DAYS: '7',
+    }).azureKv
+    expect(c?.authority).toBe('https://login.example.com/tenant-1')
+    expect(c?.resource).toBe('https://kms.example.com')
+    expect(c?.retentionDays).toBe(7)
+  })
+
+  it('a plain-http challenge URL or a retention outside 7-90 days is CONFIG_INVALID', () => {
+    const base = { EKMS_AZUREKV_PORT: '0', EKMS_AZUREKV_TLS_CERT: '/c', EKMS_AZUREKV_TLS_KEY: '/k' }
+    expectCodeSync(
+      () => loadHttpConfig({ ...base, EKMS_AZUREKV_RESOURCE: 'http://vault.local' }),
+      'CONFIG_INVALID',
+    )
+    expectCodeSync(() => loadHttpConfig({ ...base, EKMS_AZUREKV_RETENTION_DAYS: '6' }), 'CONFIG_INVALID')
+    expectCodeSync(() => loadHttpConfig({ ...base, EKMS_AZUREKV_RETENTION_DAYS: '91' }), 'CONFIG_INVALID')
+  })
+})

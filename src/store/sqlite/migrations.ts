@@ -258,4 +258,39 @@ export const MIGRATIONS: readonly string[] = [
   `,
   // 12: reserved (tenant key providers, tenant key state, the data-key catalog), filled in by its branch.
   `-- reserved 12`,
+  // 13: vault keys of the Azure-Key-Vault-compatible API (core/ports-vault-keys.ts), a kind of their own:
+  // no engine table refers to them and they refer to none. Names compare case-insensitively (Key Vault).
+  `
+  CREATE TABLE vault_keys (
+    instance        TEXT NOT NULL,
+    name            TEXT NOT NULL COLLATE NOCASE,
+    created_at      INTEGER NOT NULL,
+    current_version TEXT NOT NULL,
+    deleted_at      INTEGER,
+    purge_at        INTEGER,
+    PRIMARY KEY (instance, name)
+  ) STRICT;
+  CREATE TABLE vault_key_versions (
+    instance     TEXT NOT NULL,
+    name         TEXT NOT NULL COLLATE NOCASE,
+    version      TEXT NOT NULL,
+    seq          INTEGER NOT NULL CHECK (seq >= 1),
+    kty          TEXT NOT NULL CHECK (kty IN ('oct-HSM', 'RSA-HSM')),
+    size         INTEGER NOT NULL,
+    provider_ref TEXT NOT NULL,
+    public_n     BLOB,
+    public_e     BLOB,
+    imported     INTEGER NOT NULL CHECK (imported IN (0, 1)),
+    enabled      INTEGER NOT NULL CHECK (enabled IN (0, 1)),
+    key_ops      TEXT NOT NULL,
+    tags         TEXT NOT NULL,
+    not_before   INTEGER,
+    expires      INTEGER,
+    created_at   INTEGER NOT NULL,
+    updated_at   INTEGER NOT NULL,
+    PRIMARY KEY (instance, name, version),
+    UNIQUE (instance, name, seq),
+    FOREIGN KEY (instance, name) REFERENCES vault_keys (instance, name) ON DELETE CASCADE
+  ) STRICT;
+  `,
 ]

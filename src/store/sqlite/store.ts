@@ -40,12 +40,14 @@ import type {
 } from '../../core/ports.js'
 import type { JobPatch, JobRecord, JobStore, ListJobsQuery } from '../../core/ports-jobs.js'
 import type { KeyRegionRecord, KeyRegionStore } from '../../core/ports-key-regions.js'
+import type { VaultKeyStore } from '../../core/ports-vault-keys.js'
 import { importTokenStore } from './import-tokens.js'
 import { jobStore } from './jobs.js'
 import { instancePolicyStore } from './instance-policies.js'
 import { keyRegionStore } from './key-regions.js'
 import { MIGRATIONS } from './migrations.js'
 import { registrationStore } from './registrations.js'
+import { vaultKeyStore } from './vault-keys.js'
 import {
   PATCH_COLUMNS,
   toAliasName,
@@ -83,6 +85,8 @@ export class SqliteStore implements MetadataStore, JobStore, KeyRegionStore {
   readonly #regs: RegistrationStore & KeyEventLog
   readonly #jobs: JobStore
   readonly #keyRegions: KeyRegionStore
+  /** The vault keys of the Azure-Key-Vault-compatible API (vault-keys.ts): a role beside MetadataStore. */
+  readonly vaultKeys: VaultKeyStore
   #closed = false
 
   constructor(db: Db) {
@@ -96,6 +100,7 @@ export class SqliteStore implements MetadataStore, JobStore, KeyRegionStore {
     const id = db.prepare<[], string>("SELECT v FROM catalog_meta WHERE k = 'catalog_id'").pluck().get()
     if (id === undefined) throw new EngineError('STORE_ERROR', 'catalog: has no catalog_id')
     this.catalogId = id
+    this.vaultKeys = vaultKeyStore(db, id)
   }
 
   changeCounter(): number {
