@@ -88,6 +88,11 @@ export interface VaultKeyBackend {
    */
   vaultUnwrapKey(ref: string, wrapped: Buffer, opts?: CallOptions): Promise<SecretBytes>
   /**
+   * `length` random bytes from the device's RNG (Managed HSM's `POST /rng`).
+   * @throws EngineError PROVIDER_UNAVAILABLE, PROVIDER_ERROR
+   */
+  generateRandom(length: number, opts?: CallOptions): Promise<SecretBytes>
+  /**
    * RSA-OAEP decryption (MGF1 with the same hash, no label) with an `RSA-HSM` private key.
    * @throws EngineError UNWRAP_AAD_MISMATCH (not a valid OAEP ciphertext for this key), PROVIDER_UNSUPPORTED (hash), KEY_VERSION_MATERIAL_MISSING
    */

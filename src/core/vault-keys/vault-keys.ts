@@ -294,6 +294,17 @@ export class VaultKeys {
   }
 
   /**
+   * `count` random bytes (1 to 128, as Managed HSM) from the device's RNG: Managed HSM's `getRandomBytes`.
+   * Tenant-independent: the RNG holds no key.
+   * @throws EngineError INVALID_FIELD_ERR (count), PROVIDER_*
+   */
+  async random(count: number): Promise<SecretBytes> {
+    if (!Number.isInteger(count) || count < 1 || count > 128)
+      throw invalidField('count', 'must be an integer from 1 to 128')
+    return this.#backend.generateRandom(count)
+  }
+
+  /**
    * Encrypts `plaintext` with a version: AES-GCM (`A256GCM`, the IV made by the device, the caller's AAD) for
    * `oct-HSM`; RSA-OAEP / RSA-OAEP-256 with the public key for `RSA-HSM`.
    * @throws EngineError KEY_NOT_FOUND_ERR, KEY_ACTION_INVALID_STATE_ERR (disabled, not yet valid, expired, not

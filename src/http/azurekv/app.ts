@@ -155,7 +155,12 @@ export function createAzureKvApp(options: AzureKvAppOptions): Hono {
       op = m.route.op
       keyName = m.params['name']
       if (!allowed(principal, instance, m.route.iam)) {
-        throw new AzureError(403, 'Forbidden', `The token is not allowed ${m.route.iam} on this vault.`)
+        throw new AzureError(
+          403,
+          'Forbidden',
+          `The token is not allowed ${m.route.iam} on this vault.`,
+          'ForbiddenByPolicy',
+        )
       }
       let body: Json = {}
       if (m.route.body) {
@@ -204,10 +209,12 @@ export function createAzureKvApp(options: AzureKvAppOptions): Hono {
         })
       }
       let message: string
+      let inner: string | undefined
       if (err instanceof AzureError) {
         status = err.status
         code = err.code
         message = err.message
+        inner = err.inner
       } else if (err instanceof EngineError) {
         const shape = AZURE_KV_ERRORS[err.code]
         status = shape.status
@@ -224,7 +231,12 @@ export function createAzureKvApp(options: AzureKvAppOptions): Hono {
           'azure-kv request failed',
         )
       }
-      const res = reply(c, status, { error: { code, message } }, requestId)
+      const res = reply(
+        c,
+        status,
+        { error: { code, message, ...(inner === undefined ? {} : { innererror: { code: inner } }) } },
+        requestId,
+      )
       if (status === 401) res.headers.set('www-authenticate', challenge)
       if (auditRefused) res.headers.set('retry-after', '1')
       // Refused before its body was read: close rather than carry the rest of the upload.

@@ -299,6 +299,24 @@ export const ROUTES: readonly Route[] = [
   },
   {
     method: 'POST',
+    pattern: ['rng'],
+    op: 'GetRandomBytes',
+    iam: 'kms.secrets.rng',
+    body: true,
+    handler: async (c) => {
+      const count = c.body['count']
+      if (typeof count !== 'number' || !Number.isInteger(count) || count < 1 || count > 128)
+        throw badParameter('count: must be an integer from 1 to 128')
+      const r = await c.vault.random(count)
+      try {
+        return ok({ value: r.bytes.toString('base64url') })
+      } finally {
+        r.zeroize()
+      }
+    },
+  },
+  {
+    method: 'POST',
     pattern: ['keys', ':name', ':version', 'encrypt'],
     op: 'Encrypt',
     iam: 'kms.secrets.wrap',

@@ -14,6 +14,8 @@ export class AzureError extends Error {
     readonly status: number,
     readonly code: string,
     message: string,
+    /** Key Vault's `innererror.code` (e.g. `ForbiddenByPolicy`: the principal, not the key, is refused). */
+    readonly inner?: string,
   ) {
     super(message)
   }
