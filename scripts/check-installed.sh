@@ -85,6 +85,23 @@ node --input-type=module -e '
   }
 '
 
+say "the optional Azure SDK: absent, so the Azure Key Vault provider says what to install"
+[ ! -d node_modules/@azure/keyvault-keys ] || fail "@azure/keyvault-keys is an optional peer; it should not be installed"
+node --input-type=module -e '
+  import { createAzureKvProvider } from "envelope-kms/providers/azure-kv"
+  try {
+    await createAzureKvProvider({
+      vaultUrl: "https://example.vault.azure.net",
+      credential: { kind: "static-token", token: "t" },
+    })
+    console.error("created a provider without @azure/keyvault-keys"); process.exit(1)
+  } catch (e) {
+    if (e.code !== "PROVIDER_MODULE_LOAD_FAILED" || !e.message.includes("npm install @azure/keyvault-keys")) {
+      console.error("unexpected error:", e.code, e.message); process.exit(1)
+    }
+  }
+'
+
 say "envelope-kms serve (port 0), /health, /ready, SIGTERM"
 # The bin npx runs, started directly: npx (npm exec) does not pass SIGTERM on to its child.
 EKMS_HTTP_PORT=0 node_modules/.bin/envelope-kms serve > serve.out 2> serve.err &
