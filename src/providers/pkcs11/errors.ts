@@ -77,10 +77,10 @@ export function classify(rv: number | undefined): FailureKind {
  * Empties this thread's OpenSSL error queue. SoftHSM2 runs its cryptography with the OpenSSL of the process,
  * which in Node is Node's own: a failed operation inside the token (an AES key unwrap or an RSA-OAEP
  * decryption of bad input) leaves its error on the queue, and the next TLS read of the process fails with it
- * (measured: the next HTTPS request on any connection is reset). Call it after such a failure on the thread
- * that made the PKCS#11 call. Node exposes no ERR_clear_error; a synchronous one-byte randomBytes runs Node's
- * crypto job, which clears the queue on return (test/integration/sdk/azure-kv-endpoint.test.ts proves the
- * next TLS request works).
+ * (measured: the next HTTPS request on a kept-alive connection is reset). module.ts wraps every `C_*` method
+ * of the binding so that it is called after each failed call, on the thread that made it. Node exposes no
+ * ERR_clear_error; a synchronous one-byte randomBytes runs Node's crypto job, which clears the queue on
+ * return (test/integration/softhsm2/openssl-error-queue.test.ts fails without the wrapper).
  */
 export function clearOpenSslErrorQueue(): void {
   randomBytes(1)

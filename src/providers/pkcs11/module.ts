@@ -9,6 +9,9 @@
  *   present the same PIN (checked in constant time), since the device will not check it again.
  * - C_Finalize runs only on the main thread when the last user releases the library: a worker that
  *   finalised would break every other thread's next call (gotcha 2).
+ * - Every `C_*` call that fails empties the OpenSSL error queue of its thread before its error goes on
+ *   ({@link clearingOpenSslErrors}): SoftHSM2 shares Node's OpenSSL, and an error it leaves there breaks the
+ *   next TLS read of the process.
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
 import { createRequire } from 'node:module'
@@ -16,7 +19,7 @@ import { realpathSync } from 'node:fs'
 import { isMainThread } from 'node:worker_threads'
 import type * as P11 from 'pkcs11js'
 import { EngineError } from '../../core/errors.js'
-import { ckrName, ckrOf } from './errors.js'
+import { ckrName, ckrOf, clearOpenSslErrorQueue } from './errors.js'
 
 export type Pkcs11Js = typeof P11
 export type Handle = P11.Handle
@@ -91,7 +94,7 @@ export function acquireModule(path: string): ModuleEntry {
     return existing
   }
   const js = pkcs11js()
-  const p11 = new js.PKCS11()
+  const p11 = clearingOpenSslErrors(new js.PKCS11())
   try {
     p11.load(real)
   } catch (err) {
@@ -109,6 +112,54 @@ export function acquireModule(path: string): ModuleEntry {
   const entry: ModuleEntry = { path: real, p11, generation: 1, refs: 1, logins: new Map() }
   modules.set(real, entry)
   return entry
+}
+
+/**
+ * Wraps every `C_*` method of a binding instance (as own properties, so the instance keeps its prototype) so
+ * that a call that throws, or an `…Async` call that rejects, first empties the OpenSSL error queue
+ * (errors.ts {@link clearOpenSslErrorQueue}) and then fails with the same error. The one place all PKCS#11
+ * calls pass: a failure handled inside the provider (a find that misses, a destroy of a missing object)
+ * leaves nothing behind either. A synchronous call's queue is the calling thread's, which is where the next
+ * TLS read of the process would find it; an `…Async` call runs on a libuv thread, whose Node crypto jobs
+ * clear their queue themselves.
+ */
+export function clearingOpenSslErrors(p11: P11.PKCS11): P11.PKCS11 {
+  const self = p11 as unknown as Record<string, unknown>
+  const names = new Set<string>()
+  for (
+    let o: object | null = Object.getPrototypeOf(p11) as object | null;
+    o !== null && o !== Object.prototype;
+  ) {
+    for (const n of Object.getOwnPropertyNames(o)) if (n.startsWith('C_')) names.add(n)
+    o = Object.getPrototypeOf(o) as object | null
+  }
+  for (const n of Object.getOwnPropertyNames(p11)) if (n.startsWith('C_')) names.add(n)
+  for (const name of names) {
+    const fn = self[name]
+    if (typeof fn !== 'function') continue
+    const call = fn as (...args: unknown[]) => unknown
+    Object.defineProperty(self, name, {
+      configurable: true,
+      writable: true,
+      value: function (this: unknown, ...args: unknown[]): unknown {
+        let r: unknown
+        try {
+          r = call.apply(this, args)
+        } catch (err) {
+          clearOpenSslErrorQueue()
+          throw err
+        }
+        if (r instanceof Promise) {
+          return r.catch((err: unknown) => {
+            clearOpenSslErrorQueue()
+            throw err
+          })
+        }
+        return r
+      },
+    })
+  }
+  return p11
 }
 
 /** Drops one reference; the last one on the main thread finalises the library. */
