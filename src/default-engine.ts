@@ -5,6 +5,7 @@
 import { defaultSoftHsmConf, ensureCatalogDir, loadConfig, type EngineConfig } from './config.js'
 import { createEngine, type EngineOptions, type EnvelopeEngine } from './core/engine.js'
 import { VaultKeys } from './core/vault-keys/vault-keys.js'
+import { createVaultKeyMaintenance, type VaultKeyMaintenance } from './core/jobs/vault-key-maintenance.js'
 
 /** Engine options other than the provider and the store. */
 export type DefaultEngineOptions = Omit<EngineOptions, 'provider' | 'store'>
@@ -47,6 +48,8 @@ export async function createEngineFromConfig(
 /** The vault-key service of {@link createVaultKeysFromConfig} and how to release it. */
 export interface DefaultVaultKeys {
   readonly vault: VaultKeys
+  /** The purge at the scheduled purge date and the orphan sweep, for the scheduler (`serve` runs it). */
+  readonly maintenance: VaultKeyMaintenance
   /** Closes the service's own provider sessions and catalog connection. */
   close(): Promise<void>
 }
@@ -75,6 +78,7 @@ export async function createVaultKeysFromConfig(
     })
     return {
       vault,
+      maintenance: createVaultKeyMaintenance({ vault, store: store.vaultKeys, backend: provider }),
       close: async () => {
         await provider.close()
         await store.close()

@@ -67,6 +67,11 @@ export interface VaultKeyBackend {
   /** Destroys a vault-key object. Destroying one that no longer exists succeeds. */
   destroyVaultKey(ref: string, opts?: CallOptions): Promise<void>
   /**
+   * Every vault-key object the device holds, with the catalog recorded on it: objects no version row refers
+   * to (a crash between the object and its catalog row) are swept by the vault-key maintenance pass.
+   */
+  listVaultKeyObjects(opts?: CallOptions): Promise<{ readonly ref: string; readonly catalogId: string }[]>
+  /**
    * AES-GCM encryption under an `oct-HSM` key with the caller's AAD (possibly empty); the 96-bit IV comes from
    * the device's RNG, the tag is 128 bits.
    * @throws EngineError KEY_VERSION_MATERIAL_MISSING (no such vault-key object), PROVIDER_UNAVAILABLE, PROVIDER_ERROR
@@ -196,4 +201,11 @@ export interface VaultKeyStore {
   ): Promise<boolean>
   /** Removes a soft-deleted key and all its versions (their device objects are the caller's). */
   purgeVaultKey(instance: string, name: string): Promise<boolean>
+  /**
+   * Soft-deleted keys of every instance whose purge date is at or before `before` (ms), earliest first: the
+   * automatic purge at Key Vault's `scheduledPurgeDate`.
+   */
+  listVaultKeysPurgeDue(before: number, limit: number): Promise<VaultKeyRecord[]>
+  /** Whether a version row (live or soft-deleted key) refers to the device object `ref`. */
+  vaultKeyRefInUse(ref: string): Promise<boolean>
 }

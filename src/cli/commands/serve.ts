@@ -14,6 +14,7 @@ import {
 } from '../../default-engine.js'
 import { EngineError, isEngineError } from '../../core/errors.js'
 import { startRotationScheduler } from '../../core/jobs/scheduler.js'
+import type { VaultKeyMaintenanceResult } from '../../core/jobs/vault-key-maintenance.js'
 import { createHttpApp } from '../../http/app.js'
 import type { AutoPurgeResult } from '../../core/engine.js'
 import { pinoAuditSink, type AuditEvent } from '../../http/audit.js'
@@ -239,6 +240,23 @@ export async function serveCommand(): Promise<void> {
         })
       }
     },
+    ...(vaultKeys === undefined
+      ? {}
+      : {
+          vaultKeys: vaultKeys.maintenance,
+          onVaultKeys: (r: VaultKeyMaintenanceResult) => {
+            if (r.purged.length + r.swept.length > 0)
+              log.info(
+                { purged: r.purged.length, swept: r.swept.length },
+                'vault keys: purged at their scheduled purge date, orphaned objects swept',
+              )
+            for (const f of r.failed)
+              log.error(
+                { what: f.what, instance: f.instance, key: f.name, code: f.code, message: f.message },
+                'vault key maintenance failed; the next pass retries it',
+              )
+          },
+        }),
     onError: (err) => {
       log.error({ code: err.code, message: err.message }, 'automatic rotation pass failed')
     },

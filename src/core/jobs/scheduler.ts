@@ -1,11 +1,13 @@
 /**
  * Runs {@link EnvelopeEngine.rotateDueKeys} and {@link EnvelopeEngine.expireImportTokens} (and, when asked,
- * {@link EnvelopeEngine.runScheduledDeletions} and the automatic purge {@link EnvelopeEngine.runAutoPurge})
+ * {@link EnvelopeEngine.runScheduledDeletions}, the automatic purge {@link EnvelopeEngine.runAutoPurge} and
+ * the vault-key maintenance of vault-key-maintenance.ts)
  * at start, catching up on work missed while the process was down, and then every `intervalMs`. One pass at
  * a time; a failing pass is reported, never thrown.
  */
 import type { AutoPurgeResult, EnvelopeEngine } from '../engine.js'
 import { toEngineError, type EngineError } from '../errors.js'
+import type { VaultKeyMaintenance, VaultKeyMaintenanceResult } from './vault-key-maintenance.js'
 
 export interface RotationSchedulerOptions {
   /** Time between passes (default one hour). */
@@ -23,6 +25,12 @@ export interface RotationSchedulerOptions {
   readonly autoPurge?: boolean
   /** Called after each automatic purge with what it purged and what failed (to log and audit). */
   readonly onAutoPurge?: (r: AutoPurgeResult) => void
+  /**
+   * Also maintain the vault keys of the Azure-Key-Vault-compatible API: purge soft-deleted ones at their
+   * scheduled purge date, sweep orphaned device objects (vault-key-maintenance.ts).
+   */
+  readonly vaultKeys?: VaultKeyMaintenance
+  readonly onVaultKeys?: (r: VaultKeyMaintenanceResult) => void
 }
 
 export interface RotationScheduler {
@@ -64,6 +72,13 @@ export function startRotationScheduler(
           options.onAutoPurge?.(await engine.runAutoPurge())
         } catch (err) {
           options.onError?.(toEngineError(err, 'automatic purge'))
+        }
+      }
+      if (options.vaultKeys !== undefined) {
+        try {
+          options.onVaultKeys?.(await options.vaultKeys.run())
+        } catch (err) {
+          options.onError?.(toEngineError(err, 'vault key maintenance'))
         }
       }
     })

@@ -61,6 +61,7 @@ import {
   createVaultKeyObject,
   findVaultKeys,
   integrityFailure,
+  listVaultKeyObjects,
   readVaultAttributes,
   rsaDecryptWith,
   splitGcm,
@@ -470,6 +471,10 @@ export class Pkcs11Provider implements RootKeyProvider, VaultKeyBackend {
       )
     }
     return { ref, publicKey }
+  }
+
+  async listVaultKeyObjects(opts: CallOptions = {}): Promise<{ ref: string; catalogId: string }[]> {
+    return this.#guard.op('list vault keys', (s) => listVaultKeyObjects(this.#js, this.#entry.p11, s), opts)
   }
 
   async destroyVaultKey(ref: string, opts: CallOptions = {}): Promise<void> {

@@ -161,6 +161,38 @@ export function findVaultKeys(
   })
 }
 
+/**
+ * Every vault-key object on the token (AES secret keys and RSA private keys labelled `ekms/az/v1/<catalogId>`)
+ * with its `ref` (CKA_ID in hex) and catalog id.
+ */
+export function listVaultKeyObjects(js: Pkcs11Js, p11: P11, s: Handle): { ref: string; catalogId: string }[] {
+  const out: { ref: string; catalogId: string }[] = []
+  for (const cls of [js.CKO_SECRET_KEY, js.CKO_PRIVATE_KEY]) {
+    p11.C_FindObjectsInit(s, [
+      { type: js.CKA_CLASS, value: cls },
+      { type: js.CKA_TOKEN, value: true },
+    ])
+    const handles: Handle[] = []
+    try {
+      for (;;) {
+        const batch = p11.C_FindObjects(s, 256)
+        if (batch.length === 0) break
+        handles.push(...batch)
+      }
+    } finally {
+      p11.C_FindObjectsFinal(s)
+    }
+    for (const h of handles) {
+      const [label, id] = p11.C_GetAttributeValue(s, h, [{ type: js.CKA_LABEL }, { type: js.CKA_ID }])
+      const l = label?.value?.toString('utf8') ?? ''
+      const ref = id?.value?.toString('hex') ?? ''
+      if (!l.startsWith(VAULT_LABEL_PREFIX) || ref === '') continue
+      out.push({ ref, catalogId: l.slice(VAULT_LABEL_PREFIX.length) })
+    }
+  }
+  return out
+}
+
 function classOf(js: Pkcs11Js, kty: VaultKeyType): number {
   return kty === 'oct-HSM' ? js.CKO_SECRET_KEY : js.CKO_PRIVATE_KEY
 }

@@ -293,4 +293,10 @@ export const MIGRATIONS: readonly string[] = [
     FOREIGN KEY (instance, name) REFERENCES vault_keys (instance, name) ON DELETE CASCADE
   ) STRICT;
   `,
+  // 14: the vault-key maintenance pass (core/jobs/vault-key-maintenance.ts): soft-deleted keys by purge date,
+  // and versions by device object (the orphan sweep asks whether an object has a row).
+  `
+  CREATE INDEX vault_keys_purge_due ON vault_keys(purge_at) WHERE purge_at IS NOT NULL;
+  CREATE INDEX vault_key_versions_by_ref ON vault_key_versions(provider_ref);
+  `,
 ]

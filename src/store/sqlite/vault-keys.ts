@@ -127,6 +127,12 @@ export function vaultKeyStore(db: Db, catalogId: string): VaultKeyStore {
   const purge = db.prepare(
     'DELETE FROM vault_keys WHERE instance = ? AND name = ? AND deleted_at IS NOT NULL',
   )
+  const purgeDue = db.prepare<[number, number], KeyRow>(
+    'SELECT * FROM vault_keys WHERE purge_at IS NOT NULL AND purge_at <= ? ORDER BY purge_at LIMIT ?',
+  )
+  const refUsed = db
+    .prepare<[string], number>('SELECT COUNT(*) FROM vault_key_versions WHERE provider_ref = ?')
+    .pluck()
 
   const add = db.transaction((v: VaultKeyVersionRecord): 'added' | 'deleted' => {
     const key = getKey.get(v.instance, v.name)
@@ -223,6 +229,12 @@ export function vaultKeyStore(db: Db, catalogId: string): VaultKeyStore {
     },
     async purgeVaultKey(instance, name) {
       return purge.run(instance, name).changes === 1
+    },
+    async listVaultKeysPurgeDue(before, limit) {
+      return purgeDue.all(before, limit).map(toKey)
+    },
+    async vaultKeyRefInUse(ref) {
+      return (refUsed.get(ref) ?? 0) > 0
     },
   }
 }
