@@ -207,7 +207,7 @@ describe('RSA-HSM keys', () => {
 })
 
 describe('random bytes and health', () => {
-  it('generateRandom takes the vault RNG (POST /rng); a principal without it gets PROVIDER_ACCESS_DENIED', async () => {
+  it('generateRandom takes the vault RNG (POST /rng); a principal without it, or without encrypt, gets PROVIDER_ACCESS_DENIED', async () => {
     const p = await createAzureKvProvider(options())
     const a = await p.generateRandom(64)
     expect(a.length).toBe(64)
@@ -217,6 +217,12 @@ describe('random bytes and health', () => {
       options({ credential: { kind: 'static-token', token: KEY_NO_RNG } }),
     )
     await expectCode(limited.generateRandom(16), 'PROVIDER_ACCESS_DENIED')
+    // An IAM refusal of a crypto call (innererror ForbiddenByPolicy) is access, not the key's state.
+    const ref = await limited.createVersion({ catalogId: randomUUID(), keyId: randomUUID(), version: 1 })
+    await expectCode(
+      limited.encryptOpaque(ref, SecretBytes.copyOf(Buffer.alloc(32)), Buffer.alloc(0)),
+      'PROVIDER_ACCESS_DENIED',
+    )
     expect((await limited.health()).ok).toBe(true) // listing is allowed
     await limited.close()
   })
