@@ -137,7 +137,7 @@ export function createHttpApp(o: HttpAppOptions): HttpApp {
     type: 'http',
     scheme: 'bearer',
     description:
-      'An API key or a JWT from the configured issuer (EKMS_AUTH_FILE), checked per instance (Bluemix-Instance) and IAM action.',
+      "An API key or a JWT from the configured issuer (EKMS_AUTH_FILE), checked per instance (Bluemix-Instance; the Qlik API: the token's one instance is the tenant) and IAM action.",
   })
   app.doc31('/openapi.json', {
     openapi: '3.1.0',
@@ -145,7 +145,8 @@ export function createHttpApp(o: HttpAppOptions): HttpApp {
       title: 'envelope-kms: IBM Key Protect v2 compatible API',
       version: PACKAGE.version,
       description:
-        'IBM Key Protect v2 compatible API over envelope-kms (keys, key actions, policies, aliases, key rings). ' +
+        'IBM Key Protect v2 compatible API over envelope-kms (keys, key actions, policies, aliases, key rings); ' +
+        'with tenant key providers, the Qlik Cloud encryption key providers API (/api/v1/encryption/keyproviders). ' +
         'Error reason codes: docs/errors.md of the package.',
       license: { name: 'Apache-2.0', url: 'https://www.apache.org/licenses/LICENSE-2.0' },
     },

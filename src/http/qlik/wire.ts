@@ -42,7 +42,7 @@ export function acceptProviderSpelling(body: unknown): unknown {
 /**
  * A KeyProvider object. `complianceError` as the seed's examples show it: an object inside collections
  * (`list`), a one-element array on single-provider responses (`single`); absent before the first test.
- * `current` only when true (as the tutorial); the default provider as §A.5.
+ * `current` only when true (as the tutorial); the default provider exactly as §A.5 (no compliance fields).
  */
 export function keyProviderWire(p: KeyProviderView, shape: 'list' | 'single'): Record<string, unknown> {
   const isDefault = p.kind === 'default'
@@ -63,8 +63,9 @@ export function keyProviderWire(p: KeyProviderView, shape: 'list' | 'single'): R
         }),
     promotedToCurrentAt: qlikTime(p.promotedToCurrentAt),
     demotedFromCurrentAt: qlikTime(p.demotedFromCurrentAt),
-    ...(p.drCompliant === undefined ? {} : { drCompliant: p.drCompliant }),
-    ...(p.drCompliant === undefined ? {} : { complianceError: complianceWire(p.complianceError, shape) }),
+    ...(isDefault || p.drCompliant === undefined
+      ? {}
+      : { drCompliant: p.drCompliant, complianceError: complianceWire(p.complianceError, shape) }),
   }
 }
 
