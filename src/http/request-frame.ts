@@ -10,7 +10,7 @@ import type { Context } from 'hono'
 import type { AddressList } from '../core/address-list.js'
 import type { AuditEvent, AuditSink } from './audit.js'
 import type { Principal } from './auth.js'
-import { readCappedBody, type BodyBudget } from './body.js'
+import { CLIENT_CLOSED_REQUEST, readCappedBody, type BodyBudget } from './body.js'
 import { header } from './headers.js'
 
 /** A correlation id for the request: the caller's, or a fresh v4 UUID. */
@@ -145,4 +145,36 @@ export async function auditUnknownRoute(
     api,
   })
   if (written !== undefined) await written
+}
+
+/**
+ * The answer to a request whose client left mid-body ({@link ClientAbortError}): nothing to answer and
+ * nothing failed here (no server-error log); recorded as 499 CLIENT_CLOSED_REQUEST.
+ */
+export function clientClosed(facts: AuditFacts): Response {
+  facts.status = CLIENT_CLOSED_REQUEST
+  facts.reason = 'CLIENT_CLOSED_REQUEST'
+  return new Response(null, { status: CLIENT_CLOSED_REQUEST, headers: { connection: 'close' } })
+}
+
+/**
+ * A route's OpenAPI responses: its own (a JSON schema where it has one), then every error response of the
+ * family with the family's error body, unless the route documents that status itself.
+ */
+export function openApiResponses(
+  own: Readonly<Record<number, { readonly description: string; readonly schema?: unknown }>>,
+  errors: Readonly<Record<string, string>>,
+  errorSchema: unknown,
+): Record<string, unknown> {
+  const responses: Record<string, unknown> = {}
+  for (const [status, r] of Object.entries(own)) {
+    responses[status] =
+      r.schema === undefined
+        ? { description: r.description }
+        : { description: r.description, content: { 'application/json': { schema: r.schema } } }
+  }
+  for (const [status, description] of Object.entries(errors)) {
+    responses[status] ??= { description, content: { 'application/json': { schema: errorSchema } } }
+  }
+  return responses
 }

@@ -10,11 +10,18 @@ import type { AddressList } from '../../core/address-list.js'
 import { EngineError, isEngineError } from '../../core/errors.js'
 import type { AuditSink } from '../audit.js'
 import { allowed, AuthError, type Authenticator, type Principal } from '../auth.js'
-import { CLIENT_CLOSED_REQUEST, ClientAbortError, type BodyBudget } from '../body.js'
+import { ClientAbortError, type BodyBudget } from '../body.js'
 import { wireOf } from '../errors.js'
 import { header } from '../headers.js'
 import type { FixedWindowLimiter } from '../rate-limit.js'
-import { auditedRequest, clientAddress, correlationIdOf, type AuditRoute } from '../request-frame.js'
+import {
+  auditedRequest,
+  clientAddress,
+  clientClosed,
+  correlationIdOf,
+  openApiResponses,
+  type AuditRoute,
+} from '../request-frame.js'
 import { HttpProblem, normalizeKeys, readBody, Req, validate } from './request.js'
 import * as S from './schemas.js'
 import { errorBody, type WireOptions } from './wire.js'
@@ -104,16 +111,7 @@ export function register(
   { describe = true }: { readonly describe?: boolean } = {},
 ): RequestHandler {
   const now = o.now ?? Date.now
-  const responses: Record<string, unknown> = {}
-  for (const [status, r] of Object.entries(def.responses)) {
-    responses[status] =
-      r.schema === undefined
-        ? { description: r.description }
-        : { description: r.description, content: { 'application/json': { schema: r.schema } } }
-  }
-  for (const [status, description] of Object.entries(ERROR_RESPONSES)) {
-    responses[status] ??= { description, content: { 'application/json': { schema: S.ErrorCollection } } }
-  }
+  const responses = openApiResponses(def.responses, ERROR_RESPONSES, S.ErrorCollection)
   const route = createRoute({
     method: def.method,
     path: `/api/v2${def.path}`,
@@ -251,12 +249,8 @@ export function register(
           facts.status = res.status
           return res
         } catch (err) {
-          if (err instanceof ClientAbortError) {
-            // The client left mid-body: nothing to answer, nothing failed here (no server-error log).
-            facts.status = CLIENT_CLOSED_REQUEST
-            facts.reason = 'CLIENT_CLOSED_REQUEST'
-            return new Response(null, { status: CLIENT_CLOSED_REQUEST, headers: { connection: 'close' } })
-          }
+          // The client left mid-body: nothing to answer, nothing failed here (no server-error log).
+          if (err instanceof ClientAbortError) return clientClosed(facts)
           // Engine errors come from the handler, or from the allowedIP check (IP_ADDRESS_NOT_ALLOWED_ERR).
           const p =
             pathParam !== undefined && isEngineError(err, 'INVALID_FIELD_ERR')

@@ -14,7 +14,6 @@ import {
   BODY_REFUSED_HEADERS,
   BodyBudgetError,
   BodyTooLargeError,
-  CLIENT_CLOSED_REQUEST,
   ClientAbortError,
   type BodyBudget,
 } from '../body.js'
@@ -23,8 +22,10 @@ import { header } from '../headers.js'
 import type { FixedWindowLimiter } from '../rate-limit.js'
 import {
   auditedRequest,
+  clientClosed,
   correlationIdOf,
   InvalidJsonError,
+  openApiResponses,
   readJsonBody,
   type AuditRoute,
 } from '../request-frame.js'
@@ -186,16 +187,7 @@ export function registerQlikRoute(
   o: QlikOptions,
 ): (c: Context) => Promise<Response> {
   const now = o.now ?? Date.now
-  const responses: Record<string, unknown> = {}
-  for (const [status, r] of Object.entries(def.responses)) {
-    responses[status] =
-      r.schema === undefined
-        ? { description: r.description }
-        : { description: r.description, content: { 'application/json': { schema: r.schema } } }
-  }
-  for (const [status, description] of Object.entries(ERROR_RESPONSES)) {
-    responses[status] ??= { description, content: { 'application/json': { schema: S.StandardError } } }
-  }
+  const responses = openApiResponses(def.responses, ERROR_RESPONSES, S.StandardError)
   const hasFingerprint = def.path.includes('{arnFingerPrint}')
   app.openAPIRegistry.registerPath(
     createRoute({
@@ -290,11 +282,8 @@ export function registerQlikRoute(
           facts.status = res.status
           return res
         } catch (err) {
-          if (err instanceof ClientAbortError) {
-            facts.status = CLIENT_CLOSED_REQUEST
-            facts.reason = 'CLIENT_CLOSED_REQUEST'
-            return new Response(null, { status: CLIENT_CLOSED_REQUEST, headers: { connection: 'close' } })
-          }
+          // The client left mid-body: nothing to answer, nothing failed here (no server-error log).
+          if (err instanceof ClientAbortError) return clientClosed(facts)
           const p = toQlikProblem(err, def.errors)
           if (p.shape.status >= 500) o.onServerError?.(err, correlationId)
           facts.status = p.shape.status
