@@ -3,7 +3,7 @@
  * on {@link TenantKeyProviders} and a reply shaped by wire.ts. Static routes come before `/{arnFingerPrint}`.
  */
 import type { z } from '@hono/zod-openapi'
-import type { TenantKeyProviders } from '../../core/tenant-keys/types.js'
+import type { KeyProviderView, TenantKeyProviders } from '../../core/tenant-keys/types.js'
 import { QLIK_HTTP_ERRORS, QLIK_ROUTE_ERRORS } from '../errors.js'
 import { json, noBody, QLIK_PREFIX, type QlikReq, type QlikRouteDef } from './pipeline.js'
 import * as S from './schemas.js'
@@ -14,14 +14,18 @@ type Tk = { readonly tenantKeys: TenantKeyProviders }
 /** Where a client reads the migration a 205 reset started (the 205 itself carries no body). */
 export const MIGRATION_DETAILS_PATH = `${QLIK_PREFIX}/migration/actions/details`
 
-/** GET /keyproviders: the tenant's registered providers (not the default), a bare array. */
-async function getEncryptionKeyproviders(r: QlikReq, { tenantKeys }: Tk): Promise<Response> {
-  const list = await tenantKeys.list(r.tenant)
+/** A collection response: a bare array (every example; not the schema's `{errors: [...]}`). */
+function collection(r: QlikReq, list: readonly KeyProviderView[]): Response {
   return json(
     r,
     200,
     list.map((p) => keyProviderWire(p, 'list')),
   )
+}
+
+/** GET /keyproviders: the tenant's registered providers (not the default). */
+async function getEncryptionKeyproviders(r: QlikReq, { tenantKeys }: Tk): Promise<Response> {
+  return collection(r, await tenantKeys.list(r.tenant))
 }
 
 /** POST /keyproviders: registers a key (not current); 201 with the provider. */
@@ -39,12 +43,7 @@ async function createEncryptionKeyprovider(r: QlikReq, { tenantKeys }: Tk): Prom
 
 /** GET /keyproviders/actions/list: the default provider first, then the registered ones. */
 async function listEncryptionKeyproviders(r: QlikReq, { tenantKeys }: Tk): Promise<Response> {
-  const list = await tenantKeys.listAll(r.tenant)
-  return json(
-    r,
-    200,
-    list.map((p) => keyProviderWire(p, 'list')),
-  )
+  return collection(r, await tenantKeys.listAll(r.tenant))
 }
 
 /**
