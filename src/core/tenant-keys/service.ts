@@ -5,7 +5,7 @@
  */
 import type { EnvelopeEngine } from '../engine.js'
 import { EngineError } from '../errors.js'
-import type { Jobs, JobView } from '../jobs/job-types.js'
+import type { JobHandler, Jobs, JobView } from '../jobs/job-types.js'
 import type { Clock } from '../ports.js'
 import type { ExternalKeyBackend } from '../ports-tenant-keys.js'
 import { validateInstance } from '../validate.js'
@@ -43,9 +43,31 @@ export interface TenantKeyProvidersOptions {
 /** {@link TenantKeyProviders} plus the migration job handler to register with the job runner. */
 export interface TenantKeyProvidersService extends TenantKeyProviders {
   /** The `key-provider-migration` job handler. */
-  readonly migrationHandler: ReturnType<typeof createMigrationHandler>
+  readonly migrationHandler: JobHandler
   /** Closes the opened external keys (not the engine, store, jobs or backends). */
   close(): Promise<void>
+}
+
+/**
+ * The migration handler of a service made later: the job runner needs its handlers at construction and the
+ * service needs the runner, so the runner gets this and the service is created after it.
+ * @example
+ * let tenantKeys: TenantKeyProvidersService | undefined
+ * const jobs = createJobRunner({ store, clock, handlers: [lazyMigrationHandler(() => tenantKeys)] })
+ * tenantKeys = createTenantKeyProviders({ engine, store, jobs })
+ * await jobs.start()
+ */
+export function lazyMigrationHandler(get: () => TenantKeyProvidersService | undefined): JobHandler {
+  const handler = (): JobHandler => {
+    const s = get()
+    if (s === undefined) throw new EngineError('ENGINE_CLOSED', 'tenant key providers are not ready')
+    return s.migrationHandler
+  }
+  return {
+    type: MIGRATION_JOB_TYPE,
+    validate: (tenant, params) => handler().validate?.(tenant, params),
+    run: (ctl) => handler().run(ctl),
+  }
 }
 
 const SYSTEM_CLOCK: Clock = { now: () => Date.now() }

@@ -38,6 +38,7 @@ import type {
   TagPair,
   UpdateCondition,
 } from '../../core/ports.js'
+import type { JobPatch, JobRecord, JobStore, ListJobsQuery } from '../../core/ports-jobs.js'
 import type {
   DataKeyRecord,
   DataKeyStore,
@@ -48,6 +49,7 @@ import type {
 } from '../../core/ports-tenant-keys.js'
 import { dataKeyStore } from './data-keys.js'
 import { importTokenStore } from './import-tokens.js'
+import { jobStore } from './jobs.js'
 import { keyProviderStore } from './key-providers.js'
 import { instancePolicyStore } from './instance-policies.js'
 import { MIGRATIONS } from './migrations.js'
@@ -79,8 +81,8 @@ function isUniqueViolation(err: unknown): boolean {
   )
 }
 
-/** {@link MetadataStore} on one SQLite file. */
-export class SqliteStore implements MetadataStore, KeyProviderStore, DataKeyStore {
+/** {@link MetadataStore} (and the JobStore, KeyProviderStore and DataKeyStore roles) on one SQLite file. */
+export class SqliteStore implements MetadataStore, JobStore, KeyProviderStore, DataKeyStore {
   readonly catalogId: string
   readonly #db: Db
   readonly #s: Statements
@@ -89,6 +91,7 @@ export class SqliteStore implements MetadataStore, KeyProviderStore, DataKeyStor
   readonly #regs: RegistrationStore & KeyEventLog
   readonly #providers: KeyProviderStore
   readonly #dataKeys: DataKeyStore
+  readonly #jobs: JobStore
   #closed = false
 
   constructor(db: Db) {
@@ -99,6 +102,7 @@ export class SqliteStore implements MetadataStore, KeyProviderStore, DataKeyStor
     this.#regs = registrationStore(db)
     this.#providers = keyProviderStore(db)
     this.#dataKeys = dataKeyStore(db)
+    this.#jobs = jobStore(db)
     const id = db.prepare<[], string>("SELECT v FROM catalog_meta WHERE k = 'catalog_id'").pluck().get()
     if (id === undefined) throw new EngineError('STORE_ERROR', 'catalog: has no catalog_id')
     this.catalogId = id
@@ -171,6 +175,23 @@ export class SqliteStore implements MetadataStore, KeyProviderStore, DataKeyStor
   }
   replaceWrapped(tenant: string, updates: Parameters<DataKeyStore['replaceWrapped']>[1]): Promise<number> {
     return this.#dataKeys.replaceWrapped(tenant, updates)
+  }
+
+  // Jobs: jobs.ts.
+  insertJob(job: JobRecord): Promise<boolean> {
+    return this.#jobs.insertJob(job)
+  }
+  getJob(id: string): Promise<JobRecord | undefined> {
+    return this.#jobs.getJob(id)
+  }
+  listJobs(query: ListJobsQuery): Promise<{ jobs: JobRecord[]; total: number }> {
+    return this.#jobs.listJobs(query)
+  }
+  updateJob(id: string, expectedRevision: number, patch: JobPatch): Promise<JobRecord | undefined> {
+    return this.#jobs.updateJob(id, expectedRevision, patch)
+  }
+  listActiveJobs(): Promise<JobRecord[]> {
+    return this.#jobs.listActiveJobs()
   }
 
   // Registrations and key events: registrations.ts.

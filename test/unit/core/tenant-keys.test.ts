@@ -11,8 +11,10 @@ import { parseCiphertext } from '../../../src/core/format/ciphertext.js'
 import { encodeWrappedDek, parseWrappedDek } from '../../../src/core/format/wrapped-dek.js'
 import { providerFingerprint } from '../../../src/core/tenant-keys/fingerprint.js'
 import { validatePatch, arnRegion } from '../../../src/core/tenant-keys/providers.js'
+import { createJobRunner, type JobRunner } from '../../../src/core/jobs/runner.js'
 import {
   createTenantKeyProviders,
+  lazyMigrationHandler,
   type TenantKeyProvidersService,
 } from '../../../src/core/tenant-keys/service.js'
 import { DEFAULT_PROVIDER_ARN } from '../../../src/core/tenant-keys/types.js'
@@ -20,7 +22,7 @@ import { expectCode, expectCodeSync } from '../../helpers/expect-code.js'
 import { FakeExternalKeys } from '../../fakes/fake-external-key.js'
 import { createInsecureMemoryProvider } from '../../fakes/fake-provider.js'
 import { createMemoryStore } from '../../fakes/memory-store.js'
-import { MemoryJobs } from '../../fakes/memory-jobs.js'
+import { MemoryJobStore } from '../../fakes/memory-jobs.js'
 import { MemoryTenantKeysStore } from '../../fakes/memory-tenant-keys-store.js'
 
 const T = 'acme'
@@ -31,18 +33,25 @@ const REPLICA = { arn: ARN.replace('eu-west-1', 'eu-west-3'), region: 'eu-west-3
 interface World {
   engine: EnvelopeEngine
   store: MemoryTenantKeysStore
-  jobs: MemoryJobs
+  jobs: JobRunner
   kms: FakeExternalKeys
   tk: TenantKeyProvidersService
 }
 
-function world(options: { batchSize?: number } = {}): World {
+/** The engine over fakes, the real job runner over the in-memory job store; the runner started unless told. */
+async function world(options: { batchSize?: number; started?: boolean } = {}): Promise<World> {
   const engine = new EnvelopeEngine({ provider: createInsecureMemoryProvider(), store: createMemoryStore() })
   const store = new MemoryTenantKeysStore()
-  const jobs = new MemoryJobs()
   const kms = new FakeExternalKeys()
   kms.add(ARN, { multiRegion: true, replicaKeys: [REPLICA] })
   kms.add(ARN2)
+  const ref: { tk?: TenantKeyProvidersService } = {}
+  const jobs = createJobRunner({
+    store: new MemoryJobStore(),
+    clock: { now: () => Date.now() },
+    handlers: [lazyMigrationHandler(() => ref.tk)],
+    pollIntervalMs: 10,
+  })
   const tk = createTenantKeyProviders({
     engine,
     store,
@@ -50,7 +59,8 @@ function world(options: { batchSize?: number } = {}): World {
     backends: { awsKms: kms },
     migration: { batchSize: options.batchSize ?? 7, backoff: { baseMs: 1, maxMs: 5 } },
   })
-  jobs.register(tk.migrationHandler)
+  ref.tk = tk
+  if (options.started ?? true) await jobs.start()
   return { engine, store, jobs, kms, tk }
 }
 
@@ -65,7 +75,7 @@ describe('fingerprints', () => {
   })
 
   it('the default provider is the tenant id; registered ones are tenant-bound', async () => {
-    const { tk } = world()
+    const { tk } = await world()
     const all = await tk.listAll(T)
     expect(all).toHaveLength(1)
     expect(all[0]).toMatchObject({
@@ -85,7 +95,7 @@ describe('fingerprints', () => {
 
 describe('the wrapped form', () => {
   it('default: plain base64 of a ciphertext v1; others: #BYOKv1#:<fp>: then base64', async () => {
-    const { tk } = world()
+    const { tk } = await world()
     const d = await tk.wrapDek(T)
     expect(d.ciphertext.startsWith('#')).toBe(false)
     expect(parseCiphertext(d.ciphertext).mechanism).toBe(0x01)
@@ -116,7 +126,7 @@ describe('the wrapped form', () => {
   })
 
   it('a value moved to another provider, another tenant or altered does not unwrap', async () => {
-    const { tk } = world()
+    const { tk } = await world()
     const p1 = await tk.register(T, { arn: ARN, name: 'one' })
     const p2 = await tk.register(T, { arn: ARN2, name: 'two' })
     const plainDefault = await tk.wrapDek(T)
@@ -181,7 +191,7 @@ describe('JSON Patch of a provider', () => {
   })
 
   it('all or none: a bad second operation leaves the name unchanged', async () => {
-    const { tk } = world()
+    const { tk } = await world()
     const p = await tk.register(T, { arn: ARN, name: 'before' })
     await expectCode(
       tk.patch(T, p.fingerprint, [
@@ -202,7 +212,7 @@ describe('JSON Patch of a provider', () => {
 
 describe('register', () => {
   it('checks the ARN syntax (417), duplicates (409), the key at its source', async () => {
-    const { tk, kms } = world()
+    const { tk, kms } = await world()
     for (const bad of [
       'arn:aws:kms:eu-west-1:1111:key/mrk-0123456789abcdef0123456789abcdef',
       'arn:aws:kms:eu-west-1:111122223333:alias/x',
@@ -230,7 +240,7 @@ describe('register', () => {
   })
 
   it('engine-key: an active root key of the tenant, not the default one', async () => {
-    const { tk, engine } = world()
+    const { tk, engine } = await world()
     const root = await engine.createKey(T, { name: 'cmk' })
     const std = await engine.createKey(T, { name: 'std', extractable: true })
     await expectCode(
@@ -252,13 +262,12 @@ describe('register', () => {
 
 describe('migrate and reset', () => {
   it('promotes at start, refuses the current provider (ALREADY_CURRENT) and a second migration', async () => {
-    const { tk, jobs } = world()
+    const { tk, jobs } = await world({ started: false })
     const p = await tk.register(T, { arn: ARN, name: 'cmk' })
     await expectCode(tk.migrate(T, T), 'KEY_PROVIDER_ALREADY_CURRENT')
     await expectCode(tk.resetToDefault(T), 'KEY_PROVIDER_ALREADY_CURRENT')
     await expectCode(tk.migrate(T, 'f'.repeat(32)), 'KEY_PROVIDER_NOT_FOUND')
     await expectCode(tk.migration(T), 'MIGRATION_NOT_FOUND')
-    jobs.paused = true
     const m = await tk.migrate(T, p.fingerprint)
     expect(m).toMatchObject({
       state: 'New',
@@ -276,7 +285,7 @@ describe('migrate and reset', () => {
     await expectCode(tk.resetToDefault(T), 'MIGRATION_IN_PROGRESS')
     await expectCode(tk.migrate(T, T), 'MIGRATION_IN_PROGRESS')
     expect((await tk.migration(T)).id).toBe(m.id)
-    jobs.start()
+    await jobs.start()
     const done = await tk.waitForMigration(T, m.id)
     expect(done).toMatchObject({ state: 'Completed', jobState: 'completed', progress: 100 })
     await expectCode(tk.migrate(T, p.fingerprint), 'KEY_PROVIDER_ALREADY_CURRENT')
@@ -292,7 +301,7 @@ describe('migrate and reset', () => {
   })
 
   it('the handler promotes again after a crash between submit and promotion', async () => {
-    const { tk, jobs, store } = world()
+    const { tk, jobs, store } = await world()
     const p = await tk.register(T, { arn: ARN, name: 'cmk' })
     await tk.createDataKey(T, 'a')
     // Submit without promoting (as if the process died right after submit).
@@ -311,7 +320,7 @@ describe('migrate and reset', () => {
 
 describe('delete', () => {
   it('never the default, the current, a migrating provider or one with entries under it', async () => {
-    const { tk, jobs } = world()
+    const { tk, jobs } = await world()
     const p1 = await tk.register(T, { arn: ARN, name: 'one' })
     const p2 = await tk.register(T, { arn: ARN2, name: 'two' })
     await expectCode(tk.delete(T, T), 'KEY_PROVIDER_IN_USE')
@@ -319,11 +328,11 @@ describe('delete', () => {
     await tk.migrate(T, p1.fingerprint).then((m) => tk.waitForMigration(T, m.id))
     await tk.createDataKey(T, 'k1')
     await expectCode(tk.delete(T, p1.fingerprint), 'KEY_PROVIDER_IN_USE') // current
-    jobs.paused = true
+    await jobs.close() // submitted jobs stay queued
     const m = await tk.migrate(T, p2.fingerprint)
     await expectCode(tk.delete(T, p1.fingerprint), 'KEY_PROVIDER_IN_USE') // source of a migration (and entries)
     await expectCode(tk.delete(T, p2.fingerprint), 'KEY_PROVIDER_IN_USE') // target and current
-    jobs.start()
+    await jobs.start()
     await tk.waitForMigration(T, m.id)
     await tk.delete(T, p1.fingerprint)
     await expectCode(tk.get(T, p1.fingerprint), 'KEY_PROVIDER_NOT_FOUND')
@@ -331,7 +340,7 @@ describe('delete', () => {
   })
 
   it('a provider with entries left under it (not current, no migration) is in use', async () => {
-    const { tk, store } = world()
+    const { tk, store } = await world()
     const p1 = await tk.register(T, { arn: ARN, name: 'one' })
     await tk.migrate(T, p1.fingerprint).then((m) => tk.waitForMigration(T, m.id))
     const k = await tk.createDataKey(T, 'stays')
@@ -349,7 +358,7 @@ describe('delete', () => {
 
 describe('the data-key catalog and application ciphertexts', () => {
   it('create / get / list / delete; names unique per tenant; tenants isolated', async () => {
-    const { tk } = world()
+    const { tk } = await world()
     const a = await tk.createDataKey(T, 'a')
     await expectCode(tk.createDataKey(T, 'a'), 'DATA_KEY_EXISTS')
     await expectCode(tk.createDataKey(T, ''), 'INVALID_FIELD_ERR')
@@ -366,7 +375,7 @@ describe('the data-key catalog and application ciphertexts', () => {
   })
 
   it('unwrapDek of an old-provider ciphertext returns it rewrapped under the current provider', async () => {
-    const { tk } = world()
+    const { tk } = await world()
     const old = await tk.wrapDek(T)
     const p = await tk.register(T, { arn: ARN, name: 'cmk' })
     await tk.migrate(T, p.fingerprint).then((m) => tk.waitForMigration(T, m.id))
@@ -382,7 +391,7 @@ describe('the data-key catalog and application ciphertexts', () => {
 
 describe('the migration handler', () => {
   it('moves every entry one layer under the target, across providers and back', async () => {
-    const { tk, store } = world({ batchSize: 5 })
+    const { tk, store } = await world({ batchSize: 5 })
     const deks = new Map<string, string>()
     for (let i = 0; i < 23; i++) {
       const k = await tk.createDataKey(T, `k${String(i).padStart(2, '0')}`)
@@ -411,7 +420,7 @@ describe('the migration handler', () => {
   })
 
   it('leaves a tampered entry as it is, lists it as skipped, and the source stays in use', async () => {
-    const { tk, store } = world({ batchSize: 4 })
+    const { tk, store } = await world({ batchSize: 4 })
     for (let i = 0; i < 10; i++) await tk.createDataKey(T, `k${i}`)
     const r = (await store.getDataKey(T, 'k3'))!
     const raw = Buffer.from(r.wrapped, 'base64')
@@ -427,7 +436,7 @@ describe('the migration handler', () => {
   })
 
   it('an entry changed meanwhile is not overwritten (compare-and-set) and is picked up by the sweep', async () => {
-    const { tk, store } = world({ batchSize: 50 })
+    const { tk, store } = await world({ batchSize: 50 })
     for (let i = 0; i < 6; i++) await tk.createDataKey(T, `k${i}`)
     const replacement = await tk.wrapDek(T) // a new default-provider value for k2
     const p = await tk.register(T, { arn: ARN, name: 'one' })
@@ -452,7 +461,7 @@ describe('the migration handler', () => {
   })
 
   it('retries transient provider failures until they pass', async () => {
-    const { tk, store, kms } = world({ batchSize: 4 })
+    const { tk, store, kms } = await world({ batchSize: 4 })
     for (let i = 0; i < 8; i++) await tk.createDataKey(T, `k${i}`)
     const p = await tk.register(T, { arn: ARN2, name: 'single-region' })
     kms.fail('eu-west-1', 'Encrypt', 'PROVIDER_UNAVAILABLE')
@@ -466,7 +475,7 @@ describe('the migration handler', () => {
 
 describe('test action', () => {
   it('drCompliant with a DR replica; a denied operation in the DR region fills complianceError', async () => {
-    const { tk, kms } = world()
+    const { tk, kms } = await world()
     const p = await tk.register(T, { arn: ARN, name: 'mr' })
     expect(await tk.test(T, p.fingerprint)).toMatchObject({ drCompliant: true, complianceError: undefined })
     kms.fail('eu-west-3', 'GenerateDataKey', 'PROVIDER_ACCESS_DENIED')
