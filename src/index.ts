@@ -30,6 +30,8 @@ export type {
   KeyAliasInfo,
   AutoPurgeResult,
   ReencryptResult,
+  ReencryptManyOptions,
+  ReencryptManyItem,
   KeyScope,
   EnableOptions,
   ImportTokenOptions,
