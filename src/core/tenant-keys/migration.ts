@@ -25,9 +25,10 @@ import type { DataKeyRecord } from '../ports-tenant-keys.js'
 import type { ResolvedProvider, TenantKeysCore } from './core.js'
 import { MIGRATION_JOB_TYPE, type MigrationParams, type MigrationResult } from './views.js'
 
-/** Moves engine ciphertexts (base64 v1) to the latest version of `destinationKeyId`, item by item. */
+/** Moves engine ciphertexts (base64 v1) of one source key to the latest version of another, item by item. */
 export type ReencryptMany = (
   tenant: string,
+  sourceKeyId: string,
   destinationKeyId: string,
   ciphertexts: readonly string[],
   options: { readonly signal?: AbortSignal },
@@ -39,7 +40,7 @@ export interface MigrationHandlerOptions {
   readonly batchSize?: number
   /** Concurrent unwrap/wrap calls for batches that involve an external key; default 16. */
   readonly concurrency?: number
-  /** Engine-to-engine batch rewrap; default {@link perItemReencrypt}. */
+  /** Engine-to-engine batch rewrap; default {@link engineReencryptMany} (the worker pool's batch). */
   readonly reencryptMany?: ReencryptMany
   /** Backoff of transient failures: first delay and cap in ms (default 100 and 5000). */
   readonly backoff?: { readonly baseMs?: number; readonly maxMs?: number }
@@ -66,22 +67,12 @@ async function mapLimit<T, R>(items: readonly T[], n: number, fn: (t: T) => Prom
   return out
 }
 
-/** {@link ReencryptMany} through `engine.reencrypt`, a few at a time. */
-export function perItemReencrypt(engine: EnvelopeEngine, concurrency = 8): ReencryptMany {
-  return (tenant, destinationKeyId, ciphertexts, options) =>
-    mapLimit(ciphertexts, concurrency, async (c): Promise<BatchResult<{ ciphertext: string }>> => {
-      try {
-        const r = await engine.reencrypt(tenant, c, {
-          destinationKeyId,
-          ...(options.signal === undefined ? {} : { signal: options.signal }),
-        })
-        return { ok: true, ciphertext: r.ciphertext }
-      } catch (err) {
-        return {
-          ok: false,
-          error: err instanceof EngineError ? err : new EngineError('INTERNAL_ERROR', 'reencrypt failed'),
-        }
-      }
+/** {@link ReencryptMany} through `engine.reencryptMany`: on the worker pool, the DEKs never leave it. */
+export function engineReencryptMany(engine: EnvelopeEngine): ReencryptMany {
+  return (tenant, sourceKeyId, destinationKeyId, ciphertexts, options) =>
+    engine.reencryptMany(tenant, destinationKeyId, ciphertexts, {
+      sourceKeyId,
+      ...(options.signal === undefined ? {} : { signal: options.signal }),
     })
 }
 
@@ -167,7 +158,7 @@ export function createMigrationHandler(
 ): JobHandler {
   const batchSize = options.batchSize ?? 256
   const concurrency = options.concurrency ?? 16
-  const reencryptMany = options.reencryptMany ?? perItemReencrypt(core.engine)
+  const reencryptMany = options.reencryptMany ?? engineReencryptMany(core.engine)
   const baseMs = options.backoff?.baseMs ?? 100
   const maxMs = options.backoff?.maxMs ?? 5000
 
@@ -179,34 +170,40 @@ export function createMigrationHandler(
     signal: AbortSignal,
   ): Promise<Outcome[]> {
     const out = new Array<Outcome>(entries.length)
-    const engineMoves: { i: number; inner: string }[] = []
+    const engineMoves = new Map<string, { i: number; inner: string }[]>() // by source key
     const generic: { i: number; parsed: Awaited<ReturnType<TenantKeysCore['parse']>> }[] = []
     for (const [i, e] of entries.entries()) {
       try {
         const parsed = await core.parse(tenant, e.wrapped)
-        if (isEngine(parsed.provider) && isEngine(target)) engineMoves.push({ i, inner: parsed.parsed.inner })
-        else generic.push({ i, parsed })
+        if (isEngine(parsed.provider) && isEngine(target)) {
+          const group = engineMoves.get(parsed.provider.keyId) ?? []
+          group.push({ i, inner: parsed.parsed.inner })
+          engineMoves.set(parsed.provider.keyId, group)
+        } else {
+          generic.push({ i, parsed })
+        }
       } catch (err) {
         out[i] = classify(err)
       }
     }
     const prefix = target.kind === 'default' ? undefined : target.fingerprint
-    if (engineMoves.length > 0) {
+    for (const [sourceKeyId, moves] of engineMoves) {
       let results: BatchResult<{ ciphertext: string }>[]
       try {
         results = await reencryptMany(
           tenant,
+          sourceKeyId,
           target.keyId,
-          engineMoves.map((m) => m.inner),
+          moves.map((m) => m.inner),
           { signal },
         )
       } catch (err) {
         const o = classify(err)
         results = []
-        for (const m of engineMoves) out[m.i] = o
+        for (const m of moves) out[m.i] = o
       }
       for (const [k, r] of results.entries()) {
-        const m = engineMoves[k]
+        const m = moves[k]
         if (m === undefined) continue
         out[m.i] = r.ok
           ? { kind: 'done', wrapped: encodeWrappedDek(prefix, r.ciphertext) }
