@@ -148,6 +148,26 @@ export interface BatchOptions extends CallOptions, KeyScope {
   readonly chunkSize?: number
 }
 
+/**
+ * Options of {@link EnvelopeEngine.reencryptMany}: the batch options (`aad` binds every item, read and
+ * written; `keyRingId` scopes both keys) and the source key.
+ */
+export interface ReencryptManyOptions extends BatchOptions {
+  /** The key the ciphertexts were wrapped by (id or alias); default: the key the first ciphertext names. */
+  readonly sourceKeyId?: string
+}
+
+/** What {@link EnvelopeEngine.reencryptMany} returns per item (besides `ok`). */
+export interface ReencryptManyItem {
+  /** Ciphertext v1 under the destination key's latest version, base64. */
+  readonly ciphertext: string
+  readonly sourceKeyId: string
+  /** The source version that wrapped the input. */
+  readonly sourceKeyVersion: KeyVersionInfo
+  /** The destination version it is wrapped under now. */
+  readonly keyVersion: KeyVersionInfo
+}
+
 /** One item's outcome in a batch: a failure of one item does not fail the others. */
 export type BatchResult<T> = ({ readonly ok: true } & T) | { readonly ok: false; readonly error: EngineError }
 

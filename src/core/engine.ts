@@ -51,6 +51,8 @@ import {
   type ListVersionsOptions,
   type OpenOptions,
   type ReconcileReport,
+  type ReencryptManyItem,
+  type ReencryptManyOptions,
   type ReencryptResult,
   type RegistrationInfo,
   type RegistrationInput,
@@ -123,6 +125,8 @@ export type {
   ListVersionsOptions,
   OpenOptions,
   ReconcileReport,
+  ReencryptManyItem,
+  ReencryptManyOptions,
   ReencryptResult,
   RewrapResult,
   SealOptions,
@@ -574,6 +578,25 @@ export class EnvelopeEngine {
   > {
     return guard(this.#ctx, 'rewrapMany', () =>
       batch.rewrapMany(this.#ctx, instance, idOrAlias, ciphertexts, options),
+    )
+  }
+
+  /**
+   * Re-encrypts many ciphertexts of one source key under the latest version of another key (a provider
+   * migration): each DEK is unwrapped and wrapped again on the worker pool (or inline), never returned.
+   * The source is `options.sourceKeyId` or the key the first ciphertext names; items of any other key fail
+   * alone with CIPHERTEXT_INVALID.
+   * @throws EngineError for the whole call: as {@link rewrapMany} for the source, as {@link wrapMany} for the
+   * destination; per-item errors are in the results
+   */
+  async reencryptMany(
+    instance: string,
+    destinationIdOrAlias: string,
+    ciphertexts: readonly (string | Uint8Array)[],
+    options: ReencryptManyOptions = {},
+  ): Promise<BatchResult<ReencryptManyItem>[]> {
+    return guard(this.#ctx, 'reencryptMany', () =>
+      batch.reencryptMany(this.#ctx, instance, destinationIdOrAlias, ciphertexts, options),
     )
   }
 

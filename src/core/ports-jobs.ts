@@ -38,9 +38,19 @@ export interface JobRecord {
   readonly finishedAt: number | undefined
   /** Incremented by every write; the compare-and-set token of {@link JobStore.updateJob}. */
   readonly revision: number
+  /**
+   * The runner (one per process) that holds the job while it runs, and until when (ms since the epoch) its
+   * lease is valid; both undefined when no runner holds it. Another runner takes a job over only once the
+   * lease expired (its owner crashed or hung), see `core/jobs/runner.ts`.
+   */
+  readonly leaseOwner: string | undefined
+  readonly leaseUntil: number | undefined
 }
 
-/** The fields {@link JobStore.updateJob} may change. */
+/**
+ * The fields {@link JobStore.updateJob} may change. A field present in the patch is written, even when its
+ * value is undefined (which clears it); an absent field is left as it is.
+ */
 export type JobPatch = Partial<
   Pick<
     JobRecord,
@@ -54,6 +64,8 @@ export type JobPatch = Partial<
     | 'updatedAt'
     | 'startedAt'
     | 'finishedAt'
+    | 'leaseOwner'
+    | 'leaseUntil'
   >
 >
 

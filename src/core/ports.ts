@@ -734,14 +734,22 @@ export interface BatchVersion {
   readonly header: Uint8Array
 }
 
-/** One batch. `items` are ciphertexts (unwrap, rewrap) or DEKs to wrap, as bytes. */
+/**
+ * One batch. `items` are ciphertexts (unwrap, rewrap, reencrypt) or DEKs to wrap, as bytes. `reencrypt`
+ * reads ciphertexts of one key (`versions`) and wraps their DEKs under another key's latest version
+ * (`latest`); the DEKs stay where the batch runs.
+ */
 export interface BatchTask {
-  readonly op: 'wrap' | 'unwrap' | 'rewrap'
+  readonly op: 'wrap' | 'unwrap' | 'rewrap' | 'reencrypt'
   readonly instance: string
+  /** AAD of every item: the one it was wrapped with and the one it is wrapped with again. */
   readonly aad: readonly string[]
-  /** Versions the ciphertexts may name (unwrap, rewrap). */
+  /** Versions the ciphertexts may name (unwrap, rewrap; reencrypt: the source key's). */
   readonly versions: readonly BatchVersion[]
-  /** The version new ciphertexts are made under (wrap, rewrap, and unwrap of older versions). */
+  /**
+   * The version new ciphertexts are made under (wrap, rewrap, unwrap of older versions; reencrypt: the
+   * destination key's latest).
+   */
   readonly latest: BatchVersion
   /** DEKs to wrap (empty = generate one), or ciphertexts as bytes or base64 (decoded strictly here). */
   readonly items: readonly (Uint8Array | string)[]
@@ -753,9 +761,9 @@ export type BatchItemResult =
       readonly ok: true
       /** unwrap: the DEK; wrap: the DEK when generated (item was empty). */
       readonly plaintext?: Uint8Array
-      /** wrap, rewrap, and unwrap of an older version: ciphertext v1 under `latest`, base64. */
+      /** wrap, rewrap, reencrypt, and unwrap of an older version: ciphertext v1 under `latest`, base64. */
       readonly ciphertext?: string
-      /** The version that wrapped the input (unwrap, rewrap). */
+      /** The version that wrapped the input (unwrap, rewrap, reencrypt). */
       readonly fromVersion?: number
     }
   | { readonly ok: false; readonly code: string; readonly message: string }

@@ -1,17 +1,23 @@
 /**
- * wrapMany / unwrapMany / rewrapMany: the key is resolved and checked once, its AES-GCM usage is metered
- * per chunk, and the chunks run on the worker pool (or inline, yielding between chunks) through
- * execute-batch.ts, which wraps with the same DekWrapper as single calls. Results come in input order; an
- * item fails alone.
+ * wrapMany / unwrapMany / rewrapMany / reencryptMany: the key (or the source and destination keys) is
+ * resolved and checked once, the AES-GCM usage of the key wrapped under is metered per chunk, and the chunks
+ * run on the worker pool (or inline, yielding between chunks) through execute-batch.ts, which wraps with the
+ * same DekWrapper as single calls. Results come in input order; an item fails alone.
  */
 import { assertAllowed, checkAborted, type EngineContext } from '../context.js'
 import { EngineError, ERROR_CODES, invalidField, toEngineError, type ErrorCode } from '../errors.js'
-import { MAX_DEK_BYTES, MIN_DEK_BYTES, validateAad } from '../format/ciphertext.js'
+import { MAX_DEK_BYTES, MIN_DEK_BYTES, parseCiphertext, validateAad } from '../format/ciphertext.js'
 import type { BatchItemResult, BatchRunner, BatchTask, BatchVersion, KeyVersionRecord } from '../ports.js'
 import { optionsObject } from '../validate.js'
 import { currentVersion, type CachedKey, type VersionEntry } from '../keys/directory.js'
 import { versionInfo } from '../keys/views.js'
-import type { BatchOptions, BatchResult, KeyVersionInfo } from '../engine-types.js'
+import type {
+  BatchOptions,
+  BatchResult,
+  KeyVersionInfo,
+  ReencryptManyItem,
+  ReencryptManyOptions,
+} from '../engine-types.js'
 import { executeBatch } from './execute-batch.js'
 
 /** What {@link wrapMany} returns per item. */
@@ -53,7 +59,7 @@ export async function wrapMany(
     (typeof items === 'number' && d instanceof Uint8Array)
       ? d
       : invalidField('plaintext', `must be ${MIN_DEK_BYTES}-${MAX_DEK_BYTES} bytes`)
-  return runBatch(ctx, 'wrap', instance, idOrAlias, inputs, check, options, (r, k, info) => ({
+  return runBatch(ctx, 'wrap', instance, idOrAlias, inputs, check, options, (r, k, _dest, info) => ({
     ok: true as const,
     ciphertext: r.ciphertext ?? '',
     keyVersion: info(currentVersion(k)),
@@ -77,7 +83,7 @@ export async function unwrapMany(
     arrayOf(ciphertexts),
     ciphertextItem,
     options,
-    (r, k, info) => {
+    (r, k, _dest, info) => {
       const latest = currentVersion(k)
       return {
         ok: true as const,
@@ -106,7 +112,7 @@ export async function rewrapMany(
     arrayOf(ciphertexts),
     ciphertextItem,
     options,
-    (r, k, info) => {
+    (r, k, _dest, info) => {
       const latest = currentVersion(k)
       return {
         ok: true as const,
@@ -119,47 +125,145 @@ export async function rewrapMany(
 }
 
 /**
- * Splits a batch into chunks, meters their AES-GCM usage, runs them on the pool (or inline), and maps each
- * chunk's results as it completes: no step touches more than one chunk at a time, so the event loop stays
- * responsive however large the batch.
+ * Re-encrypts many ciphertexts of one source key under the latest version of `destIdOrAlias`: each DEK is
+ * unwrapped under the version its ciphertext names and wrapped again where the batch runs (a worker, or
+ * inline), never returned. The source is `options.sourceKeyId`, or the key named by the first readable
+ * ciphertext; items of any other key fail alone with CIPHERTEXT_INVALID. The source needs 'rewrap', the
+ * destination 'wrap' (the key-state table, as the single reencrypt); `options.keyRingId` scopes both.
  */
+export async function reencryptMany(
+  ctx: EngineContext,
+  instance: string,
+  destIdOrAlias: string,
+  ciphertexts: readonly (string | Uint8Array)[],
+  options: ReencryptManyOptions,
+): Promise<BatchResult<ReencryptManyItem>[]> {
+  const o = optionsObject(options)
+  const inputs = arrayOf(ciphertexts)
+  const { sourceKeyId } = o
+  if (sourceKeyId !== undefined && typeof sourceKeyId !== 'string')
+    throw invalidField('sourceKeyId', 'must be a key id or alias')
+  const settings = batchSettings(o)
+  const sourceName = sourceKeyId ?? firstKeyId(inputs)
+  const now = ctx.clock.now()
+  // Source first, then destination, as the single reencrypt checks them.
+  const named =
+    sourceName === undefined ? undefined : await ctx.keys.resolve(instance, sourceName, true, o.keyRingId)
+  if (named !== undefined) assertAllowed(ctx, 'rewrap', named.record, now)
+  const dest = await ctx.keys.resolve(instance, destIdOrAlias, true, o.keyRingId)
+  assertAllowed(ctx, 'wrap', dest.record, now)
+  // With no readable ciphertext and no sourceKeyId there is no source: every item fails alone where the
+  // batch runs (it parses each item before anything else), the destination standing in for the source.
+  const source = named ?? dest
+  const sourceKeyIdOut = source.record.id
+  return runResolved(
+    ctx,
+    'reencrypt',
+    instance,
+    source,
+    dest,
+    inputs,
+    ciphertextItem,
+    o,
+    settings,
+    (r, s, d, info) => ({
+      ok: true as const,
+      ciphertext: r.ciphertext ?? '',
+      sourceKeyId: sourceKeyIdOut,
+      sourceKeyVersion: info(s.versions.get(r.fromVersion ?? 0) ?? currentVersion(s)),
+      keyVersion: info(currentVersion(d)),
+    }),
+  )
+}
+
+/** The key id named by the first ciphertext that parses; undefined when none does. */
+function firstKeyId(inputs: readonly unknown[]): string | undefined {
+  for (const c of inputs) {
+    if (!(c instanceof Uint8Array) && typeof c !== 'string') continue
+    try {
+      return parseCiphertext(c).keyId
+    } catch {
+      /* unreadable: it fails alone in the batch; look at the next one */
+    }
+  }
+  return undefined
+}
+
+/** The validated options every batch shares. */
+interface BatchSettings {
+  readonly aad: readonly string[]
+  readonly chunkSize: number
+}
+
+function batchSettings(options: BatchOptions): BatchSettings {
+  const aad = validateAad(options.aad)
+  const chunkSize = options.chunkSize ?? 256
+  if (!Number.isInteger(chunkSize) || chunkSize < 1 || chunkSize > 100_000)
+    throw invalidField('chunkSize', 'must be an integer 1-100,000')
+  return { aad, chunkSize }
+}
+
+/** How a batch maps a worker's successful item: the source key (read under), the destination (wrapped under). */
+type MapItem<T> = (
+  r: Extract<BatchItemResult, { ok: true }>,
+  source: CachedKey,
+  dest: CachedKey,
+  info: (v: KeyVersionRecord) => KeyVersionInfo,
+) => T
+
+/** A batch over one key, resolved and checked once for `op`. */
 async function runBatch<T>(
   ctx: EngineContext,
-  op: BatchTask['op'],
+  op: Exclude<BatchTask['op'], 'reencrypt'>,
   instance: string,
   idOrAlias: string,
   inputs: readonly unknown[],
   check: (input: unknown) => Uint8Array | string | EngineError,
   options: BatchOptions,
-  map: (
-    r: Extract<BatchItemResult, { ok: true }>,
-    k: CachedKey,
-    info: (v: KeyVersionRecord) => KeyVersionInfo,
-  ) => T,
+  map: MapItem<T>,
 ): Promise<(T | { ok: false; error: EngineError })[]> {
   options = optionsObject(options)
-  const aad = validateAad(options.aad)
-  const chunkSize = options.chunkSize ?? 256
-  if (!Number.isInteger(chunkSize) || chunkSize < 1 || chunkSize > 100_000)
-    throw invalidField('chunkSize', 'must be an integer 1-100,000')
+  const settings = batchSettings(options)
   const k = await ctx.keys.resolve(instance, idOrAlias, true, options.keyRingId)
   assertAllowed(ctx, op, k.record)
-  const latest = currentVersion(k)
+  return runResolved(ctx, op, instance, k, k, inputs, check, options, settings, map)
+}
+
+/**
+ * Splits a batch into chunks, meters their AES-GCM usage, runs them on the pool (or inline), and maps each
+ * chunk's results as it completes: no step touches more than one chunk at a time, so the event loop stays
+ * responsive however large the batch. Ciphertexts are read under `source`'s versions and new ones made
+ * under `dest`'s latest (the same key but for reencrypt).
+ */
+async function runResolved<T>(
+  ctx: EngineContext,
+  op: BatchTask['op'],
+  instance: string,
+  source: CachedKey,
+  dest: CachedKey,
+  inputs: readonly unknown[],
+  check: (input: unknown) => Uint8Array | string | EngineError,
+  options: BatchOptions,
+  { aad, chunkSize }: BatchSettings,
+  map: MapItem<T>,
+): Promise<(T | { ok: false; error: EngineError })[]> {
+  const latest = currentVersion(dest)
   const toBatch = (v: VersionEntry): BatchVersion => ({
     number: v.version,
     ref: v.providerRef,
     header: v.header,
   })
-  const versions = [...k.versions.values()].map(toBatch)
+  const versions = [...source.versions.values()].map(toBatch)
   const latestBatch = toBatch(latest)
   // One frozen KeyVersionInfo per version for the whole batch: a result object fewer (and a Date fewer) per
   // item for the garbage collector to copy, which keeps its pauses short on large batches.
-  const infos = new Map<number, KeyVersionInfo>()
+  // Keyed by the version entry itself: a reencrypt batch has two keys, each with its own version 1.
+  const infos = new Map<KeyVersionRecord, KeyVersionInfo>()
   const info = (v: KeyVersionRecord): KeyVersionInfo => {
-    let i = infos.get(v.version)
+    let i = infos.get(v)
     if (i === undefined) {
       i = Object.freeze(versionInfo(v))
-      infos.set(v.version, i)
+      infos.set(v, i)
     }
     return i
   }
@@ -202,7 +306,7 @@ async function runBatch<T>(
           out = await runner.run(task, options.signal) // once more: the pool replaced the worker
         }
         out.forEach((r, j) => {
-          results[at[j] as number] = r.ok ? map(r, k, info) : { ok: false, error: batchError(r) }
+          results[at[j] as number] = r.ok ? map(r, source, dest, info) : { ok: false, error: batchError(r) }
         })
       }
     } catch (err) {

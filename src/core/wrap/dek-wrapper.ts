@@ -201,8 +201,11 @@ class OpaqueWrapper implements DekWrapper {
   }
 }
 
-/** Precondition: the ciphertext was written by a provider of this engine's kind. */
-function checkMechanism(parsed: ParsedCiphertext, mechanism: MechanismId, provider: string): void {
+/**
+ * Precondition: the ciphertext was written by a provider of this engine's kind.
+ * @throws EngineError CIPHERTEXT_INVALID
+ */
+export function checkMechanism(parsed: ParsedCiphertext, mechanism: MechanismId, provider: string): void {
   if (parsed.mechanism !== mechanism) {
     throw new EngineError(
       'CIPHERTEXT_INVALID',

@@ -1,18 +1,21 @@
 /**
- * Batch wrap / unwrap / rewrap of many DEKs under one key: the part that needs only a provider, so that it
- * runs the same on the event loop or in a worker thread (src/pool). The engine resolves the key, checks its
- * state and counts AES-GCM usage before a batch; a batch never touches the catalog.
+ * Batch wrap / unwrap / rewrap of many DEKs under one key, and reencrypt from one key to another: the part
+ * that needs only a provider, so that it runs the same on the event loop or in a worker thread (src/pool).
+ * The engine resolves the keys, checks their states and counts AES-GCM usage before a batch; a batch never
+ * touches the catalog.
  */
 import { EngineError, isEngineError } from '../errors.js'
 import {
   appendAad,
+  encodeOpaqueCiphertext,
   hsmAadPrefix,
+  Mechanism,
   parseCiphertext,
   sameKeyId,
   type ParsedCiphertext,
 } from '../format/ciphertext.js'
 import { notThisKey, unknownVersion } from '../keys/directory.js'
-import { createDekWrapper, type WrapTarget } from './dek-wrapper.js'
+import { checkMechanism, createDekWrapper, type WrapTarget } from './dek-wrapper.js'
 import type { BatchItemResult, BatchTask, RootKeyProvider } from '../ports.js'
 import { SecretBytes, SecretSlab } from '../secret-bytes.js'
 
@@ -45,6 +48,13 @@ export async function executeBatch(provider: RootKeyProvider, task: BatchTask): 
   const latest: WrapTarget = { providerRef: task.latest.ref, header: latestHeader }
   const seal = async (dek: SecretBytes): Promise<string> =>
     (await wrapper.wrapWithHsmAad(latest, dek, aadFor(latestHeader, LATEST, dek.length))).toString('base64')
+  // The key the ciphertexts must name: the batch's own, or for reencrypt the source's (every version of a
+  // key carries its id, so any listed version's header will do; none listed: no item is of the source).
+  const reencrypt = task.op === 'reencrypt'
+  const sourceHeader = reencrypt ? byNumber.values().next().value?.header : latestHeader
+  // An opaque provider that re-encrypts inside its backend (AWS KMS ReEncrypt) keeps the DEK out of here.
+  const inBackend =
+    reencrypt && wrapper.mechanism === Mechanism.OPAQUE ? provider.reencryptOpaque?.bind(provider) : undefined
   // DEKs that leave with the results (unwrap, generated wraps) are carved from slabs; a DEK that dies with
   // its item (rewrap, a caller's DEK to wrap) lives in one scratch region, zeroed after each item. Either
   // way a batch makes a handful of allocations for its DEKs instead of one per item (see SecretSlab).
@@ -68,16 +78,26 @@ export async function executeBatch(provider: RootKeyProvider, task: BatchTask): 
           continue
         }
         const parsed: ParsedCiphertext = parseCiphertext(item)
-        if (!sameKeyId(parsed, latestHeader)) throw notThisKey()
+        if (sourceHeader === undefined || !sameKeyId(parsed, sourceHeader)) throw notThisKey()
         const entry = byNumber.get(parsed.keyVersion)
         if (entry === undefined) throw unknownVersion(parsed.keyVersion)
         const from = entry.v
         const aad = aadFor(entry.header, from.number, parsed.dekLength)
+        if (inBackend !== undefined) {
+          checkMechanism(parsed, wrapper.mechanism, provider.name)
+          const blob = await inBackend(
+            { ref: from.ref, blob: parsed.encrypted, aad },
+            { ref: task.latest.ref, aad: aadFor(latestHeader, LATEST, parsed.dekLength) },
+          )
+          const ciphertext = encodeOpaqueCiphertext(latestHeader, parsed.dekLength, blob).toString('base64')
+          out.push({ ok: true, fromVersion: from.number, ciphertext })
+          continue
+        }
         const room = parsed.dekLength + 16 // GCM output room (RESULTS gotcha 6)
         dek = await wrapper.unwrapWithHsmAad(entry.target, parsed, aad, {
           output: task.op === 'unwrap' ? slab.take(room) : slab.scratch(room),
         })
-        const needsNew = task.op === 'rewrap' || from.number !== task.latest.number
+        const needsNew = task.op !== 'unwrap' || from.number !== task.latest.number
         const ciphertext = needsNew ? await seal(dek) : undefined
         const r: { ok: true; fromVersion: number; ciphertext?: string; plaintext?: Uint8Array } = {
           ok: true,
