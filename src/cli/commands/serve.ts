@@ -1,13 +1,14 @@
 /**
- * `envelope-kms serve`: the Key Protect v2 API (and the AWS-KMS-compatible API when configured) until SIGTERM
- * or SIGINT; SIGHUP reopens the audit log. Configuration: src/config.ts and src/http/config.ts.
+ * `envelope-kms serve`: the Key Protect v2 API, the Qlik key providers API and the job runner (and the
+ * AWS-KMS-compatible API when configured) until SIGTERM or SIGINT; SIGHUP reopens the audit log.
+ * Configuration: src/config.ts and src/http/config.ts.
  */
 import { randomBytes, randomUUID } from 'node:crypto'
 import { chmodSync, existsSync, linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { pino } from 'pino'
 import { loadConfig } from '../../config.js'
-import { createEngineFromConfig } from '../../default-engine.js'
+import { createEngineServicesFromConfig } from '../../default-engine.js'
 import { EngineError, isEngineError } from '../../core/errors.js'
 import { startRotationScheduler } from '../../core/jobs/scheduler.js'
 import { createHttpApp } from '../../http/app.js'
@@ -22,8 +23,9 @@ import type { Command } from '../args.js'
 
 export const SERVE_HELP = `usage: envelope-kms serve [--help]
 
-Serves the Key Protect v2 API (and the AWS-KMS-compatible API when EKMS_AWSKMS_PORT is set) until SIGTERM or
-SIGINT; SIGHUP reopens the audit log. Configuration: EKMS_HTTP_*, EKMS_AUTH_FILE, EKMS_AUDIT_LOG,
+Serves the Key Protect v2 API and the Qlik key providers API (and the AWS-KMS-compatible API when
+EKMS_AWSKMS_PORT is set) until SIGTERM or SIGINT, and runs the job runner (key-provider migrations);
+SIGHUP reopens the audit log. Configuration: EKMS_HTTP_*, EKMS_AUTH_FILE, EKMS_AUDIT_LOG,
 EKMS_AUDIT_SYNC, EKMS_AUDIT_BUFFER_BYTES, EKMS_AUDIT_WHEN_FULL (reject|drop), EKMS_PKCS11_*, EKMS_CATALOG
 (docs/http-keyprotect.md).
 `
@@ -136,7 +138,15 @@ export async function serveCommand(): Promise<void> {
     persistDevKey = dev.persist
   }
   const auth = createAuthenticator(authConfig)
-  const engine = await createEngineFromConfig(config)
+  // The engine, the job runner (interrupted key-provider migrations resume now) and tenant key providers.
+  const services = await createEngineServicesFromConfig(config, {
+    jobs: {
+      log: (e) => {
+        log[e.level]({ jobId: e.jobId, type: e.type, tenant: e.tenant, code: e.code }, e.msg)
+      },
+    },
+  })
+  const { engine, tenantKeys } = services
   const audit = pinoAuditSink(http.auditLog === '-' ? undefined : http.auditLog, {
     sync: http.auditSync,
     maxPendingBytes: http.auditBufferBytes,
@@ -147,6 +157,7 @@ export async function serveCommand(): Promise<void> {
   })
   const app = createHttpApp({
     engine,
+    tenantKeys,
     auth,
     audit,
     bodyLimitBytes: http.bodyLimitBytes,
@@ -180,7 +191,7 @@ export async function serveCommand(): Promise<void> {
     }
   } catch (err) {
     for (const s of servers) await s.close()
-    await engine.close()
+    await services.close()
     throw err
   }
   const [server, awsServer] = servers
@@ -230,7 +241,8 @@ export async function serveCommand(): Promise<void> {
     void (async () => {
       await Promise.all(servers.map((s) => s.close()))
       await scheduler.stop()
-      await engine.close()
+      // Running jobs stop at a checkpoint and stay active; the next start resumes them.
+      await services.close()
       if (!(await audit.close())) {
         // A write stuck in a stalled destination would keep the process alive.
         log.error(audit.stats(), 'audit output still stalled at shutdown; the lines left are lost')
