@@ -53,9 +53,12 @@ export async function followMigration(
       )
     : undefined
   let lastLine = 0
-  let last = first
+  let shown = ''
   const show = (m: MigrationView): void => {
-    last = m
+    // One line per change: the subscription and the final read may report the same state twice.
+    const key = `${m.jobState}/${m.state}/${m.done}/${m.total}`
+    if (key === shown) return
+    shown = key
     const speed = rate.of(m)
     if (o.json) outJson(m)
     else if (bar !== undefined) {
@@ -66,8 +69,7 @@ export async function followMigration(
       out(migrationLine(m, speed))
     }
   }
-  bar?.start(Math.max(first.total, 1), first.done, { speed: '0' })
-  show(first)
+  // Listen for an interrupt before the first line: a script may stop following as soon as it sees it.
   const ac = new AbortController()
   const interrupt = (): void => {
     ac.abort()
@@ -76,10 +78,12 @@ export async function followMigration(
   process.once('SIGTERM', interrupt)
   const unsubscribe = tk.subscribeMigration(first.tenant, first.id, show)
   try {
+    bar?.start(Math.max(first.total, 1), first.done, { speed: '0' })
+    show(first)
     const final = isFinal(first)
       ? first
       : await tk.waitForMigration(first.tenant, first.id, { signal: ac.signal })
-    if (final !== last) show(final)
+    show(final)
     bar?.stop()
     if (!o.json && bar !== undefined) out(migrationLine(final))
     return final.jobState === 'completed' ? EXIT.ok : EXIT.failed
