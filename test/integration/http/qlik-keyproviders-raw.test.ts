@@ -14,6 +14,7 @@ import {
   TENANT_B_KEY,
 } from '../../helpers/http.js'
 import {
+  awsKey,
   expectQlikError,
   q,
   QLIK_READER_A_KEY,
@@ -294,6 +295,33 @@ describe('migration', () => {
     expect((await s.tenantKeys.getDataKey(tenant, 'entry-299')).providerFingerprint).toBe(tenant)
     expect((await q(s, 'DELETE', `/${fp}`, { token })).status).toBe(204)
   })
+})
+
+describe('the AWS KMS side (the AWS-KMS-compatible endpoint on loopback)', () => {
+  it('register: 406 Encryption-139 for a key that does not exist there; 408 Encryption-130 when the endpoint is down', async () => {
+    const withAws = await startQlikServer({ aws: true })
+    try {
+      const key = await awsKey(withAws, 'eu-west-1')
+      const absent = key.arn.replace(/key\/.*$/, 'key/00000000-0000-4000-8000-000000000000')
+      expectQlikError(
+        await q(withAws, 'POST', '', {
+          token: TENANT_A_KEY,
+          body: { arn: absent, name: 'absent', keyprovider: 'AWS-KMS' },
+        }),
+        406,
+        'Encryption-139',
+      )
+      await withAws.aws?.endpoint.close()
+      const down = await q(withAws, 'POST', '', {
+        token: TENANT_A_KEY,
+        body: { arn: key.arn, name: 'down', keyprovider: 'AWS-KMS' },
+      })
+      expectQlikError(down, 408, 'Encryption-130')
+      expect(down.json.errors[0].title).toContain('might be unavailable')
+    } finally {
+      await withAws.close()
+    }
+  }, 60_000)
 })
 
 describe('rate tiers', () => {
