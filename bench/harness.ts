@@ -124,13 +124,15 @@ export function median(xs: readonly number[]): number {
  * `alternate`, odd runs go through the tasks in reverse order, so that no task always follows the same
  * neighbour (used in A/B mode, where a build's task would otherwise always run right after the other's).
  * Under `node --expose-gc` a full GC runs before each task's turn, so that no task pays for the garbage of
- * the one before it (recommended in A/B mode; without the flag nothing changes).
+ * the one before it (recommended in A/B mode; without the flag nothing changes). With `itemsPerCall` (batch
+ * benches: one call handles that many items) ops/s count items, not calls; latencies stay per call.
  */
 export async function interleaved(
   tasks: readonly Task[],
   s: Settings,
-  opts: { alternate?: boolean } = {},
+  opts: { alternate?: boolean; itemsPerCall?: number } = {},
 ): Promise<Row[]> {
+  const perCall = opts.itemsPerCall ?? 1
   const per = tasks.map((): number[] => [])
   const lat = tasks.map(() => ({ p50: 0, p99: 0 }))
   const forward = [...tasks.entries()]
@@ -150,7 +152,7 @@ export async function interleaved(
       else bench.runSync()
       const res = bench.tasks[0]?.result
       if (res === undefined || res.state !== 'completed') throw new Error(`${name}: did not complete`)
-      per[i]?.push(1000 / res.period)
+      per[i]?.push((1000 / res.period) * perCall)
       lat[i] = { p50: res.latency.p50 * 1000, p99: res.latency.p99 * 1000 }
     }
   }

@@ -14,6 +14,7 @@ import type { JobRunner, JobRunnerOptions } from './core/jobs/runner.js'
 import type { ExternalKeyBackend } from './core/ports-tenant-keys.js'
 import type { MigrationHandlerOptions } from './core/tenant-keys/migration.js'
 import type { TenantKeyProvidersService } from './core/tenant-keys/service.js'
+import { VaultKeys } from './core/vault-keys/vault-keys.js'
 
 /** Engine options other than the provider and the store. */
 export type DefaultEngineOptions = Omit<EngineOptions, 'provider' | 'store'>
@@ -155,6 +156,48 @@ export async function createEngineServicesFromConfig(
     }
   } catch (err) {
     await closeAll()
+    throw err
+  }
+}
+
+/** The vault-key service of {@link createVaultKeysFromConfig} and how to release it. */
+export interface DefaultVaultKeys {
+  readonly vault: VaultKeys
+  /** Closes the service's own provider sessions and catalog connection. */
+  close(): Promise<void>
+}
+
+/**
+ * Opens the vault keys (the Azure-Key-Vault-compatible API's keys) of the token and catalog described by
+ * `config`, over a provider and a catalog connection of their own (the PKCS#11 module is shared in-process):
+ * nothing of the engine's is reached from it.
+ * @throws EngineError CONFIG_INVALID, PROVIDER_*, STORE_ERROR
+ */
+export async function createVaultKeysFromConfig(
+  config: EngineConfig = loadConfig(),
+  options: { readonly retentionDays?: number } = {},
+): Promise<DefaultVaultKeys> {
+  defaultSoftHsmConf(config)
+  ensureCatalogDir(config)
+  const { createPkcs11Provider } = await import('./providers/pkcs11/provider.js')
+  const { openSqliteStore } = await import('./store/sqlite/store.js')
+  const store = await openSqliteStore({ path: config.catalog.path })
+  try {
+    const provider = await createPkcs11Provider(config.pkcs11)
+    const vault = new VaultKeys({
+      backend: provider,
+      store: store.vaultKeys,
+      ...(options.retentionDays === undefined ? {} : { retentionDays: options.retentionDays }),
+    })
+    return {
+      vault,
+      close: async () => {
+        await provider.close()
+        await store.close()
+      },
+    }
+  } catch (err) {
+    await store.close()
     throw err
   }
 }

@@ -110,9 +110,11 @@ export type {
   KeyEventLog,
 } from './core/ports.js'
 export type { BatchTask, BatchItemResult, BatchVersion } from './core/ports.js'
+export type { KeyRegionRecord, KeyRegionStore } from './core/ports-key-regions.js'
 export { startRotationScheduler } from './core/jobs/scheduler.js'
 export type { RotationScheduler, RotationSchedulerOptions } from './core/jobs/scheduler.js'
-export { createJobRunner, JobRunner, isFinalJobState, toJobView } from './core/jobs/runner.js'
+export { createJobRunner, JobRunner } from './core/jobs/runner.js'
+export { isFinalJobState, toJobView } from './core/jobs/job-records.js'
 export type { JobLogEntry, JobRunnerOptions } from './core/jobs/runner.js'
 export type { JobControl, JobEvent, JobHandler, JobView, Jobs } from './core/jobs/job-types.js'
 export type { JobPatch, JobRecord, JobState, JobStore, ListJobsQuery } from './core/ports-jobs.js'

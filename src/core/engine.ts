@@ -79,6 +79,8 @@ import * as importTokens from './keys/import-token.js'
 import * as instancePolicies from './keys/instance-policies.js'
 import * as events from './keys/events.js'
 import * as registrations from './keys/registrations.js'
+import { keyRegionRole } from './keys/key-regions.js'
+import type { KeyRegionStore } from './ports-key-regions.js'
 import { createDekWrapper } from './wrap/dek-wrapper.js'
 import { UsageMeter } from './wrap/usage-meter.js'
 import * as batch from './wrap/batch.js'
@@ -143,6 +145,7 @@ export type {
 export class EnvelopeEngine {
   readonly #ctx: EngineContext
   readonly #ownsDeps: boolean
+  readonly #keyRegions: KeyRegionStore | undefined
 
   /** @internal use {@link createEngine} */
   constructor(options: EngineOptions) {
@@ -186,6 +189,17 @@ export class EnvelopeEngine {
     ctx.deks = createDekSource(ctx as EngineContext)
     this.#ctx = ctx as EngineContext
     this.#ownsDeps = options.ownsDependencies ?? true
+    this.#keyRegions = keyRegionRole(this.#ctx)
+  }
+
+  /**
+   * The catalog's key-region role: in which regions of a regional API (the AWS-KMS-compatible endpoint) a
+   * key is present, and its access policy there. Calls fail with ENGINE_CLOSED once the engine is closed
+   * and with STORE_ERROR when the catalog fails. Undefined when the store does not implement the role (the
+   * SQLite catalog does).
+   */
+  get keyRegions(): KeyRegionStore | undefined {
+    return this.#keyRegions
   }
 
   /** The provider's name, e.g. `pkcs11:softhsm2`. */

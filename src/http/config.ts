@@ -20,7 +20,13 @@
  * | EKMS_REGION / EKMS_ACCOUNT | printed in CRNs | `local` / `envelope-kms` |
  * | EKMS_AWSKMS_CREDENTIALS_FILE | JSON `[{accessKeyId, secretAccessKey, instance, accountId?}]`: serve the AWS-KMS-compatible API | none (not served) |
  * | EKMS_AWSKMS_PORT | its port (same host and TLS settings as above) | `4599` |
- * | EKMS_AWSKMS_REGION | the region it answers for | `us-east-1` |
+ * | EKMS_AWSKMS_REGIONS | comma-separated regions it serves, the default one first (e.g. `eu-west-1,eu-west-3`) | `us-east-1` |
+ * | EKMS_AWSKMS_REGION | one region (the one-region form of EKMS_AWSKMS_REGIONS; not both) | `us-east-1` |
+ * | EKMS_AZUREKV_PORT | serve the Azure-Key-Vault-compatible API on this port (same host; HTTPS only) | none (not served) |
+ * | EKMS_AZUREKV_TLS_CERT / EKMS_AZUREKV_TLS_KEY | its PEM certificate and key (required with the port) | none |
+ * | EKMS_AZUREKV_AUTHORITY | the `authorization` of its 401 challenge (token authority with tenant) | `https://login.microsoftonline.com/envelope-kms` |
+ * | EKMS_AZUREKV_RESOURCE | the `resource` of its challenge (clients ask for `<resource>/.default`) | `https://vault.azure.net` |
+ * | EKMS_AZUREKV_RETENTION_DAYS | days a soft-deleted vault key stays recoverable (7 to 90) | `90` |
  */
 import { readFileSync } from 'node:fs'
 import { z } from 'zod'
@@ -52,7 +58,51 @@ export interface HttpConfig {
   readonly account: string
   /** The AWS-KMS-compatible listener; undefined when no credentials file is configured. */
   readonly awsKms:
-    { readonly port: number; readonly region: string; readonly credentials: AwsKmsCredential[] } | undefined
+    | {
+        readonly port: number
+        /** The regions served, the default one first (EKMS_AWSKMS_REGIONS or EKMS_AWSKMS_REGION). */
+        readonly regions: readonly string[]
+        readonly credentials: AwsKmsCredential[]
+      }
+    | undefined
+  /** The Azure-Key-Vault-compatible listener (always HTTPS); undefined when EKMS_AZUREKV_PORT is unset. */
+  readonly azureKv: AzureKvListenConfig | undefined
+}
+
+/** The Azure-Key-Vault-compatible listener's settings (EKMS_AZUREKV_*). */
+export interface AzureKvListenConfig {
+  readonly port: number
+  readonly tls: { readonly certFile: string; readonly keyFile: string }
+  readonly authority: string
+  readonly resource: string
+  readonly retentionDays: number
+}
+
+/** EKMS_AZUREKV_*: undefined without a port; the TLS files are required with it (the SDK needs HTTPS). */
+function azureKvConfig(env: NodeJS.ProcessEnv): AzureKvListenConfig | undefined {
+  const port = env['EKMS_AZUREKV_PORT']
+  if (port === undefined || port === '') return undefined
+  const certFile = env['EKMS_AZUREKV_TLS_CERT']
+  const keyFile = env['EKMS_AZUREKV_TLS_KEY']
+  if (certFile === undefined || certFile === '' || keyFile === undefined || keyFile === '') {
+    throw new EngineError(
+      'CONFIG_INVALID',
+      'EKMS_AZUREKV_TLS_CERT / EKMS_AZUREKV_TLS_KEY: are required with EKMS_AZUREKV_PORT (Azure SDKs send tokens over HTTPS only)',
+    )
+  }
+  const url = (name: string, dflt: string): string => {
+    const v = env[name] ?? dflt
+    if (!/^https:\/\/[^\s"]+$/.test(v))
+      throw new EngineError('CONFIG_INVALID', `${name}: must be an https URL`)
+    return v.replace(/\/+$/, '')
+  }
+  return {
+    port: intVar(env, 'EKMS_AZUREKV_PORT', 0, 0, 65535),
+    tls: { certFile, keyFile },
+    authority: url('EKMS_AZUREKV_AUTHORITY', 'https://login.microsoftonline.com/envelope-kms'),
+    resource: url('EKMS_AZUREKV_RESOURCE', 'https://vault.azure.net'),
+    retentionDays: intVar(env, 'EKMS_AZUREKV_RETENTION_DAYS', 90, 7, 90),
+  }
 }
 
 function intVar(env: NodeJS.ProcessEnv, name: string, dflt: number, min: number, max: number): number {
@@ -127,6 +177,29 @@ function trustedProxies(raw: string | undefined): string[] {
   return entries
 }
 
+const REGION_RE = /^[a-z0-9-]{1,64}$/
+
+/** EKMS_AWSKMS_REGIONS (comma-separated, default first) or EKMS_AWSKMS_REGION; `us-east-1` without either. */
+function awsRegions(env: NodeJS.ProcessEnv): string[] {
+  const list = env['EKMS_AWSKMS_REGIONS']
+  const one = env['EKMS_AWSKMS_REGION']
+  const hasList = list !== undefined && list.trim() !== ''
+  const hasOne = one !== undefined && one !== ''
+  if (hasList && hasOne)
+    throw new EngineError('CONFIG_INVALID', 'EKMS_AWSKMS_REGIONS / EKMS_AWSKMS_REGION: give one of them')
+  const regions = hasList ? list.split(',').map((r) => r.trim()) : [hasOne ? one : 'us-east-1']
+  const name = hasList ? 'EKMS_AWSKMS_REGIONS' : 'EKMS_AWSKMS_REGION'
+  const bad = regions.filter((r) => !REGION_RE.test(r))
+  if (bad.length > 0)
+    throw new EngineError(
+      'CONFIG_INVALID',
+      `${name}: not a region name: ${bad.map((b) => JSON.stringify(b)).join(', ')}`,
+    )
+  if (new Set(regions).size !== regions.length)
+    throw new EngineError('CONFIG_INVALID', `${name}: a region repeats`)
+  return regions
+}
+
 /**
  * `raw` checked against `schema`; every fault at once, each with its path and what was expected (never the
  * value: these files hold secrets).
@@ -193,13 +266,14 @@ export function loadHttpConfig(env: NodeJS.ProcessEnv = process.env): HttpConfig
     ) as AwsKmsCredential[]
     awsKms = {
       port: intVar(env, 'EKMS_AWSKMS_PORT', 4599, 0, 65535),
-      region: env['EKMS_AWSKMS_REGION'] ?? 'us-east-1',
+      regions: awsRegions(env),
       credentials: creds,
     }
   }
   const port = env['EKMS_HTTP_PORT']
   return {
     awsKms,
+    azureKv: azureKvConfig(env),
     listen: {
       host: env['EKMS_HTTP_HOST'] ?? '127.0.0.1',
       ...(port === undefined || port === '' ? {} : { port: intVar(env, 'EKMS_HTTP_PORT', 8080, 0, 65535) }),

@@ -343,3 +343,87 @@ export const QLIK_ROUTE_ERRORS = {
   resetAlreadyDefault: q(424, 136, 'Tenant is already using Qlik Managed provider'),
   registerFailed: q(406, 139, 'Failed to register key'),
 } as const satisfies Record<string, QlikErrorShape>
+// ---------------------------------------------------------------- Azure Key Vault
+
+/** An Azure Key Vault error: HTTP status and the `error.code` of `{"error":{"code","message"}}`. */
+export interface AzureErrorShape {
+  readonly status: number
+  readonly code: string
+}
+
+/**
+ * Engine code → Azure Key Vault status and error code (KeyNotFound 404, BadParameter 400, Forbidden 403 for a
+ * disabled, expired or key_ops-refused key, Conflict 409 for a soft-deleted name, ServiceUnavailable 503).
+ * Codes no vault-key operation raises map to the nearest Key Vault code.
+ */
+export const AZURE_KV_ERRORS: Readonly<Record<ErrorCode, AzureErrorShape>> = {
+  KEY_NOT_FOUND_ERR: { status: 404, code: 'KeyNotFound' },
+  KEY_ACTION_INVALID_STATE_ERR: { status: 403, code: 'Forbidden' },
+  KEY_DELETED_ERR: { status: 409, code: 'Conflict' },
+  KEY_ROOT_REQ_ERR: { status: 400, code: 'BadParameter' },
+  KEY_NOT_EXTRACTABLE_ERR: { status: 400, code: 'BadParameter' },
+  REQ_TOO_EARLY_ERR: { status: 409, code: 'Conflict' },
+  KEY_ROTATION_NOT_PERMITTED: { status: 409, code: 'Conflict' },
+  KEY_ALIAS_NOT_UNIQUE_ERR: { status: 409, code: 'Conflict' },
+  KEY_ALIAS_QUOTA_ERR: { status: 409, code: 'Conflict' },
+  ALIAS_NOT_FOUND_ERR: { status: 404, code: 'NotFound' },
+  KEY_RING_NOT_FOUND_ERR: { status: 404, code: 'NotFound' },
+  KEY_RING_NOT_EMPTY_ERR: { status: 409, code: 'Conflict' },
+  KEY_RING_KEYS_NOT_DELETED_ERR: { status: 409, code: 'Conflict' },
+  KEY_RING_RESOURCE_QUOTA_ERR: { status: 409, code: 'Conflict' },
+  KEY_INVALID_STATE_ERR: { status: 409, code: 'Conflict' },
+  KEY_SEARCH_TOO_BROAD: { status: 400, code: 'BadParameter' },
+  NOT_DUAL_AUTH_ERR: { status: 409, code: 'Conflict' },
+  AUTHORIZATIONS_NOT_MET: { status: 409, code: 'Conflict' },
+  INVALID_FIELD_ERR: { status: 400, code: 'BadParameter' },
+  MISSING_FIELD_ERR: { status: 400, code: 'BadParameter' },
+  CIPHERTEXT_INVALID: { status: 400, code: 'BadParameter' },
+  UNWRAP_AAD_MISMATCH: { status: 400, code: 'BadParameter' },
+  KEY_VERSION_NOT_FOUND: { status: 400, code: 'BadParameter' },
+  MESSAGE_INVALID: { status: 400, code: 'BadParameter' },
+  MESSAGE_AUTH_FAILED: { status: 400, code: 'BadParameter' },
+  MESSAGE_TOO_LARGE: { status: 413, code: 'RequestEntityTooLarge' },
+  CONTEXT_MISMATCH: { status: 400, code: 'BadParameter' },
+  KEY_USAGE_LIMIT_ERR: { status: 403, code: 'Forbidden' },
+  PROVIDER_MODULE_LOAD_FAILED: { status: 503, code: 'ServiceUnavailable' },
+  PROVIDER_TOKEN_NOT_FOUND: { status: 503, code: 'ServiceUnavailable' },
+  PROVIDER_LOGIN_FAILED: { status: 503, code: 'ServiceUnavailable' },
+  PROVIDER_UNAVAILABLE: { status: 503, code: 'ServiceUnavailable' },
+  PROVIDER_ERROR: { status: 500, code: 'InternalServerError' },
+  PROVIDER_UNSUPPORTED: { status: 400, code: 'BadParameter' },
+  POOL_SATURATED: { status: 503, code: 'ServiceUnavailable' },
+  POOL_WORKER_FAILED: { status: 503, code: 'ServiceUnavailable' },
+  STORE_ERROR: { status: 503, code: 'ServiceUnavailable' },
+  CONFIG_INVALID: { status: 500, code: 'InternalServerError' },
+  ENGINE_CLOSED: { status: 503, code: 'ServiceUnavailable' },
+  ABORTED: { status: 400, code: 'BadParameter' },
+  INTERNAL_ERROR: { status: 500, code: 'InternalServerError' },
+  TAG_QUOTA_ERR: { status: 409, code: 'Conflict' },
+  PROVIDER_ACCESS_DENIED: { status: 403, code: 'Forbidden' },
+  PROVIDER_THROTTLED: { status: 429, code: 'Throttled' },
+  KEY_PURGE_IN_PROGRESS_ERR: { status: 409, code: 'Conflict' },
+  KEY_VERSION_MATERIAL_MISSING: { status: 500, code: 'InternalServerError' },
+  IMPORT_TOKEN_NOT_FOUND_ERR: { status: 404, code: 'NotFound' },
+  IMPORT_TOKEN_EXPIRED_ERR: { status: 400, code: 'BadParameter' },
+  IMPORT_TOKEN_RETRIEVALS_EXHAUSTED: { status: 400, code: 'BadParameter' },
+  KEY_CREATE_IMPORT_ACCESS_ERR: { status: 403, code: 'Forbidden' },
+  IP_ADDRESS_NOT_ALLOWED_ERR: { status: 403, code: 'Forbidden' },
+  REGISTRATION_NOT_FOUND_ERR: { status: 404, code: 'NotFound' },
+  REGISTRATION_DUP_ERR: { status: 409, code: 'Conflict' },
+  REG_INVALID_STATE_ERR: { status: 409, code: 'Conflict' },
+  PROTECTED_RESOURCE_ERR: { status: 409, code: 'Conflict' },
+  PREV_KEY_DEL_ERR: { status: 409, code: 'Conflict' },
+  EVENT_NOT_FOUND: { status: 404, code: 'NotFound' },
+  KEY_PROVIDER_NOT_FOUND: { status: 404, code: 'NotFound' },
+  KEY_PROVIDER_EXISTS: { status: 409, code: 'Conflict' },
+  KEY_PROVIDER_ARN_INVALID: { status: 400, code: 'BadParameter' },
+  KEY_PROVIDER_IN_USE: { status: 409, code: 'Conflict' },
+  KEY_PROVIDER_ALREADY_CURRENT: { status: 409, code: 'Conflict' },
+  MIGRATION_IN_PROGRESS: { status: 409, code: 'Conflict' },
+  MIGRATION_NOT_FOUND: { status: 404, code: 'NotFound' },
+  JOB_NOT_FOUND: { status: 404, code: 'NotFound' },
+  JOB_CONFLICT: { status: 409, code: 'Conflict' },
+  JOB_FINISHED: { status: 409, code: 'Conflict' },
+  DATA_KEY_NOT_FOUND: { status: 404, code: 'NotFound' },
+  DATA_KEY_EXISTS: { status: 409, code: 'Conflict' },
+}

@@ -25,7 +25,10 @@ export const TENANT_B: AwsKmsCredential = {
 
 export interface RunningEndpoint {
   readonly url: string
+  /** The default region (the first served one). */
   readonly region: string
+  /** Every region served, the default one first. */
+  readonly regions: readonly string[]
   /** Requests that reached the operation stage, by operation name. */
   readonly served: Map<string, number>
   /** Answer ThrottlingException to the next `n` authenticated requests. */
@@ -33,6 +36,10 @@ export interface RunningEndpoint {
   close(): Promise<void>
 }
 
+/**
+ * Starts the endpoint on 127.0.0.1 serving `region`, or every region of `extra.regions` (the first one the
+ * default), e.g. `startEndpoint(engine, undefined, { regions: ['eu-west-1', 'eu-west-3'] })`.
+ */
 export async function startEndpoint(
   engine: EnvelopeEngine,
   region = 'us-east-1',
@@ -40,9 +47,10 @@ export async function startEndpoint(
 ): Promise<RunningEndpoint> {
   const served = new Map<string, number>()
   let throttle = 0
+  const regions = extra.regions ?? [region]
   const app = createAwsKmsApp({
     engine,
-    region,
+    ...(extra.regions === undefined ? { region } : {}),
     credentials: [TENANT_A, TENANT_B],
     throttle: (op) => {
       if (throttle > 0) {
@@ -61,7 +69,8 @@ export async function startEndpoint(
   let closed = false
   return {
     url: `http://127.0.0.1:${port}`,
-    region,
+    region: regions[0] ?? region,
+    regions,
     served,
     throttleNext: (n) => {
       throttle = n

@@ -147,3 +147,85 @@ describe('HTTP configuration: EKMS_TRUSTED_PROXIES', () => {
     ).toBe('EKMS_TRUSTED_PROXIES: not an IPv4/IPv6 address or CIDR: "proxy.local", "10.0.0.0/33"')
   })
 })
+
+describe('HTTP configuration: the regions of the AWS-KMS-compatible endpoint (issue 14, point 4)', () => {
+  const creds = (): string => {
+    const dir = mkdtempSync(join(tmpdir(), 'ekms-aws-regions-'))
+    const f = join(dir, 'aws.json')
+    writeFileSync(
+      f,
+      JSON.stringify([{ accessKeyId: 'AKIAEXAMPLE000000001', secretAccessKey: 's', instance: 'a' }]),
+    )
+    return f
+  }
+
+  it('EKMS_AWSKMS_REGIONS lists the regions served, the default first; EKMS_AWSKMS_REGION is the one-region form; us-east-1 without either', () => {
+    const f = creds()
+    const regions = (env: Record<string, string>): readonly string[] | undefined =>
+      loadHttpConfig({ EKMS_AWSKMS_CREDENTIALS_FILE: f, ...env }).awsKms?.regions
+    expect(regions({ EKMS_AWSKMS_REGIONS: 'eu-west-1, eu-west-3' })).toEqual(['eu-west-1', 'eu-west-3'])
+    expect(regions({ EKMS_AWSKMS_REGION: 'eu-west-3' })).toEqual(['eu-west-3'])
+    expect(regions({})).toEqual(['us-east-1'])
+  })
+
+  it('both variables, a bad region name or a repeated region are CONFIG_INVALID naming the variable', () => {
+    const f = creds()
+    const load = (env: Record<string, string>) => () =>
+      loadHttpConfig({ EKMS_AWSKMS_CREDENTIALS_FILE: f, ...env })
+    expect(
+      expectCodeSync(
+        load({ EKMS_AWSKMS_REGIONS: 'eu-west-1', EKMS_AWSKMS_REGION: 'eu-west-1' }),
+        'CONFIG_INVALID',
+      ).message,
+    ).toMatch(/give one of them/)
+    expect(
+      expectCodeSync(load({ EKMS_AWSKMS_REGIONS: 'eu-west-1,EU_WEST' }), 'CONFIG_INVALID').message,
+    ).toMatch(/EKMS_AWSKMS_REGIONS: not a region name: "EU_WEST"/)
+    expect(
+      expectCodeSync(load({ EKMS_AWSKMS_REGIONS: 'eu-west-1,eu-west-1' }), 'CONFIG_INVALID').message,
+    ).toMatch(/a region repeats/)
+  })
+})
+
+describe('HTTP configuration: EKMS_AZUREKV_*', () => {
+  it('is off without a port; with one it needs both TLS files (HTTPS only)', () => {
+    expect(loadHttpConfig({}).azureKv).toBeUndefined()
+    const e = expectCodeSync(() => loadHttpConfig({ EKMS_AZUREKV_PORT: '8444' }), 'CONFIG_INVALID')
+    expect(e.message).toContain('EKMS_AZUREKV_TLS_CERT / EKMS_AZUREKV_TLS_KEY')
+    expectCodeSync(
+      () => loadHttpConfig({ EKMS_AZUREKV_PORT: '8444', EKMS_AZUREKV_TLS_CERT: '/c.pem' }),
+      'CONFIG_INVALID',
+    )
+  })
+
+  it('reads the port, files, challenge parameters and retention, with their defaults', () => {
+    const tls = { EKMS_AZUREKV_TLS_CERT: '/c.pem', EKMS_AZUREKV_TLS_KEY: '/k.pem' }
+    expect(loadHttpConfig({ EKMS_AZUREKV_PORT: '8444', ...tls }).azureKv).toEqual({
+      port: 8444,
+      tls: { certFile: '/c.pem', keyFile: '/k.pem' },
+      authority: 'https://login.microsoftonline.com/envelope-kms',
+      resource: 'https://vault.azure.net',
+      retentionDays: 90,
+    })
+    const c = loadHttpConfig({
+      EKMS_AZUREKV_PORT: '0',
+      ...tls,
+      EKMS_AZUREKV_AUTHORITY: 'https://login.example.com/tenant-1/',
+      EKMS_AZUREKV_RESOURCE: 'https://kms.example.com',
+      EKMS_AZUREKV_RETENTION_DAYS: '7',
+    }).azureKv
+    expect(c?.authority).toBe('https://login.example.com/tenant-1')
+    expect(c?.resource).toBe('https://kms.example.com')
+    expect(c?.retentionDays).toBe(7)
+  })
+
+  it('a plain-http challenge URL or a retention outside 7-90 days is CONFIG_INVALID', () => {
+    const base = { EKMS_AZUREKV_PORT: '0', EKMS_AZUREKV_TLS_CERT: '/c', EKMS_AZUREKV_TLS_KEY: '/k' }
+    expectCodeSync(
+      () => loadHttpConfig({ ...base, EKMS_AZUREKV_RESOURCE: 'http://vault.local' }),
+      'CONFIG_INVALID',
+    )
+    expectCodeSync(() => loadHttpConfig({ ...base, EKMS_AZUREKV_RETENTION_DAYS: '6' }), 'CONFIG_INVALID')
+    expectCodeSync(() => loadHttpConfig({ ...base, EKMS_AZUREKV_RETENTION_DAYS: '91' }), 'CONFIG_INVALID')
+  })
+})

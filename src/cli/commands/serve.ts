@@ -8,7 +8,11 @@ import { chmodSync, existsSync, linkSync, mkdirSync, readFileSync, unlinkSync, w
 import { dirname, resolve } from 'node:path'
 import { pino } from 'pino'
 import { loadConfig } from '../../config.js'
-import { createEngineServicesFromConfig } from '../../default-engine.js'
+import {
+  createEngineServicesFromConfig,
+  createVaultKeysFromConfig,
+  type DefaultVaultKeys,
+} from '../../default-engine.js'
 import { EngineError, isEngineError } from '../../core/errors.js'
 import { startRotationScheduler } from '../../core/jobs/scheduler.js'
 import { createHttpApp } from '../../http/app.js'
@@ -19,15 +23,17 @@ import { createAuthenticator, type AuthConfig } from '../../http/auth.js'
 import { loadHttpConfig } from '../../http/config.js'
 import { startServer, type RunningServer } from '../../http/server.js'
 import { servableAwsKms } from '../../http/awskms/servable.js'
+import { servableAzureKv } from '../../http/azurekv/servable.js'
 import type { Command } from '../args.js'
 
 export const SERVE_HELP = `usage: envelope-kms serve [--help]
 
 Serves the Key Protect v2 API and the Qlik key providers API (and the AWS-KMS-compatible API when
-EKMS_AWSKMS_PORT is set) until SIGTERM or SIGINT, and runs the job runner (key-provider migrations);
-SIGHUP reopens the audit log. Configuration: EKMS_HTTP_*, EKMS_AUTH_FILE, EKMS_AUDIT_LOG,
-EKMS_AUDIT_SYNC, EKMS_AUDIT_BUFFER_BYTES, EKMS_AUDIT_WHEN_FULL (reject|drop), EKMS_PKCS11_*, EKMS_CATALOG
-(docs/http-keyprotect.md).
+EKMS_AWSKMS_CREDENTIALS_FILE is set, the Azure-Key-Vault-compatible API over HTTPS when EKMS_AZUREKV_PORT is
+set) until SIGTERM or SIGINT, and runs the job runner (key-provider migrations); SIGHUP reopens the audit log.
+Configuration: EKMS_HTTP_*, EKMS_AUTH_FILE, EKMS_AUDIT_LOG, EKMS_AUDIT_SYNC, EKMS_AUDIT_BUFFER_BYTES,
+EKMS_AUDIT_WHEN_FULL (reject|drop), EKMS_AWSKMS_*, EKMS_AZUREKV_*, EKMS_PKCS11_*, EKMS_CATALOG,
+EKMS_TENANT_*, EKMS_KEYPROVIDERS_AWS_* (docs/http-keyprotect.md, docs/http-qlik.md, docs/azure-kv-api.md).
 `
 
 const log = pino({ base: { log: 'server' }, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination(2))
@@ -176,25 +182,48 @@ export async function serveCommand(): Promise<void> {
     },
   })
   const servers: RunningServer[] = []
+  let vaultKeys: DefaultVaultKeys | undefined
+  let awsServer: RunningServer | undefined
+  let azureServer: RunningServer | undefined
   try {
     servers.push(await startServer(app, http.listen))
     if (http.awsKms !== undefined) {
       const aws = servableAwsKms({
         engine,
         credentials: http.awsKms.credentials,
-        region: http.awsKms.region,
+        regions: http.awsKms.regions,
         maxBodyBytes: http.bodyLimitBytes,
         logger: log,
         audit,
       })
-      servers.push(await startServer(aws, { ...http.listen, port: http.awsKms.port }))
+      awsServer = await startServer(aws, { ...http.listen, port: http.awsKms.port })
+      servers.push(awsServer)
+    }
+    if (http.azureKv !== undefined) {
+      const az = http.azureKv
+      vaultKeys = await createVaultKeysFromConfig(config, { retentionDays: az.retentionDays })
+      const azure = servableAzureKv({
+        vault: vaultKeys.vault,
+        auth,
+        challenge: { authorization: az.authority, resource: az.resource },
+        maxBodyBytes: http.bodyLimitBytes,
+        logger: log,
+        audit,
+      })
+      azureServer = await startServer(azure, {
+        host: http.listen.host ?? '127.0.0.1',
+        port: az.port,
+        tls: az.tls,
+      })
+      servers.push(azureServer)
     }
   } catch (err) {
     for (const s of servers) await s.close()
     await services.close()
+    await vaultKeys?.close()
     throw err
   }
-  const [server, awsServer] = servers
+  const [server] = servers
   if (server === undefined) throw new EngineError('INTERNAL_ERROR', 'serve: no server started')
   persistDevKey() // only now: a serve that failed to start leaves every file as it was
   const scheduler = startRotationScheduler(engine, {
@@ -229,6 +258,7 @@ export async function serveCommand(): Promise<void> {
     {
       url: server.url,
       ...(awsServer === undefined ? {} : { awsKmsUrl: awsServer.url }),
+      ...(azureServer === undefined ? {} : { azureKvUrl: azureServer.url }),
       provider: engine.providerName,
     },
     'listening',
@@ -243,6 +273,7 @@ export async function serveCommand(): Promise<void> {
       await scheduler.stop()
       // Running jobs stop at a checkpoint and stay active; the next start resumes them.
       await services.close()
+      await vaultKeys?.close()
       if (!(await audit.close())) {
         // A write stuck in a stalled destination would keep the process alive.
         log.error(audit.stats(), 'audit output still stalled at shutdown; the lines left are lost')

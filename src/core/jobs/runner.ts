@@ -44,11 +44,15 @@
  *   processes run.
  * - **Concurrency.** At most `concurrency` handlers run at once in this runner; the other jobs stay
  *   `queued` (unclaimed) until a slot frees, or another process's runner claims them.
+ *
+ * Beside it: `job-records.ts` (the view of a record, JSON, checks), `job-events.ts` (listeners, waitFor).
  */
 import { randomUUID } from 'node:crypto'
 import { EngineError, invalidField } from '../errors.js'
 import type { Clock } from '../ports.js'
 import type { JobPatch, JobRecord, JobState, JobStore } from '../ports-jobs.js'
+import { JobEvents } from './job-events.js'
+import { checkTenant, codeOf, isFinalJobState, storeCall, toJobView, toJson } from './job-records.js'
 import type { JobControl, JobHandler, JobView, Jobs } from './job-types.js'
 
 /** One line of the runner's log. Never carries params, checkpoints, results or foreign error messages. */
@@ -81,73 +85,6 @@ export interface JobRunnerOptions {
   readonly log?: (entry: JobLogEntry) => void
 }
 
-const ACTIVE: ReadonlySet<JobState> = new Set(['queued', 'running'])
-const TENANT_RE = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/
-
-/** True for `completed`, `failed` and `cancelled`. */
-export function isFinalJobState(state: JobState): boolean {
-  return !ACTIVE.has(state)
-}
-
-/** The library's view of a record: params and result parsed, times as Dates, a percentage. */
-export function toJobView(r: JobRecord): JobView {
-  const progress =
-    r.state === 'completed' ? 100 : r.total > 0 ? Math.min(100, Math.floor((r.done * 100) / r.total)) : 0
-  return {
-    id: r.id,
-    type: r.type,
-    tenant: r.tenant,
-    state: r.state,
-    params: parseJson(r.params),
-    done: r.done,
-    total: r.total,
-    progress,
-    cancelRequested: r.cancelRequested,
-    error: r.error,
-    result: r.result === undefined ? undefined : parseJson(r.result),
-    createdBy: r.createdBy,
-    createdAt: new Date(r.createdAt),
-    updatedAt: new Date(r.updatedAt),
-    startedAt: r.startedAt === undefined ? undefined : new Date(r.startedAt),
-    finishedAt: r.finishedAt === undefined ? undefined : new Date(r.finishedAt),
-  }
-}
-
-function parseJson(s: string): unknown {
-  try {
-    return JSON.parse(s) as unknown
-  } catch {
-    return undefined
-  }
-}
-
-function toJson(value: unknown, field: string): string {
-  let s: string | undefined
-  try {
-    s = JSON.stringify(value ?? null)
-  } catch (err) {
-    throw invalidField(field, `is not JSON-serialisable (${err instanceof Error ? err.name : 'error'})`)
-  }
-  if (s === undefined) throw invalidField(field, 'is not JSON-serialisable')
-  return s
-}
-
-async function storeCall<T>(fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn()
-  } catch (err) {
-    if (err instanceof EngineError) throw err
-    throw new EngineError('STORE_ERROR', 'jobs: store call failed', { cause: err })
-  }
-}
-
-function checkTenant(tenant: unknown): string {
-  if (typeof tenant !== 'string' || !TENANT_RE.test(tenant)) {
-    throw invalidField('tenant', 'must be 1-128 characters [A-Za-z0-9._:-]')
-  }
-  return tenant
-}
-
 type AbortReason = 'cancel' | 'closing' | 'lease'
 
 /** A job this runner has claimed and whose handler runs. */
@@ -164,11 +101,6 @@ interface Run {
 
 /** What a write step decides from the current record: a patch, or nothing to write. */
 type Decide = (current: JobRecord) => JobPatch | undefined
-
-interface Listener {
-  readonly tenant: string
-  readonly fn: (job: JobView) => void
-}
 
 /**
  * The job system of one process: {@link Jobs} plus `start`, `close` and `sweep`.
@@ -189,7 +121,7 @@ export class JobRunner implements Jobs {
   readonly #running = new Map<string, Run>()
   /** Claims in flight (a slot is reserved for each). */
   readonly #claiming = new Set<Promise<void>>()
-  readonly #listeners = new Map<string, Set<Listener>>()
+  readonly #events: JobEvents
   #slots = 0
   #started = false
   #closing = false
@@ -210,7 +142,11 @@ export class JobRunner implements Jobs {
     this.#sweepMs = positiveInt(options.sweepIntervalMs ?? 5_000, 'sweepIntervalMs')
     this.#pollMs = positiveInt(options.pollIntervalMs ?? 1_000, 'pollIntervalMs')
     this.owner = options.owner ?? randomUUID()
-    this.#log = options.log ?? (() => undefined)
+    const log = options.log ?? (() => undefined)
+    this.#log = log
+    this.#events = new JobEvents((jobId, code) => {
+      log({ level: 'warn', msg: 'job listener threw', jobId, code })
+    })
   }
 
   /**
@@ -377,60 +313,11 @@ export class JobRunner implements Jobs {
   }
 
   waitFor(tenant: string, id: string, options: { readonly signal?: AbortSignal } = {}): Promise<JobView> {
-    const signal = options.signal
-    return new Promise<JobView>((resolve, reject) => {
-      let done = false
-      const cleanups: (() => void)[] = []
-      const finish = (outcome: { job: JobView } | { err: Error }): void => {
-        if (done) return
-        done = true
-        for (const c of cleanups) c()
-        if ('job' in outcome) resolve(outcome.job)
-        else reject(outcome.err)
-      }
-      const aborted = (): void => {
-        finish({ err: new EngineError('ABORTED', 'job: wait aborted') })
-      }
-      const check = (job: JobView): void => {
-        if (isFinalJobState(job.state)) finish({ job })
-      }
-      if (signal !== undefined) {
-        if (signal.aborted) {
-          aborted()
-          return
-        }
-        signal.addEventListener('abort', aborted, { once: true })
-        cleanups.push(() => {
-          signal.removeEventListener('abort', aborted)
-        })
-      }
-      cleanups.push(this.subscribe(tenant, id, check))
-      const poll = (): void => {
-        this.get(tenant, id).then(check, (err: unknown) => {
-          finish({ err: err instanceof Error ? err : new EngineError('INTERNAL_ERROR', 'job: wait failed') })
-        })
-      }
-      const timer = setInterval(poll, this.#pollMs)
-      cleanups.push(() => {
-        clearInterval(timer)
-      })
-      poll()
-    })
+    return this.#events.waitFor(tenant, id, () => this.get(tenant, id), this.#pollMs, options.signal)
   }
 
   subscribe(tenant: string, id: string, listener: (job: JobView) => void): () => void {
-    let set = this.#listeners.get(id)
-    if (set === undefined) {
-      set = new Set()
-      this.#listeners.set(id, set)
-    }
-    const entry: Listener = { tenant, fn: listener }
-    set.add(entry)
-    return () => {
-      const s = this.#listeners.get(id)
-      s?.delete(entry)
-      if (s?.size === 0) this.#listeners.delete(id)
-    }
+    return this.#events.subscribe(tenant, id, listener)
   }
 
   // ------------------------------------------------------------------------------------------- internals
@@ -450,17 +337,7 @@ export class JobRunner implements Jobs {
   }
 
   #emit(r: JobRecord): void {
-    const set = this.#listeners.get(r.id)
-    if (set === undefined) return
-    const view = toJobView(r)
-    for (const l of [...set]) {
-      if (l.tenant !== r.tenant) continue
-      try {
-        l.fn(view)
-      } catch (err) {
-        this.#log({ level: 'warn', msg: 'job listener threw', jobId: r.id, code: codeOf(err) })
-      }
-    }
+    this.#events.emit(r)
   }
 
   /** Starts queued work while slots are free. */
@@ -727,11 +604,6 @@ function failedPatch(err: unknown, type: string, now: number): JobPatch {
 
 function finished(r: JobRecord): EngineError {
   return new EngineError('JOB_FINISHED', `job: is ${r.state}`)
-}
-
-function codeOf(err: unknown): string {
-  if (err instanceof EngineError) return err.code
-  return err instanceof Error ? err.name : 'unknown'
 }
 
 function positiveInt(n: number, field: string): number {

@@ -4,44 +4,57 @@
  */
 import type { EnvelopeEngine } from '../../core/engine.js'
 import { EngineError, invalidField, isEngineError } from '../../core/errors.js'
-import { keyArn, parseKeyRef, type Scope } from './translate.js'
+import { present, type RegionScope } from './regions.js'
+import { keyArn, parseKeyRef } from './translate.js'
+
+import { AwsError } from './aws-error.js'
+
+export { AwsError }
 
 export type Json = Record<string, unknown>
 /** One operation (`TrentService.<name>`): the request body in, the response body out. */
 export type Handler = (ctx: OpContext, body: Json) => Promise<Json>
 
-export interface OpContext extends Scope {
+export interface OpContext extends RegionScope {
   readonly engine: EnvelopeEngine
+  /** The operation's name (`Encrypt`); its key-policy action is `kms:<name>` unless it says otherwise. */
+  readonly op: string
   /** The first key id a reference was resolved to (for the audit event); set by {@link keyIdOf}. */
   readonly seen?: { keyId: string | undefined }
-}
-
-/** An error raised in AWS terms (`__type`, message, status). */
-export class AwsError extends Error {
-  constructor(
-    readonly type: string,
-    message: string,
-    readonly status: number = 400,
-  ) {
-    super(message)
-  }
 }
 
 export const CONTENT_TYPE = 'application/x-amz-json-1.1'
 export const MAX_PLAINTEXT = 4096
 export const MAX_CIPHERTEXT = 6144
 
-export async function keyIdOf(c: OpContext, v: unknown, field = 'KeyId'): Promise<string> {
+/**
+ * The engine key id a key reference (id, `mrk-` id, ARN, alias, alias ARN) names, once the key is known to
+ * be present in the request's region and its key policy there allows `action` (default `kms:<operation>`;
+ * null: presence only).
+ * @throws EngineError KEY_NOT_FOUND_ERR; AwsError AccessDeniedException
+ */
+export async function keyIdOf(
+  c: OpContext,
+  v: unknown,
+  field = 'KeyId',
+  action: string | null = `kms:${c.op}`,
+): Promise<string> {
   const ref = parseKeyRef(c, v, field)
-  if ('id' in ref) return saw(c, ref.id)
-  try {
-    return saw(c, await c.engine.resolveAliasName(c.instance, ref.alias))
-  } catch (err) {
-    if (isEngineError(err, 'ALIAS_NOT_FOUND_ERR')) {
-      throw new EngineError('KEY_NOT_FOUND_ERR', `Alias '${ref.alias}' is not found.`)
+  let id: string
+  if ('id' in ref) id = ref.id
+  else {
+    try {
+      id = await c.engine.resolveAliasName(c.instance, ref.alias)
+    } catch (err) {
+      if (isEngineError(err, 'ALIAS_NOT_FOUND_ERR')) {
+        throw new EngineError('KEY_NOT_FOUND_ERR', `Alias '${ref.alias}' is not found.`)
+      }
+      throw err
     }
-    throw err
   }
+  saw(c, id)
+  await present(c, id, action)
+  return id
 }
 
 /** Notes `id` as the request's key for its audit event (the first one noted stays); returns it. */

@@ -24,10 +24,12 @@ import { AwsError, CONTENT_TYPE, type Handler, type Json, type OpContext } from 
 import * as aliases from './operations/aliases.js'
 import * as crypto from './operations/crypto.js'
 import * as keys from './operations/keys.js'
+import * as multiRegion from './operations/multi-region.js'
+import * as policies from './operations/policies.js'
 import * as rotation from './operations/rotation.js'
 import * as tags from './operations/tags.js'
 import { checkSigV4Headers, SigV4Error, verifySigV4Signature, type AwsKmsCredential } from './sigv4.js'
-import { accountIdOf } from './translate.js'
+import { accountIdOf, engineIdOfMrk } from './translate.js'
 
 /** Options of {@link createAwsKmsApp}. */
 export interface AwsKmsAppOptions {
@@ -35,8 +37,14 @@ export interface AwsKmsAppOptions {
   readonly engine: EnvelopeEngine
   /** Accepted access keys; each acts for one engine instance (tenant). */
   readonly credentials: readonly AwsKmsCredential[]
-  /** The region this endpoint answers for (signatures must be scoped to it; ARNs carry it). */
-  readonly region: string
+  /**
+   * The regions this endpoint serves, the default one first: a request's SigV4 credential scope selects
+   * its region (a region not listed is refused), its ARNs carry it, and it sees only the keys present there
+   * (a key without a region record is in the default region). Give this or {@link region}.
+   */
+  readonly regions?: readonly string[]
+  /** One region: the same as `regions: [region]`. */
+  readonly region?: string
   /** Time source for the signature clock-skew check (default Date.now). */
   readonly clock?: { now(): number }
   /** Largest accepted signature clock skew (default 5 minutes, as AWS). */
@@ -90,6 +98,10 @@ const OPERATIONS: Readonly<Record<string, Handler>> = {
   TagResource: tags.tagResource,
   UntagResource: tags.untagResource,
   ListResourceTags: tags.listResourceTags,
+  ReplicateKey: multiRegion.replicateKey,
+  PutKeyPolicy: policies.putKeyPolicy,
+  GetKeyPolicy: policies.getKeyPolicy,
+  ListKeyPolicies: policies.listKeyPolicies,
 }
 
 /** The operations this endpoint implements (`TrentService.<name>`). */
@@ -117,7 +129,22 @@ function keyIdOfAnswer(out: Json): string | undefined {
   const v = typeof meta?.KeyId === 'string' ? meta.KeyId : out['KeyId']
   if (typeof v !== 'string') return undefined
   const i = v.lastIndexOf(':key/')
-  return i < 0 ? v : v.slice(i + ':key/'.length)
+  const id = i < 0 ? v : v.slice(i + ':key/'.length)
+  return engineIdOfMrk(id) ?? id
+}
+
+/** The served regions of the options (`regions`, or `region` alone), validated. */
+function regionsOf(options: AwsKmsAppOptions): readonly string[] {
+  if ((options.regions === undefined) === (options.region === undefined))
+    throw new EngineError('CONFIG_INVALID', 'regions: give regions or region (not both)')
+  const regions = options.regions ?? [options.region ?? '']
+  if (regions.length === 0) throw new EngineError('CONFIG_INVALID', 'regions: must list at least one region')
+  for (const r of regions) {
+    if (!/^[a-z0-9-]{1,64}$/.test(r)) throw new EngineError('CONFIG_INVALID', 'regions: must be region names')
+  }
+  if (new Set(regions).size !== regions.length)
+    throw new EngineError('CONFIG_INVALID', 'regions: a region repeats')
+  return [...regions]
 }
 
 /**
@@ -133,8 +160,14 @@ export function createAwsKmsApp(options: AwsKmsAppOptions): Hono {
       throw new EngineError('CONFIG_INVALID', 'credentials[].accountId: must be 12 digits')
     credentials.set(cr.accessKeyId, cr)
   }
-  if (!/^[a-z0-9-]{1,64}$/.test(options.region))
-    throw new EngineError('CONFIG_INVALID', 'region: must be a region name')
+  const regions = regionsOf(options)
+  const served = new Set(regions)
+  const keyRegions = options.engine.keyRegions
+  if (keyRegions === undefined)
+    throw new EngineError(
+      'CONFIG_INVALID',
+      "engine: its catalog has no key-region role (the SQLite catalog's)",
+    )
   const clock = options.clock ?? { now: () => Date.now() }
   const maxSkewMs = options.maxSkewMs ?? 5 * 60_000
   const maxBody = options.maxBodyBytes ?? 64 * 1024
@@ -172,7 +205,7 @@ export function createAwsKmsApp(options: AwsKmsAppOptions): Hono {
       c.req.raw.headers.forEach((v, k) => headers.set(k.toLowerCase(), v))
       // Who is asking, before the body is read: a missing or malformed Authorization, an unknown access
       // key, a bad scope or date, or SignedHeaders without the required four are refused here, unread.
-      const sigOptions = { credentials, region: options.region, service: 'kms', now: clock.now(), maxSkewMs }
+      const sigOptions = { credentials, regions: served, service: 'kms', now: clock.now(), maxSkewMs }
       const pre = checkSigV4Headers(headers, sigOptions)
       let raw: Buffer
       try {
@@ -216,11 +249,17 @@ export function createAwsKmsApp(options: AwsKmsAppOptions): Hono {
       keyRef = keyRefOf(input as Json)
       if (options.throttle?.(op, cred.instance) === true)
         throw new AwsError('ThrottlingException', 'Rate exceeded')
+      const accountId = cred.accountId ?? accountIdOf(cred.instance)
       const ctx: OpContext = {
         engine: options.engine,
+        op,
         instance: cred.instance,
-        accountId: cred.accountId ?? accountIdOf(cred.instance),
-        region: options.region,
+        accountId,
+        region: pre.region,
+        regions,
+        keyRegions,
+        principalArn: `arn:aws:iam::${accountId}:user/${cred.accessKeyId}`,
+        multiRegionKeys: new Set(),
         seen,
       }
       const out = await handler(ctx, input as Json)

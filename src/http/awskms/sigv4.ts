@@ -91,7 +91,8 @@ export const REQUIRED_SIGNED_HEADERS: readonly string[] = [
 
 export interface SigV4Options {
   readonly credentials: ReadonlyMap<string, AwsKmsCredential>
-  readonly region: string
+  /** The regions served: a credential scope naming another one is refused. */
+  readonly regions: ReadonlySet<string>
   readonly service: string
   readonly now: number
   readonly maxSkewMs: number
@@ -123,7 +124,7 @@ export function checkSigV4Headers(headers: ReadonlyMap<string, string>, options:
       'The security token included in the request is invalid.',
     )
   }
-  if (region !== options.region) {
+  if (!options.regions.has(region)) {
     throw new SigV4Error(
       'InvalidSignatureException',
       `Credential should be scoped to a valid region, not '${region}'.`,

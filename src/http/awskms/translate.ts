@@ -7,13 +7,35 @@ import { EngineError, invalidField } from '../../core/errors.js'
 import type { KeyInfo } from '../../core/engine.js'
 
 const UUID_RE = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/
+/** A multi-region key id: `mrk-` and the engine key's UUID without its dashes. */
+const MRK_RE = /^mrk-([0-9a-fA-F]{32})$/
 const ARN_RE = /^arn:(aws[a-z-]*):kms:([a-z0-9-]+):(\d{12}):(key\/.+|alias\/.+)$/
 
 /** The tenant and place the request is served in. */
 export interface Scope {
   readonly instance: string
   readonly accountId: string
+  /** The request's region (its SigV4 credential scope). */
   readonly region: string
+  /** Engine key ids of multi-region keys met in this request: their AWS key id is the `mrk-` form. */
+  readonly multiRegionKeys?: ReadonlySet<string>
+}
+
+/** The `mrk-` key id of an engine key id (a UUID): `mrk-` and the UUID's 32 hex digits. */
+export function mrkIdOf(engineKeyId: string): string {
+  return `mrk-${engineKeyId.replaceAll('-', '').toLowerCase()}`
+}
+
+/** The engine key id (UUID) of a `mrk-` key id, or undefined when `id` is not one. */
+export function engineIdOfMrk(id: string): string | undefined {
+  const h = MRK_RE.exec(id)?.[1]?.toLowerCase()
+  if (h === undefined) return undefined
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`
+}
+
+/** The AWS key id of an engine key: the `mrk-` form for a multi-region key, the UUID otherwise. */
+export function awsKeyId(s: Scope, engineKeyId: string): string {
+  return s.multiRegionKeys?.has(engineKeyId) === true ? mrkIdOf(engineKeyId) : engineKeyId
 }
 
 /** A 12-digit account id derived from the instance when none is configured. */
@@ -22,8 +44,14 @@ export function accountIdOf(instance: string): string {
   return (n % 10n ** 12n).toString().padStart(12, '0')
 }
 
+/** The ARN of an engine key in the request's region (`mrk-` id for a multi-region key). */
 export function keyArn(s: Scope, keyId: string): string {
-  return `arn:aws:kms:${s.region}:${s.accountId}:key/${keyId}`
+  return keyArnIn(s, keyId, s.region)
+}
+
+/** The ARN of an engine key in `region`. */
+export function keyArnIn(s: Scope, keyId: string, region: string): string {
+  return `arn:aws:kms:${region}:${s.accountId}:key/${awsKeyId(s, keyId)}`
 }
 
 export function aliasArn(s: Scope, aliasName: string): string {
@@ -49,6 +77,8 @@ export function parseKeyRef(s: Scope, keyId: unknown, field = 'KeyId'): { id: st
     if (ref.startsWith('key/')) ref = ref.slice(4)
   }
   if (ref.startsWith('alias/')) return { alias: ref }
+  const mrk = engineIdOfMrk(ref)
+  if (mrk !== undefined) return { id: mrk }
   if (!UUID_RE.test(ref)) throw notFound(keyId)
   return { id: ref.toLowerCase() }
 }
@@ -111,17 +141,38 @@ export function keyStateOf(k: KeyInfo, deletionDate: Date | undefined): string {
 
 const seconds = (d: Date): number => d.getTime() / 1000
 
-/** `KeyMetadata` of DescribeKey / CreateKey. */
-export function keyMetadata(s: Scope, k: KeyInfo, deletionDate: Date | undefined): Record<string, unknown> {
+/** Where a multi-region key is: its primary's region and its replicas' regions (served ones). */
+export interface MultiRegionPlace {
+  readonly primaryRegion: string
+  readonly replicaRegions: readonly string[]
+}
+
+/**
+ * `KeyMetadata` of DescribeKey / CreateKey / ReplicateKey, in the scope's region. `mr`: the key is a
+ * multi-region key (MultiRegion true and its MultiRegionConfiguration). `description`: the key's
+ * description in this region when it has its own (a replica's).
+ */
+export function keyMetadata(
+  s: Scope,
+  k: KeyInfo,
+  deletionDate: Date | undefined,
+  mr?: MultiRegionPlace,
+  description?: string,
+): Record<string, unknown> {
   const state = keyStateOf(k, deletionDate)
   const deletion = deletionDate ?? k.purgeScheduledOn
+  const scope: Scope = mr === undefined ? s : { ...s, multiRegionKeys: new Set([k.id]) }
+  const arnIn = (region: string): { Arn: string; Region: string } => ({
+    Arn: keyArnIn(scope, k.id, region),
+    Region: region,
+  })
   return {
     AWSAccountId: s.accountId,
-    KeyId: k.id,
-    Arn: keyArn(s, k.id),
+    KeyId: awsKeyId(scope, k.id),
+    Arn: keyArn(scope, k.id),
     CreationDate: seconds(k.createdAt),
     Enabled: state === 'Enabled',
-    Description: k.description ?? '',
+    Description: description ?? k.description ?? '',
     KeyUsage: 'ENCRYPT_DECRYPT',
     KeyState: state,
     ...(state === 'PendingDeletion' && deletion !== undefined ? { DeletionDate: seconds(deletion) } : {}),
@@ -130,7 +181,16 @@ export function keyMetadata(s: Scope, k: KeyInfo, deletionDate: Date | undefined
     CustomerMasterKeySpec: 'SYMMETRIC_DEFAULT',
     KeySpec: 'SYMMETRIC_DEFAULT',
     EncryptionAlgorithms: ['SYMMETRIC_DEFAULT'],
-    MultiRegion: false,
+    MultiRegion: mr !== undefined,
+    ...(mr === undefined
+      ? {}
+      : {
+          MultiRegionConfiguration: {
+            MultiRegionKeyType: mr.primaryRegion === s.region ? 'PRIMARY' : 'REPLICA',
+            PrimaryKey: arnIn(mr.primaryRegion),
+            ReplicaKeys: mr.replicaRegions.map(arnIn),
+          },
+        }),
   }
 }
 

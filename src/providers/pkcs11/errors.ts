@@ -3,6 +3,7 @@
  * pkcs11js 2.1.7 reports async failures as plain Errors whose message is "CKR_NAME:code" (RESULTS gotcha 5);
  * the numeric code is read from there.
  */
+import { randomBytes } from 'node:crypto'
 import { createRequire } from 'node:module'
 
 type Js = Record<string, unknown>
@@ -70,4 +71,17 @@ export function classify(rv: number | undefined): FailureKind {
   if (is('CKR_SESSION_HANDLE_INVALID', 'CKR_SESSION_CLOSED')) return 'session'
   if (is('CKR_OBJECT_HANDLE_INVALID', 'CKR_KEY_HANDLE_INVALID')) return 'object'
   return 'other'
+}
+
+/**
+ * Empties this thread's OpenSSL error queue. SoftHSM2 runs its cryptography with the OpenSSL of the process,
+ * which in Node is Node's own: a failed operation inside the token (an AES key unwrap or an RSA-OAEP
+ * decryption of bad input) leaves its error on the queue, and the next TLS read of the process fails with it
+ * (measured: the next HTTPS request on any connection is reset). Call it after such a failure on the thread
+ * that made the PKCS#11 call. Node exposes no ERR_clear_error; a synchronous one-byte randomBytes runs Node's
+ * crypto job, which clears the queue on return (test/integration/sdk/azure-kv-endpoint.test.ts proves the
+ * next TLS request works).
+ */
+export function clearOpenSslErrorQueue(): void {
+  randomBytes(1)
 }

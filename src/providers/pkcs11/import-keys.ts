@@ -14,7 +14,7 @@
 import { createPublicKey, timingSafeEqual } from 'node:crypto'
 import { EngineError, invalidField } from '../../core/errors.js'
 import type { ImportAlgorithm, SealedMaterial } from '../../core/ports.js'
-import { classify, ckrOf } from './errors.js'
+import { classify, ckrOf, clearOpenSslErrorQueue } from './errors.js'
 import {
   CKS_RO_USER_FUNCTIONS,
   CKS_RW_USER_FUNCTIONS,
@@ -170,16 +170,26 @@ export function listImportKeyPairs(
  * so the failure is the input's only while the session still answers, is logged in, and its token answers.
  */
 function inputFailure(p11: P11, s: Handle, err: unknown, field: string, message: string): unknown {
-  if (err instanceof EngineError) return err
-  if (classify(ckrOf(err)) === 'session') return err
+  return isInputFailure(p11, s, err) ? invalidField(field, message) : err
+}
+
+/**
+ * True when `err`, thrown by a PKCS#11 call on session `s`, is about the input rather than the device: not
+ * an EngineError, not a session-class return value, and the session still answers, is logged in, and its
+ * token answers (SoftHSM2 answers bad input and a lost token store with the same CKR_GENERAL_ERROR).
+ */
+export function isInputFailure(p11: P11, s: Handle, err: unknown): boolean {
+  // The failed call may have left an error on the process's OpenSSL queue (errors.ts).
+  clearOpenSslErrorQueue()
+  if (err instanceof EngineError) return false
+  if (classify(ckrOf(err)) === 'session') return false
   try {
     const info = p11.C_GetSessionInfo(s)
     p11.C_GetTokenInfo(info.slotID)
-    if (info.state !== CKS_RO_USER_FUNCTIONS && info.state !== CKS_RW_USER_FUNCTIONS) return err
+    return info.state === CKS_RO_USER_FUNCTIONS || info.state === CKS_RW_USER_FUNCTIONS
   } catch {
-    return err
+    return false
   }
-  return invalidField(field, message)
 }
 
 /**

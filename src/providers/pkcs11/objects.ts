@@ -295,6 +295,15 @@ export class KeyHandles {
     }
     if (dup !== undefined)
       throw new EngineError('PROVIDER_ERROR', 'pkcs11: two token objects share one CKA_ID')
+    // Domain separation: only objects of the root-key scheme are root keys (not vault keys, whose labels
+    // start with ekms/az/v1/, nor anything else on the token that shares the CKA_ID).
+    const [label] = p11.C_GetAttributeValue(s, token, [{ type: js.CKA_LABEL }])
+    if (label?.value?.toString('utf8').startsWith(LABEL_PREFIX) !== true) {
+      throw new EngineError(
+        'KEY_VERSION_MATERIAL_MISSING',
+        'pkcs11: the object with this reference is not a root key version',
+      )
+    }
     let copy: Handle | undefined
     const anchor = this.#sessions.anchor
     if (this.#copy && anchor !== undefined) {

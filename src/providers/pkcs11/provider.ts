@@ -29,8 +29,14 @@ import type {
   ProviderObject,
   RootKeyProvider,
 } from '../../core/ports.js'
+import type {
+  CreateVaultKeyRequest,
+  RsaPublicKey,
+  VaultKeyBackend,
+  VaultKeyCapabilities,
+} from '../../core/ports-vault-keys.js'
 import { SecretBytes } from '../../core/secret-bytes.js'
-import { ckrName, ckrOf, ckrValues } from './errors.js'
+import { ckrName, ckrOf, ckrValues, clearOpenSslErrorQueue } from './errors.js'
 import { acquireModule, pkcs11js, type Handle, type ModuleEntry } from './module.js'
 import {
   findSecretKeys,
@@ -51,6 +57,17 @@ import {
 } from './import-keys.js'
 import { loadProfile, type Pkcs11Profile } from './profile.js'
 import { SessionGuard } from './recovery.js'
+import {
+  createVaultKeyObject,
+  findVaultKeys,
+  integrityFailure,
+  readVaultAttributes,
+  rsaDecryptWith,
+  splitGcm,
+  unwrapWith,
+  vaultKeyHandle,
+  wrapWith,
+} from './vault-keys.js'
 
 export type { Pkcs11ObjectAttributes } from './objects.js'
 
@@ -77,9 +94,10 @@ export interface Pkcs11ProviderOptions {
 const ZERO_IV = Buffer.alloc(12)
 
 /** A {@link RootKeyProvider} over one PKCS#11 token. Create it with {@link createPkcs11Provider}. */
-export class Pkcs11Provider implements RootKeyProvider {
+export class Pkcs11Provider implements RootKeyProvider, VaultKeyBackend {
   readonly name: string
   readonly capabilities: ProviderCapabilities
+  readonly vaultKeyCapabilities: VaultKeyCapabilities
   readonly profile: Pkcs11Profile
   readonly #js = pkcs11js()
   readonly #entry: ModuleEntry
@@ -99,6 +117,11 @@ export class Pkcs11Provider implements RootKeyProvider {
     if (profile.oaepHashes.includes('sha256')) importTokens.push('RSAES_OAEP_SHA_256')
     if (profile.oaepHashes.includes('sha1')) importTokens.push('RSAES_OAEP_SHA_1')
     this.capabilities = { importMaterial: true, importLengths: [16, 24, 32], importTokens }
+    this.vaultKeyCapabilities = {
+      rsaSizes: [2048, 3072, 4096],
+      oaepHashes: [...profile.oaepHashes],
+      aesKeyWrap: true,
+    }
     this.#entry = entry
     this.#label = options.tokenLabel
     this.#sync = (options.callMode ?? profile.callMode) === 'sync'
@@ -399,6 +422,182 @@ export class Pkcs11Provider implements RootKeyProvider {
 
   async close(): Promise<void> {
     await this.#guard.close()
+  }
+
+  // ------------------------------------------------------------ VaultKeyBackend (vault-keys.ts)
+
+  async createVaultKey(
+    req: CreateVaultKeyRequest,
+    opts: CallOptions = {},
+  ): Promise<{ ref: string; publicKey: RsaPublicKey | undefined }> {
+    if (req.kty === 'RSA-HSM' && !this.vaultKeyCapabilities.rsaSizes.includes(req.size)) {
+      throw new EngineError(
+        'INVALID_FIELD_ERR',
+        `key_size: must be one of ${this.vaultKeyCapabilities.rsaSizes.join(', ')}`,
+        {
+          target: { type: 'field', name: 'key_size' },
+        },
+      )
+    }
+    const rnd = await this.generateRandom(16, opts)
+    const id = rnd.exportCopy() // CKA_ID is not secret
+    rnd.zeroize()
+    const publicKey = await this.#guard.op(
+      'create vault key',
+      (s) => createVaultKeyObject(this.#js, this.#entry.p11, s, req, id, this.profile.mechanisms.aesGcm),
+      opts,
+    )
+    const ref = id.toString('hex')
+    /* Postcondition: the object is sensitive, not extractable, a token object, restricted as asked. */
+    const attrs = await this.#guard.op('inspect vault key', (s) => {
+      const [h] = findVaultKeys(this.#js, this.#entry.p11, s, id, req.kty)
+      return h === undefined ? undefined : readVaultAttributes(this.#js, this.#entry.p11, s, h)
+    })
+    const mechs = req.kty === 'oct-HSM' ? 2 : 1
+    if (
+      attrs === undefined ||
+      !attrs.sensitive ||
+      attrs.extractable ||
+      !attrs.token ||
+      attrs.derive ||
+      attrs.modifiable ||
+      attrs.allowedMechanisms.length !== mechs
+    ) {
+      await this.destroyVaultKey(ref)
+      throw new EngineError(
+        'PROVIDER_ERROR',
+        'pkcs11: the token did not keep the vault key attributes as asked',
+      )
+    }
+    return { ref, publicKey }
+  }
+
+  async destroyVaultKey(ref: string, opts: CallOptions = {}): Promise<void> {
+    const id = refToId(ref)
+    await this.#guard.op(
+      'destroy vault key',
+      (s) => {
+        for (const h of findVaultKeys(this.#js, this.#entry.p11, s, id, undefined))
+          this.#entry.p11.C_DestroyObject(s, h)
+      },
+      opts,
+    )
+  }
+
+  async vaultEncrypt(
+    ref: string,
+    plaintext: Buffer,
+    aad: Buffer,
+    opts: CallOptions = {},
+  ): Promise<GcmSealed> {
+    const id = refToId(ref)
+    return this.#guard.op(
+      'vault encrypt',
+      (s) => {
+        const p11 = this.#entry.p11
+        const h = vaultKeyHandle(this.#js, p11, s, id, 'oct-HSM')
+        const iv = p11.C_GenerateRandom(s, Buffer.alloc(12))
+        p11.C_EncryptInit(s, this.#gcm(iv, aad), h)
+        return splitGcm(
+          p11.C_Encrypt(s, plaintext, Buffer.alloc(plaintext.length + 16)),
+          plaintext.length,
+          iv,
+        )
+      },
+      opts,
+    )
+  }
+
+  async vaultDecrypt(
+    ref: string,
+    sealed: GcmSealed,
+    aad: Buffer,
+    opts: CallOptions = {},
+  ): Promise<SecretBytes> {
+    const id = refToId(ref)
+    return this.#guard.op(
+      'vault decrypt',
+      (s) => {
+        const p11 = this.#entry.p11
+        const h = vaultKeyHandle(this.#js, p11, s, id, 'oct-HSM')
+        if (sealed.iv.length !== 12 || sealed.tag.length !== 16) throw integrityFailure()
+        p11.C_DecryptInit(s, this.#gcm(sealed.iv, aad), h)
+        const len = sealed.encrypted.length
+        const out = Buffer.alloc(len + 16)
+        try {
+          const r = p11.C_Decrypt(s, Buffer.concat([sealed.encrypted, sealed.tag]), out)
+          return SecretBytes.adopt(Buffer.from(r))
+        } catch (err) {
+          clearOpenSslErrorQueue()
+          const mapped = this.#decryptFailure(s, err)
+          throw mapped instanceof EngineError ? integrityFailure() : mapped
+        } finally {
+          out.fill(0)
+        }
+      },
+      opts,
+    )
+  }
+
+  async vaultWrapKey(ref: string, key: SecretBytes, opts: CallOptions = {}): Promise<Buffer> {
+    const id = refToId(ref)
+    return this.#guard.op(
+      'vault wrap key',
+      (s) =>
+        wrapWith(
+          this.#js,
+          this.#entry.p11,
+          s,
+          vaultKeyHandle(this.#js, this.#entry.p11, s, id, 'oct-HSM'),
+          key,
+        ),
+      opts,
+    )
+  }
+
+  async vaultUnwrapKey(ref: string, wrapped: Buffer, opts: CallOptions = {}): Promise<SecretBytes> {
+    const id = refToId(ref)
+    return this.#guard.op(
+      'vault unwrap key',
+      (s) =>
+        unwrapWith(
+          this.#js,
+          this.#entry.p11,
+          s,
+          vaultKeyHandle(this.#js, this.#entry.p11, s, id, 'oct-HSM'),
+          wrapped,
+        ),
+      opts,
+    )
+  }
+
+  async vaultRsaDecrypt(
+    ref: string,
+    hash: 'sha1' | 'sha256',
+    ciphertext: Buffer,
+    opts: CallOptions = {},
+  ): Promise<SecretBytes> {
+    if (!this.profile.oaepHashes.includes(hash)) {
+      throw new EngineError(
+        'PROVIDER_UNSUPPORTED',
+        `alg: RSA-OAEP with ${hash} is not supported by the ${this.profile.name} token (profile oaepHashes)`,
+        { target: { type: 'field', name: 'alg' } },
+      )
+    }
+    const id = refToId(ref)
+    return this.#guard.op(
+      'vault RSA decrypt',
+      (s) =>
+        rsaDecryptWith(
+          this.#js,
+          this.#entry.p11,
+          s,
+          vaultKeyHandle(this.#js, this.#entry.p11, s, id, 'RSA-HSM'),
+          hash,
+          ciphertext,
+        ),
+      opts,
+    )
   }
 
   // ------------------------------------------------------------ PKCS#11 specifics

@@ -210,8 +210,23 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE aliases ADD COLUMN created_by TEXT;
   `,
-  // 10: reserved (AWS-compatible endpoint: key regions, multi-region keys), filled in by its branch.
-  `-- reserved 10`,
+  // 10: key regions of the AWS-compatible endpoint: the regions a key is present in (multi-region keys: the
+  // primary's region and each replica's), its description and key policy there. No row: the default region.
+  `
+  CREATE TABLE key_regions (
+    instance       TEXT NOT NULL,
+    key_id         TEXT NOT NULL,
+    region         TEXT NOT NULL,
+    primary_region TEXT NOT NULL,
+    multi_region   INTEGER NOT NULL CHECK (multi_region IN (0, 1)),
+    description    TEXT,
+    policy         TEXT,
+    created_at     INTEGER NOT NULL,
+    updated_at     INTEGER NOT NULL,
+    PRIMARY KEY (instance, key_id, region),
+    FOREIGN KEY (instance, key_id) REFERENCES keys(instance, id) ON DELETE CASCADE
+  ) STRICT;
+  `,
   // 11: the job system (core/jobs/runner.ts): durable job records. At most one active (queued or running)
   // job of a type per tenant, enforced here by a unique partial index so that two processes cannot both
   // start one.
@@ -284,5 +299,40 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (tenant, name)
   ) STRICT, WITHOUT ROWID;
   CREATE INDEX data_keys_by_provider ON data_keys(tenant, provider_fingerprint, name);
+  `,
+  // 13: vault keys of the Azure-Key-Vault-compatible API (core/ports-vault-keys.ts), a kind of their own:
+  // no engine table refers to them and they refer to none. Names compare case-insensitively (Key Vault).
+  `
+  CREATE TABLE vault_keys (
+    instance        TEXT NOT NULL,
+    name            TEXT NOT NULL COLLATE NOCASE,
+    created_at      INTEGER NOT NULL,
+    current_version TEXT NOT NULL,
+    deleted_at      INTEGER,
+    purge_at        INTEGER,
+    PRIMARY KEY (instance, name)
+  ) STRICT;
+  CREATE TABLE vault_key_versions (
+    instance     TEXT NOT NULL,
+    name         TEXT NOT NULL COLLATE NOCASE,
+    version      TEXT NOT NULL,
+    seq          INTEGER NOT NULL CHECK (seq >= 1),
+    kty          TEXT NOT NULL CHECK (kty IN ('oct-HSM', 'RSA-HSM')),
+    size         INTEGER NOT NULL,
+    provider_ref TEXT NOT NULL,
+    public_n     BLOB,
+    public_e     BLOB,
+    imported     INTEGER NOT NULL CHECK (imported IN (0, 1)),
+    enabled      INTEGER NOT NULL CHECK (enabled IN (0, 1)),
+    key_ops      TEXT NOT NULL,
+    tags         TEXT NOT NULL,
+    not_before   INTEGER,
+    expires      INTEGER,
+    created_at   INTEGER NOT NULL,
+    updated_at   INTEGER NOT NULL,
+    PRIMARY KEY (instance, name, version),
+    UNIQUE (instance, name, seq),
+    FOREIGN KEY (instance, name) REFERENCES vault_keys (instance, name) ON DELETE CASCADE
+  ) STRICT;
   `,
 ]

@@ -48,12 +48,16 @@ import type {
   TenantKeyState,
 } from '../../core/ports-tenant-keys.js'
 import { dataKeyStore } from './data-keys.js'
+import type { KeyRegionRecord, KeyRegionStore } from '../../core/ports-key-regions.js'
+import type { VaultKeyStore } from '../../core/ports-vault-keys.js'
 import { importTokenStore } from './import-tokens.js'
 import { jobStore } from './jobs.js'
 import { keyProviderStore } from './key-providers.js'
 import { instancePolicyStore } from './instance-policies.js'
+import { keyRegionStore } from './key-regions.js'
 import { MIGRATIONS } from './migrations.js'
 import { registrationStore } from './registrations.js'
+import { vaultKeyStore } from './vault-keys.js'
 import {
   PATCH_COLUMNS,
   toAliasName,
@@ -81,8 +85,8 @@ function isUniqueViolation(err: unknown): boolean {
   )
 }
 
-/** {@link MetadataStore} (and the JobStore, KeyProviderStore and DataKeyStore roles) on one SQLite file. */
-export class SqliteStore implements MetadataStore, JobStore, KeyProviderStore, DataKeyStore {
+/** {@link MetadataStore} on one SQLite file, with the JobStore, KeyRegionStore, KeyProviderStore and DataKeyStore roles beside it. */
+export class SqliteStore implements MetadataStore, JobStore, KeyRegionStore, KeyProviderStore, DataKeyStore {
   readonly catalogId: string
   readonly #db: Db
   readonly #s: Statements
@@ -92,6 +96,9 @@ export class SqliteStore implements MetadataStore, JobStore, KeyProviderStore, D
   readonly #providers: KeyProviderStore
   readonly #dataKeys: DataKeyStore
   readonly #jobs: JobStore
+  readonly #keyRegions: KeyRegionStore
+  /** The vault keys of the Azure-Key-Vault-compatible API (vault-keys.ts): a role beside MetadataStore. */
+  readonly vaultKeys: VaultKeyStore
   #closed = false
 
   constructor(db: Db) {
@@ -103,9 +110,11 @@ export class SqliteStore implements MetadataStore, JobStore, KeyProviderStore, D
     this.#providers = keyProviderStore(db)
     this.#dataKeys = dataKeyStore(db)
     this.#jobs = jobStore(db)
+    this.#keyRegions = keyRegionStore(db)
     const id = db.prepare<[], string>("SELECT v FROM catalog_meta WHERE k = 'catalog_id'").pluck().get()
     if (id === undefined) throw new EngineError('STORE_ERROR', 'catalog: has no catalog_id')
     this.catalogId = id
+    this.vaultKeys = vaultKeyStore(db, id)
   }
 
   changeCounter(): number {
@@ -192,6 +201,26 @@ export class SqliteStore implements MetadataStore, JobStore, KeyProviderStore, D
   }
   listActiveJobs(): Promise<JobRecord[]> {
     return this.#jobs.listActiveJobs()
+  }
+
+  // Key regions (the AWS-compatible endpoint's regions and key policies): key-regions.ts.
+  listKeyRegions(instance: string, keyId: string): Promise<KeyRegionRecord[]> {
+    return this.#keyRegions.listKeyRegions(instance, keyId)
+  }
+  listInstanceKeyRegions(instance: string): Promise<KeyRegionRecord[]> {
+    return this.#keyRegions.listInstanceKeyRegions(instance)
+  }
+  insertKeyRegion(r: KeyRegionRecord): Promise<boolean> {
+    return this.#keyRegions.insertKeyRegion(r)
+  }
+  setKeyRegionPolicy(
+    instance: string,
+    keyId: string,
+    region: string,
+    policy: string | undefined,
+    updatedAt: number,
+  ): Promise<boolean> {
+    return this.#keyRegions.setKeyRegionPolicy(instance, keyId, region, policy, updatedAt)
   }
 
   // Registrations and key events: registrations.ts.

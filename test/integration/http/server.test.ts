@@ -5,7 +5,13 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { readFileSync, renameSync, writeFileSync } from 'node:fs'
-import { CreateKeyCommand, DecryptCommand, EncryptCommand, KMSClient } from '@aws-sdk/client-kms'
+import {
+  CreateKeyCommand,
+  DecryptCommand,
+  EncryptCommand,
+  KMSClient,
+  ReplicateKeyCommand,
+} from '@aws-sdk/client-kms'
 import { request as httpRequest } from 'node:http'
 import { request as httpsRequest } from 'node:https'
 import { join } from 'node:path'
@@ -157,7 +163,7 @@ describe('envelope-kms serve (a real process)', () => {
         EKMS_HTTP_PORT: '0',
         EKMS_AWSKMS_PORT: '0',
         EKMS_AWSKMS_CREDENTIALS_FILE: awsCreds,
-        EKMS_AWSKMS_REGION: 'eu-west-3',
+        EKMS_AWSKMS_REGIONS: 'eu-west-3,eu-west-1',
         EKMS_AUDIT_LOG: join(env('EKMS_TEST_FILE_DIR'), 'audit.log'),
       },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -211,6 +217,26 @@ describe('envelope-kms serve (a real process)', () => {
         )
         awsRequestIds.push(k.$metadata.requestId, enc.$metadata.requestId, dec.$metadata.requestId)
         expect(Buffer.from(dec.Plaintext ?? new Uint8Array()).toString()).toBe('over serve')
+        // EKMS_AWSKMS_REGIONS: a multi-region key made in the second region, replicated into the default one.
+        const kms1 = new KMSClient({
+          region: 'eu-west-1',
+          endpoint: awsUrl,
+          credentials: { accessKeyId: 'AKIASERVETEST0000001', secretAccessKey: secret },
+          maxAttempts: 1,
+        })
+        try {
+          const mrk = await kms1.send(new CreateKeyCommand({ MultiRegion: true }))
+          expect(mrk.KeyMetadata?.Arn).toMatch(/^arn:aws:kms:eu-west-1:\d{12}:key\/mrk-[0-9a-f]{32}$/)
+          const rep = await kms1.send(
+            new ReplicateKeyCommand({ KeyId: mrk.KeyMetadata?.KeyId, ReplicaRegion: 'eu-west-3' }),
+          )
+          const enc3 = await kms.send(
+            new EncryptCommand({ KeyId: rep.ReplicaKeyMetadata?.Arn, Plaintext: Buffer.from('dr') }),
+          )
+          awsRequestIds.push(mrk.$metadata.requestId, rep.$metadata.requestId, enc3.$metadata.requestId)
+        } finally {
+          kms1.destroy()
+        }
         const listed = await fetch(`${url}/api/v2/keys`, { headers })
         expect(((await listed.json()) as any).resources.map((r: any) => r.id)).toContain(k.KeyMetadata?.KeyId)
       } finally {
@@ -233,6 +259,9 @@ describe('envelope-kms serve (a real process)', () => {
       'aws-kms aws-kms.CreateKey 200',
       'aws-kms aws-kms.Encrypt 200',
       'aws-kms aws-kms.Decrypt 200',
+      'aws-kms aws-kms.CreateKey 200',
+      'aws-kms aws-kms.ReplicateKey 200',
+      'aws-kms aws-kms.Encrypt 200',
       'keyprotect kms.secrets.list 200',
     ])
     const awsEvents = audit.filter((e) => e.api === 'aws-kms')

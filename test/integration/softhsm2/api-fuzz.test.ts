@@ -62,6 +62,7 @@ describe('public API under arbitrary input', () => {
       'wrapMany',
       'unwrapMany',
       'rewrapMany',
+      'reencryptMany',
       'seal',
       'open',
       'usage',

@@ -11,6 +11,7 @@ import {
   type Json,
   type OpContext,
 } from '../operation.js'
+import { present } from '../regions.js'
 import { blobOf, contextToAad, intOf, keyArn } from '../translate.js'
 
 export async function encrypt(c: OpContext, b: Json): Promise<Json> {
@@ -38,6 +39,7 @@ export async function decrypt(c: OpContext, b: Json): Promise<Json> {
   onlyValue(b['EncryptionAlgorithm'], ['SYMMETRIC_DEFAULT'], 'EncryptionAlgorithm')
   const blob = blobOf(b['CiphertextBlob'], 'CiphertextBlob', 1, MAX_CIPHERTEXT)
   const blobKey = parseCiphertext(blob).keyId
+  await present(c, blobKey, 'kms:Decrypt')
   if (b['KeyId'] !== undefined && b['KeyId'] !== null) {
     const given = await keyIdOf(c, b['KeyId'])
     if (given !== blobKey)
@@ -69,15 +71,16 @@ export async function reEncrypt(c: OpContext, b: Json): Promise<Json> {
   onlyValue(b['DestinationEncryptionAlgorithm'], ['SYMMETRIC_DEFAULT'], 'DestinationEncryptionAlgorithm')
   const blob = blobOf(b['CiphertextBlob'], 'CiphertextBlob', 1, MAX_CIPHERTEXT)
   const blobKey = parseCiphertext(blob).keyId
+  await present(c, blobKey, 'kms:ReEncryptFrom')
   if (b['SourceKeyId'] !== undefined && b['SourceKeyId'] !== null) {
-    if ((await keyIdOf(c, b['SourceKeyId'], 'SourceKeyId')) !== blobKey) {
+    if ((await keyIdOf(c, b['SourceKeyId'], 'SourceKeyId', 'kms:ReEncryptFrom')) !== blobKey) {
       throw new AwsError(
         'IncorrectKeyException',
         'The source key ID does not identify the key that encrypted the ciphertext.',
       )
     }
   }
-  const dest = await keyIdOf(c, b['DestinationKeyId'], 'DestinationKeyId')
+  const dest = await keyIdOf(c, b['DestinationKeyId'], 'DestinationKeyId', 'kms:ReEncryptTo')
   try {
     const r = await c.engine.reencrypt(c.instance, blob, {
       sourceKeyId: blobKey,
