@@ -4,7 +4,7 @@
  * and, when asked, an AWS-KMS-compatible endpoint on loopback (its own engine and catalog: the customer's
  * AWS) that the AWS KMS backend of the providers talks to.
  */
-import { KMSClient, CreateKeyCommand } from '@aws-sdk/client-kms'
+import { CreateKeyCommand, KMSClient, PutKeyPolicyCommand, ReplicateKeyCommand } from '@aws-sdk/client-kms'
 import { expect } from 'vitest'
 import { createEngineServicesFromConfig, type EngineServices } from '../../src/default-engine.js'
 import { createHttpApp, type HttpAppOptions } from '../../src/http/app.js'
@@ -54,7 +54,8 @@ export async function startQlikServer(
   let aws: QlikTestServer['aws']
   if (o.aws === true) {
     const t = await openTestEngine()
-    aws = { t, endpoint: await startEndpoint(t.engine, 'eu-west-1') }
+    // The tenants' home region and their DR region, both served by the one endpoint (SigV4 scope).
+    aws = { t, endpoint: await startEndpoint(t.engine, undefined, { regions: ['eu-west-1', 'eu-west-3'] }) }
   }
   const catalogPath = tempCatalogPath()
   const services = await createEngineServicesFromConfig(
@@ -115,27 +116,71 @@ export async function startQlikServer(
   }
 }
 
-/** A symmetric key created on the AWS endpoint in `region` (signed for it). */
-export async function awsKey(
-  s: QlikTestServer,
-  region: string,
-  o: { multiRegion?: boolean } = {},
-): Promise<{ arn: string; keyId: string; multiRegion: boolean }> {
+/** A KMS client of the AWS endpoint signed for `region`. */
+function kms(s: QlikTestServer, region: string): KMSClient {
   if (s.aws === undefined) throw new Error('the server was started without aws')
-  const client = new KMSClient({
+  return new KMSClient({
     region,
     endpoint: s.aws.endpoint.url,
     credentials: { accessKeyId: AWS_TENANT.accessKeyId, secretAccessKey: AWS_TENANT.secretAccessKey },
     maxAttempts: 1,
   })
+}
+
+/**
+ * A symmetric key created on the AWS endpoint in `region`: multi-region with a replica in `replicaIn` when
+ * asked, with `policy` (a key policy document) on the key and its replica.
+ */
+export async function awsKey(
+  s: QlikTestServer,
+  region: string,
+  o: { replicaIn?: string; policy?: string } = {},
+): Promise<{ arn: string; keyId: string; multiRegion: boolean; replicaArn: string | undefined }> {
+  const home = kms(s, region)
   try {
-    const r = await client.send(new CreateKeyCommand(o.multiRegion === true ? { MultiRegion: true } : {}))
+    const r = await home.send(new CreateKeyCommand(o.replicaIn === undefined ? {} : { MultiRegion: true }))
     const m = r.KeyMetadata
     if (m?.Arn === undefined || m.KeyId === undefined) throw new Error('CreateKey returned no ARN')
-    return { arn: m.Arn, keyId: m.KeyId, multiRegion: m.MultiRegion === true }
+    let replicaArn: string | undefined
+    if (o.replicaIn !== undefined) {
+      const rep = await home.send(new ReplicateKeyCommand({ KeyId: m.Arn, ReplicaRegion: o.replicaIn }))
+      replicaArn = rep.ReplicaKeyMetadata?.Arn
+    }
+    if (o.policy !== undefined) {
+      await home.send(new PutKeyPolicyCommand({ KeyId: m.Arn, PolicyName: 'default', Policy: o.policy }))
+      if (replicaArn !== undefined && o.replicaIn !== undefined) {
+        const dr = kms(s, o.replicaIn)
+        try {
+          await dr.send(
+            new PutKeyPolicyCommand({ KeyId: replicaArn, PolicyName: 'default', Policy: o.policy }),
+          )
+        } finally {
+          dr.destroy()
+        }
+      }
+    }
+    return { arn: m.Arn, keyId: m.KeyId, multiRegion: m.MultiRegion === true, replicaArn }
   } finally {
-    client.destroy()
+    home.destroy()
   }
+}
+
+/** A key policy that allows everything but denies `actions`, in `region` only when given. */
+export function denyPolicy(actions: readonly string[], region?: string): string {
+  return JSON.stringify({
+    Version: '2012-10-17',
+    Statement: [
+      { Sid: 'all', Effect: 'Allow', Principal: { AWS: '*' }, Action: 'kms:*', Resource: '*' },
+      {
+        Sid: 'deny',
+        Effect: 'Deny',
+        Principal: '*',
+        Action: actions,
+        Resource: '*',
+        ...(region === undefined ? {} : { Condition: { StringEquals: { 'aws:RequestedRegion': region } } }),
+      },
+    ],
+  })
 }
 
 /** A raw request to the Qlik API: `path` is under /api/v1/encryption/keyproviders. */

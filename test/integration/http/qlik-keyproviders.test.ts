@@ -9,7 +9,7 @@
 import encryption from '@qlik/api/encryption'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { INSTANCE_A, TENANT_A_KEY } from '../../helpers/http.js'
-import { awsKey, startQlikServer, type QlikTestServer } from '../../helpers/qlik.js'
+import { awsKey, denyPolicy, startQlikServer, type QlikTestServer } from '../../helpers/qlik.js'
 
 let s: QlikTestServer
 let hostConfig: { authType: 'apikey'; host: string; apiKey: string }
@@ -62,7 +62,8 @@ describe('@qlik/api encryption against envelope-kms serve', () => {
   })
 
   it('createEncryptionKeyprovider: 201 with a 32-hex fingerprint, not current, replicas from the key, zero times', async () => {
-    const key = await awsKey(s, 'eu-west-1')
+    const key = await awsKey(s, 'eu-west-1', { replicaIn: 'eu-west-3' })
+    expect(key.arn).toMatch(/^arn:aws:kms:eu-west-1:\d{12}:key\/mrk-[0-9a-f]{32}$/)
     arn = key.arn
     const created = await encryption.createEncryptionKeyprovider(
       { arn, name: 'CMK-01', description: 'test description', keyprovider: 'AWS-KMS' },
@@ -77,7 +78,8 @@ describe('@qlik/api encryption against envelope-kms serve', () => {
       description: 'test description',
       keyprovider: 'AWS-KMS',
       tenantId: INSTANCE_A,
-      multiRegion: key.multiRegion,
+      multiRegion: true,
+      replicaKeys: [{ arn: key.replicaArn, region: 'eu-west-3' }],
       promotedToCurrentAt: '0001-01-01T00:00:00Z',
       demotedFromCurrentAt: '0001-01-01T00:00:00Z',
     })
@@ -121,18 +123,52 @@ describe('@qlik/api encryption against envelope-kms serve', () => {
     expect(after.data).toMatchObject({ name: 'New Encryption Key', description: 'renamed' })
   })
 
-  it('testEncryptionKeyprovider: 201, the refreshed provider with drCompliant and complianceError (an array)', async () => {
+  it('testEncryptionKeyprovider: 201, drCompliant with empty compliance fields (an array here, an object in lists)', async () => {
     const r = await encryption.testEncryptionKeyprovider(fp, { hostConfig })
     expect(r.status).toBe(201)
     const data = r.data as Record<string, unknown>
     expect(data['arnFingerPrint']).toBe(fp)
-    expect(typeof data['drCompliant']).toBe('boolean')
-    expect(Array.isArray(data['complianceError'])).toBe(true)
+    expect(data['drCompliant']).toBe(true)
+    expect(data['complianceError']).toEqual([{ code: '', region: '', message: '' }])
     const listed = (await encryption.getEncryptionKeyproviders(fresh())).data as unknown as Record<
       string,
       unknown
     >[]
-    expect(listed[0]?.['complianceError']).toEqual(expect.objectContaining({ code: expect.any(String) }))
+    expect(listed[0]?.['complianceError']).toEqual({ code: '', region: '', message: '' })
+  })
+
+  it('testEncryptionKeyprovider: a key policy denying GenerateDataKey in the DR region is reported, not thrown', async () => {
+    const key = await awsKey(s, 'eu-west-1', {
+      replicaIn: 'eu-west-3',
+      policy: denyPolicy(['kms:GenerateDataKey*'], 'eu-west-3'),
+    })
+    const created = await encryption.createEncryptionKeyprovider(
+      { arn: key.arn, name: 'CMK-02', keyprovider: 'AWS-KMS' },
+      { hostConfig },
+    )
+    const other = created.data.arnFingerPrint ?? ''
+    const tested = await encryption.testEncryptionKeyprovider(other, { hostConfig })
+    const data = tested.data as unknown as { drCompliant: boolean; complianceError: Record<string, string>[] }
+    expect(data.drCompliant).toBe(false)
+    expect(data.complianceError).toHaveLength(1)
+    expect(data.complianceError[0]).toMatchObject({ region: 'eu-west-3' })
+    expect(data.complianceError[0]?.['code']).toMatch(/^Encryption-\d+$/)
+    expect(data.complianceError[0]?.['message']).toContain('GenerateDataKey')
+    expect((await encryption.deleteEncryptionKeyprovider(other, { hostConfig })).status).toBe(204)
+  })
+
+  it('createEncryptionKeyprovider: 403 Encryption-113 when the key policy forbids this service', async () => {
+    const key = await awsKey(s, 'eu-west-1', { policy: denyPolicy(['kms:DescribeKey']) })
+    const denied = await failure(
+      encryption.createEncryptionKeyprovider(
+        { arn: key.arn, name: 'denied', keyprovider: 'AWS-KMS' },
+        { hostConfig },
+      ),
+    )
+    expect(denied).toMatchObject({ status: 403, code: 'Encryption-113' })
+    expect(denied.data.errors[0].title).toBe(
+      'Provided AWS-KMS key access forbidden. Check if key policy allows access from Qlik Cloud.',
+    )
   })
 
   it('migrateEncryptionKeyprovider: 200 MigrationInformation; the key is current at once; details reach Completed', async () => {
