@@ -12,8 +12,9 @@ import { createAuthenticator, type AuthConfig } from '../../src/http/auth.js'
 import { startServer, type RunningServer } from '../../src/http/server.js'
 import type { TenantKeyProviders } from '../../src/core/tenant-keys/types.js'
 import { startEndpoint, TENANT_A as AWS_TENANT, type RunningEndpoint } from './aws-kms.js'
-import { env, openTestEngine, SOFTHSM_MODULE, tempCatalogPath, type TestEngine } from './engine.js'
-import { INSTANCE_A, INSTANCE_B, MemoryAudit, TEST_AUTH } from './http.js'
+import { openTestEngine, tempCatalogPath, type TestEngine } from './engine.js'
+import { testConfig } from './tenant-keys.js'
+import { INSTANCE_A, INSTANCE_B, MemoryAudit, readResponse, TEST_AUTH } from './http.js'
 
 export const QLIK_READER_A_KEY = 'qlik-reader-a-api-key-0123456789ab'
 export const TWO_TENANTS_KEY = 'two-tenants-api-key-0123456789abcd'
@@ -59,25 +60,13 @@ export async function startQlikServer(
   }
   const catalogPath = tempCatalogPath()
   const services = await createEngineServicesFromConfig(
-    {
-      pkcs11: {
-        module: SOFTHSM_MODULE,
-        tokenLabel: env('EKMS_TEST_TOKEN'),
-        pin: env('EKMS_TEST_PIN'),
-        profile: 'softhsm2',
-      },
-      catalog: { path: catalogPath },
-      dekCache: false,
-      tenantKeys: {
-        homeRegion: 'eu-west-1',
-        drRegion: 'eu-west-3',
-        awsEndpoint: aws?.endpoint.url,
-        awsCredentials:
-          aws === undefined
-            ? undefined
-            : { accessKeyId: AWS_TENANT.accessKeyId, secretAccessKey: AWS_TENANT.secretAccessKey },
-      },
-    },
+    testConfig(catalogPath, {
+      awsEndpoint: aws?.endpoint.url,
+      awsCredentials:
+        aws === undefined
+          ? undefined
+          : { accessKeyId: AWS_TENANT.accessKeyId, secretAccessKey: AWS_TENANT.secretAccessKey },
+    }),
     { jobs: { sweepIntervalMs: 200, pollIntervalMs: 50 } },
   )
   const audit = new MemoryAudit()
@@ -201,14 +190,7 @@ export async function q(
     headers,
     ...(body === undefined ? {} : { body }),
   })
-  const text = await res.text()
-  let json: unknown
-  try {
-    json = text.length > 0 ? JSON.parse(text) : undefined
-  } catch {
-    json = undefined
-  }
-  return { status: res.status, headers: res.headers, json, text }
+  return readResponse(res)
 }
 
 /** Asserts a Qlik error answer: the status, the `{errors:[{code,title,detail}]}` body, a correlation id. */

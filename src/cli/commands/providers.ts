@@ -42,11 +42,11 @@ function printOne(values: OptionValues, p: KeyProviderView): void {
   )
 }
 
-/** A subcommand taking `<fingerprint>` that calls one library method and prints the provider. */
-function providerAction(
+/** A subcommand taking `<fingerprint>`: its usage, options and tenant, then `run`. */
+function fingerprintCommand(
   name: string,
   summary: string,
-  call: (tk: TenantKeyProviders, tenant: string, fingerprint: string) => Promise<KeyProviderView>,
+  run: (tk: TenantKeyProviders, tenant: string, fingerprint: string, values: OptionValues) => Promise<void>,
 ): Command {
   return {
     help: `usage: envelope-kms providers ${name} <fingerprint> --tenant T [options]
@@ -60,11 +60,21 @@ ${TENANT_HELP}
     positionals: ['fingerprint'],
     run: async (values, [fingerprint]) => {
       const tenant = tenantOption(values)
-      const p = await withServices((s) => call(s.tenantKeys, tenant, fingerprint ?? ''))
-      printOne(values, p)
+      await withServices((s) => run(s.tenantKeys, tenant, fingerprint ?? '', values))
       return undefined
     },
   }
+}
+
+/** A subcommand taking `<fingerprint>` that calls one library method and prints the provider. */
+function providerAction(
+  name: string,
+  summary: string,
+  call: (tk: TenantKeyProviders, tenant: string, fingerprint: string) => Promise<KeyProviderView>,
+): Command {
+  return fingerprintCommand(name, summary, async (tk, tenant, fingerprint, values) => {
+    printOne(values, await call(tk, tenant, fingerprint))
+  })
 }
 
 const list: Command = {
@@ -134,24 +144,15 @@ ${TENANT_HELP}
   },
 }
 
-const remove: Command = {
-  help: `usage: envelope-kms providers delete <fingerprint> --tenant T [options]
-
-Deletes an inactive key provider (not current, not migrating, nothing wrapped under it; never the default).
-
-options:
-${TENANT_HELP}
-`,
-  options: TENANT_OPTIONS,
-  positionals: ['fingerprint'],
-  run: async (values, [fingerprint]) => {
-    const tenant = tenantOption(values)
-    await withServices((s) => s.tenantKeys.delete(tenant, fingerprint ?? ''))
+const remove = fingerprintCommand(
+  'delete',
+  'Deletes an inactive key provider (not current, not migrating, nothing wrapped under it; never the default).',
+  async (tk, tenant, fingerprint, values) => {
+    await tk.delete(tenant, fingerprint)
     if (values['json'] === true) outJson({ deleted: fingerprint })
-    else out(`deleted key provider ${fingerprint ?? ''}`)
-    return undefined
+    else out(`deleted key provider ${fingerprint}`)
   },
-}
+)
 
 export const PROVIDERS: CommandGroup = {
   help: `usage: envelope-kms providers <subcommand> --tenant T [options]

@@ -7,8 +7,8 @@
 import { spawn, spawnSync } from 'node:child_process'
 import Database from 'better-sqlite3'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { createEngineServicesFromConfig } from '../../../src/default-engine.js'
-import { env, SOFTHSM_MODULE, tempCatalogPath } from '../../helpers/engine.js'
+import { env, tempCatalogPath } from '../../helpers/engine.js'
+import { openServices } from '../../helpers/tenant-keys.js'
 
 const TENANT = 'acme-cli'
 const catalog = tempCatalogPath()
@@ -48,16 +48,7 @@ const jsonLines = (out: string): Printed[] =>
 
 /** Adds `n` data keys to the tenant's catalog, in this process, through the library. */
 async function addDataKeys(prefix: string, n: number): Promise<void> {
-  const s = await createEngineServicesFromConfig({
-    pkcs11: {
-      module: SOFTHSM_MODULE,
-      tokenLabel: env('EKMS_TEST_TOKEN'),
-      pin: env('EKMS_TEST_PIN'),
-      profile: 'softhsm2',
-    },
-    catalog: { path: catalog },
-    dekCache: false,
-  })
+  const s = await openServices(catalog)
   try {
     for (let i = 0; i < n; i++)
       (await s.tenantKeys.createDataKey(TENANT, `${prefix}-${i}`)).plaintext.zeroize()
@@ -72,6 +63,28 @@ function rootKey(name: string): string {
   return JSON.parse(r.out).id as string
 }
 
+/** `providers register --kind engine-key --json` of root key `id` as provider `name`. */
+function registerEngineKey(
+  id: string,
+  name: string,
+  extra: string[] = [],
+): { code: number | null; out: string; err: string } {
+  return cli([
+    'providers',
+    'register',
+    '--tenant',
+    TENANT,
+    '--arn',
+    id,
+    '--name',
+    name,
+    '--kind',
+    'engine-key',
+    ...extra,
+    '--json',
+  ])
+}
+
 let fp = ''
 
 beforeAll(async () => {
@@ -81,21 +94,7 @@ beforeAll(async () => {
 describe('envelope-kms providers', () => {
   it('register (engine-key), list, get; an unknown fingerprint exits 3; a missing tenant is a usage error', () => {
     const id = rootKey('cmk-in-hsm')
-    const reg = cli([
-      'providers',
-      'register',
-      '--tenant',
-      TENANT,
-      '--arn',
-      id,
-      '--name',
-      'in-hsm',
-      '--kind',
-      'engine-key',
-      '--description',
-      'mine',
-      '--json',
-    ])
+    const reg = registerEngineKey(id, 'in-hsm', ['--description', 'mine'])
     expect(reg.code, reg.err).toBe(0)
     const p = JSON.parse(reg.out)
     expect(p).toMatchObject({
@@ -128,22 +127,7 @@ describe('envelope-kms providers', () => {
   })
 
   it('delete: a registered, inactive provider goes; the default provider exits 1 (KEY_PROVIDER_IN_USE)', () => {
-    const id = rootKey('short-lived')
-    const reg = JSON.parse(
-      cli([
-        'providers',
-        'register',
-        '--tenant',
-        TENANT,
-        '--arn',
-        id,
-        '--name',
-        'tmp',
-        '--kind',
-        'engine-key',
-        '--json',
-      ]).out,
-    )
+    const reg = JSON.parse(registerEngineKey(rootKey('short-lived'), 'tmp').out) as Printed
     const del = cli(['providers', 'delete', reg.fingerprint, '--tenant', TENANT])
     expect(del.code, del.err).toBe(0)
     expect(del.out).toContain(`deleted key provider ${reg.fingerprint}`)
