@@ -19,11 +19,11 @@ const ENV = {
   EKMS_CATALOG: catalog,
 }
 
-function cli(args: string[]): { code: number | null; out: string; err: string } {
+function cli(args: string[], timeout = 60_000): { code: number | null; out: string; err: string } {
   const r = spawnSync(process.execPath, ['dist/cli/main.js', ...args], {
     env: ENV,
     encoding: 'utf8',
-    timeout: 60_000,
+    timeout,
   })
   return { code: r.status, out: r.stdout, err: r.stderr }
 }
@@ -220,4 +220,43 @@ describe('envelope-kms migrate and migration status', () => {
       check.close()
     }
   }, 120_000)
+
+  it('kill -9 of the following CLI mid-migration: the job stays in the catalog and the next follow takes it over and completes it', async () => {
+    const child = spawn(
+      process.execPath,
+      ['dist/cli/main.js', 'migrate', '--to', fp, '--tenant', TENANT, '--json'],
+      { env: ENV },
+    )
+    let out = ''
+    await new Promise<void>((resolve) => {
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString()
+        if (out.includes('\n') && child.exitCode === null && !child.killed) child.kill('SIGKILL')
+      })
+      child.on('exit', () => resolve())
+    })
+    expect(child.signalCode).toBe('SIGKILL')
+    const first = jsonLines(out)[0]!
+    const db = new Database(catalog, { readonly: true })
+    try {
+      const job = db.prepare('SELECT state FROM jobs WHERE id = ?').get(first.id) as { state: string }
+      expect(['queued', 'running']).toContain(job.state)
+    } finally {
+      db.close()
+    }
+    // The dead process's lease (30 s by default) runs out, then this runner takes the job over.
+    const resumed = cli(['migration', 'status', '--follow', '--tenant', TENANT, '--json'], 90_000)
+    expect(resumed.code, resumed.err).toBe(0)
+    const last = jsonLines(resumed.out).at(-1)
+    expect(last).toMatchObject({ id: first.id, jobState: 'completed', done: 3200, total: 3200 })
+    const check = new Database(catalog, { readonly: true })
+    try {
+      const left = check
+        .prepare('SELECT count(*) AS n FROM data_keys WHERE tenant = ? AND provider_fingerprint <> ?')
+        .get(TENANT, fp) as { n: number }
+      expect(left.n).toBe(0)
+    } finally {
+      check.close()
+    }
+  }, 150_000)
 })
