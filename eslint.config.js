@@ -183,7 +183,12 @@ export default tseslint.config(
   },
   {
     // Wire tests inspect untyped JSON bodies of the HTTP APIs.
-    files: ['test/integration/http/**/*.ts', 'test/helpers/http.ts', 'test/integration/sdk/azure-kv-*.test.ts'],
+    files: [
+      'test/integration/http/**/*.ts',
+      'test/helpers/http.ts',
+      'test/helpers/qlik.ts',
+      'test/integration/sdk/azure-kv-*.test.ts',
+    ],
     rules: {
       '@typescript-eslint/no-explicit-any': 'off',
       '@typescript-eslint/no-unsafe-call': 'off',

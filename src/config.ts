@@ -12,6 +12,10 @@
  * | EKMS_PKCS11_PROFILE | `softhsm2`, `luna` or a profile file | `softhsm2` |
  * | EKMS_CATALOG | SQLite catalog file | `data/catalog.sqlite` |
  * | EKMS_DEK_CACHE | `on`: cache unwrapped DEKs and reuse data keys for seal (bounded, zeroed) | `off` |
+ * | EKMS_TENANT_HOME_REGION | tenant key providers: the tenants' home region (AWS keys should be there) | `eu-west-1` |
+ * | EKMS_TENANT_DR_REGION | tenant key providers: the disaster-recovery region (AWS keys need a replica there) | `eu-west-3` |
+ * | EKMS_KEYPROVIDERS_AWS_ENDPOINT | tenant key providers: AWS KMS endpoint override (a KMS-compatible server) | AWS's regional endpoints |
+ * | EKMS_KEYPROVIDERS_AWS_ACCESS_KEY_ID, EKMS_KEYPROVIDERS_AWS_SECRET_ACCESS_KEY | tenant key providers: static AWS credentials, both or neither (never logged) | the AWS SDK's default chain |
  * | SOFTHSM2_CONF | SoftHSM2's own config | `./softhsm2.conf` if it exists, else `.softhsm/softhsm2.conf` (written by `envelope-kms init`), when the profile is softhsm2 and the file exists |
  */
 import { existsSync, mkdirSync, readFileSync } from 'node:fs'
@@ -27,11 +31,60 @@ export interface Pkcs11Config {
   readonly profile: string
 }
 
+/** Settings of tenant key providers (`createEngineServicesFromConfig`). */
+export interface TenantKeysConfig {
+  readonly homeRegion: string
+  readonly drRegion: string
+  /** AWS KMS endpoint override for customer-managed keys; undefined: AWS's regional endpoints. */
+  readonly awsEndpoint: string | undefined
+  /** Static AWS credentials; undefined: the AWS SDK's default chain. Never logged ({@link describeConfig}). */
+  readonly awsCredentials: { readonly accessKeyId: string; readonly secretAccessKey: string } | undefined
+}
+
 export interface EngineConfig {
   readonly pkcs11: Pkcs11Config
   readonly catalog: { readonly path: string }
   /** Use the DEK cache with its default bounds. */
   readonly dekCache: boolean
+  /** Tenant key providers; absent: the defaults of {@link resolveTenantKeysConfig} with an empty environment. */
+  readonly tenantKeys?: TenantKeysConfig
+}
+
+const REGION_RE = /^[a-z]{2}(-[a-z]+)+-\d{1,2}$/
+
+/**
+ * Reads the tenant key provider settings from the environment.
+ * @throws EngineError CONFIG_INVALID naming the setting at fault
+ */
+export function resolveTenantKeysConfig(env: NodeJS.ProcessEnv = process.env): TenantKeysConfig {
+  const region = (name: string, dflt: string): string => {
+    const v = str(env[name], name) ?? dflt
+    if (!REGION_RE.test(v))
+      throw new EngineError('CONFIG_INVALID', `${name}: must be a region name like eu-west-1`)
+    return v
+  }
+  const endpoint = str(env['EKMS_KEYPROVIDERS_AWS_ENDPOINT'], 'EKMS_KEYPROVIDERS_AWS_ENDPOINT')
+  if (endpoint !== undefined && !/^https?:\/\/[^\s]+$/.test(endpoint)) {
+    throw new EngineError('CONFIG_INVALID', 'EKMS_KEYPROVIDERS_AWS_ENDPOINT: must be an http(s) URL')
+  }
+  const id = str(env['EKMS_KEYPROVIDERS_AWS_ACCESS_KEY_ID'], 'EKMS_KEYPROVIDERS_AWS_ACCESS_KEY_ID')
+  const secret = str(
+    env['EKMS_KEYPROVIDERS_AWS_SECRET_ACCESS_KEY'],
+    'EKMS_KEYPROVIDERS_AWS_SECRET_ACCESS_KEY',
+  )
+  if ((id === undefined) !== (secret === undefined)) {
+    throw new EngineError(
+      'CONFIG_INVALID',
+      'EKMS_KEYPROVIDERS_AWS_ACCESS_KEY_ID and EKMS_KEYPROVIDERS_AWS_SECRET_ACCESS_KEY: set both or neither',
+    )
+  }
+  return {
+    homeRegion: region('EKMS_TENANT_HOME_REGION', 'eu-west-1'),
+    drRegion: region('EKMS_TENANT_DR_REGION', 'eu-west-3'),
+    awsEndpoint: endpoint,
+    awsCredentials:
+      id === undefined || secret === undefined ? undefined : { accessKeyId: id, secretAccessKey: secret },
+  }
 }
 
 const SOFTHSM_MODULES = [
@@ -178,12 +231,28 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): EngineConfig {
     pkcs11: { module: s.module, tokenLabel: s.tokenLabel, pin: readPin(s), profile: s.profile },
     catalog: { path: s.catalogPath },
     dekCache: s.dekCache,
+    tenantKeys: resolveTenantKeysConfig(env),
   }
 }
 
 /** The configuration with secrets masked, for logs. */
 export function describeConfig(c: EngineConfig): Record<string, unknown> {
-  return { pkcs11: { ...c.pkcs11, pin: '***' }, catalog: c.catalog, dekCache: c.dekCache }
+  const t = c.tenantKeys
+  return {
+    pkcs11: { ...c.pkcs11, pin: '***' },
+    catalog: c.catalog,
+    dekCache: c.dekCache,
+    ...(t === undefined
+      ? {}
+      : {
+          tenantKeys: {
+            homeRegion: t.homeRegion,
+            drRegion: t.drRegion,
+            awsEndpoint: t.awsEndpoint,
+            awsCredentials: t.awsCredentials === undefined ? undefined : '***',
+          },
+        }),
+  }
 }
 
 /**

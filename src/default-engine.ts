@@ -2,8 +2,18 @@
  * The embedded default: a PKCS#11 provider (SoftHSM2 unless configured otherwise) and an SQLite catalog,
  * wired from {@link loadConfig}. pkcs11js and better-sqlite3 load only when this is called.
  */
-import { defaultSoftHsmConf, ensureCatalogDir, loadConfig, type EngineConfig } from './config.js'
+import {
+  defaultSoftHsmConf,
+  ensureCatalogDir,
+  loadConfig,
+  resolveTenantKeysConfig,
+  type EngineConfig,
+} from './config.js'
 import { createEngine, type EngineOptions, type EnvelopeEngine } from './core/engine.js'
+import type { JobRunner, JobRunnerOptions } from './core/jobs/runner.js'
+import type { ExternalKeyBackend } from './core/ports-tenant-keys.js'
+import type { MigrationHandlerOptions } from './core/tenant-keys/migration.js'
+import type { TenantKeyProvidersService } from './core/tenant-keys/service.js'
 import { VaultKeys } from './core/vault-keys/vault-keys.js'
 import { createVaultKeyMaintenance, type VaultKeyMaintenance } from './core/jobs/vault-key-maintenance.js'
 
@@ -26,21 +36,127 @@ export async function createEngineFromConfig(
   const { openSqliteStore } = await import('./store/sqlite/store.js')
   const store = await openSqliteStore({ path: config.catalog.path })
   try {
-    const provider = await createPkcs11Provider(config.pkcs11)
-    try {
-      const dekCache = config.dekCache ? (await import('./cache/dek-cache.js')).createDekCache() : undefined
-      return await createEngine({
-        ...(dekCache === undefined ? {} : { dekCache }),
-        ...options,
-        provider,
-        store,
-      })
-    } catch (err) {
-      await provider.close()
-      throw err
-    }
+    return await engineOver(config, options, store, createPkcs11Provider)
   } catch (err) {
     await store.close()
+    throw err
+  }
+}
+
+async function engineOver(
+  config: EngineConfig,
+  options: DefaultEngineOptions,
+  store: EngineOptions['store'],
+  createPkcs11Provider: typeof import('./providers/pkcs11/provider.js').createPkcs11Provider,
+): Promise<EnvelopeEngine> {
+  const provider = await createPkcs11Provider(config.pkcs11)
+  try {
+    const dekCache = config.dekCache ? (await import('./cache/dek-cache.js')).createDekCache() : undefined
+    return await createEngine({
+      ...(dekCache === undefined ? {} : { dekCache }),
+      ...options,
+      provider,
+      store,
+    })
+  } catch (err) {
+    await provider.close()
+    throw err
+  }
+}
+
+/** Options of {@link createEngineServicesFromConfig}. */
+export interface EngineServicesOptions extends DefaultEngineOptions {
+  /** Job runner settings (concurrency, lease, sweep and poll intervals, log). */
+  readonly jobs?: Partial<Omit<JobRunnerOptions, 'store' | 'clock' | 'handlers'>>
+  /** Batch size, concurrency and backoff of key-provider migrations. */
+  readonly migration?: MigrationHandlerOptions
+  /** The AWS KMS backend of customer-managed keys (default: built from `config.tenantKeys`). */
+  readonly awsKms?: ExternalKeyBackend
+}
+
+/** What {@link createEngineServicesFromConfig} opens: close it once, when done. */
+export interface EngineServices {
+  readonly engine: EnvelopeEngine
+  /** The job runner (started): key-provider migrations and any other job type registered here. */
+  readonly jobs: JobRunner
+  /** Tenant key providers and the per-tenant data-key catalog. */
+  readonly tenantKeys: TenantKeyProvidersService
+  /** Stops the runner (jobs stay active and resume at the next start), then closes everything. */
+  close(): Promise<void>
+}
+
+/**
+ * Opens the engine, the job runner (with the key-provider migration handler, started: interrupted
+ * migrations resume) and tenant key providers over one SQLite catalog.
+ * @throws EngineError CONFIG_INVALID, PROVIDER_*, STORE_ERROR
+ * @example
+ * const { tenantKeys, close } = await createEngineServicesFromConfig()
+ * const key = await tenantKeys.createDataKey('acme', 'orders')
+ * key.plaintext.zeroize()
+ * await close()
+ */
+export async function createEngineServicesFromConfig(
+  config: EngineConfig = loadConfig(),
+  options: EngineServicesOptions = {},
+): Promise<EngineServices> {
+  defaultSoftHsmConf(config)
+  ensureCatalogDir(config)
+  const { createPkcs11Provider } = await import('./providers/pkcs11/provider.js')
+  const { openSqliteStore } = await import('./store/sqlite/store.js')
+  const { createJobRunner } = await import('./core/jobs/runner.js')
+  const { createTenantKeyProviders, lazyMigrationHandler } = await import('./core/tenant-keys/service.js')
+  const { jobs: jobOptions, migration, awsKms: awsOverride, ...engineOptions } = options
+  const store = await openSqliteStore({ path: config.catalog.path })
+  const closers: (() => Promise<void>)[] = [() => store.close()]
+  const closeAll = async (): Promise<void> => {
+    for (const c of closers.reverse()) await c().catch(() => undefined)
+  }
+  try {
+    const engine = await engineOver(config, engineOptions, store, createPkcs11Provider)
+    closers.push(() => engine.close())
+    const tk = config.tenantKeys ?? resolveTenantKeysConfig({})
+    let awsKms = awsOverride
+    if (awsKms === undefined) {
+      const { createAwsKmsKeyBackend } = await import('./providers/aws-kms/external-key.js')
+      awsKms = createAwsKmsKeyBackend({ endpoint: tk.awsEndpoint, credentials: tk.awsCredentials })
+      const backend = awsKms
+      closers.push(() => backend.close())
+    }
+    const ref: { service?: TenantKeyProvidersService } = {}
+    const clock = engineOptions.clock ?? { now: () => Date.now() }
+    const jobs = createJobRunner({
+      ...jobOptions,
+      store,
+      clock,
+      handlers: [lazyMigrationHandler(() => ref.service)],
+    })
+    const tenantKeys = createTenantKeyProviders({
+      engine,
+      store,
+      jobs,
+      backends: { awsKms },
+      clock,
+      homeRegion: tk.homeRegion,
+      drRegion: tk.drRegion,
+      ...(migration === undefined ? {} : { migration }),
+    })
+    ref.service = tenantKeys
+    closers.push(() => tenantKeys.close())
+    closers.push(() => jobs.close())
+    await jobs.start()
+    let closed = false
+    return {
+      engine,
+      jobs,
+      tenantKeys,
+      close: async () => {
+        if (closed) return
+        closed = true
+        await closeAll()
+      },
+    }
+  } catch (err) {
+    await closeAll()
     throw err
   }
 }

@@ -118,7 +118,51 @@ export { isFinalJobState, toJobView } from './core/jobs/job-records.js'
 export type { JobLogEntry, JobRunnerOptions } from './core/jobs/runner.js'
 export type { JobControl, JobEvent, JobHandler, JobView, Jobs } from './core/jobs/job-types.js'
 export type { JobPatch, JobRecord, JobState, JobStore, ListJobsQuery } from './core/ports-jobs.js'
-export { loadConfig, describeConfig, defaultSoftHsmConf } from './config.js'
-export type { EngineConfig, Pkcs11Config } from './config.js'
-export { createEngineFromConfig } from './default-engine.js'
-export type { DefaultEngineOptions } from './default-engine.js'
+export { createTenantKeyProviders, lazyMigrationHandler } from './core/tenant-keys/service.js'
+export type { TenantKeyProvidersOptions, TenantKeyProvidersService } from './core/tenant-keys/service.js'
+export {
+  providerFingerprint,
+  FINGERPRINT_DOMAIN,
+  MAX_FINGERPRINT_LENGTH,
+} from './core/tenant-keys/fingerprint.js'
+export { COMPLIANCE_CODES, MIGRATION_JOB_TYPE } from './core/tenant-keys/views.js'
+export type { MigrationParams, MigrationResult } from './core/tenant-keys/views.js'
+export type { MigrationHandlerOptions, ReencryptMany } from './core/tenant-keys/migration.js'
+export {
+  BYOK_PREFIX,
+  DEFAULT_PROVIDER_ARN,
+  DEFAULT_PROVIDER_DESCRIPTION,
+  DEFAULT_PROVIDER_NAME,
+} from './core/tenant-keys/types.js'
+export type {
+  DataKeyInfo,
+  DataKeyWithSecret,
+  KeyProviderPatchOp,
+  KeyProviderView,
+  MigrationView,
+  RegisterKeyProviderInput,
+  TenantKeyProviders,
+  UnwrappedDek,
+  WrappedDek,
+} from './core/tenant-keys/types.js'
+export type {
+  ComplianceRecord,
+  DataKeyRecord,
+  DataKeyStore,
+  ExternalKey,
+  ExternalKeyBackend,
+  ExternalKeyDescription,
+  KeyProviderKind,
+  KeyProviderPatch,
+  KeyProviderRecord,
+  KeyProviderStore,
+  ProbeResult,
+  ReplicaKey,
+  TenantKeyState,
+} from './core/ports-tenant-keys.js'
+export { encodeWrappedDek, parseWrappedDek, BYOK_PREFIX_V1 } from './core/format/wrapped-dek.js'
+export type { ParsedWrappedDek } from './core/format/wrapped-dek.js'
+export { loadConfig, describeConfig, defaultSoftHsmConf, resolveTenantKeysConfig } from './config.js'
+export type { EngineConfig, Pkcs11Config, TenantKeysConfig } from './config.js'
+export { createEngineFromConfig, createEngineServicesFromConfig } from './default-engine.js'
+export type { DefaultEngineOptions, EngineServices, EngineServicesOptions } from './default-engine.js'

@@ -83,6 +83,18 @@ describe('examples', () => {
     ])
   })
 
+  it('qlik-keyproviders: @qlik/api registers a provider, migrates the tenant to it and back', async () => {
+    useTestToken()
+    const { main } = await import('../examples/qlik-keyproviders.js')
+    expect(await main()).toEqual([
+      'providers: Qlik (current: true)',
+      'registered CMK-01 (status 201), fingerprint of 32 hex characters',
+      expect.stringMatching(/^migration (New|InProgress|Completed), new wraps carry #BYOKv1#:<fp>$/),
+      'migration Completed: 100%',
+      'reset (status 205): data keys back under the default provider: true',
+    ])
+  })
+
   it('aws-kms: the AWS SDK against the endpoint, interop with the engine API, an engine on the AWS KMS provider', async () => {
     useTestToken()
     const { main } = await import('../examples/aws-kms.js')

@@ -22,6 +22,9 @@ commands:
   wrap         wrap a DEK (stdin) with a root key; prints the ciphertext in base64
   unwrap       unwrap a ciphertext (base64 on stdin); writes the DEK
   rotate-due   run one automatic-rotation pass (keys whose rotation policy is due) and print it as JSON
+  providers    list|register|get|test|delete the tenant's key providers
+  migrate      migrate the tenant's data keys to a provider (--to <fingerprint|default>) and follow it
+  migration    status [--follow] of the tenant's key-provider migration
   help         this text
 
 options:
@@ -42,6 +45,9 @@ const COMMANDS: Readonly<Record<string, () => Promise<Command | CommandGroup>>> 
   wrap: async () => (await import('./commands/wrap.js')).WRAP,
   unwrap: async () => (await import('./commands/wrap.js')).UNWRAP,
   'rotate-due': async () => (await import('./commands/rotate-due.js')).ROTATE_DUE,
+  providers: async () => (await import('./commands/providers.js')).PROVIDERS,
+  migrate: async () => (await import('./commands/migrate.js')).MIGRATE,
+  migration: async () => (await import('./commands/migrate.js')).MIGRATION,
 }
 
 /** The package version, from the package.json this file ships with. */

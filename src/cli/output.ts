@@ -10,6 +10,10 @@ const NOT_FOUND: readonly ErrorCode[] = [
   'KEY_RING_NOT_FOUND_ERR',
   'KEY_VERSION_NOT_FOUND',
   'IMPORT_TOKEN_NOT_FOUND_ERR',
+  'KEY_PROVIDER_NOT_FOUND',
+  'MIGRATION_NOT_FOUND',
+  'JOB_NOT_FOUND',
+  'DATA_KEY_NOT_FOUND',
 ]
 
 /** Writes one line to stdout. */

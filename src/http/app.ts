@@ -1,6 +1,7 @@
 /**
  * The HTTP adapter: one Hono app with `/health`, `/ready`, `/openapi.json` and the API families
- * (Key Protect v2 under `/api/v2`). Thin by design: see DESIGN.md.
+ * (Key Protect v2 under `/api/v2`; the Qlik key providers under `/api/v1/encryption/keyproviders` when
+ * tenant key providers are given). Thin by design: see DESIGN.md.
  */
 import { OpenAPIHono } from '@hono/zod-openapi'
 import type { Context } from 'hono'
@@ -12,6 +13,11 @@ import type { Authenticator } from './auth.js'
 import { BodyBudget, DEFAULT_BODY_BUDGET_FACTOR } from './body.js'
 import { header } from './headers.js'
 import { correlationIdOf, mountKeyProtect } from './keyprotect/index.js'
+import { isQlikPath, mountQlik, qlikNotFound } from './qlik/index.js'
+import { problemResponse } from './qlik/pipeline.js'
+import { QLIK_HTTP_ERRORS } from './errors.js'
+import { auditUnknownRoute } from './request-frame.js'
+import type { TenantKeyProviders } from '../core/tenant-keys/types.js'
 import { errorBody, type WireOptions } from './keyprotect/wire.js'
 import { FixedWindowLimiter, type RateLimitConfig } from './rate-limit.js'
 import { PACKAGE } from '../version.js'
@@ -38,6 +44,20 @@ export interface HttpAppOptions {
    * @throws EngineError CONFIG_INVALID (from createHttpApp) for an invalid entry
    */
   readonly trustedProxies?: readonly string[]
+  /**
+   * Tenant key providers: when given, the Qlik Cloud encryption key providers API is mounted under
+   * `/api/v1/encryption/keyproviders` (docs/http-qlik.md).
+   */
+  readonly tenantKeys?: TenantKeyProviders
+  /**
+   * The Qlik API's rate tiers per tenant: `reads` (every GET, default 1,000) and `mutations` (default 100)
+   * per `windowMs` (default 60,000); 0 disables a tier.
+   */
+  readonly qlikRateLimit?: {
+    readonly reads?: number
+    readonly mutations?: number
+    readonly windowMs?: number
+  }
   readonly now?: () => number
   readonly onServerError?: (err: unknown, correlationId: string) => void
 }
@@ -64,6 +84,8 @@ export function createHttpApp(o: HttpAppOptions): HttpApp {
   const inFlight = { n: 0 }
   const limitBytes = o.bodyLimitBytes ?? 64 * 1024
   const audit = o.audit ?? nullAuditSink
+  // One budget of body bytes in flight for the whole listener, whichever API family reads them.
+  const bodyBudget = new BodyBudget(o.maxInFlightBodyBytes ?? DEFAULT_BODY_BUDGET_FACTOR * limitBytes)
 
   // Liveness: the process answers. Never asks the provider, so an HSM outage does not get it restarted.
   app.get('/health', (c) => c.json({ status: 'ok' }))
@@ -80,7 +102,7 @@ export function createHttpApp(o: HttpAppOptions): HttpApp {
     engine: o.engine,
     auth: o.auth,
     bodyLimitBytes: limitBytes,
-    bodyBudget: new BodyBudget(o.maxInFlightBodyBytes ?? DEFAULT_BODY_BUDGET_FACTOR * limitBytes),
+    bodyBudget,
     inFlight,
     limiter: new FixedWindowLimiter(o.rateLimit ?? { requests: 10_000, windowMs: 1000 }),
     audit,
@@ -92,11 +114,30 @@ export function createHttpApp(o: HttpAppOptions): HttpApp {
     ...(o.onServerError === undefined ? {} : { onServerError: o.onServerError }),
   })
 
+  if (o.tenantKeys !== undefined) {
+    const q = o.qlikRateLimit ?? {}
+    const windowMs = q.windowMs ?? 60_000
+    mountQlik(app, {
+      tenantKeys: o.tenantKeys,
+      auth: o.auth,
+      bodyLimitBytes: limitBytes,
+      bodyBudget,
+      inFlight,
+      limiters: {
+        read: new FixedWindowLimiter({ requests: q.reads ?? 1000, windowMs }),
+        write: new FixedWindowLimiter({ requests: q.mutations ?? 100, windowMs }),
+      },
+      audit,
+      now: o.now,
+      onServerError: o.onServerError,
+    })
+  }
+
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', {
     type: 'http',
     scheme: 'bearer',
     description:
-      'An API key or a JWT from the configured issuer (EKMS_AUTH_FILE), checked per instance (Bluemix-Instance) and IAM action.',
+      "An API key or a JWT from the configured issuer (EKMS_AUTH_FILE), checked per instance (Bluemix-Instance; the Qlik API: the token's one instance is the tenant) and IAM action.",
   })
   app.doc31('/openapi.json', {
     openapi: '3.1.0',
@@ -104,7 +145,8 @@ export function createHttpApp(o: HttpAppOptions): HttpApp {
       title: 'envelope-kms: IBM Key Protect v2 compatible API',
       version: PACKAGE.version,
       description:
-        'IBM Key Protect v2 compatible API over envelope-kms (keys, key actions, policies, aliases, key rings). ' +
+        'IBM Key Protect v2 compatible API over envelope-kms (keys, key actions, policies, aliases, key rings); ' +
+        'with tenant key providers, the Qlik Cloud encryption key providers API (/api/v1/encryption/keyproviders). ' +
         'Error reason codes: docs/errors.md of the package.',
       license: { name: 'Apache-2.0', url: 'https://www.apache.org/licenses/LICENSE-2.0' },
     },
@@ -115,21 +157,9 @@ export function createHttpApp(o: HttpAppOptions): HttpApp {
   const cid = (c: Context): string => correlationIdOf(header(c, 'correlation-id'))
   app.notFound(async (c) => {
     const correlationId = cid(c)
+    if (o.tenantKeys !== undefined && isQlikPath(c.req.path)) return qlikNotFound(c, audit)
     // Every request of the listener is audited (the probes /health, /ready and /openapi.json excepted).
-    const written = audit.record({
-      event: 'kms.request.unknown',
-      outcome: 'failure',
-      status: 404,
-      subject: undefined,
-      instance: undefined,
-      keyId: undefined,
-      correlationId,
-      reason: 'NOT_FOUND_ERR',
-      method: c.req.method.slice(0, 16),
-      route: c.req.path.slice(0, 256),
-      api: 'keyprotect',
-    })
-    if (written !== undefined) await written
+    await auditUnknownRoute(c, audit, correlationId, 'NOT_FOUND_ERR', 'keyprotect')
     return c.newResponse(
       JSON.stringify(errorBody(404, 'NOT_FOUND_ERR', 'No such endpoint.', 'Request')),
       404,
@@ -142,6 +172,9 @@ export function createHttpApp(o: HttpAppOptions): HttpApp {
   app.onError((err, c) => {
     const id = cid(c)
     o.onServerError?.(err, id)
+    if (o.tenantKeys !== undefined && isQlikPath(c.req.path)) {
+      return problemResponse(QLIK_HTTP_ERRORS.internal, 'internal error', id)
+    }
     return c.newResponse(
       JSON.stringify(errorBody(500, 'INTERNAL_SERVER_ERR', 'internal error', 'Request')),
       500,

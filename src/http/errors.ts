@@ -202,6 +202,147 @@ export function clientMessage(shape: AwsErrorShape, message: string): string {
   return shape.status >= 500 ? 'The service failed to process the request; retry later.' : message
 }
 
+// ---------------------------------------------------------------- Qlik Cloud encryption key providers
+
+/**
+ * A Qlik error: the HTTP status and the `code` and `title` of the `{errors:[{code,title,detail}]}` body.
+ * Codes are `Encryption-<n>` (the seed's one example code is `Encryption-88`; the seed lists none), numbered
+ * from 100 so as not to meet the compliance codes of `/actions/test` (docs/http-qlik.md lists them all).
+ */
+export interface QlikErrorShape {
+  readonly status: number
+  readonly code: string
+  readonly title: string
+}
+
+const q = (status: number, n: number, title: string): QlikErrorShape => ({
+  status,
+  code: `Encryption-${n}`,
+  title,
+})
+
+/** Errors the Qlik HTTP layer raises itself (authentication, framing, limits), by name. */
+export const QLIK_HTTP_ERRORS = {
+  badRequest: q(400, 100, 'Bad Request'),
+  badJson: q(400, 101, 'Failed to decode request payload'),
+  badPatch: q(400, 102, 'Failed to decode key provider patch request payload'),
+  unauthorized: q(401, 110, 'Unauthorized, Invalid JWT'),
+  forbiddenAction: q(403, 111, 'Forbidden: the token does not allow this action'),
+  forbiddenTenant: q(403, 112, 'Forbidden: the token must name exactly one tenant'),
+  noRoute: q(404, 122, 'No such endpoint'),
+  bodyTooLarge: q(413, 132, 'Request body too large'),
+  fingerprintTooLong: q(414, 133, 'Requested fingerprint length is too large'),
+  tooManyRequests: q(429, 140, 'Too Many Requests'),
+  internal: q(500, 150, 'Internal Server Error'),
+  unavailable: q(503, 151, 'Service Unavailable'),
+} as const satisfies Record<string, QlikErrorShape>
+
+const BAD = QLIK_HTTP_ERRORS.badRequest
+const QINTERNAL = QLIK_HTTP_ERRORS.internal
+const QUNAVAILABLE = QLIK_HTTP_ERRORS.unavailable
+// Engine errors of other API families' resources (root keys, aliases, key rings…): they do not arise from
+// the key-provider endpoints; should one reach this listener it is a client error of the nearest class.
+const QNOT_FOUND = q(404, 120, 'No entry match for the fingerprint was found')
+const QCONFLICT = q(409, 141, 'The request conflicts with the state of the resource')
+const QUNPROCESSABLE = q(422, 142, 'The request could not be processed')
+
+/** Engine code → Qlik status, code and title (the seed's titles where it gives one). */
+export const QLIK_ERRORS: Readonly<Record<ErrorCode, QlikErrorShape>> = {
+  KEY_NOT_FOUND_ERR: QNOT_FOUND,
+  KEY_ACTION_INVALID_STATE_ERR: QCONFLICT,
+  KEY_DELETED_ERR: QNOT_FOUND,
+  KEY_ROOT_REQ_ERR: BAD,
+  KEY_NOT_EXTRACTABLE_ERR: BAD,
+  REQ_TOO_EARLY_ERR: QCONFLICT,
+  KEY_ROTATION_NOT_PERMITTED: QCONFLICT,
+  KEY_ALIAS_NOT_UNIQUE_ERR: QCONFLICT,
+  KEY_ALIAS_QUOTA_ERR: QCONFLICT,
+  ALIAS_NOT_FOUND_ERR: QNOT_FOUND,
+  KEY_RING_NOT_FOUND_ERR: QNOT_FOUND,
+  KEY_RING_NOT_EMPTY_ERR: QCONFLICT,
+  KEY_RING_KEYS_NOT_DELETED_ERR: QCONFLICT,
+  KEY_RING_RESOURCE_QUOTA_ERR: QCONFLICT,
+  KEY_INVALID_STATE_ERR: QUNPROCESSABLE,
+  KEY_SEARCH_TOO_BROAD: BAD,
+  INVALID_FIELD_ERR: BAD,
+  MISSING_FIELD_ERR: BAD,
+  CIPHERTEXT_INVALID: QUNPROCESSABLE,
+  UNWRAP_AAD_MISMATCH: QUNPROCESSABLE,
+  KEY_VERSION_NOT_FOUND: QUNPROCESSABLE,
+  MESSAGE_INVALID: QUNPROCESSABLE,
+  MESSAGE_AUTH_FAILED: QUNPROCESSABLE,
+  MESSAGE_TOO_LARGE: QLIK_HTTP_ERRORS.bodyTooLarge,
+  CONTEXT_MISMATCH: QUNPROCESSABLE,
+  KEY_USAGE_LIMIT_ERR: QCONFLICT,
+  PROVIDER_MODULE_LOAD_FAILED: QUNAVAILABLE,
+  PROVIDER_TOKEN_NOT_FOUND: QUNAVAILABLE,
+  PROVIDER_LOGIN_FAILED: QUNAVAILABLE,
+  // The seed's 408: "The key provider (QlikVault, AWS-KMS) might be unavailable" — ours or the customer's.
+  PROVIDER_UNAVAILABLE: q(
+    408,
+    130,
+    'Failed to return a response within the timeout window. The key provider (QlikVault, AWS-KMS) might be unavailable.',
+  ),
+  PROVIDER_THROTTLED: q(
+    408,
+    130,
+    'Failed to return a response within the timeout window. The key provider (QlikVault, AWS-KMS) might be unavailable.',
+  ),
+  PROVIDER_ERROR: QINTERNAL,
+  PROVIDER_UNSUPPORTED: BAD,
+  POOL_SATURATED: QUNAVAILABLE,
+  POOL_WORKER_FAILED: QUNAVAILABLE,
+  STORE_ERROR: QINTERNAL,
+  CONFIG_INVALID: QINTERNAL,
+  ENGINE_CLOSED: QUNAVAILABLE,
+  ABORTED: QUNAVAILABLE,
+  INTERNAL_ERROR: QINTERNAL,
+  TAG_QUOTA_ERR: BAD,
+  // The customer's key policy refuses this service (the seed's 403).
+  PROVIDER_ACCESS_DENIED: q(
+    403,
+    113,
+    'Provided AWS-KMS key access forbidden. Check if key policy allows access from Qlik Cloud.',
+  ),
+  NOT_DUAL_AUTH_ERR: QCONFLICT,
+  AUTHORIZATIONS_NOT_MET: QCONFLICT,
+  KEY_PURGE_IN_PROGRESS_ERR: QCONFLICT,
+  KEY_VERSION_MATERIAL_MISSING: QUNPROCESSABLE,
+  IMPORT_TOKEN_NOT_FOUND_ERR: QNOT_FOUND,
+  IMPORT_TOKEN_EXPIRED_ERR: QCONFLICT,
+  IMPORT_TOKEN_RETRIEVALS_EXHAUSTED: QCONFLICT,
+  KEY_CREATE_IMPORT_ACCESS_ERR: QCONFLICT,
+  IP_ADDRESS_NOT_ALLOWED_ERR: QLIK_HTTP_ERRORS.forbiddenAction,
+  REGISTRATION_NOT_FOUND_ERR: QNOT_FOUND,
+  REGISTRATION_DUP_ERR: QCONFLICT,
+  REG_INVALID_STATE_ERR: QCONFLICT,
+  PROTECTED_RESOURCE_ERR: QCONFLICT,
+  PREV_KEY_DEL_ERR: QCONFLICT,
+  EVENT_NOT_FOUND: QNOT_FOUND,
+  KEY_PROVIDER_NOT_FOUND: QNOT_FOUND,
+  KEY_PROVIDER_EXISTS: q(409, 131, 'The specified key is already registered'),
+  KEY_PROVIDER_ARN_INVALID: q(417, 134, 'Failed to validate AWS-KMS ARN structure'),
+  KEY_PROVIDER_IN_USE: q(424, 135, 'The requested key is being used and cannot be deleted'),
+  KEY_PROVIDER_ALREADY_CURRENT: q(424, 136, 'The tenant already uses the requested key provider'),
+  MIGRATION_IN_PROGRESS: q(428, 137, 'There is already an ongoing migration for the tenant'),
+  MIGRATION_NOT_FOUND: q(404, 121, 'There is no ongoing migration for this tenant'),
+  JOB_NOT_FOUND: QNOT_FOUND,
+  JOB_CONFLICT: q(428, 137, 'There is already an ongoing migration for the tenant'),
+  JOB_FINISHED: QCONFLICT,
+  DATA_KEY_NOT_FOUND: QNOT_FOUND,
+  DATA_KEY_EXISTS: QCONFLICT,
+}
+
+/**
+ * Route-specific statuses the seed gives for the same engine condition (reset answers a running migration
+ * with 406, not 428; register answers a key that does not exist at its source with 406 "Failed to register
+ * key").
+ */
+export const QLIK_ROUTE_ERRORS = {
+  resetMigrationRunning: q(406, 138, 'There is already an ongoing migration in progress for the tenant'),
+  resetAlreadyDefault: q(424, 136, 'Tenant is already using Qlik Managed provider'),
+  registerFailed: q(406, 139, 'Failed to register key'),
+} as const satisfies Record<string, QlikErrorShape>
 // ---------------------------------------------------------------- Azure Key Vault
 
 /** An Azure Key Vault error: HTTP status and the `error.code` of `{"error":{"code","message"}}`. */

@@ -100,6 +100,13 @@ export async function kp(
     headers,
     ...(body === undefined ? {} : { body }),
   })
+  return readResponse(res)
+}
+
+/** A response's status, headers, text and JSON body (undefined when empty or not JSON). */
+export async function readResponse(
+  res: Response,
+): Promise<{ status: number; headers: Headers; json: any; text: string }> {
   const text = await res.text()
   let json: unknown
   try {

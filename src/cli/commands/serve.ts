@@ -1,6 +1,7 @@
 /**
- * `envelope-kms serve`: the Key Protect v2 API (and the AWS-KMS-compatible API when configured) until SIGTERM
- * or SIGINT; SIGHUP reopens the audit log. Configuration: src/config.ts and src/http/config.ts.
+ * `envelope-kms serve`: the Key Protect v2 API, the Qlik key providers API and the job runner (and the
+ * AWS-KMS-compatible API when configured) until SIGTERM or SIGINT; SIGHUP reopens the audit log.
+ * Configuration: src/config.ts and src/http/config.ts.
  */
 import { randomBytes, randomUUID } from 'node:crypto'
 import { chmodSync, existsSync, linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs'
@@ -8,7 +9,7 @@ import { dirname, resolve } from 'node:path'
 import { pino } from 'pino'
 import { loadConfig } from '../../config.js'
 import {
-  createEngineFromConfig,
+  createEngineServicesFromConfig,
   createVaultKeysFromConfig,
   type DefaultVaultKeys,
 } from '../../default-engine.js'
@@ -28,11 +29,12 @@ import type { Command } from '../args.js'
 
 export const SERVE_HELP = `usage: envelope-kms serve [--help]
 
-Serves the Key Protect v2 API (and the AWS-KMS-compatible API when EKMS_AWSKMS_CREDENTIALS_FILE is set, the
-Azure-Key-Vault-compatible API over HTTPS when EKMS_AZUREKV_PORT is set) until SIGTERM or SIGINT; SIGHUP
-reopens the audit log. Configuration: EKMS_HTTP_*, EKMS_AUTH_FILE, EKMS_AUDIT_LOG, EKMS_AUDIT_SYNC,
-EKMS_AUDIT_BUFFER_BYTES, EKMS_AUDIT_WHEN_FULL (reject|drop), EKMS_AWSKMS_*, EKMS_AZUREKV_*, EKMS_PKCS11_*,
-EKMS_CATALOG (docs/http-keyprotect.md, docs/azure-kv-api.md).
+Serves the Key Protect v2 API and the Qlik key providers API (and the AWS-KMS-compatible API when
+EKMS_AWSKMS_CREDENTIALS_FILE is set, the Azure-Key-Vault-compatible API over HTTPS when EKMS_AZUREKV_PORT is
+set) until SIGTERM or SIGINT, and runs the job runner (key-provider migrations); SIGHUP reopens the audit log.
+Configuration: EKMS_HTTP_*, EKMS_AUTH_FILE, EKMS_AUDIT_LOG, EKMS_AUDIT_SYNC, EKMS_AUDIT_BUFFER_BYTES,
+EKMS_AUDIT_WHEN_FULL (reject|drop), EKMS_AWSKMS_*, EKMS_AZUREKV_*, EKMS_PKCS11_*, EKMS_CATALOG,
+EKMS_TENANT_*, EKMS_KEYPROVIDERS_AWS_* (docs/http-keyprotect.md, docs/http-qlik.md, docs/azure-kv-api.md).
 `
 
 const log = pino({ base: { log: 'server' }, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination(2))
@@ -143,7 +145,15 @@ export async function serveCommand(): Promise<void> {
     persistDevKey = dev.persist
   }
   const auth = createAuthenticator(authConfig)
-  const engine = await createEngineFromConfig(config)
+  // The engine, the job runner (interrupted key-provider migrations resume now) and tenant key providers.
+  const services = await createEngineServicesFromConfig(config, {
+    jobs: {
+      log: (e) => {
+        log[e.level]({ jobId: e.jobId, type: e.type, tenant: e.tenant, code: e.code }, e.msg)
+      },
+    },
+  })
+  const { engine, tenantKeys } = services
   const audit = pinoAuditSink(http.auditLog === '-' ? undefined : http.auditLog, {
     sync: http.auditSync,
     maxPendingBytes: http.auditBufferBytes,
@@ -154,6 +164,7 @@ export async function serveCommand(): Promise<void> {
   })
   const app = createHttpApp({
     engine,
+    tenantKeys,
     auth,
     audit,
     bodyLimitBytes: http.bodyLimitBytes,
@@ -209,8 +220,8 @@ export async function serveCommand(): Promise<void> {
     }
   } catch (err) {
     for (const s of servers) await s.close()
+    await services.close()
     await vaultKeys?.close()
-    await engine.close()
     throw err
   }
   const [server] = servers
@@ -278,8 +289,9 @@ export async function serveCommand(): Promise<void> {
     void (async () => {
       await Promise.all(servers.map((s) => s.close()))
       await scheduler.stop()
+      // Running jobs stop at a checkpoint and stay active; the next start resumes them.
+      await services.close()
       await vaultKeys?.close()
-      await engine.close()
       if (!(await audit.close())) {
         // A write stuck in a stalled destination would keep the process alive.
         log.error(audit.stats(), 'audit output still stalled at shutdown; the lines left are lost')

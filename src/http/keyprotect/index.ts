@@ -22,7 +22,8 @@ import { keyRoutes } from './routes/keys.js'
 import { policyRoutes } from './routes/policies.js'
 import { registrationRoutes, registrationsAllKeysRoute } from './routes/registrations.js'
 
-export { correlationIdOf, toProblem, type KeyProtectOptions, type RouteDef } from './pipeline.js'
+export { toProblem, type KeyProtectOptions, type RouteDef } from './pipeline.js'
+export { correlationIdOf } from '../request-frame.js'
 export { HttpProblem } from './request.js'
 
 /**

@@ -3,8 +3,6 @@
  * instance header, IAM action, rate limit, query and body validation, the route's handler, and the audit
  * event (always, success or failure). Errors of any step become the Key Protect error envelope here.
  */
-import { randomUUID } from 'node:crypto'
-import type { IncomingMessage } from 'node:http'
 import { createRoute, type OpenAPIHono, type z } from '@hono/zod-openapi'
 import type { Context } from 'hono'
 import type { EnvelopeEngine } from '../../core/engine.js'
@@ -12,10 +10,18 @@ import type { AddressList } from '../../core/address-list.js'
 import { EngineError, isEngineError } from '../../core/errors.js'
 import type { AuditSink } from '../audit.js'
 import { allowed, AuthError, type Authenticator, type Principal } from '../auth.js'
-import { CLIENT_CLOSED_REQUEST, ClientAbortError, type BodyBudget } from '../body.js'
+import { ClientAbortError, type BodyBudget } from '../body.js'
 import { wireOf } from '../errors.js'
 import { header } from '../headers.js'
 import type { FixedWindowLimiter } from '../rate-limit.js'
+import {
+  auditedRequest,
+  clientAddress,
+  clientClosed,
+  correlationIdOf,
+  openApiResponses,
+  type AuditRoute,
+} from '../request-frame.js'
 import { HttpProblem, normalizeKeys, readBody, Req, validate } from './request.js'
 import * as S from './schemas.js'
 import { errorBody, type WireOptions } from './wire.js'
@@ -105,16 +111,7 @@ export function register(
   { describe = true }: { readonly describe?: boolean } = {},
 ): RequestHandler {
   const now = o.now ?? Date.now
-  const responses: Record<string, unknown> = {}
-  for (const [status, r] of Object.entries(def.responses)) {
-    responses[status] =
-      r.schema === undefined
-        ? { description: r.description }
-        : { description: r.description, content: { 'application/json': { schema: r.schema } } }
-  }
-  for (const [status, description] of Object.entries(ERROR_RESPONSES)) {
-    responses[status] ??= { description, content: { 'application/json': { schema: S.ErrorCollection } } }
-  }
+  const responses = openApiResponses(def.responses, ERROR_RESPONSES, S.ErrorCollection)
   const route = createRoute({
     method: def.method,
     path: `/api/v2${def.path}`,
@@ -151,144 +148,126 @@ export function register(
   const pathParam = def.pathParams?.[0]
   // Per-route constants, computed once rather than per request.
   const hasId = def.params !== undefined && 'id' in def.params.shape
-  const auditMethod = def.method.toUpperCase()
-  const auditRoute = `/api/v2${def.path}`
+
+  const auditRoute: AuditRoute = {
+    event,
+    method: def.method.toUpperCase(),
+    route: `/api/v2${def.path}`,
+    api: 'keyprotect',
+  }
+  const problemResponse = (p: HttpProblem, correlationId: string): Response =>
+    new Response(JSON.stringify(errorBody(p.status, p.code, p.message, def.what, p.target)), {
+      status: p.status,
+      headers: { 'content-type': 'application/json', 'correlation-id': correlationId, ...p.headers },
+    })
+  // Audit is a security control: a request whose event cannot be kept (full buffer, fail-closed policy)
+  // does not run. The refusal is reported by the audit sink itself (once per stall), not per request.
+  const auditRefused = (correlationId: string): Response =>
+    problemResponse(
+      new HttpProblem(
+        503,
+        'SERVICE_UNAVAILABLE_ERR',
+        'The audit log is not accepting events; retry later.',
+        undefined,
+        { 'Retry-After': '1' },
+      ),
+      correlationId,
+    )
 
   return async (c) => {
     const correlationId = correlationIdOf(header(c, 'correlation-id'))
     // Handlers read it from Req; the Context variable stays for middleware a user adds to the public app.
     c.set('correlationId' as never, correlationId as never)
-    const counter = o.inFlight
-    if (counter !== undefined) counter.n++
-    let principal: Principal | undefined
-    let instance: string | undefined
-    let req: Req | undefined
-    let status = 500
-    let reason: string | undefined
-    // Refused because the audit buffer is full: counted by the sink, not recorded.
-    let auditRefused = false
-    try {
-      // Audit is a security control: a request whose event cannot be kept (full buffer, fail-closed
-      // policy) does not run.
-      if (o.audit.accepting?.() === false) {
-        auditRefused = true
-        throw new HttpProblem(
-          503,
-          'SERVICE_UNAVAILABLE_ERR',
-          'The audit log is not accepting events; retry later.',
-          undefined,
-          { 'Retry-After': '1' },
-        )
-      }
-      try {
-        principal = await o.auth.authenticate(header(c, 'authorization'))
-      } catch (err) {
-        if (err instanceof AuthError) throw new HttpProblem(401, 'UNAUTHORIZED_ERR', err.message)
-        throw err
-      }
-      instance = header(c, 'bluemix-instance')
-      if (instance === undefined || instance.length === 0) {
-        throw new HttpProblem(400, 'MISSING_FIELD_ERR', "The header 'bluemix-instance' is required.", {
-          type: 'header',
-          name: 'bluemix-instance',
-        })
-      }
-      if (!allowed(principal, instance, def.iam)) {
-        throw new HttpProblem(401, 'UNAUTHORIZED_ERR', `not allowed: ${def.iam}`)
-      }
-      // The instance's allowedIP policy: synchronous while its policies are cached in the engine.
-      const ipCheck = o.engine.checkClientAddress(instance, clientAddress(c, o.trustedProxies))
-      if (ipCheck !== undefined) await ipCheck
-      const rlKey = `${instance}\u0000${limiterRoute}`
-      const t = now()
-      if (!o.limiter.take(rlKey, t)) {
-        throw new HttpProblem(429, 'TOO_MANY_REQUESTS_ERR', 'rate limit', undefined, {
-          'Retry-After': String(o.limiter.retryAfterSec(rlKey, t)),
-        })
-      }
-      // Most calls have no query string: skip parsing it.
-      const query = (c.req.url.includes('?') ? validate(def.query, c.req.query(), 'param') : {}) as Record<
-        string,
-        string
-      >
-      let body: unknown
-      if (def.body !== undefined) {
-        const text = await readBody(c, o.bodyLimitBytes, o.bodyBudget)
-        if (text.trim().length > 0) {
-          let parsed: unknown
+    return auditedRequest(
+      o,
+      auditRoute,
+      correlationId,
+      () => auditRefused(correlationId),
+      async (facts) => {
+        let req: Req | undefined
+        try {
+          let principal: Principal
           try {
-            parsed = JSON.parse(text)
-          } catch {
-            throw new HttpProblem(400, 'BAD_BODY_ERR', 'The request body is not valid JSON.')
+            principal = await o.auth.authenticate(header(c, 'authorization'))
+          } catch (err) {
+            if (err instanceof AuthError) throw new HttpProblem(401, 'UNAUTHORIZED_ERR', err.message)
+            throw err
           }
-          body = validate(def.body.schema, normalizeKeys(parsed, def.body.schema), 'field')
-        } else if (def.body.required) {
-          throw new HttpProblem(400, 'MISSING_FIELD_ERR', 'The request body is required.', {
-            type: 'field',
-            name: 'body',
-          })
-        }
-      }
-      const preferRaw = header(c, 'prefer')?.trim().toLowerCase()
-      const keyRing = header(c, 'x-kms-key-ring')
-      req = new Req(
-        c,
-        correlationId,
-        instance,
-        principal,
-        body,
-        query,
-        keyRing === undefined || keyRing.length === 0 ? undefined : keyRing,
-        preferRaw === 'return=representation' || preferRaw === 'return=minimal' ? preferRaw : undefined,
-        paramNames,
-      )
-      if (hasId) req.keyId = req.param('id')
-      const res = await def.handler(req, o)
-      status = res.status
-      return res
-    } catch (err) {
-      if (err instanceof ClientAbortError) {
-        // The client left mid-body: nothing to answer, nothing failed here (no server-error log).
-        status = CLIENT_CLOSED_REQUEST
-        reason = 'CLIENT_CLOSED_REQUEST'
-        return new Response(null, { status: CLIENT_CLOSED_REQUEST, headers: { connection: 'close' } })
-      }
-      // Engine errors come from the handler, or from the allowedIP check (IP_ADDRESS_NOT_ALLOWED_ERR).
-      const p =
-        pathParam !== undefined && isEngineError(err, 'INVALID_FIELD_ERR')
-          ? new HttpProblem(400, 'INVALID_PATH_PARAM_ERR', `${pathParam}: ${err.message}`, {
-              type: 'path_param',
-              name: pathParam,
+          facts.principal = principal
+          const instance = header(c, 'bluemix-instance')
+          if (instance === undefined || instance.length === 0) {
+            throw new HttpProblem(400, 'MISSING_FIELD_ERR', "The header 'bluemix-instance' is required.", {
+              type: 'header',
+              name: 'bluemix-instance',
             })
-          : toProblem(err)
-      // An audit refusal is reported by the audit sink itself (once per stall), not per request.
-      if (p.status >= 500 && !auditRefused) o.onServerError?.(err, correlationId)
-      status = p.status
-      reason = p.code
-      return new Response(JSON.stringify(errorBody(p.status, p.code, p.message, def.what, p.target)), {
-        status: p.status,
-        headers: { 'content-type': 'application/json', 'correlation-id': correlationId, ...p.headers },
-      })
-    } finally {
-      if (!auditRefused) {
-        const written = o.audit.record({
-          event,
-          outcome: status < 400 ? 'success' : 'failure',
-          status,
-          subject: principal?.subject,
-          instance,
-          keyId: req?.keyId,
-          correlationId,
-          reason,
-          method: auditMethod,
-          route: auditRoute,
-          api: 'keyprotect',
-        })
-        // EKMS_AUDIT_SYNC: the response leaves once its line is written.
-        if (written !== undefined) await written
-      }
-      if (counter !== undefined) counter.n--
-    }
+          }
+          facts.instance = instance
+          if (!allowed(principal, instance, def.iam)) {
+            throw new HttpProblem(401, 'UNAUTHORIZED_ERR', `not allowed: ${def.iam}`)
+          }
+          // The instance's allowedIP policy: synchronous while its policies are cached in the engine.
+          const ipCheck = o.engine.checkClientAddress(instance, clientAddress(c, o.trustedProxies))
+          if (ipCheck !== undefined) await ipCheck
+          const rlKey = `${instance}\u0000${limiterRoute}`
+          const t = now()
+          if (!o.limiter.take(rlKey, t)) {
+            throw new HttpProblem(429, 'TOO_MANY_REQUESTS_ERR', 'rate limit', undefined, {
+              'Retry-After': String(o.limiter.retryAfterSec(rlKey, t)),
+            })
+          }
+          // Most calls have no query string: skip parsing it.
+          const query = (
+            c.req.url.includes('?') ? validate(def.query, c.req.query(), 'param') : {}
+          ) as Record<string, string>
+          let body: unknown
+          if (def.body !== undefined) {
+            const parsed = await readBody(c, o.bodyLimitBytes, o.bodyBudget)
+            if (parsed !== undefined) {
+              body = validate(def.body.schema, normalizeKeys(parsed, def.body.schema), 'field')
+            } else if (def.body.required) {
+              throw new HttpProblem(400, 'MISSING_FIELD_ERR', 'The request body is required.', {
+                type: 'field',
+                name: 'body',
+              })
+            }
+          }
+          const preferRaw = header(c, 'prefer')?.trim().toLowerCase()
+          const keyRing = header(c, 'x-kms-key-ring')
+          req = new Req(
+            c,
+            correlationId,
+            instance,
+            principal,
+            body,
+            query,
+            keyRing === undefined || keyRing.length === 0 ? undefined : keyRing,
+            preferRaw === 'return=representation' || preferRaw === 'return=minimal' ? preferRaw : undefined,
+            paramNames,
+          )
+          if (hasId) req.keyId = req.param('id')
+          const res = await def.handler(req, o)
+          facts.status = res.status
+          return res
+        } catch (err) {
+          // The client left mid-body: nothing to answer, nothing failed here (no server-error log).
+          if (err instanceof ClientAbortError) return clientClosed(facts)
+          // Engine errors come from the handler, or from the allowedIP check (IP_ADDRESS_NOT_ALLOWED_ERR).
+          const p =
+            pathParam !== undefined && isEngineError(err, 'INVALID_FIELD_ERR')
+              ? new HttpProblem(400, 'INVALID_PATH_PARAM_ERR', `${pathParam}: ${err.message}`, {
+                  type: 'path_param',
+                  name: pathParam,
+                })
+              : toProblem(err)
+          if (p.status >= 500) o.onServerError?.(err, correlationId)
+          facts.status = p.status
+          facts.reason = p.code
+          return problemResponse(p, correlationId)
+        } finally {
+          facts.keyId = req?.keyId
+        }
+      },
+    )
   }
 }
 
@@ -308,30 +287,4 @@ export function toProblem(err: unknown): HttpProblem {
     )
   }
   return new HttpProblem(500, 'INTERNAL_SERVER_ERR', 'internal error')
-}
-
-/**
- * The client address of a request: the socket's peer, or, when the peer is a trusted proxy, the right-most
- * `X-Forwarded-For` entry that is not a trusted proxy (the left-most when all are). Undefined when the
- * request came without a socket (e.g. `app.request()` in-process).
- */
-export function clientAddress(c: Context, trusted: AddressList | undefined): string | undefined {
-  const peer = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming?.socket.remoteAddress
-  if (trusted === undefined || peer === undefined || !trusted.matches(peer)) return peer
-  const xff = header(c, 'x-forwarded-for')
-  if (xff === undefined) return peer
-  const hops = xff
-    .split(',')
-    .map((h) => h.trim())
-    .filter((h) => h.length > 0)
-  for (let i = hops.length - 1; i >= 0; i--) {
-    const hop = hops[i] ?? ''
-    if (!trusted.matches(hop)) return hop
-  }
-  return hops[0] ?? peer
-}
-
-/** A correlation id for the request: the caller's, or a fresh v4 UUID. */
-export function correlationIdOf(header: string | undefined): string {
-  return header !== undefined && /^[A-Za-z0-9-]{1,128}$/.test(header) ? header : randomUUID()
 }

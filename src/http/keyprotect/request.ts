@@ -8,13 +8,8 @@ import type { Context } from 'hono'
 import type { KeyPoliciesInput, SecureImportInput } from '../../core/engine.js'
 import type { ImportAlgorithm } from '../../core/ports.js'
 import type { Principal } from '../auth.js'
-import {
-  BODY_REFUSED_HEADERS,
-  BodyBudgetError,
-  BodyTooLargeError,
-  readCappedBody,
-  type BodyBudget,
-} from '../body.js'
+import { BODY_REFUSED_HEADERS, BodyBudgetError, BodyTooLargeError, type BodyBudget } from '../body.js'
+import { InvalidJsonError, readJsonBody } from '../request-frame.js'
 import type { WireCode } from '../errors.js'
 import type { WireTarget } from './wire.js'
 
@@ -191,13 +186,15 @@ export function policiesInput(
 }
 
 /**
- * The request body as text, refused past `limit` bytes (by Content-Length up front, or while reading: see
- * {@link readCappedBody}), and admitted against the listener's `budget` of body bytes in flight.
+ * The request body parsed as JSON (`undefined` when empty), refused past `limit` bytes (by Content-Length up
+ * front, or while reading: see `readCappedBody` in body.ts), and admitted against the listener's `budget` of body
+ * bytes in flight; the failures in Key Protect's terms.
  */
-export async function readBody(c: Context, limit: number, budget?: BodyBudget): Promise<string> {
+export async function readBody(c: Context, limit: number, budget?: BodyBudget): Promise<unknown> {
   try {
-    return (await readCappedBody(c, limit, budget)).toString('utf8')
+    return await readJsonBody(c, limit, budget)
   } catch (err) {
+    if (err instanceof InvalidJsonError) throw new HttpProblem(400, 'BAD_BODY_ERR', err.message)
     if (err instanceof BodyTooLargeError) {
       throw new HttpProblem(
         413,

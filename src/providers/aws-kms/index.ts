@@ -3,3 +3,5 @@ export { createAwsKmsProvider, AwsKmsProvider, arnInRegion } from './provider.js
 export type { AwsKmsProviderOptions, AwsKmsRegion } from './provider.js'
 export type { KmsCalls, KmsClientConfig, KmsCallOptions } from './kms-client.js'
 export { createSdkKmsClient } from './kms-client.js'
+export { createAwsKmsKeyBackend } from './external-key.js'
+export type { AwsKmsKeyBackendOptions } from './external-key.js'

@@ -70,9 +70,29 @@ export interface KmsCalls {
     o?: KmsCallOptions,
   ): Promise<{
     KeyMetadata?:
-      | { Arn?: string | undefined; Description?: string | undefined; KeyState?: string | undefined }
+      | {
+          Arn?: string | undefined
+          Description?: string | undefined
+          KeyState?: string | undefined
+          Enabled?: boolean | undefined
+          KeySpec?: string | undefined
+          KeyUsage?: string | undefined
+          MultiRegion?: boolean | undefined
+          MultiRegionConfiguration?:
+            | {
+                MultiRegionKeyType?: string | undefined
+                PrimaryKey?: { Arn?: string | undefined; Region?: string | undefined } | undefined
+                ReplicaKeys?: { Arn?: string | undefined; Region?: string | undefined }[] | undefined
+              }
+            | undefined
+        }
       | undefined
   }>
+  /** Optional: only the tenant key providers' probe uses it. */
+  generateDataKey?(
+    i: { KeyId: string; KeySpec: 'AES_256'; EncryptionContext: Ctx },
+    o?: KmsCallOptions,
+  ): Promise<{ Plaintext?: Uint8Array | undefined; CiphertextBlob?: Uint8Array | undefined }>
   listKeys(
     i: { Limit: number; Marker?: string | undefined },
     o?: KmsCallOptions,
@@ -109,6 +129,7 @@ export function createSdkKmsClient(c: KmsClientConfig): KmsCalls {
     DecryptCommand,
     DescribeKeyCommand,
     EncryptCommand,
+    GenerateDataKeyCommand,
     GenerateRandomCommand,
     KMSClient,
     ListKeysCommand,
@@ -133,6 +154,7 @@ export function createSdkKmsClient(c: KmsClientConfig): KmsCalls {
     decrypt: (i, o) => client.send(new DecryptCommand(i), h(o)),
     reEncrypt: (i, o) => client.send(new ReEncryptCommand(i), h(o)),
     generateRandom: (i, o) => client.send(new GenerateRandomCommand(i), h(o)),
+    generateDataKey: (i, o) => client.send(new GenerateDataKeyCommand(i), h(o)),
     createKey: (i, o) =>
       client.send(
         new CreateKeyCommand({ ...i, KeyUsage: 'ENCRYPT_DECRYPT', KeySpec: 'SYMMETRIC_DEFAULT' }),

@@ -256,8 +256,50 @@ export const MIGRATIONS: readonly string[] = [
   CREATE UNIQUE INDEX jobs_one_active ON jobs(tenant, type) WHERE state IN ('queued', 'running');
   CREATE INDEX jobs_by_tenant ON jobs(tenant, created_at);
   `,
-  // 12: reserved (tenant key providers, tenant key state, the data-key catalog), filled in by its branch.
-  `-- reserved 12`,
+  // 12: tenant key providers (registered customer-managed keys), each tenant's key-provider state (the
+  // current provider, the default provider's root key) and the per-tenant data-key catalog.
+  `
+  CREATE TABLE key_providers (
+    tenant                 TEXT NOT NULL,
+    fingerprint            TEXT NOT NULL,
+    id                     TEXT NOT NULL,
+    kind                   TEXT NOT NULL CHECK (kind IN ('aws-kms', 'engine-key')),
+    arn                    TEXT NOT NULL,
+    name                   TEXT NOT NULL,
+    description            TEXT,
+    multi_region           INTEGER NOT NULL CHECK (multi_region IN (0, 1)),
+    replica_keys           TEXT NOT NULL,
+    created_at             INTEGER NOT NULL,
+    created_by             TEXT,
+    promoted_at            INTEGER NOT NULL DEFAULT 0,
+    demoted_at             INTEGER NOT NULL DEFAULT 0,
+    compliance             TEXT,
+    PRIMARY KEY (tenant, fingerprint),
+    UNIQUE (tenant, arn),
+    UNIQUE (id)
+  ) STRICT;
+  CREATE INDEX key_providers_listing ON key_providers(tenant, created_at, fingerprint);
+
+  CREATE TABLE tenant_key_state (
+    tenant               TEXT PRIMARY KEY,
+    current_fingerprint  TEXT NOT NULL,
+    default_key_id       TEXT,
+    default_promoted_at  INTEGER NOT NULL,
+    default_demoted_at   INTEGER NOT NULL,
+    revision             INTEGER NOT NULL
+  ) STRICT;
+
+  CREATE TABLE data_keys (
+    tenant                TEXT NOT NULL,
+    name                  TEXT NOT NULL,
+    wrapped               TEXT NOT NULL,
+    provider_fingerprint  TEXT NOT NULL,
+    created_at            INTEGER NOT NULL,
+    updated_at            INTEGER NOT NULL,
+    PRIMARY KEY (tenant, name)
+  ) STRICT, WITHOUT ROWID;
+  CREATE INDEX data_keys_by_provider ON data_keys(tenant, provider_fingerprint, name);
+  `,
   // 13: vault keys of the Azure-Key-Vault-compatible API (core/ports-vault-keys.ts), a kind of their own:
   // no engine table refers to them and they refer to none. Names compare case-insensitively (Key Vault).
   `

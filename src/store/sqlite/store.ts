@@ -39,10 +39,20 @@ import type {
   UpdateCondition,
 } from '../../core/ports.js'
 import type { JobPatch, JobRecord, JobStore, ListJobsQuery } from '../../core/ports-jobs.js'
+import type {
+  DataKeyRecord,
+  DataKeyStore,
+  KeyProviderPatch,
+  KeyProviderRecord,
+  KeyProviderStore,
+  TenantKeyState,
+} from '../../core/ports-tenant-keys.js'
+import { dataKeyStore } from './data-keys.js'
 import type { KeyRegionRecord, KeyRegionStore } from '../../core/ports-key-regions.js'
 import type { VaultKeyStore } from '../../core/ports-vault-keys.js'
 import { importTokenStore } from './import-tokens.js'
 import { jobStore } from './jobs.js'
+import { keyProviderStore } from './key-providers.js'
 import { instancePolicyStore } from './instance-policies.js'
 import { keyRegionStore } from './key-regions.js'
 import { MIGRATIONS } from './migrations.js'
@@ -75,14 +85,16 @@ function isUniqueViolation(err: unknown): boolean {
   )
 }
 
-/** {@link MetadataStore} on one SQLite file, with the {@link JobStore} and {@link KeyRegionStore} roles beside it. */
-export class SqliteStore implements MetadataStore, JobStore, KeyRegionStore {
+/** {@link MetadataStore} on one SQLite file, with the JobStore, KeyRegionStore, KeyProviderStore and DataKeyStore roles beside it. */
+export class SqliteStore implements MetadataStore, JobStore, KeyRegionStore, KeyProviderStore, DataKeyStore {
   readonly catalogId: string
   readonly #db: Db
   readonly #s: Statements
   readonly #tokens: ImportTokenStore
   readonly #instancePolicies: InstancePolicyStore
   readonly #regs: RegistrationStore & KeyEventLog
+  readonly #providers: KeyProviderStore
+  readonly #dataKeys: DataKeyStore
   readonly #jobs: JobStore
   readonly #keyRegions: KeyRegionStore
   /** The vault keys of the Azure-Key-Vault-compatible API (vault-keys.ts): a role beside MetadataStore. */
@@ -95,6 +107,8 @@ export class SqliteStore implements MetadataStore, JobStore, KeyRegionStore {
     this.#tokens = importTokenStore(db)
     this.#instancePolicies = instancePolicyStore(db)
     this.#regs = registrationStore(db)
+    this.#providers = keyProviderStore(db)
+    this.#dataKeys = dataKeyStore(db)
     this.#jobs = jobStore(db)
     this.#keyRegions = keyRegionStore(db)
     const id = db.prepare<[], string>("SELECT v FROM catalog_meta WHERE k = 'catalog_id'").pluck().get()
@@ -105,6 +119,71 @@ export class SqliteStore implements MetadataStore, JobStore, KeyRegionStore {
 
   changeCounter(): number {
     return this.#s.dataVersion.get() ?? 0
+  }
+
+  // Tenant key providers and tenant key state: key-providers.ts.
+  insertKeyProvider(r: KeyProviderRecord): Promise<boolean> {
+    return this.#providers.insertKeyProvider(r)
+  }
+  getKeyProvider(tenant: string, fingerprint: string): Promise<KeyProviderRecord | undefined> {
+    return this.#providers.getKeyProvider(tenant, fingerprint)
+  }
+  listKeyProviders(tenant: string): Promise<KeyProviderRecord[]> {
+    return this.#providers.listKeyProviders(tenant)
+  }
+  updateKeyProvider(tenant: string, fingerprint: string, patch: KeyProviderPatch): Promise<boolean> {
+    return this.#providers.updateKeyProvider(tenant, fingerprint, patch)
+  }
+  deleteKeyProvider(tenant: string, fingerprint: string): Promise<'deleted' | 'not-found' | 'in-use'> {
+    return this.#providers.deleteKeyProvider(tenant, fingerprint)
+  }
+  getTenantKeyState(tenant: string): Promise<TenantKeyState | undefined> {
+    return this.#providers.getTenantKeyState(tenant)
+  }
+  initTenantKeyState(state: TenantKeyState): Promise<TenantKeyState> {
+    return this.#providers.initTenantKeyState(state)
+  }
+  setDefaultKey(tenant: string, keyId: string): Promise<TenantKeyState> {
+    return this.#providers.setDefaultKey(tenant, keyId)
+  }
+  switchCurrent(
+    tenant: string,
+    expectedRevision: number,
+    toFingerprint: string,
+    at: number,
+  ): Promise<TenantKeyState | undefined> {
+    return this.#providers.switchCurrent(tenant, expectedRevision, toFingerprint, at)
+  }
+
+  // The data-key catalog: data-keys.ts.
+  insertDataKey(r: DataKeyRecord): Promise<boolean> {
+    return this.#dataKeys.insertDataKey(r)
+  }
+  getDataKey(tenant: string, name: string): Promise<DataKeyRecord | undefined> {
+    return this.#dataKeys.getDataKey(tenant, name)
+  }
+  listDataKeys(
+    tenant: string,
+    query: { readonly after?: string | undefined; readonly limit: number },
+  ): Promise<DataKeyRecord[]> {
+    return this.#dataKeys.listDataKeys(tenant, query)
+  }
+  deleteDataKey(tenant: string, name: string): Promise<boolean> {
+    return this.#dataKeys.deleteDataKey(tenant, name)
+  }
+  countDataKeys(tenant: string, fingerprint?: string): Promise<number> {
+    return this.#dataKeys.countDataKeys(tenant, fingerprint)
+  }
+  listDataKeysNotUnder(
+    tenant: string,
+    fingerprint: string,
+    after: string | undefined,
+    limit: number,
+  ): Promise<DataKeyRecord[]> {
+    return this.#dataKeys.listDataKeysNotUnder(tenant, fingerprint, after, limit)
+  }
+  replaceWrapped(tenant: string, updates: Parameters<DataKeyStore['replaceWrapped']>[1]): Promise<number> {
+    return this.#dataKeys.replaceWrapped(tenant, updates)
   }
 
   // Jobs: jobs.ts.

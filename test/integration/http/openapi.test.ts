@@ -1,5 +1,5 @@
 /**
- * The OpenAPI document a running server publishes (`GET /openapi.json`): it describes every Key Protect route
+ * The OpenAPI document a running server publishes (`GET /openapi.json`): it describes every Key Protect and Qlik route
  * the server mounts, with its operationId, the bearer security scheme, error responses and the package's
  * version, and it passes `redocly lint` with the recommended rules (run on the served document).
  */
@@ -14,7 +14,9 @@ import { operationIdOf } from '../../../src/http/keyprotect/pipeline.js'
 import { createHttpApp } from '../../../src/http/app.js'
 import { createAuthenticator } from '../../../src/http/auth.js'
 import { startServer } from '../../../src/http/server.js'
-import { startTestServer, TEST_AUTH, type TestServer } from '../../helpers/http.js'
+import { QLIK_PREFIX, QLIK_ROUTES } from '../../../src/http/qlik/index.js'
+import { TEST_AUTH } from '../../helpers/http.js'
+import { startQlikServer, type QlikTestServer } from '../../helpers/qlik.js'
 
 const run = promisify(execFile)
 
@@ -76,12 +78,13 @@ interface Doc {
   paths: Record<string, Record<string, Operation>>
 }
 
-let s: TestServer
+let s: QlikTestServer
 let doc: Doc
 let raw: string
 
 beforeAll(async () => {
-  s = await startTestServer()
+  // With tenant key providers, as `serve` runs it: the Qlik routes are in the document too.
+  s = await startQlikServer()
   const res = await fetch(`${s.url}/openapi.json`)
   expect(res.status).toBe(200)
   raw = await res.text()
@@ -140,7 +143,33 @@ describe('GET /openapi.json', () => {
       expect(doc.paths[`/api/v2${path}`]?.[method]?.operationId, route).toBe(id)
     }
     const documented = Object.values(doc.paths).reduce((n, p) => n + Object.keys(p).length, 0)
-    expect(documented).toBe(KEY_PROTECT_ROUTES.length)
+    expect(documented).toBe(KEY_PROTECT_ROUTES.length + QLIK_ROUTES.length)
+  })
+
+  it("documents the Qlik key providers API's ten operations under @qlik/api's function names", () => {
+    const qlik = new Map(
+      Object.entries({
+        'get ': 'getEncryptionKeyproviders',
+        'post ': 'createEncryptionKeyprovider',
+        'get /actions/list': 'listEncryptionKeyproviders',
+        'post /actions/reset-to-default-provider': 'resetEncryptionKeyproviders',
+        'get /migration/actions/details': 'getEncryptionKeyprovidersMigrationDetails',
+        'get /{arnFingerPrint}': 'getEncryptionKeyprovider',
+        'patch /{arnFingerPrint}': 'patchEncryptionKeyprovider',
+        'delete /{arnFingerPrint}': 'deleteEncryptionKeyprovider',
+        'post /{arnFingerPrint}/actions/migrate': 'migrateEncryptionKeyprovider',
+        'post /{arnFingerPrint}/actions/test': 'testEncryptionKeyprovider',
+      }),
+    )
+    expect(QLIK_ROUTES).toHaveLength(10)
+    for (const [route, id] of qlik) {
+      const [method = '', path = ''] = route.split(' ')
+      const op = doc.paths[`${QLIK_PREFIX}${path}`]?.[method]
+      expect(op?.operationId, route).toBe(id)
+      for (const status of ['400', '401', '403', '429', '4XX', '5XX']) {
+        expect(op?.responses[status], `${route} ${status}`).toBeDefined()
+      }
+    }
   })
 
   it("documents every one of the spec digest's 41 operations (the ?action= forms as a query parameter)", () => {
