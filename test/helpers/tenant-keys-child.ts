@@ -15,7 +15,7 @@ if (catalog === undefined || tenant === undefined || fingerprint === undefined) 
   throw new Error('usage: tenant-keys-child.ts <catalog> <tenant> <fingerprint>')
 }
 const s = await openServices(catalog, {
-  migration: { batchSize: 40 },
+  migration: { batchSize: 5 },
   jobs: { leaseMs: 600, sweepIntervalMs: 100, pollIntervalMs: 20 },
 })
 const tk = s.tenantKeys

@@ -95,7 +95,7 @@ describe('kill -9 during a key-provider migration', () => {
       // Points: during start-up (a random delay), right after the migration was submitted, after a random
       // number of durable progress steps.
       const kind = i % 3
-      const target = 1 + Math.floor(Math.random() * 6)
+      const target = 1 + Math.floor(Math.random() * 40)
       // kind 0: a random delay from spawn (start-up, the migrate call, or the first batches).
       const r = await runChild(
         catalog,
