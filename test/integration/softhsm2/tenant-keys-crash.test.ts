@@ -1,0 +1,154 @@
+/**
+ * kill -9 during a key-provider migration, on a real SoftHSM2 token and SQLite catalog: a child process
+ * (test/helpers/tenant-keys-child.ts, createEngineServicesFromConfig) starts or resumes the migration of a
+ * tenant's catalog from the default provider to an engine-key provider and is SIGKILLed at random points,
+ * at least 10 times (at start-up, right after the migration was submitted, after some progress lines), each
+ * time restarted; then it is let finish. The job completes, every entry unwraps to its original DEK
+ * (digests recorded before), and every value is exactly one layer under the target.
+ */
+import { spawn } from 'node:child_process'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { parseWrappedDek } from '../../../src/index.js'
+import { openSqliteStore } from '../../../src/store/sqlite/index.js'
+import { tempCatalogPath } from '../../helpers/engine.js'
+import { openServices, sha256 } from '../../helpers/tenant-keys.js'
+
+const CHILD = join(import.meta.dirname, '../../helpers/tenant-keys-child.ts')
+const T = 'tk-crash'
+const N = 4000
+const KILLS = 12
+
+interface Run {
+  killedAfterProgress: number
+  killed: boolean
+  out: string
+}
+
+/**
+ * Runs the child; kills it with SIGKILL when `killWhen` says so or after `killAfterMs` (neither: lets it
+ * finish).
+ */
+function runChild(
+  catalog: string,
+  fp: string,
+  killWhen: ((line: string, n: number) => boolean) | undefined,
+  killAfterMs?: number,
+): Promise<Run> {
+  const child = spawn(process.execPath, ['--import', 'tsx', CHILD, catalog, T, fp], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let out = ''
+  let err = ''
+  let progress = 0
+  let killed = false
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d))
+  child.stdout.setEncoding('utf8').on('data', (d: string) => {
+    out += d
+    for (const line of d.split('\n')) {
+      if (line.startsWith('P ')) progress++
+      if (!killed && killWhen !== undefined && line !== '' && killWhen(line, progress)) {
+        killed = true
+        child.kill('SIGKILL')
+      }
+    }
+  })
+  const timer =
+    killAfterMs === undefined
+      ? undefined
+      : setTimeout(() => {
+          if (!killed) {
+            killed = true
+            child.kill('SIGKILL')
+          }
+        }, killAfterMs)
+  return new Promise((resolve, reject) => {
+    child.on('exit', (code, signal) => {
+      if (timer !== undefined) clearTimeout(timer)
+      if (signal === 'SIGKILL' || code === 0) resolve({ killedAfterProgress: progress, killed, out })
+      else reject(new Error(`child exited ${String(code)} ${String(signal)}: ${err.slice(-2000)}`))
+    })
+  })
+}
+
+describe('kill -9 during a key-provider migration', () => {
+  it(`is killed ${KILLS} times at random points, resumes each time, and completes: nothing lost, nothing wrapped twice`, async () => {
+    const catalog = tempCatalogPath()
+    const digests = new Map<string, string>()
+    let fp: string
+    let targetKeyId: string
+    {
+      const s = await openServices(catalog)
+      for (let i = 0; i < N; i++) {
+        const k = await s.tenantKeys.createDataKey(T, `c-${String(i).padStart(5, '0')}`)
+        digests.set(k.name, sha256(k.plaintext.bytes))
+        k.plaintext.zeroize()
+      }
+      const root = await s.engine.createKey(T, { name: 'crash-target' })
+      targetKeyId = root.id
+      fp = (await s.tenantKeys.register(T, { arn: root.id, name: 'target', kind: 'engine-key' })).fingerprint
+      await s.close()
+    }
+
+    const kills: string[] = []
+    for (let i = 0; i < KILLS; i++) {
+      // Points: during start-up (a random delay), right after the migration was submitted, after a random
+      // number of durable progress steps.
+      const kind = i % 3
+      const target = 1 + Math.floor(Math.random() * 40)
+      // kind 0: a random delay from spawn (start-up, the migrate call, or the first batches).
+      const r = await runChild(
+        catalog,
+        fp,
+        (line, progress) => {
+          if (line.startsWith('DONE')) return false
+          if (kind === 1) return line.startsWith('STARTED')
+          if (kind === 2) return progress >= target
+          return false
+        },
+        kind === 0 ? 500 + Math.floor(Math.random() * 2500) : undefined,
+      )
+      kills.push(
+        r.killed ? `kill@${kind === 1 ? 'started' : `progress${r.killedAfterProgress}`}` : 'finished',
+      )
+      if (r.out.includes('DONE')) break
+    }
+    // Finally let it run to the end.
+    const last = await runChild(catalog, fp, undefined)
+    expect(last.out).toContain('DONE')
+    expect(kills.filter((k) => k.startsWith('kill')).length).toBeGreaterThanOrEqual(10)
+
+    const s = await openServices(catalog)
+    try {
+      const m = await s.tenantKeys.migration(T)
+      expect(m).toMatchObject({ state: 'Completed', jobState: 'completed', migratingToFingerprint: fp })
+      expect(m.done).toBe(m.total)
+      expect(m.total).toBe(N)
+      expect((await s.jobs.list(T)).total).toBe(1) // one migration job, resumed, never a second
+      let seen = 0
+      for (const [name, digest] of digests) {
+        const k = await s.tenantKeys.getDataKey(T, name)
+        expect(sha256(k.plaintext.bytes)).toBe(digest)
+        k.plaintext.zeroize()
+        expect(k.providerFingerprint).toBe(fp)
+        seen++
+      }
+      expect(seen).toBe(N)
+      // One layer: each stored value is the prefix and a ciphertext v1 of the target key.
+      const store = await openSqliteStore({ path: catalog })
+      try {
+        for (const r of await store.listDataKeys(T, { limit: N + 10 })) {
+          const parsed = parseWrappedDek(r.wrapped)
+          expect(parsed.fingerprint).toBe(fp)
+          expect(parsed.ciphertext.keyId).toBe(targetKeyId)
+          expect(parsed.inner.startsWith('#')).toBe(false)
+        }
+      } finally {
+        await store.close()
+      }
+      console.log(`crash test: ${kills.join(', ')}; then finished`)
+    } finally {
+      await s.close()
+    }
+  }, 600_000)
+})
