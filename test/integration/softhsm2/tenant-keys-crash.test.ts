@@ -96,7 +96,8 @@ describe('kill -9 during a key-provider migration', () => {
       // number of durable progress steps.
       const kind = i % 3
       const target = 1 + Math.floor(Math.random() * 40)
-      // kind 0: a random delay from spawn (start-up, the migrate call, or the first batches).
+      // kind 0: a random delay from spawn (start-up, the migrate call, or the first batches), short enough
+      // that the migration cannot finish first on an idle machine.
       const r = await runChild(
         catalog,
         fp,
@@ -106,7 +107,7 @@ describe('kill -9 during a key-provider migration', () => {
           if (kind === 2) return progress >= target
           return false
         },
-        kind === 0 ? 500 + Math.floor(Math.random() * 2500) : undefined,
+        kind === 0 ? 300 + Math.floor(Math.random() * 900) : undefined,
       )
       kills.push(
         r.killed ? `kill@${kind === 1 ? 'started' : `progress${r.killedAfterProgress}`}` : 'finished',

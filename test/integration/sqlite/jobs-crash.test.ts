@@ -15,7 +15,7 @@ import { openSqliteStore } from '../../../src/store/sqlite/index.js'
 import { tempCatalogPath } from '../../helpers/engine.js'
 
 const CHILD = join(import.meta.dirname, '../../helpers/job-child.ts')
-const N = 4000
+const N = 12_000
 const BATCH = 10
 const DELAY_MS = 2
 const KILLS = 12
