@@ -44,6 +44,7 @@ const N = SMOKE ? 1_000 : Number(process.env['BENCH_MIGRATION_N'] ?? 20_000)
 const AWS_N = SMOKE ? 200 : Number(process.env['BENCH_MIGRATION_AWS_N'] ?? 2_000)
 const ROUNDS = SMOKE ? 2 : Math.max(2, Number(process.env['BENCH_RUNS'] ?? 4))
 const LOAD = Number(process.env['BENCH_LOAD_CONCURRENCY'] ?? 8)
+const BATCH = Number(process.env['BENCH_MIGRATION_BATCH'] ?? 256)
 const dir = mkdtempSync(join(tmpdir(), 'ekms-bench-migration-'))
 const T = 'bench-tenant'
 const TA = 'bench-tenant-aws'
@@ -78,7 +79,13 @@ const jobs = createJobRunner({
   clock: { now: () => Date.now() },
   handlers: [lazyMigrationHandler(() => ref.service)],
 })
-const tk = createTenantKeyProviders({ engine, store, jobs, backends: { awsKms: awsBackend } })
+const tk = createTenantKeyProviders({
+  engine,
+  store,
+  jobs,
+  backends: { awsKms: awsBackend },
+  migration: { batchSize: BATCH },
+})
 ref.service = tk
 await jobs.start()
 
@@ -269,7 +276,7 @@ const rows: Row[] = [
   },
 ]
 report('migration', 'Key-provider migration (entries/s; latencies of getDataKey in µs)', {
-  settings: { N, AWS_N, ROUNDS, LOAD, poolThreads: 2, batchSize: 256 },
+  settings: { N, AWS_N, ROUNDS, LOAD, poolThreads: 2, batchSize: BATCH },
   rows,
   ratios: {
     'migration HSM→HSM / rewrapMany (target ≥ 0.8)': summarize(
