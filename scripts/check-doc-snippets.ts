@@ -30,6 +30,7 @@ const SUBPATHS: Readonly<Record<string, string>> = {
   'envelope-kms/http': 'src/http/index.ts',
   'envelope-kms/providers/aws-kms': 'src/providers/aws-kms/index.ts',
   'envelope-kms/http/awskms': 'src/http/awskms/index.ts',
+  'envelope-kms/providers/azure-kv': 'src/providers/azure-kv/index.ts',
 }
 
 interface Snippet {
