@@ -7,6 +7,7 @@ import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import type { Server } from 'node:http'
 import { serve } from '@hono/node-server'
+import { Hono } from 'hono'
 import { EngineError } from '../core/errors.js'
 /** What {@link startServer} serves: a fetch handler and a count of requests in flight (for draining). */
 export interface Servable {
@@ -18,6 +19,25 @@ export interface Servable {
     ) => Response | Promise<Response>
   }
   inFlight(): number
+}
+
+/**
+ * `app` served at `/` with an in-flight counter (for graceful draining): how the extra listeners of `serve`
+ * (the AWS-KMS- and Azure-Key-Vault-compatible APIs) become something {@link startServer} can serve.
+ */
+export function countingServable(app: Hono): Servable {
+  const outer = new Hono()
+  let inFlight = 0
+  outer.use('*', async (_c, next) => {
+    inFlight++
+    try {
+      await next()
+    } finally {
+      inFlight--
+    }
+  })
+  outer.route('/', app)
+  return { app: outer, inFlight: () => inFlight }
 }
 
 export interface ListenOptions {

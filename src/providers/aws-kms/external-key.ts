@@ -18,31 +18,21 @@ import type {
 import type { CallOptions } from '../../core/ports.js'
 import { SecretBytes } from '../../core/secret-bytes.js'
 import { toKmsEngineError } from './errors.js'
-import { createSdkKmsClient, type KmsCalls, type KmsClientConfig } from './kms-client.js'
-import { AwsKmsProvider, arnInRegion } from './provider.js'
+import { createSdkKmsClient, type KmsCalls } from './kms-client.js'
+import { AwsKmsProvider, arnInRegion, type AwsKmsProviderOptions } from './provider.js'
 
-/** Options of {@link createAwsKmsKeyBackend}. */
-export interface AwsKmsKeyBackendOptions {
+/**
+ * Options of {@link createAwsKmsKeyBackend}: the AWS KMS provider's client settings (credentials — never
+ * logged —, timeouts, retries, region cooldown, client factory; a request timeout ends as
+ * PROVIDER_UNAVAILABLE, Qlik's 408), with the endpoint per region instead of a region list: the regions
+ * come from each key's ARN and its replicas.
+ */
+export type AwsKmsKeyBackendOptions = Pick<
+  AwsKmsProviderOptions,
+  'credentials' | 'connectTimeoutMs' | 'requestTimeoutMs' | 'retry' | 'regionCooldownMs' | 'clientFactory'
+> & {
   /** Endpoint override: one URL for every region (a KMS-compatible server), or one per region. */
   readonly endpoint?: string | ((region: string) => string | undefined) | undefined
-  /** Static credentials; absent: the AWS SDK's default credential provider chain. Never logged. */
-  readonly credentials?:
-    | { readonly accessKeyId: string; readonly secretAccessKey: string; readonly sessionToken?: string }
-    | undefined
-  /** Milliseconds to connect (default 2000). */
-  readonly connectTimeoutMs?: number
-  /** Milliseconds to wait for a response (default 5000): beyond it, PROVIDER_UNAVAILABLE (Qlik's 408). */
-  readonly requestTimeoutMs?: number
-  /** Retries of data-plane calls per region (see {@link AwsKmsProvider}); default 3 attempts. */
-  readonly retry?: {
-    readonly maxAttempts?: number
-    readonly baseDelayMs?: number
-    readonly maxDelayMs?: number
-  }
-  /** A region that failed is tried after the healthy ones for this long (default 30 s). */
-  readonly regionCooldownMs?: number
-  /** Builds the client of a region (default: `@aws-sdk/client-kms`). */
-  readonly clientFactory?: (config: KmsClientConfig) => KmsCalls
 }
 
 const ARN_REGION_RE = /^arn:aws[a-z-]*:kms:([a-z0-9-]+):\d{12}:key\/[A-Za-z0-9-]+$/
