@@ -156,6 +156,16 @@ export const ERROR_CODES = [
   'DATA_KEY_NOT_FOUND',
   /** The tenant's data-key catalog already has an entry of that name. */
   'DATA_KEY_EXISTS',
+  /** The tenant has no cloud connection of that id or name (key synchronization). */
+  'CONNECTION_NOT_FOUND',
+  /** The tenant already has a connection of that name. */
+  'CONNECTION_EXISTS',
+  /** Linked keys still refer to the connection; it cannot be deleted. */
+  'CONNECTION_IN_USE',
+  /** The tenant has no linked (synchronized) key of that id. */
+  'LINKED_KEY_NOT_FOUND',
+  /** The linked key cannot wrap now: deleted at its source, disabled there, or not a key the engine can wrap with. */
+  'LINKED_KEY_UNAVAILABLE',
 ] as const
 
 /** Stable error codes. */

@@ -99,6 +99,11 @@ export const ENGINE_TO_WIRE: Readonly<Record<ErrorCode, { status: number; code: 
   JOB_FINISHED: { status: 409, code: 'KEY_ACTION_INVALID_STATE_ERR' },
   DATA_KEY_NOT_FOUND: { status: 404, code: 'NOT_FOUND_ERR' },
   DATA_KEY_EXISTS: { status: 409, code: 'BAD_BODY_ERR' },
+  CONNECTION_NOT_FOUND: { status: 404, code: 'NOT_FOUND_ERR' },
+  CONNECTION_EXISTS: { status: 409, code: 'BAD_BODY_ERR' },
+  CONNECTION_IN_USE: { status: 409, code: 'KEY_ACTION_INVALID_STATE_ERR' },
+  LINKED_KEY_NOT_FOUND: { status: 404, code: 'NOT_FOUND_ERR' },
+  LINKED_KEY_UNAVAILABLE: { status: 409, code: 'KEY_ACTION_INVALID_STATE_ERR' },
 }
 
 /** The Key Protect status and wire code of an engine error code. */
@@ -195,6 +200,11 @@ export const AWS_KMS_ERRORS: Readonly<Record<ErrorCode, AwsErrorShape>> = {
   JOB_FINISHED: e('KMSInvalidStateException'),
   DATA_KEY_NOT_FOUND: e('NotFoundException'),
   DATA_KEY_EXISTS: e('AlreadyExistsException'),
+  CONNECTION_NOT_FOUND: e('NotFoundException'),
+  CONNECTION_EXISTS: e('AlreadyExistsException'),
+  CONNECTION_IN_USE: e('KMSInvalidStateException'),
+  LINKED_KEY_NOT_FOUND: e('NotFoundException'),
+  LINKED_KEY_UNAVAILABLE: e('KMSInvalidStateException'),
 }
 
 /** Messages shown to AWS clients for service-side failures (details stay in the log). */
@@ -331,6 +341,11 @@ export const QLIK_ERRORS: Readonly<Record<ErrorCode, QlikErrorShape>> = {
   JOB_FINISHED: QCONFLICT,
   DATA_KEY_NOT_FOUND: QNOT_FOUND,
   DATA_KEY_EXISTS: QCONFLICT,
+  CONNECTION_NOT_FOUND: QNOT_FOUND,
+  CONNECTION_EXISTS: QCONFLICT,
+  CONNECTION_IN_USE: QCONFLICT,
+  LINKED_KEY_NOT_FOUND: QNOT_FOUND,
+  LINKED_KEY_UNAVAILABLE: QCONFLICT,
 }
 
 /**
@@ -426,4 +441,9 @@ export const AZURE_KV_ERRORS: Readonly<Record<ErrorCode, AzureErrorShape>> = {
   JOB_FINISHED: { status: 409, code: 'Conflict' },
   DATA_KEY_NOT_FOUND: { status: 404, code: 'NotFound' },
   DATA_KEY_EXISTS: { status: 409, code: 'Conflict' },
+  CONNECTION_NOT_FOUND: { status: 404, code: 'NotFound' },
+  CONNECTION_EXISTS: { status: 409, code: 'Conflict' },
+  CONNECTION_IN_USE: { status: 409, code: 'Conflict' },
+  LINKED_KEY_NOT_FOUND: { status: 404, code: 'NotFound' },
+  LINKED_KEY_UNAVAILABLE: { status: 409, code: 'Conflict' },
 }

@@ -341,4 +341,8 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX vault_keys_purge_due ON vault_keys(purge_at) WHERE purge_at IS NOT NULL;
   CREATE INDEX vault_key_versions_by_ref ON vault_key_versions(provider_ref);
   `,
+  // 15: cloud connections of key synchronization (store/sqlite/connections.ts). Reserved.
+  `-- reserved 15`,
+  // 16: linked (synchronized) root keys (store/sqlite/linked-keys.ts). Reserved.
+  `-- reserved 16`,
 ]
