@@ -22,6 +22,16 @@ import { SecretBytes } from '../secret-bytes.js'
 /** The name of the engine root key that backs a tenant's default provider. */
 export const DEFAULT_PROVIDER_KEY_NAME = 'tenant-default-key-provider'
 
+/**
+ * The resource CRN of the registration that keeps a provider's engine root key from being deleted (the
+ * default provider's key: fingerprint `default`; an engine-key provider's key: its fingerprint). The
+ * registration has `preventKeyDeletion`, so Key Protect's delete — even forced — answers PREV_KEY_DEL_ERR
+ * while the provider exists (docs/tenant-key-providers.md).
+ */
+export function providerKeyCrn(fingerprint: string): string {
+  return `crn:v1:envelope-kms:private:key-providers:global:tenant:key-providers:${fingerprint}`
+}
+
 /** The store roles tenant key providers use. */
 export type TenantKeysStore = KeyProviderStore & DataKeyStore
 
@@ -83,6 +93,8 @@ function mismatch(what: string): EngineError {
 export class TenantKeysCore {
   readonly #external = new Map<string, ExternalKey>()
   readonly #defaultKeyInFlight = new Map<string, Promise<string>>()
+  /** Tenants whose default key this process has seen registered (protected from deletion). */
+  readonly #defaultProtected = new Set<string>()
 
   constructor(
     readonly engine: EnvelopeEngine,
@@ -116,7 +128,12 @@ export class TenantKeysCore {
    */
   async defaultKeyId(tenant: string): Promise<string> {
     const s = await this.state(tenant)
-    if (s.defaultKeyId !== undefined) return s.defaultKeyId
+    if (s.defaultKeyId !== undefined) {
+      // Once per tenant and process: a crash between recording the key and registering it, or a catalog
+      // of an earlier build, leaves the key unprotected until here.
+      if (!this.#defaultProtected.has(tenant)) await this.#protectDefault(tenant, s.defaultKeyId)
+      return s.defaultKeyId
+    }
     let p = this.#defaultKeyInFlight.get(tenant)
     if (p === undefined) {
       p = this.#createDefaultKey(tenant).finally(() => this.#defaultKeyInFlight.delete(tenant))
@@ -136,7 +153,44 @@ export class TenantKeysCore {
       await this.engine.deleteKey(tenant, key.id).catch(() => undefined)
     }
     if (stored.defaultKeyId === undefined) throw new EngineError('STORE_ERROR', 'default key not recorded')
+    await this.#protectDefault(tenant, stored.defaultKeyId)
     return stored.defaultKeyId
+  }
+
+  async #protectDefault(tenant: string, keyId: string): Promise<void> {
+    try {
+      await this.protectKey(tenant, keyId, 'default')
+    } catch (err) {
+      // A default key that is not Active (disabled by an operator) cannot take a registration; its wraps
+      // fail anyway, visibly. Anything else is a real failure.
+      if (!(err instanceof EngineError && err.code === 'KEY_INVALID_STATE_ERR')) throw err
+    }
+    this.#defaultProtected.add(tenant)
+  }
+
+  /**
+   * Registers {@link providerKeyCrn} with `preventKeyDeletion` on an engine root key a provider wraps with:
+   * deleting the key would make every DEK under the provider unreadable. Idempotent.
+   * @throws EngineError KEY_INVALID_STATE_ERR (the key is not Active), KEY_NOT_FOUND_ERR
+   */
+  async protectKey(tenant: string, keyId: string, fingerprint: string): Promise<void> {
+    await this.engine.createRegistration(tenant, keyId, providerKeyCrn(fingerprint), {
+      preventKeyDeletion: true,
+      description: `envelope-kms: the root key of tenant key provider ${fingerprint}; deleting it would make the DEKs under it unreadable`,
+    })
+  }
+
+  /** Removes the registration of {@link protectKey} (the provider is gone). Missing is fine. */
+  async unprotectKey(tenant: string, keyId: string, fingerprint: string): Promise<void> {
+    await this.engine.deleteRegistration(tenant, keyId, providerKeyCrn(fingerprint)).catch((err: unknown) => {
+      if (
+        err instanceof EngineError &&
+        (err.code === 'REGISTRATION_NOT_FOUND_ERR' || err.code === 'KEY_NOT_FOUND_ERR')
+      ) {
+        return
+      }
+      throw err
+    })
   }
 
   /** Makes `to` current if the state is still at `revision` (see KeyProviderStore.switchCurrent). */

@@ -165,6 +165,10 @@ export async function registerProvider(
     demotedFromCurrentAt: 0,
     compliance: undefined,
   }
+  // While it is a provider, the engine key cannot be deleted. Registered before the record is inserted, so a
+  // provider never exists unprotected; a registration left by a failed insert names the same fingerprint
+  // (the same CRN) and is removed by the provider's delete, or by an operator.
+  if (kind === 'engine-key') await core.protectKey(tenant, arn, fingerprint)
   if (!(await core.store.insertKeyProvider(record))) throw exists()
   return record
 }

@@ -238,6 +238,7 @@ export function createTenantKeyProviders(options: TenantKeyProvidersOptions): Te
       if (outcome === 'in-use') {
         throw new EngineError('KEY_PROVIDER_IN_USE', 'data keys are still wrapped under this key provider')
       }
+      if (r.kind === 'engine-key') await core.unprotectKey(tenant, r.arn, fingerprint)
       await core.forget(tenant, fingerprint)
     },
 

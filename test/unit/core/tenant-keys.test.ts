@@ -18,6 +18,7 @@ import {
   type TenantKeyProvidersService,
 } from '../../../src/core/tenant-keys/service.js'
 import { DEFAULT_PROVIDER_ARN } from '../../../src/core/tenant-keys/types.js'
+import { providerKeyCrn } from '../../../src/core/tenant-keys/core.js'
 import { expectCode, expectCodeSync } from '../../helpers/expect-code.js'
 import { FakeExternalKeys } from '../../fakes/fake-external-key.js'
 import { createInsecureMemoryProvider } from '../../fakes/fake-provider.js'
@@ -353,6 +354,47 @@ describe('delete', () => {
     expect(sha(got.plaintext.bytes)).toBe(sha(k.plaintext.bytes))
     expect(got.providerFingerprint).toBe(T)
     await tk.delete(T, p1.fingerprint)
+  })
+})
+
+describe('provider keys are protected from deletion', () => {
+  it('the default key and an engine-key provider key refuse delete, even forced, while they back a provider', async () => {
+    const { tk, engine } = await world()
+    await tk.wrapDek(T) // creates the default key
+    const def = (await engine.listKeys(T)).keys.find((k) => k.name === 'tenant-default-key-provider')!
+    await expectCode(engine.deleteKey(T, def.id), 'PREV_KEY_DEL_ERR')
+    await expectCode(engine.deleteKey(T, def.id, { force: true }), 'PREV_KEY_DEL_ERR')
+    const regs = await engine.listRegistrations(T, def.id)
+    expect(regs.registrations.map((r) => r.resourceCrn)).toEqual([providerKeyCrn('default')])
+
+    const root = await engine.createKey(T, { name: 'cmk' })
+    const p = await tk.register(T, { arn: root.id, name: 'cmk', kind: 'engine-key' })
+    await expectCode(engine.deleteKey(T, root.id, { force: true }), 'PREV_KEY_DEL_ERR')
+    // A second register of the same key is refused and leaves the protection in place.
+    await expectCode(
+      tk.register(T, { arn: root.id, name: 'again', kind: 'engine-key' }),
+      'KEY_PROVIDER_EXISTS',
+    )
+    await expectCode(engine.deleteKey(T, root.id), 'PREV_KEY_DEL_ERR')
+    // Once the provider is deleted, the key is an ordinary key again.
+    await tk.delete(T, p.fingerprint)
+    expect((await engine.listRegistrations(T, root.id)).registrations).toEqual([])
+    await engine.deleteKey(T, root.id)
+  })
+
+  it('a default key recorded without its registration (crash, older catalog) is protected on first use', async () => {
+    const w = await world()
+    await w.tk.wrapDek(T)
+    const def = (await w.engine.listKeys(T)).keys.find((k) => k.name === 'tenant-default-key-provider')!
+    await w.engine.deleteRegistration(T, def.id, providerKeyCrn('default'))
+    expect((await w.engine.listRegistrations(T, def.id)).registrations).toEqual([])
+    // A restart: a new service over the same engine and catalog registers it again on first use.
+    const again = createTenantKeyProviders({ engine: w.engine, store: w.store, jobs: w.jobs })
+    await again.wrapDek(T)
+    expect(
+      (await w.engine.listRegistrations(T, def.id)).registrations.map((r) => r.preventKeyDeletion),
+    ).toEqual([true])
+    await expectCode(w.engine.deleteKey(T, def.id, { force: true }), 'PREV_KEY_DEL_ERR')
   })
 })
 
