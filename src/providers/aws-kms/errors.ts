@@ -2,6 +2,7 @@
  * Translates AWS KMS failures into engine error codes. Decides on the SDK error's `name` (the AWS error
  * type), its HTTP status and Node's network error codes, never on message text.
  */
+import { setTimeout as sleep } from 'node:timers/promises'
 import { EngineError, type ErrorCode } from '../../core/errors.js'
 
 /** AWS error types that mean "too many requests": retried with backoff, then PROVIDER_THROTTLED. */
@@ -111,4 +112,46 @@ export function toKmsEngineError(err: unknown, op: KmsOp, ref?: string): EngineE
     return make('PROVIDER_UNAVAILABLE', `unreachable or failing (${f.name || f.code || f.status})`)
   }
   return make('PROVIDER_ERROR', `unexpected failure (${f.name || 'unknown'})`)
+}
+
+/** Retries of one region's calls: `maxAttempts` in all, exponential backoff from `baseDelayMs` capped at `maxDelayMs`, full jitter. */
+export interface KmsRetryPolicy {
+  readonly maxAttempts: number
+  readonly baseDelayMs: number
+  readonly maxDelayMs: number
+}
+
+/**
+ * Runs `call`, again after a throttling or transient failure ({@link retryClass}) while attempts remain;
+ * what still fails is mapped by {@link toKmsEngineError}.
+ * @throws EngineError ABORTED (the caller's signal), the mapping of the last failure
+ */
+export async function withKmsRetries<T>(
+  op: KmsOp,
+  ref: string | undefined,
+  signal: AbortSignal | undefined,
+  policy: KmsRetryPolicy,
+  call: () => Promise<T>,
+): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    if (signal?.aborted === true) throw new EngineError('ABORTED', `aws-kms ${op}: aborted by the caller`)
+    try {
+      return await call()
+    } catch (err) {
+      if (aborted(signal)) {
+        throw new EngineError('ABORTED', `aws-kms ${op}: aborted by the caller`, { cause: err })
+      }
+      if (attempt >= policy.maxAttempts || retryClass(err) === 'no') throw toKmsEngineError(err, op, ref)
+      const cap = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** (attempt - 1))
+      try {
+        await sleep(Math.random() * cap, undefined, { signal })
+      } catch (abort) {
+        throw new EngineError('ABORTED', `aws-kms ${op}: aborted by the caller`, { cause: abort })
+      }
+    }
+  }
+}
+
+function aborted(signal: AbortSignal | undefined): boolean {
+  return signal?.aborted === true
 }

@@ -71,8 +71,13 @@ export interface KmsCalls {
   ): Promise<{
     KeyMetadata?:
       | {
+          KeyId?: string | undefined
           Arn?: string | undefined
+          CreationDate?: Date | undefined
+          DeletionDate?: Date | undefined
           Description?: string | undefined
+          KeyManager?: string | undefined
+          Origin?: string | undefined
           KeyState?: string | undefined
           Enabled?: boolean | undefined
           KeySpec?: string | undefined
@@ -98,6 +103,15 @@ export interface KmsCalls {
     o?: KmsCallOptions,
   ): Promise<{
     Keys?: { KeyId?: string | undefined; KeyArn?: string | undefined }[] | undefined
+    NextMarker?: string | undefined
+    Truncated?: boolean | undefined
+  }>
+  /** Optional: only the synchronization source (sync-source.ts) uses it. */
+  listAliases?(
+    i: { Limit: number; Marker?: string | undefined },
+    o?: KmsCallOptions,
+  ): Promise<{
+    Aliases?: { AliasName?: string | undefined; TargetKeyId?: string | undefined }[] | undefined
     NextMarker?: string | undefined
     Truncated?: boolean | undefined
   }>
@@ -132,6 +146,7 @@ export function createSdkKmsClient(c: KmsClientConfig): KmsCalls {
     GenerateDataKeyCommand,
     GenerateRandomCommand,
     KMSClient,
+    ListAliasesCommand,
     ListKeysCommand,
     ReEncryptCommand,
     ScheduleKeyDeletionCommand,
@@ -163,6 +178,7 @@ export function createSdkKmsClient(c: KmsClientConfig): KmsCalls {
     scheduleKeyDeletion: (i, o) => client.send(new ScheduleKeyDeletionCommand(i), h(o)),
     describeKey: (i, o) => client.send(new DescribeKeyCommand(i), h(o)),
     listKeys: (i, o) => client.send(new ListKeysCommand(i), h(o)),
+    listAliases: (i, o) => client.send(new ListAliasesCommand(i), h(o)),
     destroy: () => {
       client.destroy()
     },

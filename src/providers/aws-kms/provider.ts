@@ -10,7 +10,6 @@
  * when a region is unavailable or throttling after its retries, and prefers healthy regions for a while.
  */
 import { createHash } from 'node:crypto'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { EngineError } from '../../core/errors.js'
 import type {
   CallOptions,
@@ -22,7 +21,7 @@ import type {
   RootKeyProvider,
 } from '../../core/ports.js'
 import { SecretBytes } from '../../core/secret-bytes.js'
-import { retryClass, toKmsEngineError, type KmsOp } from './errors.js'
+import { toKmsEngineError, withKmsRetries, type KmsOp } from './errors.js'
 import { createSdkKmsClient, type KmsCalls, type KmsClientConfig } from './kms-client.js'
 
 /** One region the provider can reach. */
@@ -360,36 +359,16 @@ export class AwsKmsProvider implements RootKeyProvider {
     throw last ?? new EngineError('PROVIDER_UNAVAILABLE', `aws-kms ${op}: no region answered`)
   }
 
-  async #withRetries<T>(
-    op: KmsOp,
-    ref: string | undefined,
-    opts: CallOptions,
-    call: () => Promise<T>,
-  ): Promise<T> {
+  #withRetries<T>(op: KmsOp, ref: string | undefined, opts: CallOptions, call: () => Promise<T>): Promise<T> {
     if (this.#closed) throw new EngineError('PROVIDER_UNAVAILABLE', 'aws-kms: closed')
-    for (let attempt = 1; ; attempt++) {
-      if (opts.signal?.aborted === true)
-        throw new EngineError('ABORTED', `aws-kms ${op}: aborted by the caller`)
-      try {
-        return await call()
-      } catch (err) {
-        if (aborted(opts.signal)) {
-          throw new EngineError('ABORTED', `aws-kms ${op}: aborted by the caller`, { cause: err })
-        }
-        if (attempt >= this.#maxAttempts || retryClass(err) === 'no') throw toKmsEngineError(err, op, ref)
-        const cap = Math.min(this.#maxDelay, this.#baseDelay * 2 ** (attempt - 1))
-        try {
-          await sleep(Math.random() * cap, undefined, { signal: opts.signal })
-        } catch (abort) {
-          throw new EngineError('ABORTED', `aws-kms ${op}: aborted by the caller`, { cause: abort })
-        }
-      }
-    }
+    return withKmsRetries(
+      op,
+      ref,
+      opts.signal,
+      { maxAttempts: this.#maxAttempts, baseDelayMs: this.#baseDelay, maxDelayMs: this.#maxDelay },
+      call,
+    )
   }
-}
-
-function aborted(signal: AbortSignal | undefined): boolean {
-  return signal?.aborted === true
 }
 
 /** One KMS call made against one region's client. */

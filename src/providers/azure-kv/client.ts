@@ -76,15 +76,35 @@ export type AzureKvCredential =
 /** How long a static token is claimed to last (the SDK refreshes a token some minutes before it expires). */
 const STATIC_TOKEN_LIFETIME_MS = 60 * 60 * 1000
 
-/** A credential handing out a fixed token, or the current content of a token file. */
+/** A credential handing out a fixed token, or the current content of a token file or secret source. */
 class StaticTokenCredential implements AzureTokenCredential {
-  readonly #token: () => string
-  constructor(token: () => string) {
+  readonly #token: () => string | Promise<string>
+  constructor(token: () => string | Promise<string>) {
     this.#token = token
   }
   async getToken(): Promise<AzureAccessToken> {
-    return { token: this.#token(), expiresOnTimestamp: Date.now() + STATIC_TOKEN_LIFETIME_MS }
+    return { token: await this.#token(), expiresOnTimestamp: Date.now() + STATIC_TOKEN_LIFETIME_MS }
   }
+}
+
+/**
+ * A credential whose bearer token is `read()` again on every token request (the SDK asks when its cached
+ * token nears the claimed one-hour lifetime, and after a 401 challenge). An empty token or a failing read is
+ * PROVIDER_LOGIN_FAILED, the read's own error kept as cause; the token never enters a message.
+ */
+export function readTokenCredential(read: () => Promise<string>): AzureTokenCredential {
+  return new StaticTokenCredential(async () => {
+    let token: string
+    try {
+      token = (await read()).trim()
+    } catch (err) {
+      throw new EngineError('PROVIDER_LOGIN_FAILED', 'azure-kv: the token source cannot be read', {
+        cause: err,
+      })
+    }
+    if (token === '') throw new EngineError('PROVIDER_LOGIN_FAILED', 'azure-kv: the token source is empty')
+    return token
+  })
 }
 
 function nonEmpty(v: unknown, what: string): string {

@@ -18,7 +18,7 @@
  * HSM's RNG (`getRandomBytes`, `POST /rng`); a vault without one fails with PROVIDER_UNSUPPORTED unless
  * `randomSource: 'node'` was chosen explicitly.
  */
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import type { CryptographyClient, KeyClient, KeyClientOptions } from '@azure/keyvault-keys'
 import { EngineError } from '../../core/errors.js'
 import type {
@@ -32,19 +32,12 @@ import type {
   RootKeyProvider,
 } from '../../core/ports.js'
 import { SecretBytes } from '../../core/secret-bytes.js'
+import { openBlob, sealBlob, type AzureCallOptions } from './blobs.js'
+import { azurePages, callAzure, type AzureListing } from './calls.js'
 import { buildCredential, loadKeysSdk, type AzureKvCredential, type AzureTokenCredential } from './client.js'
-import { toAzureEngineError, type AzureOp } from './errors.js'
+import type { AzureOp } from './errors.js'
 
-/** Blob layout 0x01: `0x01 ‖ iv (12) ‖ tag (16) ‖ ciphertext` — A256GCM under an `oct-HSM` key. */
-export const BLOB_A256GCM = 0x01
-/** Blob layout 0x02: `0x02 ‖ RSA-OAEP-256(DEK ‖ SHA-256(AAD))` under an `RSA-HSM` key. */
-export const BLOB_RSA_OAEP_256 = 0x02
-/** Blob layout 0x03: `0x03 ‖ RSA-OAEP(DEK ‖ SHA-256(AAD))` (SHA-1 OAEP) under an `RSA-HSM` key. */
-export const BLOB_RSA_OAEP = 0x03
-
-const IV_LENGTH = 12
-const TAG_LENGTH = 16
-const AAD_HASH_LENGTH = 32
+export { BLOB_A256GCM, BLOB_RSA_OAEP_256, BLOB_RSA_OAEP, BLOB_A256KW } from './blobs.js'
 
 const TAG_CATALOG = 'envelope-kms-catalog'
 const TAG_KEY = 'envelope-kms-key'
@@ -98,19 +91,8 @@ export interface AzureKvProviderOptions {
   readonly deletePollIntervalMs?: number
 }
 
-function aadHash(aad: Buffer): Buffer {
-  return createHash('sha256').update(aad).digest()
-}
-
-function mismatch(): EngineError {
-  return new EngineError(
-    'UNWRAP_AAD_MISMATCH',
-    'azure-kv decrypt: the ciphertext does not authenticate under this key and AAD',
-  )
-}
-
-/** The name and version of a `kid` (`https://host/keys/<name>/<version>`). */
-function parseRef(ref: string): { name: string; version: string } {
+/** The name and version of a `kid` (`https://host/keys/<name>/<version>`). @throws EngineError CIPHERTEXT_INVALID */
+export function parseRef(ref: string): { name: string; version: string } {
   let url: URL
   try {
     url = new URL(ref)
@@ -133,10 +115,6 @@ function nonNegative(v: number | undefined, dflt: number, name: string): number 
 }
 
 const MAX_CRYPTO_CLIENTS = 1024
-
-function aborted(signal: AbortSignal | undefined): boolean {
-  return signal?.aborted === true
-}
 
 export class AzureKvProvider implements RootKeyProvider {
   readonly name = 'azure-kv'
@@ -316,64 +294,13 @@ export class AzureKvProvider implements RootKeyProvider {
     opts: CallOptions = {},
   ): Promise<Buffer> {
     const c = this.#cryptoClient(ref)
-    if (this.#keyType === 'oct-HSM') {
-      const out = await this.#call('encrypt', ref, opts, (o) =>
-        c.encrypt(
-          { algorithm: 'A256GCM', plaintext: plaintext.bytes, additionalAuthenticatedData: aadHash(aad) },
-          o,
-        ),
-      )
-      const iv = out.iv
-      const tag = out.authenticationTag
-      if (iv?.length !== IV_LENGTH || tag?.length !== TAG_LENGTH || out.result.length !== plaintext.length)
-        throw new EngineError('PROVIDER_ERROR', 'azure-kv encrypt: unexpected A256GCM response')
-      return Buffer.concat([Buffer.of(BLOB_A256GCM), iv, tag, out.result])
-    }
-    const inner = Buffer.concat([plaintext.bytes, aadHash(aad)])
-    try {
-      const out = await this.#call('encrypt', ref, opts, (o) => c.wrapKey(this.#rsaAlg, inner, o))
-      return Buffer.concat([
-        Buffer.of(this.#rsaAlg === 'RSA-OAEP-256' ? BLOB_RSA_OAEP_256 : BLOB_RSA_OAEP),
-        out.result,
-      ])
-    } finally {
-      inner.fill(0)
-    }
+    const alg = this.#keyType === 'oct-HSM' ? 'A256GCM' : this.#rsaAlg
+    return this.#call('encrypt', ref, opts, (o) => sealBlob(c, alg, plaintext, aad, o))
   }
 
   async decryptOpaque(ref: string, blob: Buffer, aad: Buffer, opts: CallOptions = {}): Promise<SecretBytes> {
     const c = this.#cryptoClient(ref)
-    const layout = blob[0]
-    if (layout === BLOB_A256GCM) {
-      if (blob.length < 1 + IV_LENGTH + TAG_LENGTH) throw mismatch()
-      const out = await this.#call('decrypt', ref, opts, (o) =>
-        c.decrypt(
-          {
-            algorithm: 'A256GCM',
-            iv: blob.subarray(1, 1 + IV_LENGTH),
-            authenticationTag: blob.subarray(1 + IV_LENGTH, 1 + IV_LENGTH + TAG_LENGTH),
-            ciphertext: blob.subarray(1 + IV_LENGTH + TAG_LENGTH),
-            additionalAuthenticatedData: aadHash(aad),
-          },
-          o,
-        ),
-      )
-      const s = SecretBytes.copyOf(out.result)
-      out.result.fill(0)
-      return s
-    }
-    if (layout !== BLOB_RSA_OAEP_256 && layout !== BLOB_RSA_OAEP) throw mismatch()
-    const alg = layout === BLOB_RSA_OAEP_256 ? 'RSA-OAEP-256' : 'RSA-OAEP'
-    const out = await this.#call('decrypt', ref, opts, (o) => c.unwrapKey(alg, blob.subarray(1), o))
-    const inner = out.result
-    try {
-      if (inner.length < AAD_HASH_LENGTH) throw mismatch()
-      const bound = inner.subarray(inner.length - AAD_HASH_LENGTH)
-      if (!timingSafeEqual(bound, aadHash(aad))) throw mismatch()
-      return SecretBytes.copyOf(inner.subarray(0, inner.length - AAD_HASH_LENGTH))
-    } finally {
-      inner.fill(0)
-    }
+    return this.#call('decrypt', ref, opts, (o) => openBlob(c, blob, aad, o))
   }
 
   async generateRandom(length: number, opts: OutputOptions = {}): Promise<SecretBytes> {
@@ -480,38 +407,15 @@ export class AzureKvProvider implements RootKeyProvider {
     op: AzureOp,
     ref: string | undefined,
     opts: CallOptions,
-    fn: (o: { abortSignal?: AbortSignal; requestOptions: { timeout: number } }) => Promise<T>,
+    fn: (o: AzureCallOptions) => Promise<T>,
   ): Promise<T> {
     if (this.#closed) throw new EngineError('PROVIDER_UNAVAILABLE', 'azure-kv: closed')
-    if (opts.signal?.aborted === true)
-      throw new EngineError('ABORTED', `azure-kv ${op}: aborted by the caller`)
-    try {
-      return await fn({
-        ...(opts.signal === undefined ? {} : { abortSignal: opts.signal }),
-        requestOptions: { timeout: this.#timeoutMs },
-      })
-    } catch (err) {
-      throw toAzureEngineError(err, op, ref, aborted(opts.signal))
-    }
+    return callAzure(op, ref, opts, this.#timeoutMs, fn)
   }
 
   /** The items of a paged listing, each page fetched through {@link #call}. */
-  async *#pages<T>(
-    op: AzureOp,
-    opts: CallOptions,
-    list: (o: { abortSignal?: AbortSignal; requestOptions: { timeout: number } }) => {
-      byPage(): AsyncIterator<T[]>
-    },
-  ): AsyncGenerator<T> {
-    let pages: AsyncIterator<T[]> | undefined
-    for (;;) {
-      const page = await this.#call(op, undefined, opts, async (o) => {
-        pages ??= list(o).byPage()
-        return pages.next()
-      })
-      if (page.done === true) return
-      yield* page.value
-    }
+  #pages<T>(op: AzureOp, opts: CallOptions, list: AzureListing<T>): AsyncGenerator<T> {
+    return azurePages((fn) => this.#call(op, undefined, opts, fn), list)
   }
 }
 
