@@ -129,7 +129,7 @@ export function findSecretKeys(
   js: Pkcs11Js,
   p11: ModuleEntry['p11'],
   s: Handle,
-  extra: { type: number; value: boolean | Buffer }[],
+  extra: Attribute[],
 ): Handle[] {
   p11.C_FindObjectsInit(s, [{ type: js.CKA_CLASS, value: js.CKO_SECRET_KEY }, ...extra])
   const out: Handle[] = []
