@@ -5,8 +5,12 @@
  * the source's own blob. The AAD given to the source is the engine's AAD of opaque ciphertexts (domain,
  * header, DEK length, tenant, caller AAD; `buildHsmAad`): a ciphertext moved to another tenant, another
  * linked key or version, or unwrapped with other caller AAD does not authenticate at the source.
+ *
+ * Not every source can bind an AAD (Azure RSA keys wrap with RSA-OAEP-256, which has none), so what the
+ * source encrypts is the DEK followed by the SHA-256 of that AAD, checked on unwrap: the binding holds
+ * whatever the source, and a source that binds the AAD itself checks it twice.
  */
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import { EngineError, invalidField } from '../errors.js'
 import {
   buildHsmAad,
@@ -23,6 +27,11 @@ import type { LinkedKeyRecord } from '../ports-sync.js'
 import { SecretBytes } from '../secret-bytes.js'
 import type { SyncConnections } from './connections.js'
 import type { LinkedUnwrapResult, LinkedWrapResult } from './types.js'
+
+/** Bytes of the AAD digest appended to the DEK inside the source's blob. */
+const BINDING_BYTES = 32
+
+const digest = (aad: Buffer): Buffer => createHash('sha256').update(aad).digest()
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
@@ -90,7 +99,14 @@ export async function wrapLinked(
   try {
     const header = encodeHeader(Mechanism.OPAQUE, r.id, index + 1)
     const source = await sourceOf(connections, r)
-    const blob = await source.wrap(version.ref, dek, buildHsmAad(header, dek.length, tenant, aad))
+    const hsmAad = buildHsmAad(header, dek.length, tenant, aad)
+    const inner = SecretBytes.adopt(Buffer.concat([dek.bytes, digest(hsmAad)]))
+    let blob: Buffer
+    try {
+      blob = await source.wrap(version.ref, inner, hsmAad)
+    } finally {
+      inner.zeroize()
+    }
     const ciphertext = encodeOpaqueCiphertext(header, dek.length, blob).toString('base64')
     return { ciphertext, keyId: r.id, keyVersion: index + 1, plaintext: generated ? dek : undefined }
   } catch (err) {
@@ -128,14 +144,22 @@ export async function unwrapLinked(
     )
   }
   const source = await sourceOf(connections, r)
-  const dek = await source.unwrap(
-    version.ref,
-    parsed.encrypted,
-    buildHsmAad(parsed.header, parsed.dekLength, tenant, aad),
-  )
-  if (dek.length !== parsed.dekLength) {
-    dek.zeroize()
-    throw new EngineError('UNWRAP_AAD_MISMATCH', 'ciphertext: the unwrapped DEK has the wrong length')
+  const hsmAad = buildHsmAad(parsed.header, parsed.dekLength, tenant, aad)
+  const inner = await source.unwrap(version.ref, parsed.encrypted, hsmAad)
+  try {
+    const b = inner.bytes
+    if (
+      b.length !== parsed.dekLength + BINDING_BYTES ||
+      !timingSafeEqual(b.subarray(parsed.dekLength), digest(hsmAad))
+    ) {
+      throw new EngineError(
+        'UNWRAP_AAD_MISMATCH',
+        'ciphertext: does not authenticate with this AAD, tenant and key',
+      )
+    }
+    const plaintext = SecretBytes.copyOf(b.subarray(0, parsed.dekLength))
+    return { plaintext, keyId: r.id, keyVersion: parsed.keyVersion }
+  } finally {
+    inner.zeroize()
   }
-  return { plaintext: dek, keyId: r.id, keyVersion: parsed.keyVersion }
 }

@@ -47,6 +47,8 @@ class MemoryClouds {
   failDiscovery: EngineError | undefined
   failOpen: EngineError | undefined
   probes: ConnectionCheck[] | undefined
+  /** The source binds no AAD (as RSA-OAEP wrapping of Azure RSA keys). */
+  ignoreAad = false
   opened = 0
   closed = 0
 
@@ -145,13 +147,17 @@ class MemoryClouds {
       },
       async wrap(ref, plaintext, aad) {
         const iv = randomBytes(12)
-        const cipher = createCipheriv('aes-256-gcm', materialOf(ref), iv).setAAD(aad)
+        const cipher = createCipheriv('aes-256-gcm', materialOf(ref), iv).setAAD(
+          clouds.ignoreAad ? Buffer.alloc(0) : aad,
+        )
         const ct = Buffer.concat([cipher.update(plaintext.bytes), cipher.final()])
         return Buffer.concat([iv, cipher.getAuthTag(), ct])
       },
       async unwrap(ref, blob, aad) {
         try {
-          const d = createDecipheriv('aes-256-gcm', materialOf(ref), blob.subarray(0, 12)).setAAD(aad)
+          const d = createDecipheriv('aes-256-gcm', materialOf(ref), blob.subarray(0, 12)).setAAD(
+            clouds.ignoreAad ? Buffer.alloc(0) : aad,
+          )
           d.setAuthTag(blob.subarray(12, 28))
           return SecretBytes.adopt(Buffer.concat([d.update(blob.subarray(28)), d.final()]))
         } catch (err) {
@@ -575,6 +581,32 @@ describe('wrap and unwrap under linked keys', () => {
     await expectCode(w.sync.unwrap('globex', { ciphertext }), 'UNWRAP_AAD_MISMATCH')
     // The untouched ciphertext unwraps for its own tenant.
     expect((await w.sync.unwrap(T, { ciphertext })).keyId).toBe(a!.id)
+  })
+
+  it('a source that binds no AAD (RSA-OAEP-like): caller AAD, tenant and key are still bound by the engine', async () => {
+    const w = await world()
+    w.clouds.ignoreAad = true
+    w.clouds.add('hsm-a', 1)
+    const [a] = await linked(w, T, 'hsm-a')
+    await linked(w, 'globex', 'hsm-a')
+    const { ciphertext, plaintext } = await w.sync.wrap(T, a!.id, { aad: ['x'] })
+    expect(
+      (await w.sync.unwrap(T, { ciphertext, aad: ['x'] })).plaintext.bytes.equals(plaintext!.bytes),
+    ).toBe(true)
+    await expectCode(w.sync.unwrap(T, { ciphertext, aad: ['y'] }), 'UNWRAP_AAD_MISMATCH')
+    const gc = await w.sync.getConnection('globex', 'hsm-a')
+    const src = await w.sync.getLinkedKey(T, a!.id)
+    await w.store.upsertLinkedKeys(
+      'globex',
+      gc.id,
+      'pkcs11',
+      [{ ...src, id: a!.id, sourceKeyId: 'same-id' }],
+      {
+        at: 1,
+        jobId: 'manual',
+      },
+    )
+    await expectCode(w.sync.unwrap('globex', { ciphertext, aad: ['x'] }), 'UNWRAP_AAD_MISMATCH')
   })
 
   it('LINKED_KEY_UNAVAILABLE when deleted at the source, disabled, or not usable; unwrap of a deleted one still asks the source', async () => {
