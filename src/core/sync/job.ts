@@ -38,9 +38,7 @@ function badParams(what: string): EngineError {
 
 /** Reads and checks the params of a sync job of `cloud`. @throws EngineError INVALID_FIELD_ERR */
 export function readSyncParams(cloud: SyncCloud, params: unknown): SyncJobParams {
-  const p = (
-    typeof params === 'string' ? (JSON.parse(params) as unknown) : params
-  ) as Partial<SyncJobParams> | null
+  const p = (typeof params === 'string' ? parseJson(params) : params) as Partial<SyncJobParams> | null
   if (p === null || typeof p !== 'object') throw badParams('must be an object')
   if (p.cloud !== cloud) throw badParams(`cloud must be ${cloud}`)
   if (!Array.isArray(p.units) || !Array.isArray(p.vaults)) throw badParams('units and vaults are required')
@@ -78,6 +76,16 @@ async function storeCall<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
+/** A checkpoint's JSON, or undefined (absent or unreadable: the job starts from the first unit again). */
+function parseJson(s: string | undefined): unknown {
+  if (s === undefined) return undefined
+  try {
+    return JSON.parse(s) as unknown
+  } catch {
+    return undefined
+  }
+}
+
 function aborted(cause?: unknown): EngineError {
   return new EngineError('ABORTED', 'synchronization: stopped', cause === undefined ? {} : { cause })
 }
@@ -105,7 +113,7 @@ export function createSyncHandler(
     const { tenant, id: jobId } = ctl.job
     const params = readSyncParams(cloud, ctl.job.params)
     const signal = ctl.signal
-    const cp = checkpointOf(ctl.job.checkpoint === undefined ? undefined : JSON.parse(ctl.job.checkpoint))
+    const cp = checkpointOf(parseJson(ctl.job.checkpoint))
     const counts = { ...cp.counts }
     const total = params.units.length
 
