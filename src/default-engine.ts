@@ -79,12 +79,20 @@ export interface EngineServicesOptions extends DefaultEngineOptions {
 }
 
 /**
- * The sync sources of the embedded default, by cloud. Empty here: the factories of the Azure Key Vault,
- * AWS KMS and PKCS#11 sources are added by those providers (`src/providers/*`, lazily loaded like the AWS
- * KMS backend above), and until then no connection can be created (PROVIDER_UNSUPPORTED).
+ * The sync sources of the embedded default, by cloud: the Azure Key Vault, AWS KMS and PKCS#11 sources of
+ * `src/providers/*` (docs/key-sync-sources.md), each module loaded when a connection of its cloud is first
+ * opened. Azure needs the optional peers `@azure/keyvault-keys` (and `@azure/identity` for client-secret
+ * and managed-identity credentials); without them opening an Azure connection is PROVIDER_UNSUPPORTED.
  */
 export function defaultSyncSources(): SyncSourceFactories {
-  return {}
+  return {
+    azure: async (connection, secrets) =>
+      (await import('./providers/azure-kv/sync-source.js')).createAzureSyncSource(connection, secrets),
+    aws: async (connection, secrets) =>
+      (await import('./providers/aws-kms/sync-source.js')).createAwsSyncSource(connection, secrets),
+    pkcs11: async (connection, secrets) =>
+      (await import('./providers/pkcs11/sync-source.js')).createPkcs11SyncSource(connection, secrets),
+  }
 }
 
 /** What {@link createEngineServicesFromConfig} opens: close it once, when done. */
