@@ -14,6 +14,7 @@ import type { JobRunner, JobRunnerOptions } from './core/jobs/runner.js'
 import type { ExternalKeyBackend } from './core/ports-tenant-keys.js'
 import type { SyncSourceFactories } from './core/ports-sync.js'
 import type { KeySyncService } from './core/sync/service.js'
+import type { SyncHandlerOptions } from './core/sync/job.js'
 import type { MigrationHandlerOptions } from './core/tenant-keys/migration.js'
 import type { TenantKeyProvidersService } from './core/tenant-keys/service.js'
 import { VaultKeys } from './core/vault-keys/vault-keys.js'
@@ -76,6 +77,8 @@ export interface EngineServicesOptions extends DefaultEngineOptions {
   readonly awsKms?: ExternalKeyBackend
   /** The sources key synchronization can open, by cloud (default: {@link defaultSyncSources}). */
   readonly syncSources?: SyncSourceFactories
+  /** Batch size of synchronization jobs (keys per upsert and checkpoint; default 100). */
+  readonly syncJob?: SyncHandlerOptions
 }
 
 /**
@@ -129,7 +132,7 @@ export async function createEngineServicesFromConfig(
   const { createJobRunner } = await import('./core/jobs/runner.js')
   const { createTenantKeyProviders, lazyMigrationHandler } = await import('./core/tenant-keys/service.js')
   const { createKeySync, lazySyncHandlers } = await import('./core/sync/service.js')
-  const { jobs: jobOptions, migration, awsKms: awsOverride, syncSources, ...engineOptions } = options
+  const { jobs: jobOptions, migration, awsKms: awsOverride, syncSources, syncJob, ...engineOptions } = options
   const store = await openSqliteStore({ path: config.catalog.path })
   const closers: (() => Promise<void>)[] = [() => store.close()]
   const closeAll = async (): Promise<void> => {
@@ -166,7 +169,13 @@ export async function createEngineServicesFromConfig(
     })
     ref.service = tenantKeys
     closers.push(() => tenantKeys.close())
-    const sync = createKeySync({ store, jobs, sources: syncSources ?? defaultSyncSources(), clock })
+    const sync = createKeySync({
+      store,
+      jobs,
+      sources: syncSources ?? defaultSyncSources(),
+      clock,
+      ...(syncJob === undefined ? {} : { job: syncJob }),
+    })
     ref.sync = sync
     closers.push(() => sync.close())
     closers.push(() => jobs.close())
