@@ -140,6 +140,33 @@ export default tseslint.config(
     },
   },
   {
+    // Key synchronization is a service beside the engine: its keys are linked (external) keys reached through
+    // their sources, never the engine's root keys, so it imports no operation folder nor the facade.
+    files: ['src/core/sync/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            CORE_PORTS_ONLY,
+            {
+              group: [
+                '../keys/*',
+                '../wrap/*',
+                '../envelope/*',
+                '../tenant-keys/*',
+                '../vault-keys/*',
+                '../context.js',
+                '../engine.js',
+              ],
+              message: 'sync/ uses its ports, format/ and the job system only (docs/architecture.md)',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
     files: ['src/providers/**/*.ts', 'src/store/**/*.ts'],
     rules: {
       'no-restricted-imports': [

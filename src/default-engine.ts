@@ -12,6 +12,8 @@ import {
 import { createEngine, type EngineOptions, type EnvelopeEngine } from './core/engine.js'
 import type { JobRunner, JobRunnerOptions } from './core/jobs/runner.js'
 import type { ExternalKeyBackend } from './core/ports-tenant-keys.js'
+import type { SyncSourceFactories } from './core/ports-sync.js'
+import type { KeySyncService } from './core/sync/service.js'
 import type { MigrationHandlerOptions } from './core/tenant-keys/migration.js'
 import type { TenantKeyProvidersService } from './core/tenant-keys/service.js'
 import { VaultKeys } from './core/vault-keys/vault-keys.js'
@@ -72,6 +74,17 @@ export interface EngineServicesOptions extends DefaultEngineOptions {
   readonly migration?: MigrationHandlerOptions
   /** The AWS KMS backend of customer-managed keys (default: built from `config.tenantKeys`). */
   readonly awsKms?: ExternalKeyBackend
+  /** The sources key synchronization can open, by cloud (default: {@link defaultSyncSources}). */
+  readonly syncSources?: SyncSourceFactories
+}
+
+/**
+ * The sync sources of the embedded default, by cloud. Empty here: the factories of the Azure Key Vault,
+ * AWS KMS and PKCS#11 sources are added by those providers (`src/providers/*`, lazily loaded like the AWS
+ * KMS backend above), and until then no connection can be created (PROVIDER_UNSUPPORTED).
+ */
+export function defaultSyncSources(): SyncSourceFactories {
+  return {}
 }
 
 /** What {@link createEngineServicesFromConfig} opens: close it once, when done. */
@@ -81,13 +94,15 @@ export interface EngineServices {
   readonly jobs: JobRunner
   /** Tenant key providers and the per-tenant data-key catalog. */
   readonly tenantKeys: TenantKeyProvidersService
+  /** Key synchronization: cloud connections, synchronization jobs, linked keys (docs/key-sync.md). */
+  readonly sync: KeySyncService
   /** Stops the runner (jobs stay active and resume at the next start), then closes everything. */
   close(): Promise<void>
 }
 
 /**
- * Opens the engine, the job runner (with the key-provider migration handler, started: interrupted
- * migrations resume) and tenant key providers over one SQLite catalog.
+ * Opens the engine, the job runner (with the key-provider migration and key synchronization handlers,
+ * started: interrupted jobs resume), tenant key providers and key synchronization over one SQLite catalog.
  * @throws EngineError CONFIG_INVALID, PROVIDER_*, STORE_ERROR
  * @example
  * const { tenantKeys, close } = await createEngineServicesFromConfig()
@@ -105,7 +120,8 @@ export async function createEngineServicesFromConfig(
   const { openSqliteStore } = await import('./store/sqlite/store.js')
   const { createJobRunner } = await import('./core/jobs/runner.js')
   const { createTenantKeyProviders, lazyMigrationHandler } = await import('./core/tenant-keys/service.js')
-  const { jobs: jobOptions, migration, awsKms: awsOverride, ...engineOptions } = options
+  const { createKeySync, lazySyncHandlers } = await import('./core/sync/service.js')
+  const { jobs: jobOptions, migration, awsKms: awsOverride, syncSources, ...engineOptions } = options
   const store = await openSqliteStore({ path: config.catalog.path })
   const closers: (() => Promise<void>)[] = [() => store.close()]
   const closeAll = async (): Promise<void> => {
@@ -122,13 +138,13 @@ export async function createEngineServicesFromConfig(
       const backend = awsKms
       closers.push(() => backend.close())
     }
-    const ref: { service?: TenantKeyProvidersService } = {}
+    const ref: { service?: TenantKeyProvidersService; sync?: KeySyncService } = {}
     const clock = engineOptions.clock ?? { now: () => Date.now() }
     const jobs = createJobRunner({
       ...jobOptions,
       store,
       clock,
-      handlers: [lazyMigrationHandler(() => ref.service)],
+      handlers: [lazyMigrationHandler(() => ref.service), ...lazySyncHandlers(() => ref.sync)],
     })
     const tenantKeys = createTenantKeyProviders({
       engine,
@@ -142,6 +158,9 @@ export async function createEngineServicesFromConfig(
     })
     ref.service = tenantKeys
     closers.push(() => tenantKeys.close())
+    const sync = createKeySync({ store, jobs, sources: syncSources ?? defaultSyncSources(), clock })
+    ref.sync = sync
+    closers.push(() => sync.close())
     closers.push(() => jobs.close())
     await jobs.start()
     let closed = false
@@ -149,6 +168,7 @@ export async function createEngineServicesFromConfig(
       engine,
       jobs,
       tenantKeys,
+      sync,
       close: async () => {
         if (closed) return
         closed = true

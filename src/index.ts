@@ -160,9 +160,55 @@ export type {
   ReplicaKey,
   TenantKeyState,
 } from './core/ports-tenant-keys.js'
+export { createKeySync, lazySyncHandlers } from './core/sync/service.js'
+export type { KeySyncOptions, KeySyncService } from './core/sync/service.js'
+export type { SyncHandlerOptions } from './core/sync/job.js'
+export { createSecretResolver } from './core/sync/secrets.js'
+export { validateConnectionParams, validateSecretSource } from './core/sync/connections.js'
+export { syncJobType } from './core/sync/types.js'
+export type {
+  ConnectionInput,
+  ConnectionView,
+  KeySync,
+  LinkedKeyView,
+  LinkedUnwrapResult,
+  LinkedWrapResult,
+  SyncCounts,
+  SyncJobRequest,
+  SyncJobView,
+  SyncOverallStatus,
+} from './core/sync/types.js'
+export { SYNC_CLOUDS } from './core/ports-sync.js'
+export type {
+  AwsConnectionParams,
+  AzureConnectionParams,
+  ConnectionCheck,
+  ConnectionParams,
+  ConnectionPatch,
+  ConnectionRecord,
+  ConnectionStore,
+  ConnectionTestRecord,
+  DiscoveredKey,
+  LinkedKeyQuery,
+  LinkedKeyRecord,
+  LinkedKeyStore,
+  LinkedKeyVersion,
+  Pkcs11ConnectionParams,
+  SecretResolver,
+  SecretSource,
+  SyncCloud,
+  SyncSource,
+  SyncSourceFactories,
+  SyncSourceFactory,
+  UpsertOutcome,
+} from './core/ports-sync.js'
 export { encodeWrappedDek, parseWrappedDek, BYOK_PREFIX_V1 } from './core/format/wrapped-dek.js'
 export type { ParsedWrappedDek } from './core/format/wrapped-dek.js'
 export { loadConfig, describeConfig, defaultSoftHsmConf, resolveTenantKeysConfig } from './config.js'
 export type { EngineConfig, Pkcs11Config, TenantKeysConfig } from './config.js'
-export { createEngineFromConfig, createEngineServicesFromConfig } from './default-engine.js'
+export {
+  createEngineFromConfig,
+  createEngineServicesFromConfig,
+  defaultSyncSources,
+} from './default-engine.js'
 export type { DefaultEngineOptions, EngineServices, EngineServicesOptions } from './default-engine.js'

@@ -30,6 +30,7 @@ export function toJobView(r: JobRecord): JobView {
     cancelRequested: r.cancelRequested,
     error: r.error,
     result: r.result === undefined ? undefined : parseJson(r.result),
+    checkpoint: r.checkpoint === undefined ? undefined : parseJson(r.checkpoint),
     createdBy: r.createdBy,
     createdAt: new Date(r.createdAt),
     updatedAt: new Date(r.updatedAt),

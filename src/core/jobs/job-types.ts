@@ -55,6 +55,11 @@ export interface JobView {
   readonly cancelRequested: boolean
   readonly error: { readonly code: string; readonly message: string } | undefined
   readonly result: unknown
+  /**
+   * The handler's last durable checkpoint (parsed), or undefined before the first one: what a service reads
+   * its progress counters from while the job runs, or after it was cancelled or failed.
+   */
+  readonly checkpoint: unknown
   readonly createdBy: string | undefined
   readonly createdAt: Date
   readonly updatedAt: Date

@@ -341,8 +341,53 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX vault_keys_purge_due ON vault_keys(purge_at) WHERE purge_at IS NOT NULL;
   CREATE INDEX vault_key_versions_by_ref ON vault_key_versions(provider_ref);
   `,
-  // 15: cloud connections of key synchronization (store/sqlite/connections.ts). Reserved.
-  `-- reserved 15`,
-  // 16: linked (synchronized) root keys (store/sqlite/linked-keys.ts). Reserved.
-  `-- reserved 16`,
+  // 15: cloud connections of key synchronization (store/sqlite/connections.ts): params as JSON (secret
+  // references only, never a secret), names unique per tenant case-insensitively.
+  `
+  CREATE TABLE sync_connections (
+    tenant      TEXT NOT NULL,
+    id          TEXT NOT NULL,
+    name        TEXT NOT NULL COLLATE NOCASE,
+    cloud       TEXT NOT NULL CHECK (cloud IN ('azure', 'aws', 'pkcs11')),
+    description TEXT,
+    params      TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    last_test   TEXT,
+    PRIMARY KEY (tenant, id),
+    UNIQUE (tenant, name)
+  ) STRICT;
+  CREATE INDEX sync_connections_by_cloud ON sync_connections(tenant, cloud, name);
+  `,
+  // 16: linked (synchronized) root keys (store/sqlite/linked-keys.ts): one row per key of a connection
+  // (its identity at the source unique within the connection), versions and attributes as JSON. A
+  // connection with linked keys cannot be deleted (checked in the delete's transaction; the foreign key
+  // backs it).
+  `
+  CREATE TABLE linked_keys (
+    tenant               TEXT NOT NULL,
+    id                   TEXT NOT NULL,
+    cloud                TEXT NOT NULL CHECK (cloud IN ('azure', 'aws', 'pkcs11')),
+    connection_id        TEXT NOT NULL,
+    source_key_id        TEXT NOT NULL,
+    vault                TEXT NOT NULL,
+    name                 TEXT NOT NULL,
+    key_type             TEXT NOT NULL,
+    usable               INTEGER NOT NULL CHECK (usable IN (0, 1)),
+    enabled              INTEGER NOT NULL CHECK (enabled IN (0, 1)),
+    versions             TEXT NOT NULL,
+    attributes           TEXT NOT NULL,
+    source_state         TEXT NOT NULL CHECK (source_state IN ('present', 'deleted')),
+    deleted_at_source_at INTEGER,
+    first_synced_at      INTEGER NOT NULL,
+    last_synced_at       INTEGER NOT NULL,
+    last_sync_job_id     TEXT NOT NULL,
+    PRIMARY KEY (tenant, id),
+    UNIQUE (tenant, connection_id, source_key_id),
+    FOREIGN KEY (tenant, connection_id) REFERENCES sync_connections(tenant, id)
+  ) STRICT;
+  CREATE INDEX linked_keys_by_cloud ON linked_keys(tenant, cloud, id);
+  CREATE INDEX linked_keys_by_connection ON linked_keys(tenant, connection_id, id);
+  CREATE INDEX linked_keys_by_state ON linked_keys(tenant, source_state, id);
+  `,
 ]

@@ -47,7 +47,20 @@ import type {
   KeyProviderStore,
   TenantKeyState,
 } from '../../core/ports-tenant-keys.js'
+import type {
+  ConnectionPatch,
+  ConnectionRecord,
+  ConnectionStore,
+  DiscoveredKey,
+  LinkedKeyQuery,
+  LinkedKeyRecord,
+  LinkedKeyStore,
+  SyncCloud,
+  UpsertOutcome,
+} from '../../core/ports-sync.js'
+import { connectionStore } from './connections.js'
 import { dataKeyStore } from './data-keys.js'
+import { linkedKeyStore } from './linked-keys.js'
 import type { KeyRegionRecord, KeyRegionStore } from '../../core/ports-key-regions.js'
 import type { VaultKeyStore } from '../../core/ports-vault-keys.js'
 import { importTokenStore } from './import-tokens.js'
@@ -85,8 +98,20 @@ function isUniqueViolation(err: unknown): boolean {
   )
 }
 
-/** {@link MetadataStore} on one SQLite file, with the JobStore, KeyRegionStore, KeyProviderStore and DataKeyStore roles beside it. */
-export class SqliteStore implements MetadataStore, JobStore, KeyRegionStore, KeyProviderStore, DataKeyStore {
+/**
+ * {@link MetadataStore} on one SQLite file, with the JobStore, KeyRegionStore, KeyProviderStore, DataKeyStore,
+ * ConnectionStore and LinkedKeyStore roles beside it.
+ */
+export class SqliteStore
+  implements
+    MetadataStore,
+    JobStore,
+    KeyRegionStore,
+    KeyProviderStore,
+    DataKeyStore,
+    ConnectionStore,
+    LinkedKeyStore
+{
   readonly catalogId: string
   readonly #db: Db
   readonly #s: Statements
@@ -95,6 +120,8 @@ export class SqliteStore implements MetadataStore, JobStore, KeyRegionStore, Key
   readonly #regs: RegistrationStore & KeyEventLog
   readonly #providers: KeyProviderStore
   readonly #dataKeys: DataKeyStore
+  readonly #connections: ConnectionStore
+  readonly #linkedKeys: LinkedKeyStore
   readonly #jobs: JobStore
   readonly #keyRegions: KeyRegionStore
   /** The vault keys of the Azure-Key-Vault-compatible API (vault-keys.ts): a role beside MetadataStore. */
@@ -109,6 +136,8 @@ export class SqliteStore implements MetadataStore, JobStore, KeyRegionStore, Key
     this.#regs = registrationStore(db)
     this.#providers = keyProviderStore(db)
     this.#dataKeys = dataKeyStore(db)
+    this.#connections = connectionStore(db)
+    this.#linkedKeys = linkedKeyStore(db)
     this.#jobs = jobStore(db)
     this.#keyRegions = keyRegionStore(db)
     const id = db.prepare<[], string>("SELECT v FROM catalog_meta WHERE k = 'catalog_id'").pluck().get()
@@ -184,6 +213,55 @@ export class SqliteStore implements MetadataStore, JobStore, KeyRegionStore, Key
   }
   replaceWrapped(tenant: string, updates: Parameters<DataKeyStore['replaceWrapped']>[1]): Promise<number> {
     return this.#dataKeys.replaceWrapped(tenant, updates)
+  }
+
+  // Connections of key synchronization: connections.ts.
+  insertConnection(r: ConnectionRecord): Promise<boolean> {
+    return this.#connections.insertConnection(r)
+  }
+  getConnection(tenant: string, id: string): Promise<ConnectionRecord | undefined> {
+    return this.#connections.getConnection(tenant, id)
+  }
+  getConnectionByName(tenant: string, name: string): Promise<ConnectionRecord | undefined> {
+    return this.#connections.getConnectionByName(tenant, name)
+  }
+  listConnections(tenant: string, cloud?: SyncCloud): Promise<ConnectionRecord[]> {
+    return this.#connections.listConnections(tenant, cloud)
+  }
+  updateConnection(tenant: string, id: string, patch: ConnectionPatch): Promise<boolean> {
+    return this.#connections.updateConnection(tenant, id, patch)
+  }
+  deleteConnection(tenant: string, id: string): Promise<'deleted' | 'not-found' | 'in-use'> {
+    return this.#connections.deleteConnection(tenant, id)
+  }
+
+  // Linked (synchronized) keys: linked-keys.ts.
+  upsertLinkedKeys(
+    tenant: string,
+    connectionId: string,
+    cloud: SyncCloud,
+    keys: readonly (DiscoveredKey & { readonly id: string })[],
+    seen: { readonly at: number; readonly jobId: string },
+  ): Promise<UpsertOutcome[]> {
+    return this.#linkedKeys.upsertLinkedKeys(tenant, connectionId, cloud, keys, seen)
+  }
+  getLinkedKey(tenant: string, id: string): Promise<LinkedKeyRecord | undefined> {
+    return this.#linkedKeys.getLinkedKey(tenant, id)
+  }
+  listLinkedKeys(tenant: string, query: LinkedKeyQuery): Promise<LinkedKeyRecord[]> {
+    return this.#linkedKeys.listLinkedKeys(tenant, query)
+  }
+  countLinkedKeys(tenant: string, query?: Omit<LinkedKeyQuery, 'after' | 'limit'>): Promise<number> {
+    return this.#linkedKeys.countLinkedKeys(tenant, query)
+  }
+  markMissingDeleted(
+    tenant: string,
+    connectionId: string,
+    jobId: string,
+    at: number,
+    vaults?: readonly string[],
+  ): Promise<number> {
+    return this.#linkedKeys.markMissingDeleted(tenant, connectionId, jobId, at, vaults)
   }
 
   // Jobs: jobs.ts.
