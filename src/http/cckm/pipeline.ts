@@ -29,6 +29,7 @@ import {
   readJsonBody,
   type AuditRoute,
 } from '../request-frame.js'
+import { refuseLiteralSecrets } from './connection-input.js'
 import * as S from './schemas.js'
 import { cckmErrorBody, FieldProblem } from './wire.js'
 
@@ -197,23 +198,6 @@ function issueMessage(error: z.ZodError): string {
   if (issue === undefined) return 'invalid request body'
   const path = issue.path.map(String).join('.')
   return `${path.length === 0 ? 'body' : path}: ${issue.message}`
-}
-
-/**
- * Refuses a literal secret where a reference belongs, before the schema runs (whose message would not say
- * what to do), and without echoing it.
- */
-function refuseLiteralSecrets(raw: unknown): void {
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return
-  const b = raw as Record<string, unknown>
-  for (const f of S.SECRET_FIELDS) {
-    const v = b[f]
-    if (v !== undefined && v !== null && typeof v !== 'object') {
-      throw badParam(
-        `${f}: a literal secret is not accepted (it would be stored in the catalog); give a reference: {"env":"VARIABLE_NAME"} or {"file":"/absolute/path"}, read by the engine when it opens the connection`,
-      )
-    }
-  }
 }
 
 const isCloud = (s: string): s is SyncCloud => (SYNC_CLOUDS as readonly string[]).includes(s)
