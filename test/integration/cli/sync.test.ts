@@ -74,6 +74,25 @@ beforeAll(async () => {
   }
 })
 
+describe('help', () => {
+  it('every connections and sync subcommand: --help prints its usage and exits 0', () => {
+    const commands = [
+      ['connections'],
+      ...['add', 'list', 'get', 'test', 'delete'].map((x) => ['connections', x]),
+      ['sync'],
+      ...['start', 'status', 'list', 'cancel'].map((x) => ['sync', x]),
+    ]
+    for (const command of commands) {
+      const r = cli([...command, '--help'])
+      expect([command, r.code]).toEqual([command, 0])
+      expect(r.out).toContain(`usage: envelope-kms ${command.join(' ')}`)
+    }
+    expect(cli(['--help']).out).toMatch(
+      /connections\s+add\|list\|get\|test\|delete[\s\S]*sync\s+start\|status\|list\|cancel/,
+    )
+  })
+})
+
 describe('envelope-kms connections', () => {
   it('add refuses a literal secret (exit 2, the value not echoed); without a source in this engine: exit 1', () => {
     const literal = cli([
