@@ -25,6 +25,8 @@ commands:
   providers    list|register|get|test|delete the tenant's key providers
   migrate      migrate the tenant's data keys to a provider (--to <fingerprint|default>) and follow it
   migration    status [--follow] of the tenant's key-provider migration
+  connections  add|list|get|test|delete the tenant's cloud connections (key synchronization)
+  sync         start|status|list|cancel key synchronization jobs (--follow shows progress)
   help         this text
 
 options:
@@ -48,6 +50,8 @@ const COMMANDS: Readonly<Record<string, () => Promise<Command | CommandGroup>>> 
   providers: async () => (await import('./commands/providers.js')).PROVIDERS,
   migrate: async () => (await import('./commands/migrate.js')).MIGRATE,
   migration: async () => (await import('./commands/migrate.js')).MIGRATION,
+  connections: async () => (await import('./commands/connections.js')).CONNECTIONS,
+  sync: async () => (await import('./commands/sync.js')).SYNC,
 }
 
 /** The package version, from the package.json this file ships with. */

@@ -14,6 +14,8 @@ const NOT_FOUND: readonly ErrorCode[] = [
   'MIGRATION_NOT_FOUND',
   'JOB_NOT_FOUND',
   'DATA_KEY_NOT_FOUND',
+  'CONNECTION_NOT_FOUND',
+  'LINKED_KEY_NOT_FOUND',
 ]
 
 /** Writes one line to stdout. */

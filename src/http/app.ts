@@ -14,10 +14,12 @@ import { BodyBudget, DEFAULT_BODY_BUDGET_FACTOR } from './body.js'
 import { header } from './headers.js'
 import { correlationIdOf, mountKeyProtect } from './keyprotect/index.js'
 import { isQlikPath, mountQlik, qlikNotFound } from './qlik/index.js'
+import { cckmNotFound, cckmProblemResponse, isCckmPath, mountCckm } from './cckm/index.js'
 import { problemResponse } from './qlik/pipeline.js'
-import { QLIK_HTTP_ERRORS } from './errors.js'
+import { CCKM_HTTP_ERRORS, QLIK_HTTP_ERRORS } from './errors.js'
 import { auditUnknownRoute } from './request-frame.js'
 import type { TenantKeyProviders } from '../core/tenant-keys/types.js'
+import type { KeySync } from '../core/sync/types.js'
 import { errorBody, type WireOptions } from './keyprotect/wire.js'
 import { FixedWindowLimiter, type RateLimitConfig } from './rate-limit.js'
 import { PACKAGE } from '../version.js'
@@ -58,6 +60,12 @@ export interface HttpAppOptions {
     readonly mutations?: number
     readonly windowMs?: number
   }
+  /**
+   * Key synchronization: when given, the Thales CCKM API (synchronization jobs and linked keys under
+   * `/api/v1/cckm/{cloud}`, connections under `/api/v1/connectionmgmt/services/{cloud}/connections`) is
+   * mounted (docs/http-cckm.md).
+   */
+  readonly sync?: KeySync
   readonly now?: () => number
   readonly onServerError?: (err: unknown, correlationId: string) => void
 }
@@ -133,6 +141,18 @@ export function createHttpApp(o: HttpAppOptions): HttpApp {
     })
   }
 
+  if (o.sync !== undefined) {
+    mountCckm(app, {
+      sync: o.sync,
+      auth: o.auth,
+      bodyLimitBytes: limitBytes,
+      bodyBudget,
+      inFlight,
+      audit,
+      onServerError: o.onServerError,
+    })
+  }
+
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', {
     type: 'http',
     scheme: 'bearer',
@@ -146,7 +166,8 @@ export function createHttpApp(o: HttpAppOptions): HttpApp {
       version: PACKAGE.version,
       description:
         'IBM Key Protect v2 compatible API over envelope-kms (keys, key actions, policies, aliases, key rings); ' +
-        'with tenant key providers, the Qlik Cloud encryption key providers API (/api/v1/encryption/keyproviders). ' +
+        'with tenant key providers, the Qlik Cloud encryption key providers API (/api/v1/encryption/keyproviders); ' +
+        'with key synchronization, the Thales CCKM API (/api/v1/cckm, /api/v1/connectionmgmt). ' +
         'Error reason codes: docs/errors.md of the package.',
       license: { name: 'Apache-2.0', url: 'https://www.apache.org/licenses/LICENSE-2.0' },
     },
@@ -158,6 +179,7 @@ export function createHttpApp(o: HttpAppOptions): HttpApp {
   app.notFound(async (c) => {
     const correlationId = cid(c)
     if (o.tenantKeys !== undefined && isQlikPath(c.req.path)) return qlikNotFound(c, audit)
+    if (o.sync !== undefined && isCckmPath(c.req.path)) return cckmNotFound(c, audit)
     // Every request of the listener is audited (the probes /health, /ready and /openapi.json excepted).
     await auditUnknownRoute(c, audit, correlationId, 'NOT_FOUND_ERR', 'keyprotect')
     return c.newResponse(
@@ -174,6 +196,9 @@ export function createHttpApp(o: HttpAppOptions): HttpApp {
     o.onServerError?.(err, id)
     if (o.tenantKeys !== undefined && isQlikPath(c.req.path)) {
       return problemResponse(QLIK_HTTP_ERRORS.internal, 'internal error', id)
+    }
+    if (o.sync !== undefined && isCckmPath(c.req.path)) {
+      return cckmProblemResponse(CCKM_HTTP_ERRORS.internal, 'internal error', id)
     }
     return c.newResponse(
       JSON.stringify(errorBody(500, 'INTERNAL_SERVER_ERR', 'internal error', 'Request')),

@@ -29,7 +29,7 @@ export interface AuditEvent {
   readonly method: string
   readonly route: string
   /** The API the request came through. */
-  readonly api?: 'keyprotect' | 'aws-kms' | 'azure-kv' | 'qlik'
+  readonly api?: 'keyprotect' | 'aws-kms' | 'azure-kv' | 'qlik' | 'cckm'
   /** The API's operation name, e.g. `Encrypt` for `TrentService.Encrypt`. */
   readonly operation?: string
   /** The key as the caller named it (key id, key ARN, alias name or alias ARN), when that is not the id. */

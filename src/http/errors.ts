@@ -447,3 +447,130 @@ export const AZURE_KV_ERRORS: Readonly<Record<ErrorCode, AzureErrorShape>> = {
   LINKED_KEY_NOT_FOUND: { status: 404, code: 'NotFound' },
   LINKED_KEY_UNAVAILABLE: { status: 409, code: 'Conflict' },
 }
+
+// ---------------------------------------------------------------- Thales CCKM key synchronization
+
+/**
+ * A CCKM error (CipherTrust Manager's body `{"code": <int>, "codeDesc": "NCERR…: …", "message": "…"}`): the
+ * HTTP status, the integer `code` and the `codeDesc`. The names follow CipherTrust's `NCERR` spelling; the
+ * numbers are this engine's (CipherTrust documents none): docs/http-cckm.md lists them all.
+ */
+export interface CckmErrorShape {
+  readonly status: number
+  readonly code: number
+  readonly codeDesc: string
+}
+
+const k = (status: number, code: number, name: string, text: string): CckmErrorShape => ({
+  status,
+  code,
+  codeDesc: `NCERR${name}: ${text}`,
+})
+
+/** Errors the CCKM HTTP layer raises itself (authentication, framing, paths), by name. */
+export const CCKM_HTTP_ERRORS = {
+  internal: k(500, 1, 'Internal', 'Internal server error'),
+  badRequest: k(400, 3, 'BadRequest', 'The request could not be parsed'),
+  invalidParam: k(400, 4, 'InvalidParamValue', 'Invalid value for parameter'),
+  notFound: k(404, 5, 'ResourceNotFound', 'Resource not found'),
+  noRoute: k(404, 6, 'NoRoute', 'No such endpoint'),
+  unauthorized: k(401, 8, 'Unauthorized', 'Authentication required'),
+  forbidden: k(403, 9, 'Forbidden', 'Not allowed'),
+  bodyTooLarge: k(413, 10, 'RequestTooLarge', 'Request body too large'),
+  unavailable: k(503, 12, 'ServiceUnavailable', 'Service unavailable; retry later'),
+} as const satisfies Record<string, CckmErrorShape>
+
+const KBAD = CCKM_HTTP_ERRORS.invalidParam
+const KNOT_FOUND = CCKM_HTTP_ERRORS.notFound
+const KINTERNAL = CCKM_HTTP_ERRORS.internal
+const KUNAVAILABLE = CCKM_HTTP_ERRORS.unavailable
+const KEXISTS = k(409, 7, 'ResourceAlreadyExists', 'Resource already exists')
+const KCONFLICT = k(409, 11, 'Conflict', 'The request conflicts with the state of the resource')
+const KUNPROCESSABLE = k(422, 13, 'Unprocessable', 'The request could not be processed')
+const KCLOUD_DENIED = k(502, 14, 'CloudAccessDenied', 'The cloud source refused the request')
+const KCLOUD_UNAVAILABLE = k(503, 15, 'CloudUnavailable', 'The cloud source is unavailable; retry later')
+
+/** Engine code → CCKM status, code and codeDesc. Codes of other resources map to the nearest class. */
+export const CCKM_ERRORS: Readonly<Record<ErrorCode, CckmErrorShape>> = {
+  KEY_NOT_FOUND_ERR: KNOT_FOUND,
+  KEY_ACTION_INVALID_STATE_ERR: KCONFLICT,
+  KEY_DELETED_ERR: KNOT_FOUND,
+  KEY_ROOT_REQ_ERR: KBAD,
+  KEY_NOT_EXTRACTABLE_ERR: KBAD,
+  REQ_TOO_EARLY_ERR: KCONFLICT,
+  KEY_ROTATION_NOT_PERMITTED: KCONFLICT,
+  KEY_ALIAS_NOT_UNIQUE_ERR: KEXISTS,
+  KEY_ALIAS_QUOTA_ERR: KCONFLICT,
+  ALIAS_NOT_FOUND_ERR: KNOT_FOUND,
+  KEY_RING_NOT_FOUND_ERR: KNOT_FOUND,
+  KEY_RING_NOT_EMPTY_ERR: KCONFLICT,
+  KEY_RING_KEYS_NOT_DELETED_ERR: KCONFLICT,
+  KEY_RING_RESOURCE_QUOTA_ERR: KCONFLICT,
+  KEY_INVALID_STATE_ERR: KCONFLICT,
+  KEY_SEARCH_TOO_BROAD: KBAD,
+  INVALID_FIELD_ERR: KBAD,
+  MISSING_FIELD_ERR: KBAD,
+  CIPHERTEXT_INVALID: k(422, 16, 'InvalidCiphertext', 'The ciphertext is not valid for this key'),
+  UNWRAP_AAD_MISMATCH: k(422, 16, 'InvalidCiphertext', 'The ciphertext is not valid for this key'),
+  KEY_VERSION_NOT_FOUND: k(422, 16, 'InvalidCiphertext', 'The ciphertext is not valid for this key'),
+  MESSAGE_INVALID: KUNPROCESSABLE,
+  MESSAGE_AUTH_FAILED: KUNPROCESSABLE,
+  MESSAGE_TOO_LARGE: CCKM_HTTP_ERRORS.bodyTooLarge,
+  CONTEXT_MISMATCH: KUNPROCESSABLE,
+  KEY_USAGE_LIMIT_ERR: KCONFLICT,
+  PROVIDER_MODULE_LOAD_FAILED: KCLOUD_UNAVAILABLE,
+  PROVIDER_TOKEN_NOT_FOUND: KCLOUD_UNAVAILABLE,
+  PROVIDER_LOGIN_FAILED: KCLOUD_DENIED,
+  PROVIDER_UNAVAILABLE: KCLOUD_UNAVAILABLE,
+  PROVIDER_THROTTLED: KCLOUD_UNAVAILABLE,
+  PROVIDER_ERROR: KINTERNAL,
+  // The cloud's SDK is not installed: this engine cannot connect to that cloud.
+  PROVIDER_UNSUPPORTED: k(400, 17, 'CloudNotSupported', 'This engine cannot connect to that cloud'),
+  POOL_SATURATED: KUNAVAILABLE,
+  POOL_WORKER_FAILED: KUNAVAILABLE,
+  STORE_ERROR: KINTERNAL,
+  CONFIG_INVALID: KINTERNAL,
+  ENGINE_CLOSED: KUNAVAILABLE,
+  ABORTED: KUNAVAILABLE,
+  INTERNAL_ERROR: KINTERNAL,
+  TAG_QUOTA_ERR: KCONFLICT,
+  PROVIDER_ACCESS_DENIED: KCLOUD_DENIED,
+  NOT_DUAL_AUTH_ERR: KCONFLICT,
+  AUTHORIZATIONS_NOT_MET: KCONFLICT,
+  KEY_PURGE_IN_PROGRESS_ERR: KCONFLICT,
+  KEY_VERSION_MATERIAL_MISSING: k(
+    422,
+    18,
+    'KeyMaterialMissing',
+    'The key version no longer exists at the source',
+  ),
+  IMPORT_TOKEN_NOT_FOUND_ERR: KNOT_FOUND,
+  IMPORT_TOKEN_EXPIRED_ERR: KCONFLICT,
+  IMPORT_TOKEN_RETRIEVALS_EXHAUSTED: KCONFLICT,
+  KEY_CREATE_IMPORT_ACCESS_ERR: CCKM_HTTP_ERRORS.forbidden,
+  IP_ADDRESS_NOT_ALLOWED_ERR: CCKM_HTTP_ERRORS.forbidden,
+  REGISTRATION_NOT_FOUND_ERR: KNOT_FOUND,
+  REGISTRATION_DUP_ERR: KEXISTS,
+  REG_INVALID_STATE_ERR: KCONFLICT,
+  PROTECTED_RESOURCE_ERR: KCONFLICT,
+  PREV_KEY_DEL_ERR: KCONFLICT,
+  EVENT_NOT_FOUND: KNOT_FOUND,
+  KEY_PROVIDER_NOT_FOUND: KNOT_FOUND,
+  KEY_PROVIDER_EXISTS: KEXISTS,
+  KEY_PROVIDER_ARN_INVALID: KBAD,
+  KEY_PROVIDER_IN_USE: KCONFLICT,
+  KEY_PROVIDER_ALREADY_CURRENT: KCONFLICT,
+  MIGRATION_IN_PROGRESS: KCONFLICT,
+  MIGRATION_NOT_FOUND: KNOT_FOUND,
+  JOB_NOT_FOUND: KNOT_FOUND,
+  // One synchronization per tenant and cloud at a time.
+  JOB_CONFLICT: k(409, 19, 'SyncInProgress', 'A synchronization job of this cloud is already in progress'),
+  JOB_FINISHED: k(409, 20, 'JobFinished', 'The job is finished and cannot be cancelled'),
+  DATA_KEY_NOT_FOUND: KNOT_FOUND,
+  DATA_KEY_EXISTS: KEXISTS,
+  CONNECTION_NOT_FOUND: KNOT_FOUND,
+  CONNECTION_EXISTS: KEXISTS,
+  CONNECTION_IN_USE: k(409, 21, 'ConnectionInUse', 'Linked keys refer to the connection'),
+  LINKED_KEY_NOT_FOUND: KNOT_FOUND,
+  LINKED_KEY_UNAVAILABLE: k(409, 22, 'KeyUnavailable', 'The key cannot be used now'),
+}

@@ -73,6 +73,8 @@ export async function startQlikServer(
   const http = createHttpApp({
     engine: services.engine,
     tenantKeys: services.tenantKeys,
+    // As `serve` runs it: the CCKM key synchronization API is mounted too.
+    sync: services.sync,
     auth: createAuthenticator(QLIK_AUTH),
     audit,
     ...o.app,

@@ -1,5 +1,6 @@
 /**
- * `envelope-kms serve`: the Key Protect v2 API, the Qlik key providers API and the job runner (and the
+ * `envelope-kms serve`: the Key Protect v2 API, the Qlik key providers API, the CCKM key synchronization API
+ * and the job runner (and the
  * AWS-KMS-compatible API when configured) until SIGTERM or SIGINT; SIGHUP reopens the audit log.
  * Configuration: src/config.ts and src/http/config.ts.
  */
@@ -29,12 +30,13 @@ import type { Command } from '../args.js'
 
 export const SERVE_HELP = `usage: envelope-kms serve [--help]
 
-Serves the Key Protect v2 API and the Qlik key providers API (and the AWS-KMS-compatible API when
+Serves the Key Protect v2 API, the Qlik key providers API and the CCKM key synchronization API
+(/api/v1/cckm, /api/v1/connectionmgmt) (and the AWS-KMS-compatible API when
 EKMS_AWSKMS_CREDENTIALS_FILE is set, the Azure-Key-Vault-compatible API over HTTPS when EKMS_AZUREKV_PORT is
-set) until SIGTERM or SIGINT, and runs the job runner (key-provider migrations); SIGHUP reopens the audit log.
+set) until SIGTERM or SIGINT, and runs the job runner (key-provider migrations, key synchronizations); SIGHUP reopens the audit log.
 Configuration: EKMS_HTTP_*, EKMS_AUTH_FILE, EKMS_AUDIT_LOG, EKMS_AUDIT_SYNC, EKMS_AUDIT_BUFFER_BYTES,
 EKMS_AUDIT_WHEN_FULL (reject|drop), EKMS_AWSKMS_*, EKMS_AZUREKV_*, EKMS_PKCS11_*, EKMS_CATALOG,
-EKMS_TENANT_*, EKMS_KEYPROVIDERS_AWS_* (docs/http-keyprotect.md, docs/http-qlik.md, docs/azure-kv-api.md).
+EKMS_TENANT_*, EKMS_KEYPROVIDERS_AWS_* (docs/http-keyprotect.md, docs/http-qlik.md, docs/http-cckm.md, docs/azure-kv-api.md).
 `
 
 const log = pino({ base: { log: 'server' }, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination(2))
@@ -153,7 +155,7 @@ export async function serveCommand(): Promise<void> {
       },
     },
   })
-  const { engine, tenantKeys } = services
+  const { engine, tenantKeys, sync } = services
   const audit = pinoAuditSink(http.auditLog === '-' ? undefined : http.auditLog, {
     sync: http.auditSync,
     maxPendingBytes: http.auditBufferBytes,
@@ -165,6 +167,7 @@ export async function serveCommand(): Promise<void> {
   const app = createHttpApp({
     engine,
     tenantKeys,
+    sync,
     auth,
     audit,
     bodyLimitBytes: http.bodyLimitBytes,

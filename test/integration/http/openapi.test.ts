@@ -1,5 +1,5 @@
 /**
- * The OpenAPI document a running server publishes (`GET /openapi.json`): it describes every Key Protect and Qlik route
+ * The OpenAPI document a running server publishes (`GET /openapi.json`): it describes every Key Protect, Qlik and CCKM route
  * the server mounts, with its operationId, the bearer security scheme, error responses and the package's
  * version, and it passes `redocly lint` with the recommended rules (run on the served document).
  */
@@ -15,6 +15,7 @@ import { createHttpApp } from '../../../src/http/app.js'
 import { createAuthenticator } from '../../../src/http/auth.js'
 import { startServer } from '../../../src/http/server.js'
 import { QLIK_PREFIX, QLIK_ROUTES } from '../../../src/http/qlik/index.js'
+import { CCKM_ROUTES } from '../../../src/http/cckm/index.js'
 import { TEST_AUTH } from '../../helpers/http.js'
 import { startQlikServer, type QlikTestServer } from '../../helpers/qlik.js'
 
@@ -143,7 +144,18 @@ describe('GET /openapi.json', () => {
       expect(doc.paths[`/api/v2${path}`]?.[method]?.operationId, route).toBe(id)
     }
     const documented = Object.values(doc.paths).reduce((n, p) => n + Object.keys(p).length, 0)
-    expect(documented).toBe(KEY_PROTECT_ROUTES.length + QLIK_ROUTES.length)
+    expect(documented).toBe(KEY_PROTECT_ROUTES.length + QLIK_ROUTES.length + CCKM_ROUTES.length)
+  })
+
+  it('documents the CCKM routes once each, with a unique operationId and the CCKM error responses', () => {
+    expect(CCKM_ROUTES).toHaveLength(15)
+    for (const def of CCKM_ROUTES) {
+      const op = doc.paths[def.path]?.[def.method]
+      expect(op?.operationId, `${def.method} ${def.path}`).toBe(def.operationId)
+      for (const status of ['400', '401', '403', '404', '4XX', '5XX']) {
+        expect(op?.responses[status], `${def.path} ${status}`).toBeDefined()
+      }
+    }
   })
 
   it("documents the Qlik key providers API's ten operations under @qlik/api's function names", () => {

@@ -1,0 +1,239 @@
+/**
+ * `envelope-kms connections` and `envelope-kms sync` as real processes (dist/cli/main.js) on the test token
+ * and a fresh SQLite catalog, over the REAL key synchronization service. The CLI's engine has the default
+ * sources (none are installed on this branch: a connection cannot be added from it, PROVIDER_UNSUPPORTED);
+ * the test process adds a pkcs11 connection through the library with a source factory that finds its token
+ * unreachable, and the CLI reads, tests and synchronizes it. A job is durable: one left queued by the test
+ * process is resumed and followed to its end by `sync status --follow` in another process.
+ */
+import { spawnSync } from 'node:child_process'
+import { randomUUID } from 'node:crypto'
+import { beforeAll, describe, expect, it } from 'vitest'
+import { EngineError } from '../../../src/core/errors.js'
+import type { SyncSourceFactory } from '../../../src/core/ports-sync.js'
+import { env, tempCatalogPath } from '../../helpers/engine.js'
+import { openServices } from '../../helpers/tenant-keys.js'
+
+const TENANT = 'acme-sync-cli'
+const PIN_VAR = 'EKMS_TEST_SYNC_CLI_PIN'
+const catalog = tempCatalogPath()
+const ENV = {
+  ...process.env,
+  EKMS_PKCS11_TOKEN_LABEL: env('EKMS_TEST_TOKEN'),
+  EKMS_PKCS11_PIN: env('EKMS_TEST_PIN'),
+  EKMS_CATALOG: catalog,
+  [PIN_VAR]: 'pin-of-the-synced-token',
+}
+
+function cli(args: string[], timeout = 60_000): { code: number | null; out: string; err: string } {
+  const r = spawnSync(process.execPath, ['dist/cli/main.js', ...args], {
+    env: ENV,
+    encoding: 'utf8',
+    timeout,
+  })
+  return { code: r.status, out: r.stdout, err: r.stderr }
+}
+
+/** The fields of the CLI's JSON output these tests read (the library's SyncJobView / ConnectionView). */
+interface PrintedJob {
+  id: string
+  cloud: string
+  overallStatus: string
+  abort: boolean
+  vaults: { name: string; id: string }[]
+  error?: { code: string; message: string }
+}
+
+const jsonLines = <T>(out: string): T[] =>
+  out
+    .split('\n')
+    .filter((l) => l.trim().length > 0)
+    .map((l) => JSON.parse(l) as T)
+
+const unreachable: SyncSourceFactory = async (connection) => {
+  throw new EngineError('PROVIDER_UNAVAILABLE', `${connection.name}: the token is not reachable`)
+}
+
+let connectionId = ''
+
+beforeAll(async () => {
+  const s = await openServices(catalog, { syncSources: { pkcs11: unreachable } })
+  try {
+    const c = await s.sync.createConnection(TENANT, {
+      name: 'hsm-lib',
+      params: {
+        cloud: 'pkcs11',
+        module: '/usr/lib/softhsm/libsofthsm2.so',
+        tokenLabel: 'synced-token',
+        pin: { kind: 'env', name: PIN_VAR },
+      },
+    })
+    connectionId = c.id
+  } finally {
+    await s.close()
+  }
+})
+
+describe('help', () => {
+  it('every connections and sync subcommand: --help prints its usage and exits 0', () => {
+    const commands = [
+      ['connections'],
+      ...['add', 'list', 'get', 'test', 'delete'].map((x) => ['connections', x]),
+      ['sync'],
+      ...['start', 'status', 'list', 'cancel'].map((x) => ['sync', x]),
+    ]
+    for (const command of commands) {
+      const r = cli([...command, '--help'])
+      expect([command, r.code]).toEqual([command, 0])
+      expect(r.out).toContain(`usage: envelope-kms ${command.join(' ')}`)
+    }
+    expect(cli(['--help']).out).toMatch(
+      /connections\s+add\|list\|get\|test\|delete[\s\S]*sync\s+start\|status\|list\|cancel/,
+    )
+  })
+})
+
+describe('envelope-kms connections', () => {
+  it('add refuses a literal secret (exit 2, the value not echoed); without a source in this engine: exit 1', () => {
+    const literal = cli([
+      'connections',
+      'add',
+      'hsm-cli',
+      '--cloud',
+      'pkcs11',
+      '--module',
+      '/usr/lib/softhsm/libsofthsm2.so',
+      '--token-label',
+      'tok',
+      '--pin',
+      'L1teralP1nValue',
+      '--tenant',
+      TENANT,
+    ])
+    expect(literal.code, literal.err).toBe(2)
+    expect(literal.err).toMatch(/--pin takes a reference, env:VARIABLE_NAME or file:\/absolute\/path/)
+    expect(literal.err + literal.out).not.toContain('L1teralP1nValue')
+    const missing = cli([
+      'connections',
+      'add',
+      'hsm-cli',
+      '--cloud',
+      'pkcs11',
+      '--pin',
+      'env:X',
+      '--tenant',
+      TENANT,
+    ])
+    expect(missing.code).toBe(2)
+    expect(missing.err).toMatch(/module: required for a pkcs11 connection/)
+    const unsupported = cli([
+      'connections',
+      'add',
+      'hsm-cli',
+      '--cloud',
+      'pkcs11',
+      '--module',
+      '/usr/lib/softhsm/libsofthsm2.so',
+      '--token-label',
+      'tok',
+      '--pin',
+      `env:${PIN_VAR}`,
+      '--tenant',
+      TENANT,
+    ])
+    expect(unsupported.code).toBe(1)
+    expect(unsupported.err).toMatch(/error PROVIDER_UNSUPPORTED: /)
+  })
+
+  it('list, get (the PIN only as its reference), get of an unknown one: exit 3', () => {
+    const list = cli(['connections', 'list', '--tenant', TENANT, '--json'])
+    expect(list.code, list.err).toBe(0)
+    const all = JSON.parse(list.out) as { id: string; name: string }[]
+    expect(all.map((c) => c.name)).toEqual(['hsm-lib'])
+    const get = cli(['connections', 'get', 'hsm-lib', '--tenant', TENANT, '--json'])
+    expect(get.code, get.err).toBe(0)
+    expect(JSON.parse(get.out)).toMatchObject({
+      id: connectionId,
+      cloud: 'pkcs11',
+      params: { tokenLabel: 'synced-token', pin: { kind: 'env', name: PIN_VAR } },
+    })
+    expect(get.out).not.toContain('pin-of-the-synced-token')
+    const plain = cli(['connections', 'get', connectionId, '--tenant', TENANT])
+    expect(plain.out).toMatch(/pin\s+env:EKMS_TEST_SYNC_CLI_PIN/)
+    expect(cli(['connections', 'get', 'nope', '--tenant', TENANT]).code).toBe(3)
+  })
+
+  it('test records a failed connect check (no pkcs11 source in the CLI): exit 1', () => {
+    const r = cli(['connections', 'test', 'hsm-lib', '--tenant', TENANT])
+    expect(r.code, r.err).toBe(1)
+    expect(r.out).toMatch(/last test\s+failed at /)
+    expect(r.out).toMatch(/connect synced-token\s+failed: PROVIDER_UNSUPPORTED/)
+  })
+})
+
+describe('envelope-kms sync', () => {
+  it('usage errors: exit 2 for neither or both of --vault/--all, --region off aws, an unknown cloud', () => {
+    for (const args of [
+      ['--cloud', 'pkcs11'],
+      ['--cloud', 'pkcs11', '--vault', 'hsm-lib', '--all'],
+      ['--cloud', 'pkcs11', '--all', '--region', 'eu-west-1'],
+      ['--cloud', 'gcp', '--all'],
+      ['--all'],
+    ]) {
+      const r = cli(['sync', 'start', ...args, '--tenant', TENANT])
+      expect(r.code, `${args.join(' ')}: ${r.err}`).toBe(2)
+    }
+    expect(cli(['sync', 'list', '--status', 'done', '--tenant', TENANT]).code).toBe(2)
+  })
+
+  it('start --follow --json runs the job in the engine to its end: failed (no source here), exit 1', () => {
+    const r = cli([
+      'sync',
+      'start',
+      '--cloud',
+      'pkcs11',
+      '--vault',
+      'hsm-lib',
+      '--follow',
+      '--json',
+      '--tenant',
+      TENANT,
+    ])
+    expect(r.code, r.err).toBe(1)
+    const lines = jsonLines<PrintedJob>(r.out)
+    expect(lines[0]).toMatchObject({ cloud: 'pkcs11', vaults: [{ name: 'hsm-lib', id: connectionId }] })
+    expect(lines.at(-1)).toMatchObject({ overallStatus: 'failed', error: { code: 'PROVIDER_UNSUPPORTED' } })
+    const id = lines[0]?.id ?? ''
+    const status = cli(['sync', 'status', id, '--tenant', TENANT, '--json'])
+    expect(status.code, status.err).toBe(0)
+    expect(JSON.parse(status.out)).toMatchObject({ id, overallStatus: 'failed' })
+    const plain = cli(['sync', 'status', id, '--tenant', TENANT])
+    expect(plain.out).toMatch(new RegExp(`^sync ${id} pkcs11 failed 0% \\(0/\\d+ vaults; 0 keys discovered`))
+    const cancel = cli(['sync', 'cancel', id, '--tenant', TENANT])
+    expect(cancel.code).toBe(1)
+    expect(cancel.err).toMatch(/error JOB_FINISHED: /)
+    expect(cli(['sync', 'status', randomUUID(), '--tenant', TENANT]).code).toBe(3)
+  })
+
+  it('a job left queued by another process is resumed and followed to its end by sync status --follow in another process', async () => {
+    const s = await openServices(catalog, { syncSources: { pkcs11: unreachable } })
+    let queued = ''
+    try {
+      await s.jobs.close()
+      queued = (await s.sync.startSync(TENANT, { cloud: 'pkcs11', synchronizeAll: true })).id
+    } finally {
+      await s.close()
+    }
+    const follow = cli(['sync', 'status', queued, '--follow', '--json', '--tenant', TENANT])
+    expect(follow.code, follow.err).toBe(1)
+    expect(jsonLines<PrintedJob>(follow.out).at(-1)).toMatchObject({ id: queued, overallStatus: 'failed' })
+
+    const list = cli(['sync', 'list', '--cloud', 'pkcs11', '--tenant', TENANT, '--json'])
+    expect(list.code, list.err).toBe(0)
+    const listed = JSON.parse(list.out) as { total: number; jobs: PrintedJob[] }
+    expect(listed.total).toBe(2)
+    expect(listed.jobs[0]?.id).toBe(queued)
+    const table = cli(['sync', 'list', '--tenant', TENANT])
+    expect(table.out).toMatch(/^ID\s+CLOUD\s+STATUS\s+PROGRESS\s+KEYS\s+CREATED\s+VAULTS/)
+  })
+})
