@@ -282,6 +282,8 @@ interface CachedSource {
 /** The connections of every tenant, with the cache of their open sources. */
 export class SyncConnections {
   readonly #sources = new Map<string, CachedSource>()
+  /** The secret values resolved for each connection's shared source (to clean source error messages). */
+  readonly #resolved = new Map<string, Set<string>>()
   #closed = false
 
   constructor(
@@ -447,13 +449,35 @@ export class SyncConnections {
     const cached = this.#sources.get(k)
     if (cached !== undefined && cached.updatedAt === r.updatedAt) return cached.source
     if (cached !== undefined) await this.forget(r.tenant, r.id)
-    const source = this.#open(r, this.secrets)
+    const seen = this.#resolved.get(k) ?? new Set<string>()
+    this.#resolved.set(k, seen)
+    const source = this.#open(r, async (ref) => {
+      const v = await this.secrets(ref)
+      seen.add(v)
+      return v
+    })
     const entry: CachedSource = { updatedAt: r.updatedAt, source }
     this.#sources.set(k, entry)
     source.catch(() => {
       if (this.#sources.get(k) === entry) this.#sources.delete(k)
     })
     return source
+  }
+
+  /**
+   * A failure of a connection's shared source as it may be recorded (a job's error goes to the catalog and
+   * the API): its message cleaned of every secret value resolved for that connection, whatever the source
+   * put in it. The cause is dropped (it may carry the same values).
+   */
+  failure(tenant: string, id: string, err: EngineError): EngineError {
+    const seen = this.#resolved.get(`${tenant}\0${id}`)
+    if (seen === undefined || seen.size === 0) return err
+    const message = redact(err.message, seen)
+    if (message === err.message) return err
+    return new EngineError(err.code, message, {
+      retryable: err.retryable,
+      ...(err.target === undefined ? {} : { target: err.target }),
+    })
   }
 
   /** Closes and forgets the cached source of a connection. */
@@ -469,6 +493,7 @@ export class SyncConnections {
     this.#closed = true
     const all = [...this.#sources.values()]
     this.#sources.clear()
+    this.#resolved.clear()
     await Promise.all(all.map((c) => c.source.then((s) => s.close()).catch(() => undefined)))
   }
 }

@@ -153,7 +153,7 @@ export function createSyncHandler(
       try {
         source = await connections.source(conn)
       } catch (err) {
-        throw sourceFailure(err)
+        throw connections.failure(tenant, conn.id, sourceFailure(err))
       }
       const regions = unit.region === undefined ? undefined : [unit.region]
       const it = source.discover({ regions, signal })[Symbol.asyncIterator]()
@@ -166,7 +166,7 @@ export function createSyncHandler(
             if (signal.aborted) throw aborted(err)
             // A failed source may be broken (expired session, closed socket): the next use reopens it.
             await connections.forget(tenant, conn.id)
-            throw sourceFailure(err)
+            throw connections.failure(tenant, conn.id, sourceFailure(err))
           }
           if (next.done === true) break
           if (signal.aborted) throw aborted()
