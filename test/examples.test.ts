@@ -107,4 +107,16 @@ describe('examples', () => {
       'engine on the AWS KMS provider (aws-kms): wrap then unwrap returns the DEK: true',
     ])
   })
+
+  it('key-sync: a connection to an AWS KMS account, a CCKM sync job over HTTP, wrap/unwrap with a linked key', async () => {
+    useTestToken()
+    const { main } = await import('../examples/key-sync.js')
+    expect(await main()).toEqual([
+      'connection aws-prod tested: ok',
+      'sync job started (status 201) for aws-prod',
+      'sync job completed: 2 keys discovered, 2 linked',
+      'linked keys: orders, payments',
+      'wrap then unwrap through AWS KMS returns the DEK: true',
+    ])
+  })
 })
