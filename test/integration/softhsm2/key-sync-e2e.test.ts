@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { KeyClient } from '@azure/keyvault-keys'
 import { CreateAliasCommand, CreateKeyCommand, ScheduleKeyDeletionCommand } from '@aws-sdk/client-kms'
 import { createAuthenticator } from '../../../src/http/auth.js'
+import { createHttpApp, startServer } from '../../../src/http/index.js'
 import { VaultKeys } from '../../../src/core/vault-keys/vault-keys.js'
 import type { EngineServices, LinkedKeyView, SyncCloud } from '../../../src/index.js'
 import { SecretBytes } from '../../../src/index.js'
@@ -246,4 +247,55 @@ describe('synchronization with the real sources', () => {
       'CONNECTION_NOT_FOUND',
     )
   })
+
+  it('over the CCKM API: a job, the linked keys, wrap and unwrap through the real source', async () => {
+    const apiKey = 'cckm-e2e-api-key-0123456789abcdef'
+    const app = createHttpApp({
+      engine: s.engine,
+      sync: s.sync,
+      auth: createAuthenticator({
+        apiKeys: [{ key: apiKey, subject: 'ops', instances: [T], actions: ['kms.sync.*'] }],
+      }),
+    })
+    const server = await startServer(app, { host: '127.0.0.1', port: 0 })
+    const call = async (method: string, path: string, body?: unknown) => {
+      const r = await fetch(`${server.url}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      })
+      // eslint-disable-next-line @typescript-eslint/no-explicit-any -- wire JSON, checked field by field below
+      return { status: r.status, json: (await r.json()) as Record<string, any> }
+    }
+    try {
+      const started = await call('POST', '/api/v1/cckm/pkcs11/synchronization-jobs', { tokens: ['hsm-2'] })
+      expect(started.status).toBe(201)
+      expect(started.json.key_vaults).toEqual([expect.stringMatching(/^hsm-2::[0-9a-f-]{36}$/)])
+      await s.sync.waitForSync(T, started.json.id)
+      const job = await call('GET', `/api/v1/cckm/pkcs11/synchronization-jobs/${started.json.id}`)
+      expect(job.json.overall_status).toBe('completed')
+      const list = await call('GET', '/api/v1/cckm/pkcs11/keys?source_state=present')
+      const resources = list.json.resources as { id: string; name: string }[]
+      const key = resources.find((k) => k.name === 'hsm-app-key')!
+      expect(key).toBeDefined()
+      const dek = Buffer.alloc(32, 9).toString('base64')
+      const w = await call('POST', `/api/v1/cckm/pkcs11/keys/${key.id}/wrap`, { plaintext: dek, aad: ['x'] })
+      expect(w.status).toBe(200)
+      const u = await call('POST', `/api/v1/cckm/pkcs11/keys/${key.id}/unwrap`, {
+        ciphertext: w.json.ciphertext,
+        aad: ['x'],
+      })
+      expect(u.status).toBe(200)
+      expect(u.json.plaintext).toBe(dek)
+      const bad = await call('POST', `/api/v1/cckm/pkcs11/keys/${key.id}/unwrap`, {
+        ciphertext: w.json.ciphertext,
+        aad: ['y'],
+      })
+      expect(bad.status).toBeGreaterThanOrEqual(400)
+      expect(bad.status).toBeLessThan(500)
+      expect(bad.json.codeDesc).toMatch(/^NCERR/)
+    } finally {
+      await server.close()
+    }
+  }, 60_000)
 })
