@@ -182,8 +182,12 @@ export class SqliteStore implements MetadataStore, JobStore, KeyRegionStore, Key
   ): Promise<DataKeyRecord[]> {
     return this.#dataKeys.listDataKeysNotUnder(tenant, fingerprint, after, limit)
   }
-  replaceWrapped(tenant: string, updates: Parameters<DataKeyStore['replaceWrapped']>[1]): Promise<number> {
-    return this.#dataKeys.replaceWrapped(tenant, updates)
+  replaceWrapped(
+    tenant: string,
+    updates: Parameters<DataKeyStore['replaceWrapped']>[1],
+    options?: Parameters<DataKeyStore['replaceWrapped']>[2],
+  ): Promise<number> {
+    return this.#dataKeys.replaceWrapped(tenant, updates, options)
   }
 
   // Jobs: jobs.ts.
