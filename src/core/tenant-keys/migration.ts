@@ -371,6 +371,14 @@ export function createMigrationHandler(
     }
     let listAfter = cp.cursor
     let inflight: Staged | undefined
+    /** Writes the batch in flight and moves the checkpoint's cursor past it. */
+    const land = async (): Promise<void> => {
+      if (inflight === undefined) return
+      await settle(inflight)
+      cp.cursor = inflight.batch[inflight.batch.length - 1]?.name
+      inflight = undefined
+      if (performance.now() - lastDurable >= checkpointMs) await checkpoint(false)
+    }
     for (;;) {
       if (signal.aborted) throw new EngineError('ABORTED', 'migration: stopped')
       const giving = busy()
@@ -380,15 +388,14 @@ export function createMigrationHandler(
         listAfter,
         giving ? sliceSize : batchSize,
       )
-      if (giving) await yieldLoop()
+      if (giving) {
+        // One slice at a time while giving way: at most one pool worker busy with the job.
+        await yieldLoop()
+        await land()
+      }
       const next = batch.length === 0 ? undefined : stage(batch)
       if (next !== undefined) listAfter = next.batch[next.batch.length - 1]?.name
-      if (inflight !== undefined) {
-        if (giving) await yieldLoop()
-        await settle(inflight)
-        cp.cursor = inflight.batch[inflight.batch.length - 1]?.name
-        if (performance.now() - lastDurable >= checkpointMs) await checkpoint(false)
-      }
+      if (inflight !== undefined) await land()
       inflight = next
       if (next === undefined) {
         // The end of a pass: everything listed in it is written.
