@@ -71,7 +71,7 @@ async function engineOver(
 export interface EngineServicesOptions extends DefaultEngineOptions {
   /** Job runner settings (concurrency, lease, sweep and poll intervals, log). */
   readonly jobs?: Partial<Omit<JobRunnerOptions, 'store' | 'clock' | 'handlers'>>
-  /** Batch size, concurrency and backoff of key-provider migrations. */
+  /** Batch size, checkpoint interval, foreground sharing, concurrency and backoff of key-provider migrations. */
   readonly migration?: MigrationHandlerOptions
   /** The AWS KMS backend of customer-managed keys (default: built from `config.tenantKeys`). */
   readonly awsKms?: ExternalKeyBackend

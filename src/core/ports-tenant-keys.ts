@@ -143,6 +143,10 @@ export interface DataKeyStore {
   /**
    * Replaces wrapped values in one transaction, each only if the entry still holds `expectedWrapped`
    * (compare-and-set: an entry deleted or rewritten meanwhile is left as it is). Returns how many changed.
+   * `durable: false` (a migration's batches) lets the commit reach the disk with the next durable write
+   * instead of its own flush: a process crash cannot undo it, a power loss can undo it together with every
+   * later write (never an earlier one without the later), which leaves those entries under their previous
+   * provider, as valid as before. Default true.
    */
   replaceWrapped(
     tenant: string,
@@ -153,6 +157,7 @@ export interface DataKeyStore {
       readonly providerFingerprint: string
       readonly updatedAt: number
     }[],
+    options?: { readonly durable?: boolean },
   ): Promise<number>
 }
 

@@ -15,7 +15,9 @@ if (catalog === undefined || tenant === undefined || fingerprint === undefined) 
   throw new Error('usage: tenant-keys-child.ts <catalog> <tenant> <fingerprint>')
 }
 const s = await openServices(catalog, {
-  migration: { batchSize: 5 },
+  // A checkpoint every 20 ms: progress lines for the parent to kill after, with several batches written
+  // (not yet flushed on their own) between two checkpoints.
+  migration: { batchSize: 5, checkpointIntervalMs: 20 },
   jobs: { leaseMs: 600, sweepIntervalMs: 100, pollIntervalMs: 20 },
 })
 const tk = s.tenantKeys

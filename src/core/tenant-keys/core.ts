@@ -4,6 +4,7 @@
  * that wraps a DEK under a provider and unwraps a wrapped value (the codec of docs/tenant-key-providers.md).
  * `service.ts`, `data-keys.ts` and `migration.ts` build on it.
  */
+import { performance } from 'node:perf_hooks'
 import type { EnvelopeEngine } from '../engine.js'
 import { EngineError } from '../errors.js'
 import { encodeHeader, encodeOpaqueCiphertext, Mechanism } from '../format/ciphertext.js'
@@ -95,6 +96,9 @@ export class TenantKeysCore {
   readonly #defaultKeyInFlight = new Map<string, Promise<string>>()
   /** Tenants whose default key this process has seen registered (protected from deletion). */
   readonly #defaultProtected = new Set<string>()
+  readonly #migrating = new Map<string, number>()
+  #foregroundInFlight = 0
+  #foregroundLastEnd = Number.NEGATIVE_INFINITY
 
   constructor(
     readonly engine: EnvelopeEngine,
@@ -287,20 +291,68 @@ export class TenantKeysCore {
   async parse(
     tenant: string,
     value: string,
+    memo?: Map<string, Promise<ResolvedProvider>>,
   ): Promise<{ parsed: ParsedWrappedDek; provider: ResolvedProvider }> {
     const parsed = parseWrappedDek(value)
     const fp = parsed.fingerprint ?? tenant
-    if (parsed.fingerprint === undefined) {
-      const s = await this.state(tenant)
-      if (s.defaultKeyId === undefined) throw mismatch('no default provider key exists for this tenant')
+    let resolving = memo?.get(fp)
+    if (resolving === undefined) {
+      resolving = this.#resolveNamed(tenant, parsed.fingerprint)
+      memo?.set(fp, resolving)
     }
-    const provider = await this.mustResolve(tenant, fp)
+    const provider = await resolving
     const c = parsed.ciphertext
     if (provider.kind === 'aws-kms') {
       if (c.mechanism !== Mechanism.OPAQUE || c.keyVersion !== 1) throw mismatch('not a KMS-wrapped DEK')
     }
     if (c.keyId !== provider.keyId) throw mismatch('does not belong to the provider it names')
     return { parsed, provider }
+  }
+
+  /** The provider a wrapped value names (no prefix: the default provider, whose key must exist). */
+  async #resolveNamed(tenant: string, fingerprint: string | undefined): Promise<ResolvedProvider> {
+    if (fingerprint === undefined) {
+      const s = await this.state(tenant)
+      if (s.defaultKeyId === undefined) throw mismatch('no default provider key exists for this tenant')
+    }
+    return this.mustResolve(tenant, fingerprint ?? tenant)
+  }
+
+  /**
+   * Runs a foreground call (a data-key or DEK call of the service) counted as such: a running migration
+   * gives way while {@link foregroundRecent} says so.
+   */
+  async foreground<T>(fn: () => Promise<T>): Promise<T> {
+    this.#foregroundInFlight++
+    try {
+      return await fn()
+    } finally {
+      this.#foregroundInFlight--
+      this.#foregroundLastEnd = performance.now()
+    }
+  }
+
+  /** Whether a foreground call is in flight or ended less than `withinMs` ago. */
+  foregroundRecent(withinMs: number): boolean {
+    return this.#foregroundInFlight > 0 || performance.now() - this.#foregroundLastEnd < withinMs
+  }
+
+  /** Marks a migration of `tenant` as running in this process until the returned function is called. */
+  migrationRunning(tenant: string): () => void {
+    this.#migrating.set(tenant, (this.#migrating.get(tenant) ?? 0) + 1)
+    let done = false
+    return () => {
+      if (done) return
+      done = true
+      const n = (this.#migrating.get(tenant) ?? 1) - 1
+      if (n <= 0) this.#migrating.delete(tenant)
+      else this.#migrating.set(tenant, n)
+    }
+  }
+
+  /** Whether a migration of `tenant` runs in this process (it rewrites every entry not yet moved). */
+  isMigrating(tenant: string): boolean {
+    return this.#migrating.has(tenant)
   }
 
   /**

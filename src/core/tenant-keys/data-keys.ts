@@ -98,11 +98,13 @@ export async function getDataKey(
   validateDataKeyName(name)
   const r = await core.store.getDataKey(tenant, name)
   if (r === undefined) throw notFound()
-  const u = await core.unwrapValue(tenant, r.wrapped)
+  // An entry under an older provider is stored under the current one now, unless a migration of the
+  // tenant runs in this process: it rewrites the entry anyway, and the read stays a read (no wrap, no
+  // durable write on the event loop while the migration's own writes share it).
+  const u = await core.unwrapValue(tenant, r.wrapped, { rewrap: !core.isMigrating(tenant) })
   let rec = r
   if (u.rewrapped !== undefined) {
-    // The entry is under an older provider (a migration has not reached it yet): store it under the
-    // current one now. Compare-and-set: a concurrent rewrite or delete wins.
+    // Compare-and-set: a concurrent rewrite or delete wins.
     const updatedAt = core.now()
     const n = await core.store.replaceWrapped(tenant, [
       {

@@ -34,10 +34,33 @@ export type ReencryptMany = (
   options: { readonly signal?: AbortSignal },
 ) => Promise<BatchResult<{ ciphertext: string }>[]>
 
+/** How a migration gives way to foreground calls: see {@link MigrationHandlerOptions.yieldToForeground}. */
+export interface ForegroundYield {
+  /** Entries per step while giving way (listed, re-encrypted and written at a time); default 16. */
+  readonly sliceSize?: number
+  /** How long after the last foreground call the job keeps giving way, ms; default 50. */
+  readonly idleMs?: number
+}
+
 /** Options of {@link createMigrationHandler}. */
 export interface MigrationHandlerOptions {
-  /** Entries per batch (and per checkpoint); default 256. */
+  /** Entries per batch when no foreground call is about; default 256. */
   readonly batchSize?: number
+  /**
+   * Least time between two durable checkpoints, ms; default 1000 (0: after every batch). The job also
+   * checkpoints at the end of every pass and when it finishes. The entries' compare-and-set writes in
+   * between are not flushed one by one: the next checkpoint flushes them (a crash repeats at most the
+   * batches since the last checkpoint, which finds their entries already moved).
+   */
+  readonly checkpointIntervalMs?: number
+  /**
+   * Sharing the process with foreground calls (the service's data-key and DEK calls). Default on
+   * (`{ sliceSize: 16, idleMs: 50 }`); `false`: always full batches. While a foreground call is in flight,
+   * or ended less than `idleMs` ago, the job works `sliceSize` entries at a time and yields the event loop
+   * between its steps (list, re-encrypt, write), so that no foreground call waits behind a whole batch's
+   * catalog work; with no foreground call about it runs full batches at full speed.
+   */
+  readonly yieldToForeground?: false | ForegroundYield
   /** Concurrent unwrap/wrap calls for batches that involve an external key; default 16. */
   readonly concurrency?: number
   /** Engine-to-engine batch rewrap; default {@link engineReencryptMany} (the worker pool's batch). */
@@ -151,6 +174,9 @@ function classify(err: unknown): Outcome {
 
 const isEngine = (p: ResolvedProvider): boolean => p.kind !== 'aws-kms'
 
+/** Lets the event loop run what is waiting (I/O, timers, immediates) before the job goes on. */
+const yieldLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
+
 /** The migration job handler over `core`. */
 export function createMigrationHandler(
   core: TenantKeysCore,
@@ -161,6 +187,23 @@ export function createMigrationHandler(
   const reencryptMany = options.reencryptMany ?? engineReencryptMany(core.engine)
   const baseMs = options.backoff?.baseMs ?? 100
   const maxMs = options.backoff?.maxMs ?? 5000
+  const checkpointMs = options.checkpointIntervalMs ?? 1000
+  const give = options.yieldToForeground
+  const sliceSize = give === false ? batchSize : Math.min(batchSize, give?.sliceSize ?? 16)
+  const idleMs = give === false ? 0 : (give?.idleMs ?? 50)
+  for (const [name, v, min] of [
+    ['batchSize', batchSize, 1],
+    ['concurrency', concurrency, 1],
+    ['checkpointIntervalMs', checkpointMs, 0],
+    ['yieldToForeground.sliceSize', sliceSize, 1],
+    ['yieldToForeground.idleMs', idleMs, 0],
+  ] as const) {
+    if (!Number.isInteger(v) || v < min) {
+      throw new EngineError('CONFIG_INVALID', `migration.${name}: must be an integer >= ${min}`)
+    }
+  }
+  /** Whether to give way to foreground calls now. */
+  const busy = (): boolean => give !== false && core.foregroundRecent(idleMs)
 
   /** Computes the target value of each entry (or why not). */
   async function rewrapAll(
@@ -170,11 +213,12 @@ export function createMigrationHandler(
     signal: AbortSignal,
   ): Promise<Outcome[]> {
     const out = new Array<Outcome>(entries.length)
+    const resolved = new Map<string, Promise<ResolvedProvider>>() // providers by fingerprint, per batch
     const engineMoves = new Map<string, { i: number; inner: string }[]>() // by source key
     const generic: { i: number; parsed: Awaited<ReturnType<TenantKeysCore['parse']>> }[] = []
     for (const [i, e] of entries.entries()) {
       try {
-        const parsed = await core.parse(tenant, e.wrapped)
+        const parsed = await core.parse(tenant, e.wrapped, resolved)
         if (isEngine(parsed.provider) && isEngine(target)) {
           const group = engineMoves.get(parsed.provider.keyId) ?? []
           group.push({ i, inner: parsed.parsed.inner })
@@ -230,26 +274,62 @@ export function createMigrationHandler(
   async function run(ctl: JobControl): Promise<MigrationResult> {
     const tenant = ctl.job.tenant
     const params = readParams(ctl.job.params)
-    const signal = ctl.signal
     await ensurePromoted(core, tenant, params.to)
     const target = await core.mustResolve(tenant, params.to)
+    const done = core.migrationRunning(tenant)
+    try {
+      return await migrate(ctl, tenant, params, target)
+    } finally {
+      done()
+    }
+  }
+
+  /** A batch listed and on its way through {@link rewrapAll}. */
+  interface Staged {
+    readonly batch: readonly DataKeyRecord[]
+    readonly todo: readonly DataKeyRecord[]
+    readonly outcomes: Promise<Outcome[]>
+  }
+
+  /**
+   * The scan, two batches deep: batch k+1 is listed and re-encrypting on the pool while batch k's values are
+   * written, so the pool does not idle through the catalog work. The checkpoint's cursor only passes a
+   * batch once its writes are done.
+   */
+  async function migrate(
+    ctl: JobControl,
+    tenant: string,
+    params: MigrationParams,
+    target: ResolvedProvider,
+  ): Promise<MigrationResult> {
+    const signal = ctl.signal
     const cp = readCheckpoint(ctl.job.checkpoint)
     const skippedNames = new Set(cp.skipped.map((s) => s.name))
-    for (;;) {
-      if (signal.aborted) throw new EngineError('ABORTED', 'migration: stopped')
-      const batch = await core.store.listDataKeysNotUnder(tenant, params.to, cp.cursor, batchSize)
-      if (batch.length === 0) {
-        if (cp.passFromStart && !cp.passWork) break
-        cp.cursor = undefined
-        cp.passFromStart = true
-        cp.passWork = false
-        continue
+    // Progress: counted at the start and at the end of each pass, followed by the job's own writes between.
+    let total = await core.store.countDataKeys(tenant)
+    let under = await core.store.countDataKeys(tenant, params.to)
+    let lastDurable = performance.now()
+    const checkpoint = async (recount: boolean): Promise<void> => {
+      if (recount) {
+        total = await core.store.countDataKeys(tenant)
+        under = await core.store.countDataKeys(tenant, params.to)
       }
-      let todo = batch.filter((r) => !skippedNames.has(r.name))
+      await ctl.checkpoint(cp, { done: Math.min(total, under + cp.skippedCount), total })
+      lastDurable = performance.now()
+    }
+    const stage = (batch: readonly DataKeyRecord[]): Staged => {
+      const todo = batch.filter((r) => !skippedNames.has(r.name))
+      if (todo.length > 0) cp.passWork = true
+      const outcomes = todo.length === 0 ? Promise.resolve([]) : rewrapAll(tenant, target, todo, signal)
+      outcomes.catch(() => undefined) // awaited by settle(); a failure meanwhile is not unhandled
+      return { batch, todo, outcomes }
+    }
+    /** Writes a staged batch's new values, retrying its transient failures with backoff until none is left. */
+    const settle = async (s: Staged): Promise<void> => {
+      let todo = s.todo
+      let outcomes = await s.outcomes
       let delay = baseMs
       while (todo.length > 0) {
-        cp.passWork = true
-        const outcomes = await rewrapAll(tenant, target, todo, signal)
         const now = core.now()
         const updates: Parameters<TenantKeysCore['store']['replaceWrapped']>[1][number][] = []
         const again: DataKeyRecord[] = []
@@ -272,25 +352,64 @@ export function createMigrationHandler(
             again.push(e)
           }
         }
-        if (updates.length > 0) cp.migrated += await core.store.replaceWrapped(tenant, updates)
-        todo = again
-        if (todo.length > 0) {
-          try {
-            await sleep(delay * (0.5 + Math.random() / 2), undefined, { signal })
-          } catch (err) {
-            throw new EngineError('ABORTED', 'migration: stopped', { cause: err })
-          }
-          delay = Math.min(maxMs, delay * 2)
+        if (updates.length > 0) {
+          // Not flushed on its own: the next checkpoint (a durable write after it) flushes it.
+          const n = await core.store.replaceWrapped(tenant, updates, { durable: checkpointMs === 0 })
+          cp.migrated += n
+          under += n
         }
+        todo = again
+        if (todo.length === 0) break
+        try {
+          await sleep(delay * (0.5 + Math.random() / 2), undefined, { signal })
+        } catch (err) {
+          throw new EngineError('ABORTED', 'migration: stopped', { cause: err })
+        }
+        delay = Math.min(maxMs, delay * 2)
+        outcomes = await rewrapAll(tenant, target, todo, signal)
       }
-      cp.cursor = batch[batch.length - 1]?.name
-      const total = await core.store.countDataKeys(tenant)
-      const under = await core.store.countDataKeys(tenant, params.to)
-      await ctl.checkpoint(cp, { done: Math.min(total, under + cp.skippedCount), total })
     }
-    const total = await core.store.countDataKeys(tenant)
-    const under = await core.store.countDataKeys(tenant, params.to)
-    await ctl.checkpoint(cp, { done: Math.min(total, under + cp.skippedCount), total })
+    let listAfter = cp.cursor
+    let inflight: Staged | undefined
+    /** Writes the batch in flight and moves the checkpoint's cursor past it. */
+    const land = async (): Promise<void> => {
+      if (inflight === undefined) return
+      await settle(inflight)
+      cp.cursor = inflight.batch[inflight.batch.length - 1]?.name
+      inflight = undefined
+      if (performance.now() - lastDurable >= checkpointMs) await checkpoint(false)
+    }
+    for (;;) {
+      if (signal.aborted) throw new EngineError('ABORTED', 'migration: stopped')
+      const giving = busy()
+      const batch = await core.store.listDataKeysNotUnder(
+        tenant,
+        params.to,
+        listAfter,
+        giving ? sliceSize : batchSize,
+      )
+      if (giving) {
+        // One slice at a time while giving way: at most one pool worker busy with the job.
+        await yieldLoop()
+        await land()
+      }
+      const next = batch.length === 0 ? undefined : stage(batch)
+      if (next !== undefined) listAfter = next.batch[next.batch.length - 1]?.name
+      if (inflight !== undefined) await land()
+      inflight = next
+      if (next === undefined) {
+        // The end of a pass: everything listed in it is written.
+        if (cp.passFromStart && !cp.passWork) break
+        cp.cursor = undefined
+        listAfter = undefined
+        cp.passFromStart = true
+        cp.passWork = false
+        await checkpoint(true)
+      } else if (giving) {
+        await yieldLoop()
+      }
+    }
+    await checkpoint(true)
     return { migrated: cp.migrated, skipped: cp.skipped, skippedCount: cp.skippedCount }
   }
 

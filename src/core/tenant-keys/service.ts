@@ -285,11 +285,17 @@ export function createTenantKeyProviders(options: TenantKeyProvidersOptions): Te
       return migrationView(await jobs.waitFor(tenant, id, opts))
     },
 
-    createDataKey: async (tenant, name) => dataKeys.createDataKey(core, tenantOf(tenant), name),
-    getDataKey: async (tenant, name) => dataKeys.getDataKey(core, tenantOf(tenant), name),
-    listDataKeys: async (tenant, opts) => dataKeys.listDataKeys(core, tenantOf(tenant), opts),
-    deleteDataKey: async (tenant, name) => dataKeys.deleteDataKey(core, tenantOf(tenant), name),
-    wrapDek: async (tenant, dek) => dataKeys.wrapDek(core, tenantOf(tenant), dek),
-    unwrapDek: async (tenant, ciphertext) => dataKeys.unwrapDek(core, tenantOf(tenant), ciphertext),
+    // The data plane: foreground calls, which a running migration gives way to (MigrationHandlerOptions).
+    createDataKey: async (tenant, name) =>
+      core.foreground(() => dataKeys.createDataKey(core, tenantOf(tenant), name)),
+    getDataKey: async (tenant, name) =>
+      core.foreground(() => dataKeys.getDataKey(core, tenantOf(tenant), name)),
+    listDataKeys: async (tenant, opts) =>
+      core.foreground(() => dataKeys.listDataKeys(core, tenantOf(tenant), opts)),
+    deleteDataKey: async (tenant, name) =>
+      core.foreground(() => dataKeys.deleteDataKey(core, tenantOf(tenant), name)),
+    wrapDek: async (tenant, dek) => core.foreground(() => dataKeys.wrapDek(core, tenantOf(tenant), dek)),
+    unwrapDek: async (tenant, ciphertext) =>
+      core.foreground(() => dataKeys.unwrapDek(core, tenantOf(tenant), ciphertext)),
   }
 }

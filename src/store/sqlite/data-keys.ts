@@ -25,8 +25,13 @@ function toRecord(r: DataKeyRow): DataKeyRecord {
   }
 }
 
+/** PRAGMA synchronous = FULL, as the store opens its connection (store.ts). */
+const FULL = 2
+
 /** The {@link DataKeyStore} methods over `db` (SqliteStore delegates to them). */
 export function dataKeyStore(db: Db): DataKeyStore {
+  // Deferred flushes (replaceWrapped durable: false) rely on the WAL's ordering; other modes flush each commit.
+  const wal = String(db.pragma('journal_mode', { simple: true })).toLowerCase() === 'wal'
   const insert = db.prepare(
     `INSERT OR IGNORE INTO data_keys (tenant, name, wrapped, provider_fingerprint, created_at, updated_at)
      VALUES (?, ?, ?, ?, ?, ?)`,
@@ -81,6 +86,22 @@ export function dataKeyStore(db: Db): DataKeyStore {
       (fp === undefined ? countAll.get(tenant) : countUnder.get(tenant, fp)) ?? 0,
     listDataKeysNotUnder: async (tenant, fp, after, limit) =>
       notUnder.all(tenant, after ?? '', fp, limit).map(toRecord),
-    replaceWrapped: async (tenant, updates) => replaceTx.immediate(tenant, updates),
+    replaceWrapped: async (tenant, updates, options) => {
+      if (options?.durable !== false) return replaceTx.immediate(tenant, updates)
+      // WAL with synchronous = NORMAL for this one commit: its frames are appended to the WAL without an
+      // fsync of their own; the next durable (FULL) commit on this connection syncs the WAL up to and
+      // including them. The WAL is replayed in order, so a power loss drops a suffix of commits, never an
+      // earlier one without the later. The connection is this process's only one and this runs without
+      // awaiting, so no other statement sees the lowered setting.
+      if (!wal || (db.pragma('synchronous', { simple: true }) as number) !== FULL) {
+        return replaceTx.immediate(tenant, updates)
+      }
+      db.pragma('synchronous = NORMAL')
+      try {
+        return replaceTx.immediate(tenant, updates)
+      } finally {
+        db.pragma('synchronous = FULL')
+      }
+    },
   }
 }

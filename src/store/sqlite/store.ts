@@ -211,8 +211,12 @@ export class SqliteStore
   ): Promise<DataKeyRecord[]> {
     return this.#dataKeys.listDataKeysNotUnder(tenant, fingerprint, after, limit)
   }
-  replaceWrapped(tenant: string, updates: Parameters<DataKeyStore['replaceWrapped']>[1]): Promise<number> {
-    return this.#dataKeys.replaceWrapped(tenant, updates)
+  replaceWrapped(
+    tenant: string,
+    updates: Parameters<DataKeyStore['replaceWrapped']>[1],
+    options?: Parameters<DataKeyStore['replaceWrapped']>[2],
+  ): Promise<number> {
+    return this.#dataKeys.replaceWrapped(tenant, updates, options)
   }
 
   // Connections of key synchronization: connections.ts.

@@ -2,6 +2,7 @@ import { statSync } from 'node:fs'
 import Database from 'better-sqlite3'
 import { describe, expect, it } from 'vitest'
 import { openSqliteStore } from '../../../src/store/sqlite/index.js'
+import { dataKeyStore } from '../../../src/store/sqlite/data-keys.js'
 import { MIGRATIONS } from '../../../src/store/sqlite/migrations.js'
 import { keyRecord, runMetadataStoreConformance, versionOf } from '../../conformance/metadata-store.js'
 import { tempCatalogPath } from '../../helpers/engine.js'
@@ -80,5 +81,53 @@ describe('SQLite catalog', () => {
     const path = tempCatalogPath()
     writeFileSync(path, 'not a database, just text '.repeat(100))
     await expectCode(openSqliteStore({ path }), 'STORE_ERROR')
+  })
+})
+
+describe('data-key catalog: replaceWrapped with a deferred flush (durable: false)', () => {
+  /** A catalog connection as openSqliteStore sets it up (WAL, synchronous = FULL, every migration). */
+  function catalog(): Database.Database {
+    const db = new Database(tempCatalogPath())
+    db.pragma('journal_mode = WAL')
+    db.pragma('synchronous = FULL')
+    for (const m of MIGRATIONS) db.exec(m)
+    return db
+  }
+
+  it('compare-and-sets like a durable write and leaves the connection at synchronous = FULL', async () => {
+    const db = catalog()
+    const keys = dataKeyStore(db)
+    for (const name of ['a', 'b', 'c']) {
+      await keys.insertDataKey({
+        tenant: 't',
+        name,
+        wrapped: `old-${name}`,
+        providerFingerprint: 't',
+        createdAt: 1,
+        updatedAt: 1,
+      })
+    }
+    const n = await keys.replaceWrapped(
+      't',
+      [
+        { name: 'a', expectedWrapped: 'old-a', wrapped: 'new-a', providerFingerprint: 'fp', updatedAt: 2 },
+        { name: 'b', expectedWrapped: 'changed', wrapped: 'new-b', providerFingerprint: 'fp', updatedAt: 2 },
+      ],
+      { durable: false },
+    )
+    expect(n).toBe(1)
+    expect((await keys.getDataKey('t', 'a'))?.wrapped).toBe('new-a')
+    expect((await keys.getDataKey('t', 'b'))?.wrapped).toBe('old-b')
+    expect(await keys.countDataKeys('t', 'fp')).toBe(1)
+    expect(db.pragma('synchronous', { simple: true })).toBe(2) // FULL again for every other write
+
+    // A failing transaction (a text where STRICT wants an integer) rolls back and restores FULL too.
+    const bad = { name: 'c', expectedWrapped: 'old-c', wrapped: 'x', providerFingerprint: 'fp' }
+    await expect(
+      keys.replaceWrapped('t', [{ ...bad, updatedAt: 'late' as unknown as number }], { durable: false }),
+    ).rejects.toThrow()
+    expect(db.pragma('synchronous', { simple: true })).toBe(2)
+    expect((await keys.getDataKey('t', 'c'))?.wrapped).toBe('old-c')
+    db.close()
   })
 })

@@ -19,6 +19,8 @@ import {
 } from '../../../src/core/tenant-keys/service.js'
 import { DEFAULT_PROVIDER_ARN } from '../../../src/core/tenant-keys/types.js'
 import { providerKeyCrn } from '../../../src/core/tenant-keys/core.js'
+import type { MigrationHandlerOptions } from '../../../src/core/tenant-keys/migration.js'
+import type { DataKeyStore } from '../../../src/core/ports-tenant-keys.js'
 import { expectCode, expectCodeSync } from '../../helpers/expect-code.js'
 import { FakeExternalKeys } from '../../fakes/fake-external-key.js'
 import { createInsecureMemoryProvider } from '../../fakes/fake-provider.js'
@@ -40,7 +42,9 @@ interface World {
 }
 
 /** The engine over fakes, the real job runner over the in-memory job store; the runner started unless told. */
-async function world(options: { batchSize?: number; started?: boolean } = {}): Promise<World> {
+async function world(
+  options: { batchSize?: number; started?: boolean; migration?: MigrationHandlerOptions } = {},
+): Promise<World> {
   const engine = new EnvelopeEngine({ provider: createInsecureMemoryProvider(), store: createMemoryStore() })
   const store = new MemoryTenantKeysStore()
   const kms = new FakeExternalKeys()
@@ -58,7 +62,11 @@ async function world(options: { batchSize?: number; started?: boolean } = {}): P
     store,
     jobs,
     backends: { awsKms: kms },
-    migration: { batchSize: options.batchSize ?? 7, backoff: { baseMs: 1, maxMs: 5 } },
+    migration: {
+      batchSize: options.batchSize ?? 7,
+      backoff: { baseMs: 1, maxMs: 5 },
+      ...options.migration,
+    },
   })
   ref.tk = tk
   if (options.started ?? true) await jobs.start()
@@ -512,6 +520,152 @@ describe('the migration handler', () => {
     const done = await tk.waitForMigration(T, m.id)
     expect(done).toMatchObject({ jobState: 'completed', done: 8, total: 8 })
     expect(await store.countDataKeys(T, p.fingerprint)).toBe(8)
+  })
+})
+
+describe('the migration handler beside foreground calls (issue 14 benchmark)', () => {
+  /** Records the limit of every listDataKeysNotUnder and the options of every replaceWrapped. */
+  function spy(store: MemoryTenantKeysStore): {
+    limits: number[]
+    writes: { names: string[]; options: Parameters<DataKeyStore['replaceWrapped']>[2] }[]
+    stateReads: () => number
+  } {
+    const limits: number[] = []
+    const writes: { names: string[]; options: Parameters<DataKeyStore['replaceWrapped']>[2] }[] = []
+    let stateReads = 0
+    const list = store.listDataKeysNotUnder.bind(store)
+    store.listDataKeysNotUnder = async (tenant, fp, after, limit) => {
+      limits.push(limit)
+      return list(tenant, fp, after, limit)
+    }
+    const replace = store.replaceWrapped.bind(store)
+    store.replaceWrapped = async (
+      tenant: string,
+      updates: Parameters<DataKeyStore['replaceWrapped']>[1],
+      options?: Parameters<DataKeyStore['replaceWrapped']>[2],
+    ) => {
+      writes.push({ names: updates.map((u) => u.name), options })
+      return replace(tenant, updates)
+    }
+    const state = store.getTenantKeyState.bind(store)
+    store.getTenantKeyState = async (tenant) => {
+      stateReads++
+      return state(tenant)
+    }
+    return { limits, writes, stateReads: () => stateReads }
+  }
+
+  it('works in slices while foreground calls run, in full batches when none is about', async () => {
+    const { tk, store } = await world({
+      batchSize: 8,
+      migration: { yieldToForeground: { sliceSize: 2, idleMs: 200 } },
+    })
+    for (let i = 0; i < 40; i++) await tk.createDataKey(T, `k${String(i).padStart(2, '0')}`)
+    const p = await tk.register(T, { arn: ARN, name: 'one' })
+    const s = spy(store)
+    await new Promise((r) => setTimeout(r, 300)) // the creations are more than idleMs ago
+    const quiet = await tk.migrate(T, p.fingerprint).then((m) => tk.waitForMigration(T, m.id))
+    expect(quiet).toMatchObject({ jobState: 'completed', done: 40 })
+    expect(s.limits.length).toBeGreaterThan(0)
+    expect(new Set(s.limits)).toEqual(new Set([8]))
+
+    // Back to the default provider while callers keep getDataKey in flight.
+    s.limits.length = 0
+    let running = true
+    const callers = [0, 1].map(async (w) => {
+      for (let i = w; running; i += 2) {
+        const k = await tk.getDataKey(T, `k${String(i % 40).padStart(2, '0')}`)
+        k.plaintext.zeroize()
+        await new Promise((r) => setImmediate(r))
+      }
+    })
+    const busy = await tk.resetToDefault(T).then((m) => tk.waitForMigration(T, m.id))
+    running = false
+    await Promise.all(callers)
+    expect(busy).toMatchObject({ jobState: 'completed', done: 40 })
+    expect(await store.countDataKeys(T, T)).toBe(40)
+    expect(s.limits.filter((l) => l === 2).length).toBeGreaterThan(s.limits.length / 2)
+  })
+
+  it('yieldToForeground: false always lists full batches', async () => {
+    const { tk, store } = await world({ batchSize: 8, migration: { yieldToForeground: false } })
+    for (let i = 0; i < 24; i++) await tk.createDataKey(T, `k${String(i).padStart(2, '0')}`)
+    const p = await tk.register(T, { arn: ARN, name: 'one' })
+    const s = spy(store)
+    let running = true
+    const caller = (async () => {
+      while (running) {
+        ;(await tk.getDataKey(T, 'k01')).plaintext.zeroize()
+        await new Promise((r) => setImmediate(r))
+      }
+    })()
+    const done = await tk.migrate(T, p.fingerprint).then((m) => tk.waitForMigration(T, m.id))
+    running = false
+    await caller
+    expect(done).toMatchObject({ jobState: 'completed', done: 24 })
+    expect(new Set(s.limits)).toEqual(new Set([8]))
+  })
+
+  it('checkpoints at most every checkpointIntervalMs; the writes between are deferred-flush ones', async () => {
+    for (const interval of [60_000, 0]) {
+      const { tk, store } = await world({ batchSize: 5, migration: { checkpointIntervalMs: interval } })
+      for (let i = 0; i < 30; i++) await tk.createDataKey(T, `k${String(i).padStart(2, '0')}`)
+      const p = await tk.register(T, { arn: ARN, name: 'one' })
+      const s = spy(store)
+      const m = await tk.migrate(T, p.fingerprint)
+      const progress: number[] = []
+      const off = tk.subscribeMigration(T, m.id, (v) => progress.push(v.done))
+      const done = await tk.waitForMigration(T, m.id)
+      off()
+      expect(done).toMatchObject({ jobState: 'completed', done: 30, total: 30 })
+      expect(s.writes.flatMap((w) => w.names)).toHaveLength(30)
+      if (interval === 0) {
+        // After every batch, each write flushed on its own (the behaviour before the interval existed).
+        expect(progress.length).toBeGreaterThanOrEqual(6)
+        for (const w of s.writes) expect(w.options).toEqual({ durable: true })
+      } else {
+        // Only at the end of the pass and at the end of the job (and the runner's claim and completion).
+        expect(progress.length).toBeLessThan(6)
+        expect(s.writes.length).toBe(6)
+        for (const w of s.writes) expect(w.options).toEqual({ durable: false })
+      }
+    }
+  })
+
+  it('resolves each provider once per batch, not once per entry', async () => {
+    const { tk, store } = await world({ batchSize: 20, migration: { yieldToForeground: false } })
+    for (let i = 0; i < 60; i++) await tk.createDataKey(T, `k${String(i).padStart(2, '0')}`)
+    const p = await tk.register(T, { arn: ARN, name: 'one' })
+    const s = spy(store)
+    const done = await tk.migrate(T, p.fingerprint).then((m) => tk.waitForMigration(T, m.id))
+    expect(done).toMatchObject({ jobState: 'completed', done: 60 })
+    // Default-provider values: two state reads per batch (3 batches) plus the promotion's, not 2 per entry.
+    expect(s.stateReads()).toBeLessThan(20)
+  })
+
+  it('getDataKey during a migration in this process leaves the entry to the job (a read stays a read)', async () => {
+    const { tk, store } = await world({ batchSize: 4, migration: { yieldToForeground: false } })
+    const digests = new Map<string, string>()
+    for (let i = 0; i < 12; i++) {
+      const k = await tk.createDataKey(T, `k${String(i).padStart(2, '0')}`)
+      digests.set(k.name, sha(k.plaintext.bytes))
+    }
+    const p = await tk.register(T, { arn: ARN, name: 'one' })
+    const s = spy(store)
+    let read: Promise<Awaited<ReturnType<typeof tk.getDataKey>>> | undefined
+    store.beforeReplace = () => {
+      // The job's first write: k11 is not moved yet; read it meanwhile.
+      read ??= tk.getDataKey(T, 'k11')
+    }
+    const done = await tk.migrate(T, p.fingerprint).then((m) => tk.waitForMigration(T, m.id))
+    expect(done).toMatchObject({ jobState: 'completed', done: 12 })
+    const got = await read!
+    expect(sha(got.plaintext.bytes)).toBe(digests.get('k11'))
+    expect(got.providerFingerprint).toBe(T) // as stored when read: still under the default provider
+    // Every write was the job's (batches, deferred flush); none was a single-entry write-back by the read.
+    for (const w of s.writes) expect(w.options).toEqual({ durable: false })
+    expect(s.writes.flatMap((w) => w.names).filter((n) => n === 'k11')).toEqual(['k11'])
+    expect(await store.countDataKeys(T, p.fingerprint)).toBe(12)
   })
 })
 
