@@ -39,6 +39,13 @@ export interface TenantKeysConfig {
   readonly awsEndpoint: string | undefined
   /** Static AWS credentials; undefined: the AWS SDK's default chain. Never logged ({@link describeConfig}). */
   readonly awsCredentials: { readonly accessKeyId: string; readonly secretAccessKey: string } | undefined
+  /** Entries per migration batch (`EKMS_MIGRATION_BATCH_SIZE`); undefined: the job's default (256). */
+  readonly migrationBatchSize?: number | undefined
+  /**
+   * Least interval between a migration's durable checkpoints (`EKMS_MIGRATION_CHECKPOINT_MS`); undefined:
+   * the job's default (1000 ms).
+   */
+  readonly migrationCheckpointIntervalMs?: number | undefined
 }
 
 export interface EngineConfig {
@@ -78,7 +85,18 @@ export function resolveTenantKeysConfig(env: NodeJS.ProcessEnv = process.env): T
       'EKMS_KEYPROVIDERS_AWS_ACCESS_KEY_ID and EKMS_KEYPROVIDERS_AWS_SECRET_ACCESS_KEY: set both or neither',
     )
   }
+  const int = (name: string, min: number, max: number): number | undefined => {
+    const v = str(env[name], name)
+    if (v === undefined) return undefined
+    const n = /^\d+$/.test(v) ? Number(v) : Number.NaN
+    if (!(n >= min && n <= max)) {
+      throw new EngineError('CONFIG_INVALID', `${name}: must be an integer from ${min} to ${max}`)
+    }
+    return n
+  }
   return {
+    migrationBatchSize: int('EKMS_MIGRATION_BATCH_SIZE', 1, 10_000),
+    migrationCheckpointIntervalMs: int('EKMS_MIGRATION_CHECKPOINT_MS', 0, 600_000),
     homeRegion: region('EKMS_TENANT_HOME_REGION', 'eu-west-1'),
     drRegion: region('EKMS_TENANT_DR_REGION', 'eu-west-3'),
     awsEndpoint: endpoint,
@@ -250,6 +268,8 @@ export function describeConfig(c: EngineConfig): Record<string, unknown> {
             drRegion: t.drRegion,
             awsEndpoint: t.awsEndpoint,
             awsCredentials: t.awsCredentials === undefined ? undefined : '***',
+            migrationBatchSize: t.migrationBatchSize,
+            migrationCheckpointIntervalMs: t.migrationCheckpointIntervalMs,
           },
         }),
   }

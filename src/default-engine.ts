@@ -165,7 +165,13 @@ export async function createEngineServicesFromConfig(
       clock,
       homeRegion: tk.homeRegion,
       drRegion: tk.drRegion,
-      ...(migration === undefined ? {} : { migration }),
+      migration: {
+        ...(tk.migrationBatchSize === undefined ? {} : { batchSize: tk.migrationBatchSize }),
+        ...(tk.migrationCheckpointIntervalMs === undefined
+          ? {}
+          : { checkpointIntervalMs: tk.migrationCheckpointIntervalMs }),
+        ...migration,
+      },
     })
     ref.service = tenantKeys
     closers.push(() => tenantKeys.close())

@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { describeConfig, loadConfig } from '../../src/index.js'
+import { describeConfig, loadConfig, resolveTenantKeysConfig } from '../../src/index.js'
 import { expectCodeSync } from '../helpers/expect-code.js'
 
 describe('configuration', () => {
@@ -15,6 +15,27 @@ describe('configuration', () => {
     const pinFile = join(dir, 'pin')
     writeFileSync(pinFile, '5678\n')
     expect(loadConfig({ EKMS_PKCS11_PIN_FILE: pinFile }).pkcs11.pin).toBe('5678')
+  })
+
+  it('migration tuning: EKMS_MIGRATION_BATCH_SIZE and EKMS_MIGRATION_CHECKPOINT_MS, range-checked', () => {
+    expect(resolveTenantKeysConfig({})).toMatchObject({
+      migrationBatchSize: undefined,
+      migrationCheckpointIntervalMs: undefined,
+    })
+    expect(
+      resolveTenantKeysConfig({ EKMS_MIGRATION_BATCH_SIZE: '5', EKMS_MIGRATION_CHECKPOINT_MS: '0' }),
+    ).toMatchObject({ migrationBatchSize: 5, migrationCheckpointIntervalMs: 0 })
+    for (const [name, v] of [
+      ['EKMS_MIGRATION_BATCH_SIZE', '0'],
+      ['EKMS_MIGRATION_BATCH_SIZE', '10001'],
+      ['EKMS_MIGRATION_BATCH_SIZE', '2.5'],
+      ['EKMS_MIGRATION_CHECKPOINT_MS', '-1'],
+      ['EKMS_MIGRATION_CHECKPOINT_MS', 'soon'],
+    ] as const) {
+      expect(
+        expectCodeSync(() => resolveTenantKeysConfig({ [name]: v }), 'CONFIG_INVALID').message,
+      ).toContain(name)
+    }
   })
 
   it('a missing PIN file points to `npx envelope-kms init`, which an installed package has (not `npm run setup`)', () => {

@@ -10,9 +10,11 @@
  * - **Every write is a compare-and-set** on the record's `revision` ({@link JobStore.updateJob}). Within one
  *   runner the writes of one job are serialised; a failed CAS means another process wrote: the runner
  *   re-reads the record and decides again from what it finds.
- * - **Leases.** A runner (one per process, `owner` a random UUID) runs a job only after claiming it: a CAS
- *   that sets `state: running`, `leaseOwner: owner`, `leaseUntil: now + leaseMs`. It claims a job that is
- *   `queued`, or `running` with no lease or an expired one (its owner crashed, or closed and released it).
+ * - **Leases.** A runner (one per process, `owner` a {@link localOwnerId}: this machine's boot, PID namespace
+ *   and pid, and a random UUID) runs a job only after claiming it: a CAS that sets `state: running`,
+ *   `leaseOwner: owner`, `leaseUntil: now + leaseMs`. It claims a job that is `queued`, or `running` with no
+ *   lease or an expired one (its owner crashed, or closed and released it), or a lease whose owner was a
+ *   process of this machine that no longer exists (a crash: taken over at once, see local-owner.ts).
  *   While the handler runs, every checkpoint and a heartbeat every `leaseMs / 3` renew the lease. A runner
  *   that finds another owner on its record (a failed CAS, then a re-read) has lost the job: it aborts the
  *   handler and writes nothing more. Because the takeover itself bumps the revision, a runner that lost its
@@ -54,6 +56,7 @@ import type { JobPatch, JobRecord, JobState, JobStore } from '../ports-jobs.js'
 import { JobEvents } from './job-events.js'
 import { checkTenant, codeOf, isFinalJobState, storeCall, toJobView, toJson } from './job-records.js'
 import type { JobControl, JobHandler, JobView, Jobs } from './job-types.js'
+import { localOwnerGone, localOwnerId } from './local-owner.js'
 
 /** One line of the runner's log. Never carries params, checkpoints, results or foreign error messages. */
 export interface JobLogEntry {
@@ -80,7 +83,10 @@ export interface JobRunnerOptions {
   readonly sweepIntervalMs?: number
   /** How often `waitFor` re-reads the job from the store (default 1 s). */
   readonly pollIntervalMs?: number
-  /** This runner's lease owner id (default: a random UUID). Must be unique among live runners. */
+  /**
+   * This runner's lease owner id (default: {@link localOwnerId}, which lets a restarted process take over the
+   * jobs of a crashed one on the same machine at once). Must be unique among live runners.
+   */
   readonly owner?: string
   readonly log?: (entry: JobLogEntry) => void
 }
@@ -141,7 +147,7 @@ export class JobRunner implements Jobs {
     this.#leaseMs = positiveInt(options.leaseMs ?? 30_000, 'leaseMs')
     this.#sweepMs = positiveInt(options.sweepIntervalMs ?? 5_000, 'sweepIntervalMs')
     this.#pollMs = positiveInt(options.pollIntervalMs ?? 1_000, 'pollIntervalMs')
-    this.owner = options.owner ?? randomUUID()
+    this.owner = options.owner ?? localOwnerId()
     const log = options.log ?? (() => undefined)
     this.#log = log
     this.#events = new JobEvents((jobId, code) => {
@@ -329,7 +335,9 @@ export class JobRunner implements Jobs {
   }
 
   #leaseLive(r: JobRecord, now: number): boolean {
-    return r.leaseOwner !== undefined && r.leaseUntil !== undefined && r.leaseUntil > now
+    if (r.leaseOwner === undefined || r.leaseUntil === undefined || r.leaseUntil <= now) return false
+    // A lease of a process of this machine that no longer exists (a crash) is over now (local-owner.ts).
+    return r.leaseOwner === this.owner || !localOwnerGone(r.leaseOwner)
   }
 
   #heldByOther(r: JobRecord, now: number): boolean {

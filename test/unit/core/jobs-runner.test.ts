@@ -4,9 +4,11 @@
  * failure codes; monotonic progress; resume from the checkpoint after close and after a crashed owner's
  * lease expired; lease takeover fencing; progress events; the concurrency limit.
  */
+import { spawnSync } from 'node:child_process'
 import { describe, expect, it, vi } from 'vitest'
 import { EngineError } from '../../../src/core/errors.js'
 import { createJobRunner, type JobRunner } from '../../../src/core/jobs/runner.js'
+import { localOwnerGone, localOwnerId } from '../../../src/core/jobs/local-owner.js'
 import type { JobControl, JobHandler, JobView } from '../../../src/core/jobs/job-types.js'
 import type { JobRecord } from '../../../src/core/ports-jobs.js'
 import { expectCode } from '../../helpers/expect-code.js'
@@ -464,6 +466,40 @@ describe('job runner: close and resume', () => {
     expect(end.state).toBe('completed')
     expect(h.resumedFrom).toEqual(['2'])
     expect(h.processed).toEqual([3, 4, 5])
+    await jobs.close()
+  })
+
+  it("a lease of a dead process of this machine is taken over at start, before it expires; a live one's is not", async () => {
+    const dead = spawnSync(process.execPath, ['-e', '']).pid
+    const mine = localOwnerId()
+    expect(mine).toMatch(/^local:[0-9a-f-]{36}:\d+:\d+:[0-9a-f-]{36}$/)
+    const withPid = (pid: number): string => mine.replace(/:\d+:([0-9a-f-]{36})$/, `:${pid}:$1`)
+    expect(localOwnerGone(mine)).toBe(false) // this process
+    expect(localOwnerGone(withPid(dead))).toBe(true)
+    expect(localOwnerGone(withPid(process.ppid))).toBe(false) // alive
+    expect(
+      localOwnerGone(mine.replace(/^local:[0-9a-f-]{36}/, 'local:00000000-0000-0000-0000-000000000000')),
+    ).toBe(false) // another boot or machine
+    expect(localOwnerGone('dead-process')).toBe(false)
+
+    const store = new MemoryJobStore()
+    const clock = new ManualClock()
+    await store.insertJob(orphan({ leaseOwner: withPid(process.ppid), leaseUntil: clock.now() + 30_000 }))
+    await store.insertJob(
+      orphan({
+        id: 'orphan-2',
+        tenant: 'tenant-b',
+        leaseOwner: withPid(dead),
+        leaseUntil: clock.now() + 30_000,
+      }),
+    )
+    const h = new Counter()
+    const jobs = runner(store, clock, [h])
+    await jobs.start()
+    const end = await jobs.waitFor('tenant-b', 'orphan-2')
+    expect(end.state).toBe('completed')
+    expect(h.resumedFrom).toEqual(['2'])
+    expect((await stored(store, 'orphan')).leaseOwner).toBe(withPid(process.ppid)) // its owner lives: not taken
     await jobs.close()
   })
 
