@@ -53,6 +53,11 @@ const LOAD_ROUNDS = SMOKE ? 1 : Math.max(1, Number(process.env['BENCH_LOAD_RUNS'
 const QUIET_MS = SMOKE ? 1_000 : 3_000
 // BENCH_MIGRATION_YIELD=0: the job does not give way to foreground calls (yieldToForeground: false).
 const YIELD = process.env['BENCH_MIGRATION_YIELD'] !== '0'
+// BENCH_MIGRATION_SHARE: the job's share of wall-clock time while giving way (default: the job's, 0.25).
+const SHARE =
+  process.env['BENCH_MIGRATION_SHARE'] === undefined
+    ? undefined
+    : Number(process.env['BENCH_MIGRATION_SHARE'])
 const dir = mkdtempSync(join(tmpdir(), 'ekms-bench-migration-'))
 const T = 'bench-tenant'
 const TA = 'bench-tenant-aws'
@@ -92,7 +97,14 @@ const tk = createTenantKeyProviders({
   store,
   jobs,
   backends: { awsKms: awsBackend },
-  migration: { batchSize: BATCH, ...(YIELD ? {} : { yieldToForeground: false as const }) },
+  migration: {
+    batchSize: BATCH,
+    ...(YIELD
+      ? SHARE === undefined
+        ? {}
+        : { yieldToForeground: { share: SHARE } }
+      : { yieldToForeground: false as const }),
+  },
 })
 ref.service = tk
 await jobs.start()
@@ -317,6 +329,7 @@ report('migration', 'Key-provider migration (entries/s; latencies of getDataKey 
     poolThreads: 2,
     batchSize: BATCH,
     yieldToForeground: YIELD,
+    share: SHARE ?? 'default',
   },
   rows,
   ratios: {

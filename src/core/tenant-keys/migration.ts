@@ -40,6 +40,12 @@ export interface ForegroundYield {
   readonly sliceSize?: number
   /** How long after the last foreground call the job keeps giving way, ms; default 50. */
   readonly idleMs?: number
+  /**
+   * The job's share of wall-clock time while giving way, in (0, 1]; default 0.25. After each slice the job
+   * pauses for `(1 - share) / share` times what the slice took (at most 100 ms), so on a 2-core machine the
+   * foreground calls keep most of the CPU the pool worker would otherwise take. 1: no pause.
+   */
+  readonly share?: number
 }
 
 /** Options of {@link createMigrationHandler}. */
@@ -191,6 +197,10 @@ export function createMigrationHandler(
   const give = options.yieldToForeground
   const sliceSize = give === false ? batchSize : Math.min(batchSize, give?.sliceSize ?? 16)
   const idleMs = give === false ? 0 : (give?.idleMs ?? 50)
+  const share = give === false ? 1 : (give?.share ?? 0.25)
+  if (!(typeof share === 'number' && share > 0 && share <= 1)) {
+    throw new EngineError('CONFIG_INVALID', 'migration.yieldToForeground.share: must be a number in (0, 1]')
+  }
   for (const [name, v, min] of [
     ['batchSize', batchSize, 1],
     ['concurrency', concurrency, 1],
@@ -381,6 +391,7 @@ export function createMigrationHandler(
     }
     for (;;) {
       if (signal.aborted) throw new EngineError('ABORTED', 'migration: stopped')
+      const began = performance.now()
       const giving = busy()
       const batch = await core.store.listDataKeysNotUnder(
         tenant,
@@ -407,6 +418,15 @@ export function createMigrationHandler(
         await checkpoint(true)
       } else if (giving) {
         await yieldLoop()
+        // The duty cycle while giving way: pause in proportion to what the slice took.
+        const pause = share >= 1 ? 0 : Math.min(100, ((performance.now() - began) * (1 - share)) / share)
+        if (pause >= 1) {
+          try {
+            await sleep(pause, undefined, { signal })
+          } catch (err) {
+            throw new EngineError('ABORTED', 'migration: stopped', { cause: err })
+          }
+        }
       }
     }
     await checkpoint(true)

@@ -587,6 +587,17 @@ describe('the migration handler beside foreground calls (issue 14 benchmark)', (
     expect(s.limits.filter((l) => l === 2).length).toBeGreaterThan(s.limits.length / 2)
   })
 
+  it('yieldToForeground.share must be in (0, 1]', async () => {
+    const { engine, store, jobs } = await world()
+    for (const share of [0, -0.5, 1.5, Number.NaN]) {
+      expectCodeSync(
+        () => createTenantKeyProviders({ engine, store, jobs, migration: { yieldToForeground: { share } } }),
+        'CONFIG_INVALID',
+      )
+    }
+    createTenantKeyProviders({ engine, store, jobs, migration: { yieldToForeground: { share: 1 } } })
+  })
+
   it('yieldToForeground: false always lists full batches', async () => {
     const { tk, store } = await world({ batchSize: 8, migration: { yieldToForeground: false } })
     for (let i = 0; i < 24; i++) await tk.createDataKey(T, `k${String(i).padStart(2, '0')}`)
