@@ -22,10 +22,10 @@ export interface Command {
   run(values: OptionValues, positionals: readonly string[]): Promise<number | undefined>
 }
 
-/** A group of subcommands (`keys list|create|...`). */
+/** A group of subcommands (`keys list|create|...`); a subcommand may be a group (`sync keys list`). */
 export interface CommandGroup {
   readonly help: string
-  readonly subcommands: Readonly<Record<string, Command>>
+  readonly subcommands: Readonly<Record<string, Command | CommandGroup>>
 }
 
 /**

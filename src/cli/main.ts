@@ -26,7 +26,8 @@ commands:
   migrate      migrate the tenant's data keys to a provider (--to <fingerprint|default>) and follow it
   migration    status [--follow] of the tenant's key-provider migration
   connections  add|list|get|test|delete the tenant's cloud connections (key synchronization)
-  sync         start|status|list|cancel key synchronization jobs (--follow shows progress)
+  sync         start|status|list|cancel key synchronization jobs (--follow shows progress);
+               keys list|purge the linked keys
   help         this text
 
 options:
@@ -90,9 +91,10 @@ async function main(argv: readonly string[]): Promise<number> {
   }
   const load = COMMANDS[name]
   if (load === undefined) return usageError(`unknown command "${name}"`, USAGE)
-  const loaded = await load()
-  let command: Command
-  if ('subcommands' in loaded) {
+  let loaded: Command | CommandGroup = await load()
+  let path = name
+  // A group's subcommand may itself be a group (`sync keys list`).
+  while ('subcommands' in loaded) {
     const sub = rest[0]
     if (sub === undefined || sub.startsWith('-')) {
       if (rest.some((a) => a === '--help' || a === '-h') || globals.help) {
@@ -101,16 +103,18 @@ async function main(argv: readonly string[]): Promise<number> {
       }
       return usageError(
         sub === undefined
-          ? `${name}: missing subcommand`
-          : `${name}: the subcommand comes first (envelope-kms ${name} <subcommand> [options])`,
+          ? `${path}: missing subcommand`
+          : `${path}: the subcommand comes first (envelope-kms ${path} <subcommand> [options])`,
         loaded.help,
       )
     }
-    const found = loaded.subcommands[sub]
-    if (found === undefined) return usageError(`unknown ${name} subcommand "${sub}"`, loaded.help)
-    command = found
+    const found: Command | CommandGroup | undefined = loaded.subcommands[sub]
+    if (found === undefined) return usageError(`unknown ${path} subcommand "${sub}"`, loaded.help)
+    loaded = found
+    path = `${path} ${sub}`
     rest = rest.slice(1)
-  } else command = loaded
+  }
+  const command: Command = loaded
   if (globals.help) {
     process.stdout.write(command.help)
     return EXIT.ok

@@ -119,9 +119,15 @@ export interface ConnectionStore {
   updateConnection(tenant: string, id: string, patch: ConnectionPatch): Promise<boolean>
   /**
    * Deletes the connection unless linked keys still refer to it, atomically: 'deleted', 'not-found' or
-   * 'in-use'.
+   * 'in-use'. With `purgeDeleted`, the connection's linked keys marked deleted at their source are deleted
+   * with it in the same transaction; it is still 'in-use' (and nothing is deleted) while a key of the
+   * connection is present at its source.
    */
-  deleteConnection(tenant: string, id: string): Promise<'deleted' | 'not-found' | 'in-use'>
+  deleteConnection(
+    tenant: string,
+    id: string,
+    options?: { readonly purgeDeleted?: boolean | undefined },
+  ): Promise<'deleted' | 'not-found' | 'in-use'>
 }
 
 /** One version of a linked key, as the source names it. */
@@ -218,6 +224,11 @@ export interface LinkedKeyStore {
     at: number,
     vaults?: readonly string[],
   ): Promise<number>
+  /**
+   * Deletes a linked key, atomically, only when it is marked deleted at its source: 'deleted', 'not-found',
+   * or 'present' (nothing deleted: its source still has it). A key is never dropped otherwise.
+   */
+  deleteLinkedKey(tenant: string, id: string): Promise<'deleted' | 'not-found' | 'present'>
 }
 
 /**

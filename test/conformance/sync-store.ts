@@ -250,6 +250,59 @@ export function runSyncStoreConformance(name: string, open: () => Promise<SyncSt
       expect(back?.deletedAtSourceAt).toBeUndefined()
     })
 
+    it('linked keys: deleteLinkedKey deletes only a key marked deleted at its source; tenants are isolated', async () => {
+      const c = connectionRecord()
+      await s.insertConnection(c)
+      const [k1, k2] = [withId(discovered(1)), withId(discovered(2))]
+      await s.upsertLinkedKeys(c.tenant, c.id, 'aws', [k1, k2], { at: 1, jobId: 'j1' })
+      expect(await s.deleteLinkedKey(c.tenant, k1.id)).toBe('present')
+      expect((await s.getLinkedKey(c.tenant, k1.id))?.sourceState).toBe('present')
+      // j2 sees only key 2: key 1 is marked deleted.
+      await s.upsertLinkedKeys(c.tenant, c.id, 'aws', [withId(discovered(2))], { at: 2, jobId: 'j2' })
+      expect(await s.markMissingDeleted(c.tenant, c.id, 'j2', 3)).toBe(1)
+      expect(await s.deleteLinkedKey(`x${c.tenant}`, k1.id)).toBe('not-found')
+      expect(await s.getLinkedKey(c.tenant, k1.id)).toBeDefined()
+      expect(await s.deleteLinkedKey(c.tenant, k1.id)).toBe('deleted')
+      expect(await s.getLinkedKey(c.tenant, k1.id)).toBeUndefined()
+      expect(await s.deleteLinkedKey(c.tenant, k1.id)).toBe('not-found')
+      expect(await s.deleteLinkedKey(c.tenant, k2.id)).toBe('present')
+      expect(await s.countLinkedKeys(c.tenant)).toBe(1)
+      // The same source key found again is a new key (the purged id is not reused).
+      const again = withId(discovered(1))
+      expect(await s.upsertLinkedKeys(c.tenant, c.id, 'aws', [again], { at: 4, jobId: 'j3' })).toEqual([
+        'inserted',
+      ])
+      expect((await s.getLinkedKey(c.tenant, again.id))?.firstSyncedAt).toBe(4)
+    })
+
+    it('connections: delete with purgeDeleted purges the deleted-at-source links, atomically; present links block it', async () => {
+      const c = connectionRecord()
+      const other = connectionRecord({ tenant: c.tenant })
+      await s.insertConnection(c)
+      await s.insertConnection(other)
+      const keys = [withId(discovered(1)), withId(discovered(2)), withId(discovered(3))]
+      await s.upsertLinkedKeys(c.tenant, c.id, 'aws', keys, { at: 1, jobId: 'j1' })
+      const kept = withId(discovered(1))
+      await s.upsertLinkedKeys(c.tenant, other.id, 'aws', [kept], { at: 1, jobId: 'j1' })
+      await s.markMissingDeleted(other.tenant, other.id, 'j0', 2)
+      // Key 3 still present: refused, nothing purged.
+      await s.upsertLinkedKeys(c.tenant, c.id, 'aws', [withId(discovered(3))], { at: 2, jobId: 'j2' })
+      expect(await s.markMissingDeleted(c.tenant, c.id, 'j2', 3)).toBe(2)
+      expect(await s.deleteConnection(c.tenant, c.id, { purgeDeleted: true })).toBe('in-use')
+      expect(await s.countLinkedKeys(c.tenant, { connectionId: c.id })).toBe(3)
+      expect(await s.deleteConnection(c.tenant, c.id)).toBe('in-use')
+      // Key 3 gone too: without purgeDeleted still in use; with it, deleted with its links.
+      expect(await s.markMissingDeleted(c.tenant, c.id, 'j3', 4)).toBe(1)
+      expect(await s.deleteConnection(c.tenant, c.id)).toBe('in-use')
+      expect(await s.deleteConnection(`x${c.tenant}`, c.id, { purgeDeleted: true })).toBe('not-found')
+      expect(await s.deleteConnection(c.tenant, c.id, { purgeDeleted: true })).toBe('deleted')
+      expect(await s.getConnection(c.tenant, c.id)).toBeUndefined()
+      expect(await s.countLinkedKeys(c.tenant, { connectionId: c.id })).toBe(0)
+      for (const k of keys) expect(await s.getLinkedKey(c.tenant, k.id)).toBeUndefined()
+      // Another connection's deleted link is not touched.
+      expect((await s.getLinkedKey(c.tenant, kept.id))?.sourceState).toBe('deleted')
+    })
+
     it('linked keys: list pages by id with filters; count; tenants are isolated', async () => {
       const c = connectionRecord()
       const p = connectionRecord({

@@ -251,7 +251,7 @@ subcommands:
   list       the tenant's connections
   get        one connection
   test       probe a connection (connect, list, …); records and prints the outcome
-  delete     delete a connection no linked key refers to
+  delete     delete a connection no linked key refers to (--purge-deleted: with its deleted-at-source links)
 `,
   subcommands: {
     add,
@@ -273,15 +273,30 @@ subcommands:
         return c.lastTest?.ok === false ? EXIT.failed : undefined
       },
     ),
-    delete: oneConnection(
-      'delete',
-      'Deletes a connection no linked key refers to.',
-      async (values, t, id) => {
-        await withServices((s) => s.sync.deleteConnection(t, id))
+    delete: {
+      help: `usage: envelope-kms connections delete <id|name> --tenant T [--purge-deleted] [options]
+
+Deletes a connection no linked key refers to. Links of keys deleted at the source can be purged first
+('envelope-kms sync keys purge <id>'), or with the connection by --purge-deleted, in one step; keys still
+present at the source block the delete (delete them there and synchronize first).
+
+options:
+  --purge-deleted  purge the connection's links of keys deleted at the source with it
+${TENANT_HELP}
+
+Exit codes: 0 done, 1 failed (linked keys refer to it), 2 usage, 3 no such connection.
+`,
+      options: { ...TENANT_OPTIONS, 'purge-deleted': { type: 'boolean' } },
+      positionals: ['id|name'],
+      run: async (values, [idOrName]) => {
+        const t = tenantOption(values)
+        const id = idOrName ?? ''
+        const purgeDeleted = values['purge-deleted'] === true
+        await withServices((s) => s.sync.deleteConnection(t, id, { purgeDeleted }))
         if (values['json'] === true) outJson({ deleted: id })
         else out(`deleted connection ${id}`)
         return undefined
       },
-    ),
+    },
   },
 }

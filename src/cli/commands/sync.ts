@@ -1,5 +1,6 @@
 /**
- * `envelope-kms sync start|status|list|cancel`: key synchronization jobs of a tenant (the library's KeySync;
+ * `envelope-kms sync start|status|list|cancel`, `sync keys list|purge`: key synchronization jobs of a tenant,
+ * and the linked keys they discovered (the library's KeySync;
  * over HTTP: the CCKM synchronization-jobs API, docs/http-cckm.md). A job is durable: it runs in the job
  * system, and `--follow` only follows it (src/cli/follow-sync.ts).
  */
@@ -191,6 +192,111 @@ Exit codes: 0 requested, 1 the job is already finished, 2 usage, 3 no such job.
   },
 }
 
+const STATES = ['present', 'deleted'] as const
+
+const keysList: Command = {
+  help: `usage: envelope-kms sync keys list --tenant T [--cloud C] [--state S] [--connection X] [--limit N] [--after ID] [options]
+
+Lists the tenant's linked keys (the keys synchronization jobs discovered), by id.
+
+options:
+  --cloud C        only this cloud's (azure, aws, pkcs11)
+  --state S        present, or deleted (at the source: the links 'sync keys purge' can remove)
+  --connection X   only this connection's (name or id)
+  --limit N        at most N keys (1-1000, default 100)
+  --after ID       the keys after this id (the next page)
+${TENANT_HELP}
+
+Exit codes: 0 done, 2 usage, 3 unknown connection.
+`,
+  options: {
+    ...TENANT_OPTIONS,
+    cloud: { type: 'string' },
+    state: { type: 'string' },
+    connection: { type: 'string' },
+    limit: { type: 'string' },
+    after: { type: 'string' },
+  },
+  run: async (values) => {
+    const tenant = tenantOption(values)
+    const cloud = cloudOption(values, false)
+    const state = stringOption(values, 'state')
+    if (state !== undefined && !(STATES as readonly string[]).includes(state)) {
+      throw new UsageError(`--state must be one of ${STATES.join(', ')}`)
+    }
+    const limit = intOption(values, 'limit') ?? 100
+    if (limit < 1 || limit > 1000) throw new UsageError('--limit must be 1-1000')
+    const connection = stringOption(values, 'connection')
+    const after = stringOption(values, 'after')
+    const { keys, total } = await withServices((s) =>
+      s.sync.listLinkedKeys(tenant, {
+        ...(cloud === undefined ? {} : { cloud }),
+        ...(state === undefined ? {} : { sourceState: state as (typeof STATES)[number] }),
+        ...(connection === undefined ? {} : { connection }),
+        ...(after === undefined ? {} : { after }),
+        limit,
+      }),
+    )
+    if (values['json'] === true) {
+      outJson({ total, keys })
+      return undefined
+    }
+    out(
+      table([
+        ['ID', 'CLOUD', 'STATE', 'NAME', 'VAULT', 'TYPE', 'LAST SYNCED'],
+        ...keys.map((k) => [
+          k.id,
+          k.cloud,
+          k.sourceState,
+          k.name,
+          k.vault,
+          k.keyType,
+          k.lastSyncedAt.toISOString(),
+        ]),
+      ]),
+    )
+    const last = keys.at(-1)
+    if (last !== undefined && keys.length === limit) out(`(more may follow: --after ${last.id})`)
+    return undefined
+  },
+}
+
+const keysPurge: Command = {
+  help: `usage: envelope-kms sync keys purge <id> --tenant T [options]
+
+Removes the link of a key deleted at its source (its state is 'deleted') from the catalog. Ciphertexts made
+under it can no longer be unwrapped through the engine; should the key reappear at the source, the next
+synchronization links it under a new id. A key still present at its source is refused: delete it at the
+source and synchronize first. Once a connection's links are purged, the connection can be deleted.
+
+options:
+${TENANT_HELP}
+
+Exit codes: 0 purged, 1 still present at its source, 2 usage, 3 no such linked key.
+`,
+  options: TENANT_OPTIONS,
+  positionals: ['id'],
+  run: async (values, [id]) => {
+    const tenant = tenantOption(values)
+    await withServices((s) => s.sync.purgeLinkedKey(tenant, id ?? ''))
+    if (values['json'] === true) outJson({ purged: id })
+    else out(`purged linked key ${id ?? ''}`)
+    return undefined
+  },
+}
+
+const KEYS: CommandGroup = {
+  help: `usage: envelope-kms sync keys <subcommand> --tenant T [options]
+
+The tenant's linked keys: the keys synchronization jobs discovered (docs/key-sync.md).
+
+subcommands:
+  list       the linked keys (--cloud, --state present|deleted, --connection)
+  purge      remove the link of a key deleted at its source
+`,
+  subcommands: { list: keysList, purge: keysPurge },
+}
+
 export const SYNC: CommandGroup = {
   help: `usage: envelope-kms sync <subcommand> --tenant T [options]
 
@@ -202,6 +308,7 @@ subcommands:
   status     one job; --follow follows it
   list       the tenant's jobs, newest first
   cancel     request a job's cancel
+  keys       list|purge the linked keys (purge: the links of keys deleted at their source)
 `,
-  subcommands: { start, status, list, cancel },
+  subcommands: { start, status, list, cancel, keys: KEYS },
 }

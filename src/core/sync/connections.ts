@@ -258,6 +258,25 @@ function notFound(): EngineError {
   return new EngineError('CONNECTION_NOT_FOUND', 'no connection of this tenant has that id or name')
 }
 
+const keys = (n: number): string => `${n} linked key${n === 1 ? '' : 's'}`
+
+/** Why a connection cannot be deleted, and the way out. */
+function inUseMessage(present: number, deleted: number, purged: boolean): string {
+  const parts: string[] = []
+  if (deleted > 0 && !purged) {
+    parts.push(
+      `${keys(deleted)} of keys deleted at the source refer to it: purge them (purgeLinkedKey each, or delete the connection with purgeDeleted)`,
+    )
+  }
+  if (present > 0) {
+    parts.push(
+      `${keys(present)} of keys still present at the source refer to it and block the delete: delete those keys at the source and synchronize first`,
+    )
+  }
+  if (parts.length === 0) parts.push('linked keys still refer to it (a synchronization is linking keys)')
+  return `connection: ${parts.join('; ')}`
+}
+
 /** The code and a message of a failure to report in a check (a foreign error's message is not shown). */
 function failureOf(err: unknown): { code: string; message: string } {
   if (err instanceof EngineError) return { code: err.code, message: err.message }
@@ -377,13 +396,24 @@ export class SyncConnections {
     return this.get(tenant, r.id)
   }
 
-  /** @throws EngineError CONNECTION_NOT_FOUND, CONNECTION_IN_USE */
-  async delete(tenant: string, idOrName: string): Promise<void> {
+  /**
+   * Deletes a connection no linked key refers to; with `purgeDeleted`, its links of keys deleted at the
+   * source go with it (in the store's transaction).
+   * @throws EngineError CONNECTION_NOT_FOUND, CONNECTION_IN_USE (the message says the way out)
+   */
+  async delete(
+    tenant: string,
+    idOrName: string,
+    options: { readonly purgeDeleted?: boolean | undefined } = {},
+  ): Promise<void> {
     const r = await this.get(tenant, idOrName)
-    const outcome = await this.store.deleteConnection(tenant, r.id)
+    const purgeDeleted = options.purgeDeleted === true
+    const outcome = await this.store.deleteConnection(tenant, r.id, { purgeDeleted })
     if (outcome === 'not-found') throw notFound()
     if (outcome === 'in-use') {
-      throw new EngineError('CONNECTION_IN_USE', 'connection: linked keys still refer to it')
+      const present = await this.store.countLinkedKeys(tenant, { connectionId: r.id, sourceState: 'present' })
+      const deleted = await this.store.countLinkedKeys(tenant, { connectionId: r.id, sourceState: 'deleted' })
+      throw new EngineError('CONNECTION_IN_USE', inUseMessage(present, deleted, purgeDeleted))
     }
     await this.forget(tenant, r.id)
   }

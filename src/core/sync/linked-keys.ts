@@ -55,6 +55,23 @@ export async function mustGetLinkedKey(
   return r
 }
 
+/**
+ * Purges the tenant's linked key `id`, only once its source no longer has it (atomic in the store: a
+ * synchronization that finds it again in between wins). What it means: `KeySync.purgeLinkedKey` (types.ts).
+ * @throws EngineError LINKED_KEY_NOT_FOUND, KEY_ACTION_INVALID_STATE_ERR (still present at its source)
+ */
+export async function purgeLinked(connections: SyncConnections, tenant: string, id: unknown): Promise<void> {
+  const r = await mustGetLinkedKey(connections, tenant, id)
+  const outcome = await connections.store.deleteLinkedKey(tenant, r.id)
+  if (outcome === 'not-found') throw notFound()
+  if (outcome === 'present') {
+    throw new EngineError(
+      'KEY_ACTION_INVALID_STATE_ERR',
+      'linked key: still present at its source; delete it at the source and synchronize first',
+    )
+  }
+}
+
 async function sourceOf(connections: SyncConnections, r: LinkedKeyRecord) {
   const conn = await connections.store.getConnection(r.tenant, r.connectionId)
   if (conn === undefined) throw unavailable('its connection no longer exists')

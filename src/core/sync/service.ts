@@ -16,7 +16,7 @@ import {
 } from '../ports-sync.js'
 import { SyncConnections, type SyncStore } from './connections.js'
 import { createSyncHandlers, type SyncHandlerOptions } from './job.js'
-import { unwrapLinked, wrapLinked, mustGetLinkedKey } from './linked-keys.js'
+import { mustGetLinkedKey, purgeLinked, unwrapLinked, wrapLinked } from './linked-keys.js'
 import { createSecretResolver } from './secrets.js'
 import { syncJobType, type KeySync, type SyncOverallStatus } from './types.js'
 import {
@@ -234,8 +234,8 @@ export function createKeySync(options: KeySyncOptions): KeySyncService {
     async updateConnection(tenant, idOrName, patch) {
       return connectionView(await connections.update(checkTenant(tenant), idOrName, patch))
     },
-    async deleteConnection(tenant, idOrName) {
-      await connections.delete(checkTenant(tenant), idOrName)
+    async deleteConnection(tenant, idOrName, options = {}) {
+      await connections.delete(checkTenant(tenant), idOrName, options)
     },
     async testConnection(tenant, idOrName) {
       return connectionView(await connections.test(checkTenant(tenant), idOrName))
@@ -344,6 +344,8 @@ export function createKeySync(options: KeySyncOptions): KeySyncService {
       const total = await connections.store.countLinkedKeys(tenant, filter)
       return { keys: keys.map(linkedKeyView), total }
     },
+
+    purgeLinkedKey: async (tenant, id) => purgeLinked(connections, checkTenant(tenant), id),
 
     wrap: async (tenant, id, input) => wrapLinked(connections, checkTenant(tenant), id, input),
     unwrap: async (tenant, input) => unwrapLinked(connections, checkTenant(tenant), input),

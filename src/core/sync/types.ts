@@ -136,8 +136,18 @@ export interface KeySync {
     idOrName: string,
     patch: { readonly description?: string | undefined; readonly params?: ConnectionParams | undefined },
   ): Promise<ConnectionView>
-  /** @throws EngineError CONNECTION_NOT_FOUND, CONNECTION_IN_USE (linked keys refer to it) */
-  deleteConnection(tenant: string, idOrName: string): Promise<void>
+  /**
+   * Deletes a connection no linked key refers to. With `purgeDeleted`, the links of its keys deleted at the
+   * source are purged with it, atomically (as {@link purgeLinkedKey} each); its keys still present at the
+   * source block it either way, and then nothing is purged.
+   * @throws EngineError CONNECTION_NOT_FOUND, CONNECTION_IN_USE (linked keys refer to it: the message says
+   * how many are deleted at the source, to purge, and how many are still present there)
+   */
+  deleteConnection(
+    tenant: string,
+    idOrName: string,
+    options?: { readonly purgeDeleted?: boolean | undefined },
+  ): Promise<void>
   /** Opens the connection and probes it; records and returns the outcome (never throws for a failed probe). */
   testConnection(tenant: string, idOrName: string): Promise<ConnectionView>
 
@@ -177,6 +187,20 @@ export interface KeySync {
       readonly limit?: number
     },
   ): Promise<{ readonly keys: LinkedKeyView[]; readonly total: number }>
+  /**
+   * Removes a linked key from the catalog: the explicit end of a link whose key is gone at its source (a
+   * synchronization marked it `deleted`). Keys are never dropped by a synchronization; this is the only way
+   * one leaves the catalog, and once a connection's links are all purged the connection can be deleted.
+   *
+   * Ciphertexts made under a purged link can no longer be unwrapped through the engine (their header names
+   * the purged id; unwrap is LINKED_KEY_NOT_FOUND), even while the source would still answer for the key
+   * (a soft-delete retention period): the key is gone at the source anyway. Should the key reappear at the
+   * source later, the next synchronization links it again under a NEW id; the old ciphertexts stay
+   * unreadable through the engine.
+   * @throws EngineError LINKED_KEY_NOT_FOUND, KEY_ACTION_INVALID_STATE_ERR (still present at its source:
+   * delete it at the source and synchronize first)
+   */
+  purgeLinkedKey(tenant: string, id: string): Promise<void>
   /**
    * Wraps a DEK (generated, 32 bytes, when `plaintext` is undefined) under the linked key's newest enabled
    * version, through its source.

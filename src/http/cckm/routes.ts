@@ -216,9 +216,17 @@ async function patchConnection(r: CckmReq, sync: KeySync): Promise<Response> {
   return json(r, 200, connectionWire(c, r.tenant))
 }
 
+/**
+ * DELETE …/connections/{id}: 204; 409 while linked keys refer to it. `purge_deleted=true` purges the links of
+ * its keys deleted at the source with it (keys still present at the source block it either way).
+ */
 async function deleteConnection(r: CckmReq, sync: KeySync): Promise<Response> {
+  const purge = r.c.req.query('purge_deleted')
+  if (purge !== undefined && purge !== '' && purge !== 'true' && purge !== 'false') {
+    throw badParam('purge_deleted: true or false')
+  }
   const c = await connectionOf(r, sync)
-  await sync.deleteConnection(r.tenant, c.id)
+  await sync.deleteConnection(r.tenant, c.id, purge === 'true' ? { purgeDeleted: true } : {})
   return noContent(r)
 }
 
@@ -286,6 +294,16 @@ async function listKeys(r: CckmReq, sync: KeySync): Promise<Response> {
 
 async function getKey(r: CckmReq, sync: KeySync): Promise<Response> {
   return json(r, 200, linkedKeyWire(await keyOf(r, sync), r.tenant))
+}
+
+/**
+ * DELETE …/keys/{id}: purges the link of a key deleted at its source; 204. A key still present at its source
+ * is 409 (delete it there and synchronize first).
+ */
+async function purgeKey(r: CckmReq, sync: KeySync): Promise<Response> {
+  const k = await keyOf(r, sync)
+  await sync.purgeLinkedKey(r.tenant, k.id)
+  return noContent(r)
 }
 
 /** POST …/keys/{id}/wrap: wraps the given DEK, or a generated one (returned in `plaintext`); 200. */
@@ -454,6 +472,11 @@ export const CCKM_ROUTES: readonly CckmRouteDef[] = [
     summary: 'Delete a connection no linked key refers to',
     tag: CONN_TAG,
     iam: CCKM_IAM.manage,
+    query: z.object({
+      purge_deleted: z.enum(['true', 'false']).optional().openapi({
+        description: 'Purge the links of its keys deleted at the source with it',
+      }),
+    }),
     responses: { 204: { description: 'Deleted' }, 409: { description: 'Linked keys refer to it' } },
     handler: deleteConnection,
   },
@@ -494,6 +517,19 @@ export const CCKM_ROUTES: readonly CckmRouteDef[] = [
     iam: CCKM_IAM.read,
     responses: { 200: { description: 'The linked key', schema: S.LinkedKey } },
     handler: getKey,
+  },
+  {
+    method: 'delete',
+    path: `${KEYS}/{id}`,
+    operationId: 'purgeLinkedKey',
+    summary: 'Purge the link of a key deleted at its source (its ciphertexts no longer unwrap here)',
+    tag: KEYS_TAG,
+    iam: CCKM_IAM.manage,
+    responses: {
+      204: { description: 'Purged' },
+      409: { description: 'The key is still present at its source: delete it there and synchronize first' },
+    },
+    handler: purgeKey,
   },
   {
     method: 'post',

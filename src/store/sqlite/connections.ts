@@ -64,12 +64,24 @@ export function connectionStore(db: Db): ConnectionStore {
   )
   const del = db.prepare('DELETE FROM sync_connections WHERE tenant = ? AND id = ?')
 
-  const deleteTx = db.transaction((tenant: string, id: string): 'deleted' | 'not-found' | 'in-use' => {
-    if (get.get(tenant, id) === undefined) return 'not-found'
-    if (anyLinked.get(tenant, id) !== undefined) return 'in-use'
-    del.run(tenant, id)
-    return 'deleted'
-  })
+  const anyPresent = db.prepare<[string, string], number>(
+    "SELECT 1 FROM linked_keys WHERE tenant = ? AND connection_id = ? AND source_state <> 'deleted' LIMIT 1",
+  )
+  const purgeDeleted = db.prepare(
+    "DELETE FROM linked_keys WHERE tenant = ? AND connection_id = ? AND source_state = 'deleted'",
+  )
+
+  const deleteTx = db.transaction(
+    (tenant: string, id: string, purge: boolean): 'deleted' | 'not-found' | 'in-use' => {
+      if (get.get(tenant, id) === undefined) return 'not-found'
+      if (purge) {
+        if (anyPresent.get(tenant, id) !== undefined) return 'in-use'
+        purgeDeleted.run(tenant, id)
+      } else if (anyLinked.get(tenant, id) !== undefined) return 'in-use'
+      del.run(tenant, id)
+      return 'deleted'
+    },
+  )
 
   const patchTx = db.transaction((tenant: string, id: string, patch: ConnectionPatch): boolean => {
     const sets: string[] = []
@@ -123,6 +135,7 @@ export function connectionStore(db: Db): ConnectionStore {
     listConnections: async (tenant, cloud) =>
       (cloud === undefined ? list.all(tenant) : listCloud.all(tenant, cloud)).map(toConnection),
     updateConnection: async (tenant, id, patch) => patchTx.immediate(tenant, id, patch),
-    deleteConnection: async (tenant, id) => deleteTx.immediate(tenant, id),
+    deleteConnection: async (tenant, id, options = {}) =>
+      deleteTx.immediate(tenant, id, options.purgeDeleted === true),
   }
 }

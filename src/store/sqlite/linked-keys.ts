@@ -3,7 +3,8 @@
  * `linked_keys`, one row per key a synchronization job discovered, unique by (tenant, connection, identity at
  * the source). A batch of discovered keys is upserted in one transaction; an existing key keeps its id and
  * first-sync time, and is `unchanged` when nothing the source reports differs (canonical JSON of versions and
- * attributes, so that the order of an object's members does not count as a change).
+ * attributes, so that the order of an object's members does not count as a change). A row is deleted only
+ * explicitly, and only once its key is marked deleted at the source (`deleteLinkedKey`).
  */
 import type { Database as Db } from 'better-sqlite3'
 import type {
@@ -119,6 +120,9 @@ export function linkedKeyStore(db: Db): LinkedKeyStore {
        last_sync_job_id = ?
      WHERE tenant = ? AND id = ?`,
   )
+  const delLinked = db.prepare(
+    "DELETE FROM linked_keys WHERE tenant = ? AND id = ? AND source_state = 'deleted'",
+  )
   const touch = db.prepare(
     'UPDATE linked_keys SET last_synced_at = ?, last_sync_job_id = ? WHERE tenant = ? AND id = ?',
   )
@@ -207,6 +211,14 @@ export function linkedKeyStore(db: Db): LinkedKeyStore {
     },
   )
 
+  const deleteTx = db.transaction((tenant: string, id: string): 'deleted' | 'not-found' | 'present' => {
+    const r = get.get(tenant, id)
+    if (r === undefined) return 'not-found'
+    if (r.source_state !== 'deleted') return 'present'
+    delLinked.run(tenant, id)
+    return 'deleted'
+  })
+
   return {
     upsertLinkedKeys: async (tenant, connectionId, cloud, keys, seen) =>
       upsertTx.immediate(tenant, connectionId, cloud, keys, seen),
@@ -234,5 +246,6 @@ export function linkedKeyStore(db: Db): LinkedKeyStore {
     },
     markMissingDeleted: async (tenant, connectionId, jobId, at, vaults) =>
       markTx.immediate(tenant, connectionId, jobId, at, vaults),
+    deleteLinkedKey: async (tenant, id) => deleteTx.immediate(tenant, id),
   }
 }

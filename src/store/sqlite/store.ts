@@ -235,8 +235,12 @@ export class SqliteStore
   updateConnection(tenant: string, id: string, patch: ConnectionPatch): Promise<boolean> {
     return this.#connections.updateConnection(tenant, id, patch)
   }
-  deleteConnection(tenant: string, id: string): Promise<'deleted' | 'not-found' | 'in-use'> {
-    return this.#connections.deleteConnection(tenant, id)
+  deleteConnection(
+    tenant: string,
+    id: string,
+    options?: { readonly purgeDeleted?: boolean | undefined },
+  ): Promise<'deleted' | 'not-found' | 'in-use'> {
+    return this.#connections.deleteConnection(tenant, id, options)
   }
 
   // Linked (synchronized) keys: linked-keys.ts.
@@ -266,6 +270,9 @@ export class SqliteStore
     vaults?: readonly string[],
   ): Promise<number> {
     return this.#linkedKeys.markMissingDeleted(tenant, connectionId, jobId, at, vaults)
+  }
+  deleteLinkedKey(tenant: string, id: string): Promise<'deleted' | 'not-found' | 'present'> {
+    return this.#linkedKeys.deleteLinkedKey(tenant, id)
   }
 
   // Jobs: jobs.ts.

@@ -13,6 +13,7 @@ import { EngineError } from '../../../src/core/errors.js'
 import type { SyncSourceFactory } from '../../../src/core/ports-sync.js'
 import { env, tempCatalogPath } from '../../helpers/engine.js'
 import { openServices } from '../../helpers/tenant-keys.js'
+import { openSqliteStore } from '../../../src/store/sqlite/index.js'
 
 const TENANT = 'acme-sync-cli'
 const PIN_VAR = 'EKMS_TEST_SYNC_CLI_PIN'
@@ -81,6 +82,8 @@ describe('help', () => {
       ...['add', 'list', 'get', 'test', 'delete'].map((x) => ['connections', x]),
       ['sync'],
       ...['start', 'status', 'list', 'cancel'].map((x) => ['sync', x]),
+      ['sync', 'keys'],
+      ...['list', 'purge'].map((x) => ['sync', 'keys', x]),
     ]
     for (const command of commands) {
       const r = cli([...command, '--help'])
@@ -235,5 +238,110 @@ describe('envelope-kms sync', () => {
     expect(listed.jobs[0]?.id).toBe(queued)
     const table = cli(['sync', 'list', '--tenant', TENANT])
     expect(table.out).toMatch(/^ID\s+CLOUD\s+STATUS\s+PROGRESS\s+KEYS\s+CREATED\s+VAULTS/)
+  })
+})
+
+describe('envelope-kms sync keys', () => {
+  const T2 = 'acme-sync-cli-purge'
+  const discovered = (n: number) => ({
+    id: randomUUID(),
+    sourceKeyId: `id:0${n}`,
+    vault: 'purge-token',
+    name: `key-${n}`,
+    keyType: 'AES',
+    usable: true,
+    enabled: true,
+    versions: [{ version: '1', ref: `id:0${n}`, enabled: true, createdAt: undefined }],
+    attributes: {},
+  })
+
+  it('list (filters, JSON, table); purge refused while present, allowed once deleted at the source; connections delete --purge-deleted', async () => {
+    const s = await openServices(catalog, { syncSources: { pkcs11: unreachable } })
+    let conn = ''
+    try {
+      conn = (
+        await s.sync.createConnection(T2, {
+          name: 'hsm-purge',
+          params: {
+            cloud: 'pkcs11',
+            module: '/usr/lib/softhsm/libsofthsm2.so',
+            tokenLabel: 'purge-token',
+            pin: { kind: 'env', name: PIN_VAR },
+          },
+        })
+      ).id
+    } finally {
+      await s.close()
+    }
+    // The catalog as two synchronizations leave it: key 1 gone at the source, key 2 present.
+    const [k1, k2] = [discovered(1), discovered(2)]
+    const store = await openSqliteStore({ path: catalog })
+    try {
+      await store.upsertLinkedKeys(T2, conn, 'pkcs11', [k1, k2], { at: 1, jobId: 'j1' })
+      await store.upsertLinkedKeys(T2, conn, 'pkcs11', [discovered(2)], { at: 2, jobId: 'j2' })
+      expect(await store.markMissingDeleted(T2, conn, 'j2', 3)).toBe(1)
+    } finally {
+      await store.close()
+    }
+
+    const all = cli(['sync', 'keys', 'list', '--tenant', T2, '--json'])
+    expect(all.code, all.err).toBe(0)
+    expect(JSON.parse(all.out)).toMatchObject({ total: 2 })
+    const deleted = cli([
+      'sync',
+      'keys',
+      'list',
+      '--state',
+      'deleted',
+      '--cloud',
+      'pkcs11',
+      '--tenant',
+      T2,
+      '--json',
+    ])
+    const listed = JSON.parse(deleted.out) as { total: number; keys: { id: string; sourceState: string }[] }
+    expect(listed.total).toBe(1)
+    expect(listed.keys.map((k) => [k.id, k.sourceState])).toEqual([[k1.id, 'deleted']])
+    expect(
+      JSON.parse(cli(['sync', 'keys', 'list', '--cloud', 'aws', '--tenant', T2, '--json']).out),
+    ).toMatchObject({
+      total: 0,
+    })
+    const table = cli(['sync', 'keys', 'list', '--connection', 'hsm-purge', '--tenant', T2])
+    expect(table.out).toMatch(/^ID\s+CLOUD\s+STATE\s+NAME\s+VAULT\s+TYPE\s+LAST SYNCED/)
+    expect(table.out).toMatch(new RegExp(`${k1.id}\\s+pkcs11\\s+deleted\\s+key-1\\s+purge-token`))
+    expect(cli(['sync', 'keys', 'list', '--state', 'gone', '--tenant', T2]).code).toBe(2)
+    expect(cli(['sync', 'keys', 'list', '--connection', 'nope', '--tenant', T2]).code).toBe(3)
+    expect(cli(['sync', 'keys', 'nothing', '--tenant', T2]).code).toBe(2)
+
+    const refused = cli(['sync', 'keys', 'purge', k2.id, '--tenant', T2])
+    expect(refused.code).toBe(1)
+    expect(refused.err).toMatch(
+      /error KEY_ACTION_INVALID_STATE_ERR: .*delete it at the source and synchronize first/,
+    )
+    const inUse = cli(['connections', 'delete', 'hsm-purge', '--tenant', T2])
+    expect(inUse.code).toBe(1)
+    expect(inUse.err).toMatch(/error CONNECTION_IN_USE: .*purge them/)
+
+    const purged = cli(['sync', 'keys', 'purge', k1.id, '--tenant', T2])
+    expect(purged.code, purged.err).toBe(0)
+    expect(purged.out).toBe(`purged linked key ${k1.id}\n`)
+    expect(cli(['sync', 'keys', 'purge', k1.id, '--tenant', T2]).code).toBe(3)
+    expect(cli(['sync', 'keys', 'purge', k2.id, '--tenant', 'acme-other']).code).toBe(3)
+
+    // Key 2 is gone at the source too: the connection goes with its deleted links in one step.
+    const again = await openSqliteStore({ path: catalog })
+    try {
+      expect(await again.markMissingDeleted(T2, conn, 'j3', 4)).toBe(1)
+    } finally {
+      await again.close()
+    }
+    const del = cli(['connections', 'delete', 'hsm-purge', '--purge-deleted', '--tenant', T2, '--json'])
+    expect(del.code, del.err).toBe(0)
+    expect(JSON.parse(del.out)).toEqual({ deleted: 'hsm-purge' })
+    expect(JSON.parse(cli(['sync', 'keys', 'list', '--tenant', T2, '--json']).out)).toMatchObject({
+      total: 0,
+    })
+    expect(cli(['connections', 'get', 'hsm-purge', '--tenant', T2]).code).toBe(3)
   })
 })

@@ -148,7 +148,7 @@ describe('GET /openapi.json', () => {
   })
 
   it('documents the CCKM routes once each, with a unique operationId and the CCKM error responses', () => {
-    expect(CCKM_ROUTES).toHaveLength(15)
+    expect(CCKM_ROUTES).toHaveLength(16)
     for (const def of CCKM_ROUTES) {
       const op = doc.paths[def.path]?.[def.method]
       expect(op?.operationId, `${def.method} ${def.path}`).toBe(def.operationId)

@@ -632,6 +632,101 @@ describe('wrap and unwrap under linked keys', () => {
   })
 })
 
+describe('purging linked keys', () => {
+  it('refused while present at the source; allowed once marked deleted; the connection can then be deleted', async () => {
+    const w = await world()
+    await w.sync.createConnection(T, { name: 'hsm-a', params: pkcs11() })
+    w.clouds.add('hsm-a', 1)
+    w.clouds.add('hsm-a', 2)
+    await syncNow(w, 'pkcs11', ['hsm-a'])
+    const keys = await allKeys(w)
+    const key1 = keys.find((k) => k.sourceKeyId === 'hsm-a/key-1')!
+    const key2 = keys.find((k) => k.sourceKeyId === 'hsm-a/key-2')!
+    const { ciphertext } = await w.sync.wrap(T, key1.id)
+
+    const refused = await expectCode(w.sync.purgeLinkedKey(T, key1.id), 'KEY_ACTION_INVALID_STATE_ERR')
+    expect(refused.message).toContain('delete it at the source and synchronize first')
+    expect((await w.sync.getLinkedKey(T, key1.id)).sourceState).toBe('present')
+    const inUse = await expectCode(w.sync.deleteConnection(T, 'hsm-a'), 'CONNECTION_IN_USE')
+    expect(inUse.message).toContain('2 linked keys of keys still present at the source')
+
+    // Key 1 is deleted at the source: marked, then purgeable; key 2 still blocks the connection's delete.
+    const gone = w.clouds.remove('hsm-a', 'hsm-a/key-1')
+    await syncNow(w, 'pkcs11', ['hsm-a'])
+    const both = await expectCode(w.sync.deleteConnection(T, 'hsm-a'), 'CONNECTION_IN_USE')
+    expect(both.message).toContain('1 linked key of keys deleted at the source')
+    expect(both.message).toContain('purge them')
+    expect(both.message).toContain('1 linked key of keys still present at the source')
+    // With purgeDeleted, still refused while key 2 is present, and nothing is purged.
+    const stillPresent = await expectCode(
+      w.sync.deleteConnection(T, 'hsm-a', { purgeDeleted: true }),
+      'CONNECTION_IN_USE',
+    )
+    expect(stillPresent.message).not.toContain('purge them')
+    expect((await w.sync.getLinkedKey(T, key1.id)).sourceState).toBe('deleted')
+
+    await w.sync.purgeLinkedKey(T, key1.id)
+    await expectCode(w.sync.getLinkedKey(T, key1.id), 'LINKED_KEY_NOT_FOUND')
+    await expectCode(w.sync.purgeLinkedKey(T, key1.id), 'LINKED_KEY_NOT_FOUND')
+    // A ciphertext under the purged link no longer unwraps through the engine.
+    await expectCode(w.sync.unwrap(T, { ciphertext }), 'LINKED_KEY_NOT_FOUND')
+    expect((await allKeys(w)).map((k) => k.id)).toEqual([key2.id])
+
+    // The key reappears at the source: linked again under a new id.
+    w.clouds.keys.get('hsm-a')!.set(gone.report.sourceKeyId, gone)
+    expect((await syncNow(w, 'pkcs11', ['hsm-a'])).counts).toMatchObject({ inserted: 1, unchanged: 1 })
+    const relinked = (await allKeys(w)).find((k) => k.sourceKeyId === 'hsm-a/key-1')!
+    expect(relinked.id).not.toBe(key1.id)
+
+    // Everything deleted at the source and purged: the connection delete succeeds.
+    w.clouds.keys.get('hsm-a')!.clear()
+    await syncNow(w, 'pkcs11', ['hsm-a'])
+    for (const k of await allKeys(w)) await w.sync.purgeLinkedKey(T, k.id)
+    expect(await allKeys(w)).toEqual([])
+    await w.sync.deleteConnection(T, 'hsm-a')
+    await expectCode(w.sync.getConnection(T, 'hsm-a'), 'CONNECTION_NOT_FOUND')
+  })
+
+  it('deleteConnection with purgeDeleted purges the links of keys deleted at the source with it', async () => {
+    const w = await world()
+    await w.sync.createConnection(T, { name: 'hsm-a', params: pkcs11() })
+    await w.sync.createConnection(T, { name: 'hsm-b', params: pkcs11('tok-b') })
+    for (let i = 0; i < 3; i++) w.clouds.add('hsm-a', i)
+    w.clouds.add('hsm-b', 9)
+    await syncNow(w, 'pkcs11')
+    w.clouds.keys.get('hsm-a')!.clear()
+    w.clouds.keys.get('hsm-b')!.clear()
+    await syncNow(w, 'pkcs11')
+    expect((await w.sync.listLinkedKeys(T, { sourceState: 'deleted' })).total).toBe(4)
+    const e = await expectCode(w.sync.deleteConnection(T, 'hsm-a'), 'CONNECTION_IN_USE')
+    expect(e.message).toContain('3 linked keys of keys deleted at the source')
+    expect(e.message).not.toContain('still present')
+    await w.sync.deleteConnection(T, 'hsm-a', { purgeDeleted: true })
+    await expectCode(w.sync.getConnection(T, 'hsm-a'), 'CONNECTION_NOT_FOUND')
+    // Only that connection's links went.
+    const left = await allKeys(w)
+    expect(left.map((k) => k.sourceKeyId)).toEqual(['hsm-b/key-9'])
+  })
+
+  it("tenants are isolated: another tenant's id is LINKED_KEY_NOT_FOUND and stays in place", async () => {
+    const w = await world()
+    await w.sync.createConnection(T, { name: 'hsm-a', params: pkcs11() })
+    w.clouds.add('hsm-a', 1)
+    await syncNow(w, 'pkcs11', ['hsm-a'])
+    w.clouds.keys.get('hsm-a')!.clear()
+    await syncNow(w, 'pkcs11', ['hsm-a'])
+    const [k] = await allKeys(w)
+    expect(k?.sourceState).toBe('deleted')
+    await expectCode(w.sync.purgeLinkedKey('globex', k!.id), 'LINKED_KEY_NOT_FOUND')
+    await expectCode(w.sync.purgeLinkedKey(T, 'not-a-uuid'), 'LINKED_KEY_NOT_FOUND')
+    await expectCode(w.sync.purgeLinkedKey(T, randomUUID()), 'LINKED_KEY_NOT_FOUND')
+    expect((await w.sync.getLinkedKey(T, k!.id)).sourceState).toBe('deleted')
+    // Upper-case spelling of the id is the same key.
+    await w.sync.purgeLinkedKey(T, k!.id.toUpperCase())
+    await expectCode(w.sync.getLinkedKey(T, k!.id), 'LINKED_KEY_NOT_FOUND')
+  })
+})
+
 describe('connections', () => {
   it('CRUD by id or name; names unique case-insensitively; delete in use while linked keys refer to it', async () => {
     const w = await world()

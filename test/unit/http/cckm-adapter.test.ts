@@ -88,12 +88,26 @@ class SmallKeySync implements KeySync {
     this.connections.set(c.id, next)
     return next
   }
-  async deleteConnection(tenant: string, idOrName: string): Promise<void> {
+  async deleteConnection(
+    tenant: string,
+    idOrName: string,
+    options: Parameters<KeySync['deleteConnection']>[2] = {},
+  ): Promise<void> {
+    this.calls.push({ method: 'deleteConnection', args: [tenant, idOrName, options] })
     const c = this.#conn(tenant, idOrName)
-    if ([...this.keys.values()].some((k) => k.connectionId === c.id)) {
-      throw new EngineError('CONNECTION_IN_USE', 'linked keys refer to it')
-    }
+    const links = [...this.keys.values()].filter((k) => k.connectionId === c.id)
+    const blocking = options.purgeDeleted === true ? links.filter((k) => k.sourceState === 'present') : links
+    if (blocking.length > 0) throw new EngineError('CONNECTION_IN_USE', 'linked keys refer to it')
+    for (const k of links) this.keys.delete(k.id)
     this.connections.delete(c.id)
+  }
+  async purgeLinkedKey(tenant: string, id: string): Promise<void> {
+    this.calls.push({ method: 'purgeLinkedKey', args: [tenant, id] })
+    const k = await this.getLinkedKey(tenant, id)
+    if (k.sourceState === 'present') {
+      throw new EngineError('KEY_ACTION_INVALID_STATE_ERR', 'still present at its source')
+    }
+    this.keys.delete(k.id)
   }
   async testConnection(tenant: string, idOrName: string): Promise<ConnectionView> {
     const c = this.#conn(tenant, idOrName)
@@ -797,6 +811,68 @@ describe('linked keys', () => {
       4,
       'InvalidParamValue',
     )
+  })
+})
+
+describe('purging linked keys', () => {
+  it('DELETE …/keys/{id}: 204 for a key deleted at its source, then 404; 409 while present; another cloud or tenant: 404; manage only', async () => {
+    const c = await azureConnection('kv-purge')
+    const present = sync.addKey(INSTANCE_A, 'azure', c.id, 'present')
+    const gone = sync.addKey(INSTANCE_A, 'azure', c.id, 'deleted')
+    const still = await call('DELETE', `/api/v1/cckm/azure/keys/${present}`)
+    expectCckmError(still, 409, 11, 'Conflict')
+    expect(still.json.message).toMatch(/still present at its source/)
+    expect(sync.keys.has(present)).toBe(true)
+    expectCckmError(await call('DELETE', `/api/v1/cckm/aws/keys/${gone}`), 404, 5, 'ResourceNotFound')
+    expectCckmError(
+      await call('DELETE', `/api/v1/cckm/azure/keys/${gone}`, { token: TENANT_B_KEY }),
+      404,
+      5,
+      'ResourceNotFound',
+    )
+    expectCckmError(
+      await call('DELETE', `/api/v1/cckm/azure/keys/${gone}`, { token: READER_A_KEY }),
+      403,
+      9,
+      'Forbidden',
+    )
+    expect(sync.keys.has(gone)).toBe(true)
+    const before = s.audit.events.length
+    const d = await call('DELETE', `/api/v1/cckm/azure/keys/${gone}`)
+    expect(d.status, d.text).toBe(204)
+    expect(d.text).toBe('')
+    expect(sync.calls.at(-1)).toEqual({ method: 'purgeLinkedKey', args: [INSTANCE_A, gone] })
+    expect(s.audit.events.slice(before)[0]).toMatchObject({
+      event: 'kms.sync.manage',
+      operation: 'purgeLinkedKey',
+      status: 204,
+    })
+    expectCckmError(await call('DELETE', `/api/v1/cckm/azure/keys/${gone}`), 404, 5, 'ResourceNotFound')
+    expectCckmError(
+      await call('DELETE', `/api/v1/cckm/azure/keys/${randomUUID()}`),
+      404,
+      5,
+      'ResourceNotFound',
+    )
+  })
+
+  it('DELETE …/connections/{id}?purge_deleted=true passes purgeDeleted; a bad value is 400', async () => {
+    const c = await azureConnection('kv-purge-conn')
+    sync.addKey(INSTANCE_A, 'azure', c.id, 'deleted')
+    expectCckmError(await call('DELETE', `${CONNS('azure')}/${c.id}`), 409, 21, 'ConnectionInUse')
+    expectCckmError(
+      await call('DELETE', `${CONNS('azure')}/${c.id}?purge_deleted=yes`),
+      400,
+      4,
+      'InvalidParamValue',
+    )
+    const d = await call('DELETE', `${CONNS('azure')}/${c.id}?purge_deleted=true`)
+    expect(d.status, d.text).toBe(204)
+    expect(sync.calls.at(-1)).toEqual({
+      method: 'deleteConnection',
+      args: [INSTANCE_A, c.id, { purgeDeleted: true }],
+    })
+    expect([...sync.keys.values()].some((k) => k.connectionId === c.id)).toBe(false)
   })
 })
 
