@@ -1,10 +1,10 @@
 /**
  * `envelope-kms connections` and `envelope-kms sync` as real processes (dist/cli/main.js) on the test token
- * and a fresh SQLite catalog, over the REAL key synchronization service. The CLI's engine has the default
- * sources (none are installed on this branch: a connection cannot be added from it, PROVIDER_UNSUPPORTED);
- * the test process adds a pkcs11 connection through the library with a source factory that finds its token
- * unreachable, and the CLI reads, tests and synchronizes it. A job is durable: one left queued by the test
- * process is resumed and followed to its end by `sync status --follow` in another process.
+ * and a fresh SQLite catalog, over the REAL key synchronization service and its default sources. The CLI adds
+ * a pkcs11 connection to the second SoftHSM2 test token (AES keys made there through raw PKCS#11), tests it
+ * and synchronizes it; the test process adds one to a token that does not exist (`hsm-lib`), whose test and
+ * synchronization fail with typed codes. A job is durable: one left queued by the test process is resumed
+ * and followed to its end by `sync status --follow` in another process.
  */
 import { spawnSync } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
@@ -14,6 +14,7 @@ import type { SyncSourceFactory } from '../../../src/core/ports-sync.js'
 import { env, tempCatalogPath } from '../../helpers/engine.js'
 import { openServices } from '../../helpers/tenant-keys.js'
 import { openSqliteStore } from '../../../src/store/sqlite/index.js'
+import { createAesKeys } from '../../helpers/sync.js'
 
 const TENANT = 'acme-sync-cli'
 const PIN_VAR = 'EKMS_TEST_SYNC_CLI_PIN'
@@ -58,6 +59,10 @@ const unreachable: SyncSourceFactory = async (connection) => {
 let connectionId = ''
 
 beforeAll(async () => {
+  createAesKeys(env('EKMS_TEST_TOKEN_2'), env('EKMS_TEST_PIN'), [
+    { label: 'cli-key-1', id: 'c11001' },
+    { label: 'cli-key-2', id: 'c11002' },
+  ])
   const s = await openServices(catalog, { syncSources: { pkcs11: unreachable } })
   try {
     const c = await s.sync.createConnection(TENANT, {
@@ -97,7 +102,7 @@ describe('help', () => {
 })
 
 describe('envelope-kms connections', () => {
-  it('add refuses a literal secret (exit 2, the value not echoed); without a source in this engine: exit 1', () => {
+  it('add refuses a literal secret (exit 2, the value not echoed) and a missing module (exit 2); adds a real one', () => {
     const literal = cli([
       'connections',
       'add',
@@ -129,7 +134,7 @@ describe('envelope-kms connections', () => {
     ])
     expect(missing.code).toBe(2)
     expect(missing.err).toMatch(/module: required for a pkcs11 connection/)
-    const unsupported = cli([
+    const added = cli([
       'connections',
       'add',
       'hsm-cli',
@@ -138,21 +143,21 @@ describe('envelope-kms connections', () => {
       '--module',
       '/usr/lib/softhsm/libsofthsm2.so',
       '--token-label',
-      'tok',
+      env('EKMS_TEST_TOKEN_2'),
       '--pin',
-      `env:${PIN_VAR}`,
+      'env:EKMS_TEST_PIN',
       '--tenant',
       TENANT,
     ])
-    expect(unsupported.code).toBe(1)
-    expect(unsupported.err).toMatch(/error PROVIDER_UNSUPPORTED: /)
+    expect(added.code, added.err).toBe(0)
+    expect(added.out + added.err).not.toContain(env('EKMS_TEST_PIN'))
   })
 
   it('list, get (the PIN only as its reference), get of an unknown one: exit 3', () => {
     const list = cli(['connections', 'list', '--tenant', TENANT, '--json'])
     expect(list.code, list.err).toBe(0)
     const all = JSON.parse(list.out) as { id: string; name: string }[]
-    expect(all.map((c) => c.name)).toEqual(['hsm-lib'])
+    expect(all.map((c) => c.name)).toEqual(['hsm-cli', 'hsm-lib'])
     const get = cli(['connections', 'get', 'hsm-lib', '--tenant', TENANT, '--json'])
     expect(get.code, get.err).toBe(0)
     expect(JSON.parse(get.out)).toMatchObject({
@@ -166,11 +171,15 @@ describe('envelope-kms connections', () => {
     expect(cli(['connections', 'get', 'nope', '--tenant', TENANT]).code).toBe(3)
   })
 
-  it('test records a failed connect check (no pkcs11 source in the CLI): exit 1', () => {
+  it('test: the real token passes (exit 0); a token that does not exist records a failed connect check (exit 1)', () => {
+    const ok = cli(['connections', 'test', 'hsm-cli', '--tenant', TENANT])
+    expect(ok.code, ok.out + ok.err).toBe(0)
+    expect(ok.out).toMatch(/last test\s+ok at /)
     const r = cli(['connections', 'test', 'hsm-lib', '--tenant', TENANT])
     expect(r.code, r.err).toBe(1)
     expect(r.out).toMatch(/last test\s+failed at /)
-    expect(r.out).toMatch(/connect synced-token\s+failed: PROVIDER_UNSUPPORTED/)
+    expect(r.out).toMatch(/connect synced-token\s+failed: PROVIDER_[A-Z_]+/)
+    expect(r.out).not.toContain('pin-of-the-synced-token')
   })
 })
 
@@ -189,7 +198,29 @@ describe('envelope-kms sync', () => {
     expect(cli(['sync', 'list', '--status', 'done', '--tenant', TENANT]).code).toBe(2)
   })
 
-  it('start --follow --json runs the job in the engine to its end: failed (no source here), exit 1', () => {
+  it('start --follow --json runs the job in the engine to its end: the real token completes, exit 0', () => {
+    const r = cli([
+      'sync',
+      'start',
+      '--cloud',
+      'pkcs11',
+      '--vault',
+      'hsm-cli',
+      '--follow',
+      '--json',
+      '--tenant',
+      TENANT,
+    ])
+    expect(r.code, r.err).toBe(0)
+    const last = jsonLines<PrintedJob & { counts: { discovered: number } }>(r.out).at(-1)
+    expect(last).toMatchObject({ overallStatus: 'completed', counts: { discovered: 2, inserted: 2 } })
+    const keys = cli(['sync', 'keys', 'list', '--cloud', 'pkcs11', '--tenant', TENANT, '--json'])
+    expect(keys.code, keys.err).toBe(0)
+    const listed = JSON.parse(keys.out) as { keys: { name: string }[] }
+    expect(listed.keys.map((k) => k.name).sort()).toEqual(['cli-key-1', 'cli-key-2'])
+  })
+
+  it('start --follow --json of a token that does not exist: the job fails with the typed code, exit 1', () => {
     const r = cli([
       'sync',
       'start',
@@ -205,7 +236,10 @@ describe('envelope-kms sync', () => {
     expect(r.code, r.err).toBe(1)
     const lines = jsonLines<PrintedJob>(r.out)
     expect(lines[0]).toMatchObject({ cloud: 'pkcs11', vaults: [{ name: 'hsm-lib', id: connectionId }] })
-    expect(lines.at(-1)).toMatchObject({ overallStatus: 'failed', error: { code: 'PROVIDER_UNSUPPORTED' } })
+    expect(lines.at(-1)).toMatchObject({
+      overallStatus: 'failed',
+      error: { code: expect.stringMatching(/^PROVIDER_/) },
+    })
     const id = lines[0]?.id ?? ''
     const status = cli(['sync', 'status', id, '--tenant', TENANT, '--json'])
     expect(status.code, status.err).toBe(0)
@@ -234,7 +268,7 @@ describe('envelope-kms sync', () => {
     const list = cli(['sync', 'list', '--cloud', 'pkcs11', '--tenant', TENANT, '--json'])
     expect(list.code, list.err).toBe(0)
     const listed = JSON.parse(list.out) as { total: number; jobs: PrintedJob[] }
-    expect(listed.total).toBe(2)
+    expect(listed.total).toBe(3)
     expect(listed.jobs[0]?.id).toBe(queued)
     const table = cli(['sync', 'list', '--tenant', TENANT])
     expect(table.out).toMatch(/^ID\s+CLOUD\s+STATUS\s+PROGRESS\s+KEYS\s+CREATED\s+VAULTS/)
