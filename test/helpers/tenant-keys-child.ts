@@ -15,9 +15,9 @@ if (catalog === undefined || tenant === undefined || fingerprint === undefined) 
   throw new Error('usage: tenant-keys-child.ts <catalog> <tenant> <fingerprint>')
 }
 const s = await openServices(catalog, {
-  // A checkpoint every 20 ms: progress lines for the parent to kill after, with several batches written
-  // (not yet flushed on their own) between two checkpoints.
-  migration: { batchSize: 5, checkpointIntervalMs: 20 },
+  // One entry a batch, a durable checkpoint each: the job outlasts the kills even though a restarted child
+  // takes the dead one's lease over at once (core/jobs/local-owner.ts), and every step is a kill point.
+  migration: { batchSize: 1, checkpointIntervalMs: 0 },
   jobs: { leaseMs: 600, sweepIntervalMs: 100, pollIntervalMs: 20 },
 })
 const tk = s.tenantKeys
