@@ -9,7 +9,7 @@ import type { IncomingMessage } from 'node:http'
 import type { Context } from 'hono'
 import type { AddressList } from '../core/address-list.js'
 import type { AuditEvent, AuditSink } from './audit.js'
-import type { Principal } from './auth.js'
+import { allowed, AuthError, type Authenticator, type Principal } from './auth.js'
 import { CLIENT_CLOSED_REQUEST, readCappedBody, type BodyBudget } from './body.js'
 import { header } from './headers.js'
 
@@ -67,6 +67,56 @@ export class AuditFacts {
   keyId: string | undefined = undefined
   status = 500
   reason: string | undefined = undefined
+}
+
+/**
+ * A bearer request of a single-tenant API (Qlik, CCKM) refused before its route runs: no valid token
+ * (`unauthorized`), a token not bound to exactly one tenant (`tenant`), or an action the token may not take
+ * (`action`). Each API family maps it to its own error body.
+ */
+export class TenantAuthRefusal extends Error {
+  constructor(
+    readonly kind: 'unauthorized' | 'tenant' | 'action',
+    message: string,
+  ) {
+    super(message)
+  }
+}
+
+/**
+ * The bearer step of the single-tenant APIs: authenticates the token, takes the tenant from it (its one
+ * instance; `api` names the API in the refusal), checks the IAM action `iam`, and records the principal and
+ * the tenant in `facts` as it goes.
+ * @throws TenantAuthRefusal
+ */
+export async function authenticateTenant(
+  auth: Authenticator,
+  authorization: string | undefined,
+  iam: string,
+  api: string,
+  facts: AuditFacts,
+): Promise<{ readonly tenant: string; readonly principal: Principal }> {
+  let principal: Principal
+  try {
+    principal = await auth.authenticate(authorization)
+  } catch (err) {
+    if (err instanceof AuthError) throw new TenantAuthRefusal('unauthorized', err.message)
+    throw err
+  }
+  facts.principal = principal
+  const only =
+    principal.instances === '*' || principal.instances.size !== 1 ? undefined : [...principal.instances][0]
+  if (only === undefined) {
+    throw new TenantAuthRefusal(
+      'tenant',
+      principal.instances === '*'
+        ? `The token is valid for every instance ("*"); ${api} needs a token bound to exactly one tenant.`
+        : `The token names ${principal.instances.size} instances; ${api} needs a token bound to exactly one tenant.`,
+    )
+  }
+  facts.instance = only
+  if (!allowed(principal, only, iam)) throw new TenantAuthRefusal('action', `not allowed: ${iam}`)
+  return { tenant: only, principal }
 }
 
 /** The listener state the frame uses. */

@@ -10,7 +10,7 @@ import { EngineError } from '../../core/errors.js'
 import { SYNC_CLOUDS, type SyncCloud } from '../../core/ports-sync.js'
 import type { KeySync } from '../../core/sync/types.js'
 import type { AuditSink } from '../audit.js'
-import { allowed, AuthError, type Authenticator, type Principal } from '../auth.js'
+import type { Authenticator, Principal } from '../auth.js'
 import {
   BODY_REFUSED_HEADERS,
   BodyBudgetError,
@@ -22,6 +22,8 @@ import { CCKM_ERRORS, CCKM_HTTP_ERRORS, type CckmErrorShape } from '../errors.js
 import { header } from '../headers.js'
 import {
   auditedRequest,
+  authenticateTenant,
+  TenantAuthRefusal,
   clientClosed,
   correlationIdOf,
   InvalidJsonError,
@@ -156,23 +158,15 @@ export function queryInt(r: CckmReq, name: string, fallback: number, max: number
   return Number(v)
 }
 
-/** The tenant a principal acts for: its one instance. @throws CckmProblem 403 when it names none or several */
-export function tenantOf(p: Principal): string {
-  if (p.instances !== '*' && p.instances.size === 1) {
-    const [only] = p.instances
-    if (only !== undefined) return only
-  }
-  throw new CckmProblem(
-    CCKM_HTTP_ERRORS.forbidden,
-    p.instances === '*'
-      ? 'The token is valid for every instance ("*"); the CCKM API needs a token bound to exactly one tenant.'
-      : `The token names ${p.instances.size} instances; the CCKM API needs a token bound to exactly one tenant.`,
-  )
-}
-
 /** Any error → its CCKM shape and message. Unknown errors are internal (the detail stays in the server log). */
 export function toCckmProblem(err: unknown): CckmProblem {
   if (err instanceof CckmProblem) return err
+  if (err instanceof TenantAuthRefusal) {
+    return new CckmProblem(
+      err.kind === 'unauthorized' ? CCKM_HTTP_ERRORS.unauthorized : CCKM_HTTP_ERRORS.forbidden,
+      err.message,
+    )
+  }
   if (err instanceof FieldProblem) return badParam(err.message)
   if (err instanceof InvalidJsonError) return new CckmProblem(CCKM_HTTP_ERRORS.badRequest, err.message)
   if (err instanceof BodyTooLargeError) {
@@ -251,19 +245,13 @@ export function mountCckmRoute(app: OpenAPIHono, def: CckmRouteDef, o: CckmOptio
       () => refused(correlationId),
       async (facts) => {
         try {
-          let principal: Principal
-          try {
-            principal = await o.auth.authenticate(header(c, 'authorization'))
-          } catch (err) {
-            if (err instanceof AuthError) throw new CckmProblem(CCKM_HTTP_ERRORS.unauthorized, err.message)
-            throw err
-          }
-          facts.principal = principal
-          const tenant = tenantOf(principal)
-          facts.instance = tenant
-          if (!allowed(principal, tenant, def.iam)) {
-            throw new CckmProblem(CCKM_HTTP_ERRORS.forbidden, `not allowed: ${def.iam}`)
-          }
+          const { tenant, principal } = await authenticateTenant(
+            o.auth,
+            header(c, 'authorization'),
+            def.iam,
+            'the CCKM API',
+            facts,
+          )
           const cloud = c.req.param('cloud') ?? ''
           if (!isCloud(cloud)) {
             throw new CckmProblem(

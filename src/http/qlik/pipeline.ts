@@ -9,7 +9,7 @@ import type { Context } from 'hono'
 import { EngineError, type ErrorCode } from '../../core/errors.js'
 import type { TenantKeyProviders } from '../../core/tenant-keys/types.js'
 import type { AuditSink } from '../audit.js'
-import { allowed, AuthError, type Authenticator, type Principal } from '../auth.js'
+import type { Authenticator, Principal } from '../auth.js'
 import {
   BODY_REFUSED_HEADERS,
   BodyBudgetError,
@@ -22,6 +22,8 @@ import { header } from '../headers.js'
 import type { FixedWindowLimiter } from '../rate-limit.js'
 import {
   auditedRequest,
+  authenticateTenant,
+  TenantAuthRefusal,
   clientClosed,
   correlationIdOf,
   InvalidJsonError,
@@ -134,26 +136,20 @@ export function noBody(r: QlikReq, status: 204 | 205, headers: Record<string, st
   return new Response(null, { status, headers: { 'correlation-id': r.correlationId, ...headers } })
 }
 
-/** The tenant a principal acts for: its one instance. @throws QlikProblem 403 when it names none or several */
-export function tenantOf(p: Principal): string {
-  if (p.instances !== '*' && p.instances.size === 1) {
-    const [only] = p.instances
-    if (only !== undefined) return only
-  }
-  throw new QlikProblem(
-    QLIK_HTTP_ERRORS.forbiddenTenant,
-    p.instances === '*'
-      ? 'The token is valid for every instance ("*"); the key-provider API needs a token bound to exactly one tenant.'
-      : `The token names ${p.instances.size} instances; the key-provider API needs a token bound to exactly one tenant.`,
-  )
-}
-
 /** Any error → its Qlik shape and detail. Unknown errors are internal (the detail stays in the server log). */
 export function toQlikProblem(
   err: unknown,
   overrides: Partial<Record<ErrorCode, QlikErrorShape>> | undefined,
 ): QlikProblem {
   if (err instanceof QlikProblem) return err
+  if (err instanceof TenantAuthRefusal) {
+    const shape = {
+      unauthorized: QLIK_HTTP_ERRORS.unauthorized,
+      tenant: QLIK_HTTP_ERRORS.forbiddenTenant,
+      action: QLIK_HTTP_ERRORS.forbiddenAction,
+    }[err.kind]
+    return new QlikProblem(shape, err.message)
+  }
   if (err instanceof InvalidJsonError) return new QlikProblem(QLIK_HTTP_ERRORS.badJson, err.message)
   if (err instanceof BodyTooLargeError) {
     return new QlikProblem(QLIK_HTTP_ERRORS.bodyTooLarge, err.message, BODY_REFUSED_HEADERS)
@@ -235,19 +231,13 @@ export function registerQlikRoute(
       () => refused(correlationId),
       async (facts) => {
         try {
-          let principal: Principal
-          try {
-            principal = await o.auth.authenticate(header(c, 'authorization'))
-          } catch (err) {
-            if (err instanceof AuthError) throw new QlikProblem(QLIK_HTTP_ERRORS.unauthorized, err.message)
-            throw err
-          }
-          facts.principal = principal
-          const tenant = tenantOf(principal)
-          facts.instance = tenant
-          if (!allowed(principal, tenant, iam)) {
-            throw new QlikProblem(QLIK_HTTP_ERRORS.forbiddenAction, `not allowed: ${iam}`)
-          }
+          const { tenant, principal } = await authenticateTenant(
+            o.auth,
+            header(c, 'authorization'),
+            iam,
+            'the key-provider API',
+            facts,
+          )
           const rlKey = `${tenant}\u0000${tier}`
           const t = now()
           if (!limiter.take(rlKey, t)) {
