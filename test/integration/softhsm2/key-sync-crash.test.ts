@@ -6,9 +6,9 @@
  * random number of durable progress steps), each time restarted; then it is let finish. The one job
  * completes; every key is linked exactly once, present, usable, and wraps and unwraps.
  */
-import { spawn } from 'node:child_process'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
+import { killRepeatedly, runChild } from '../../helpers/kill-runs.js'
 import { SecretBytes } from '../../../src/index.js'
 import { env, tempCatalogPath } from '../../helpers/engine.js'
 import { openServices } from '../../helpers/tenant-keys.js'
@@ -18,48 +18,6 @@ const CHILD = join(import.meta.dirname, '../../helpers/sync-child.ts')
 const T = 'sync-crash'
 const N = 1500
 const KILLS = 12
-
-interface Run {
-  killedAfterProgress: number
-  killed: boolean
-  out: string
-}
-
-function runChild(
-  catalog: string,
-  killWhen: ((line: string, n: number) => boolean) | undefined,
-  killAfterMs?: number,
-): Promise<Run> {
-  const child = spawn(process.execPath, ['--import', 'tsx', CHILD, catalog, T], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  let out = ''
-  let err = ''
-  let progress = 0
-  let killed = false
-  const kill = (): void => {
-    if (!killed) {
-      killed = true
-      child.kill('SIGKILL')
-    }
-  }
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d))
-  child.stdout.setEncoding('utf8').on('data', (d: string) => {
-    out += d
-    for (const line of d.split('\n')) {
-      if (line.startsWith('P ')) progress++
-      if (killWhen !== undefined && line !== '' && killWhen(line, progress)) kill()
-    }
-  })
-  const timer = killAfterMs === undefined ? undefined : setTimeout(kill, killAfterMs)
-  return new Promise((resolve, reject) => {
-    child.on('exit', (code, signal) => {
-      if (timer !== undefined) clearTimeout(timer)
-      if (signal === 'SIGKILL' || code === 0) resolve({ killedAfterProgress: progress, killed, out })
-      else reject(new Error(`child exited ${String(code)} ${String(signal)}: ${err.slice(-2000)}`))
-    })
-  })
-}
 
 describe('kill -9 during a synchronization job', () => {
   it(`is killed ${KILLS} times at random points, resumes each time, and completes: every key linked once`, async () => {
@@ -76,26 +34,10 @@ describe('kill -9 during a synchronization job', () => {
       await s.close()
     }
 
-    const kills: string[] = []
-    for (let i = 0; i < KILLS; i++) {
-      const kind = i % 3
-      const target = 1 + Math.floor(Math.random() * 30)
-      const r = await runChild(
-        catalog,
-        (line, progress) => {
-          if (line.startsWith('DONE')) return false
-          if (kind === 1) return line.startsWith('STARTED')
-          if (kind === 2) return progress >= target
-          return false
-        },
-        kind === 0 ? 300 + Math.floor(Math.random() * 900) : undefined,
-      )
-      kills.push(
-        r.killed ? `kill@${kind === 1 ? 'started' : `progress${r.killedAfterProgress}`}` : 'finished',
-      )
-      if (r.out.includes('DONE')) break
-    }
-    const last = await runChild(catalog, undefined)
+    const kills = await killRepeatedly(KILLS, 30, (killWhen, killAfterMs) =>
+      runChild(CHILD, [catalog, T], killWhen, killAfterMs),
+    )
+    const last = await runChild(CHILD, [catalog, T], undefined)
     expect(last.out).toContain('DONE')
     expect(kills.filter((k) => k.startsWith('kill')).length).toBeGreaterThanOrEqual(10)
 

@@ -6,9 +6,9 @@
  * time restarted; then it is let finish. The job completes, every entry unwraps to its original DEK
  * (digests recorded before), and every value is exactly one layer under the target.
  */
-import { spawn } from 'node:child_process'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
+import { killRepeatedly, runChild } from '../../helpers/kill-runs.js'
 import { parseWrappedDek } from '../../../src/index.js'
 import { openSqliteStore } from '../../../src/store/sqlite/index.js'
 import { tempCatalogPath } from '../../helpers/engine.js'
@@ -18,58 +18,6 @@ const CHILD = join(import.meta.dirname, '../../helpers/tenant-keys-child.ts')
 const T = 'tk-crash'
 const N = 4000
 const KILLS = 12
-
-interface Run {
-  killedAfterProgress: number
-  killed: boolean
-  out: string
-}
-
-/**
- * Runs the child; kills it with SIGKILL when `killWhen` says so or after `killAfterMs` (neither: lets it
- * finish).
- */
-function runChild(
-  catalog: string,
-  fp: string,
-  killWhen: ((line: string, n: number) => boolean) | undefined,
-  killAfterMs?: number,
-): Promise<Run> {
-  const child = spawn(process.execPath, ['--import', 'tsx', CHILD, catalog, T, fp], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  let out = ''
-  let err = ''
-  let progress = 0
-  let killed = false
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d))
-  child.stdout.setEncoding('utf8').on('data', (d: string) => {
-    out += d
-    for (const line of d.split('\n')) {
-      if (line.startsWith('P ')) progress++
-      if (!killed && killWhen !== undefined && line !== '' && killWhen(line, progress)) {
-        killed = true
-        child.kill('SIGKILL')
-      }
-    }
-  })
-  const timer =
-    killAfterMs === undefined
-      ? undefined
-      : setTimeout(() => {
-          if (!killed) {
-            killed = true
-            child.kill('SIGKILL')
-          }
-        }, killAfterMs)
-  return new Promise((resolve, reject) => {
-    child.on('exit', (code, signal) => {
-      if (timer !== undefined) clearTimeout(timer)
-      if (signal === 'SIGKILL' || code === 0) resolve({ killedAfterProgress: progress, killed, out })
-      else reject(new Error(`child exited ${String(code)} ${String(signal)}: ${err.slice(-2000)}`))
-    })
-  })
-}
 
 describe('kill -9 during a key-provider migration', () => {
   it(`is killed ${KILLS} times at random points, resumes each time, and completes: nothing lost, nothing wrapped twice`, async () => {
@@ -90,32 +38,11 @@ describe('kill -9 during a key-provider migration', () => {
       await s.close()
     }
 
-    const kills: string[] = []
-    for (let i = 0; i < KILLS; i++) {
-      // Points: during start-up (a random delay), right after the migration was submitted, after a random
-      // number of durable progress steps.
-      const kind = i % 3
-      const target = 1 + Math.floor(Math.random() * 40)
-      // kind 0: a random delay from spawn (start-up, the migrate call, or the first batches), short enough
-      // that the migration cannot finish first on an idle machine.
-      const r = await runChild(
-        catalog,
-        fp,
-        (line, progress) => {
-          if (line.startsWith('DONE')) return false
-          if (kind === 1) return line.startsWith('STARTED')
-          if (kind === 2) return progress >= target
-          return false
-        },
-        kind === 0 ? 300 + Math.floor(Math.random() * 900) : undefined,
-      )
-      kills.push(
-        r.killed ? `kill@${kind === 1 ? 'started' : `progress${r.killedAfterProgress}`}` : 'finished',
-      )
-      if (r.out.includes('DONE')) break
-    }
+    const kills = await killRepeatedly(KILLS, 40, (killWhen, killAfterMs) =>
+      runChild(CHILD, [catalog, T, fp], killWhen, killAfterMs),
+    )
     // Finally let it run to the end.
-    const last = await runChild(catalog, fp, undefined)
+    const last = await runChild(CHILD, [catalog, T, fp], undefined)
     expect(last.out).toContain('DONE')
     expect(kills.filter((k) => k.startsWith('kill')).length).toBeGreaterThanOrEqual(10)
 
