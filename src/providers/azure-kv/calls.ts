@@ -52,3 +52,15 @@ export async function* azurePages<T>(
     yield* page.value
   }
 }
+
+/** Most entries a provider or a sync source keeps per cache (cryptography clients, wrap kinds: one per key version used). */
+export const MAX_CRYPTO_CLIENTS = 1024
+
+/** Sets `k` in a map bounded to {@link MAX_CRYPTO_CLIENTS} entries (the oldest goes). */
+export function rememberBounded<V>(m: Map<string, V>, k: string, v: V): void {
+  if (!m.has(k) && m.size >= MAX_CRYPTO_CLIENTS) {
+    const oldest = m.keys().next().value
+    if (oldest !== undefined) m.delete(oldest)
+  }
+  m.set(k, v)
+}

@@ -33,7 +33,7 @@ import type {
 } from '../../core/ports.js'
 import { SecretBytes } from '../../core/secret-bytes.js'
 import { openBlob, sealBlob, type AzureCallOptions } from './blobs.js'
-import { azurePages, callAzure, type AzureListing } from './calls.js'
+import { azurePages, callAzure, rememberBounded, type AzureListing } from './calls.js'
 import { buildCredential, loadKeysSdk, type AzureKvCredential, type AzureTokenCredential } from './client.js'
 import type { AzureOp } from './errors.js'
 
@@ -113,8 +113,6 @@ function nonNegative(v: number | undefined, dflt: number, name: string): number 
   if (!Number.isFinite(n) || n < 0) throw new EngineError('CONFIG_INVALID', `azure-kv: ${name} must be >= 0`)
   return n
 }
-
-const MAX_CRYPTO_CLIENTS = 1024
 
 export class AzureKvProvider implements RootKeyProvider {
   readonly name = 'azure-kv'
@@ -393,11 +391,7 @@ export class AzureKvProvider implements RootKeyProvider {
       c = new Crypto(`${this.#vaultUrl}/keys/${name}/${version}`, this.#credential, {
         ...this.#clientOptions,
       })
-      if (this.#crypto.size >= MAX_CRYPTO_CLIENTS) {
-        const oldest = this.#crypto.keys().next().value
-        if (oldest !== undefined) this.#crypto.delete(oldest)
-      }
-      this.#crypto.set(id, c)
+      rememberBounded(this.#crypto, id, c)
     }
     return c
   }

@@ -31,7 +31,7 @@ import type {
 } from '../../core/ports-sync.js'
 import type { SecretBytes } from '../../core/secret-bytes.js'
 import { openBlob, sealBlob, type AzureBlobAlgorithm, type AzureCallOptions } from './blobs.js'
-import { azurePages, callAzure, type AzureListing } from './calls.js'
+import { azurePages, callAzure, rememberBounded, type AzureListing } from './calls.js'
 import {
   buildCredential,
   loadKeysSdk,
@@ -52,8 +52,6 @@ export interface AzureSyncSourceOptions {
 
 /** How a key version wraps: what its `kty` and `key_ops` allow. */
 type WrapKind = 'rsa' | 'gcm' | 'kw'
-
-const MAX_CACHED = 1024
 
 function opsAllow(ops: readonly string[] | undefined, ...wanted: string[]): boolean {
   return ops === undefined || wanted.every((w) => ops.includes(w))
@@ -227,7 +225,7 @@ class AzureSyncSource implements SyncSource {
         'PROVIDER_UNSUPPORTED',
         `azure-kv encrypt (${ref}): a ${key.keyType ?? 'key'} with these key_ops cannot wrap`,
       )
-    remember(this.#kinds, ref, kind)
+    rememberBounded(this.#kinds, ref, kind)
     return kind
   }
 
@@ -274,7 +272,7 @@ class AzureSyncSource implements SyncSource {
       const { CryptographyClient: Crypto } = loadKeysSdk()
       // Always this connection's vault: a ref naming another host never receives its token.
       c = new Crypto(`${this.#origin}/keys/${name}/${version}`, this.#credential, { ...this.#clientOptions })
-      remember(this.#crypto, id, c)
+      rememberBounded(this.#crypto, id, c)
     }
     return c
   }
@@ -292,15 +290,6 @@ class AzureSyncSource implements SyncSource {
   #pages<T>(op: AzureOp, opts: CallOptions, list: AzureListing<T>): AsyncGenerator<T> {
     return azurePages((fn) => this.#call(op, undefined, opts, fn), list)
   }
-}
-
-/** Sets `k` in a map bounded to {@link MAX_CACHED} entries (the oldest goes). */
-function remember<V>(m: Map<string, V>, k: string, v: V): void {
-  if (!m.has(k) && m.size >= MAX_CACHED) {
-    const oldest = m.keys().next().value
-    if (oldest !== undefined) m.delete(oldest)
-  }
-  m.set(k, v)
 }
 
 /**
