@@ -164,7 +164,7 @@ export { createKeySync, lazySyncHandlers } from './core/sync/service.js'
 export type { KeySyncOptions, KeySyncService } from './core/sync/service.js'
 export type { SyncHandlerOptions } from './core/sync/job.js'
 export { createSecretResolver } from './core/sync/secrets.js'
-export { validateConnectionParams, validateSecretSource } from './core/sync/connections.js'
+export { validateConnectionParams, validateSecretSource } from './core/sync/connection-params.js'
 export { syncJobType } from './core/sync/types.js'
 export type {
   ConnectionInput,
